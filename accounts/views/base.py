@@ -1,0 +1,55 @@
+"""The one door of the portal: every `/o/<org>/…` page resolves its organization here."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponseBase
+from django.views import View
+
+from accounts.models import Membership, Organization
+from accounts.roles import role_can
+from accounts.selectors import membership_for
+
+
+class OrgView(View):
+    """Base of every organization page.
+
+    Resolves the organization from the URL's `org` and the caller's membership once, before
+    any handler runs. Anonymous → login redirect; not a member (or no such org) → the same
+    404; a member without `required_capability` → 403. Subclasses cannot override `setup`
+    or `dispatch`, so they cannot skip it.
+    """
+
+    required_capability: ClassVar[str | None] = None
+    org: Organization
+    membership: Membership
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in ("setup", "dispatch"):
+            if name in cls.__dict__:
+                raise TypeError(f"{cls.__name__} may not override {name}(): tenancy is "
+                                "resolved there for every organization page.")
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        membership = membership_for(user=request.user, org_slug=kwargs.pop("org"))  # type: ignore[arg-type]
+        if membership is None:
+            raise Http404("Not found.")
+        self.membership = membership
+        self.org = membership.organization
+        if self.required_capability and not role_can(membership.role, self.required_capability):
+            raise PermissionDenied("Your role in this organization does not allow this.")
+        return super().dispatch(request, *args, **kwargs)
+
+    def can(self, capability: str) -> bool:
+        return role_can(self.membership.role, capability)
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context: dict[str, Any] = super().get_context_data(**kwargs)  # type: ignore[misc]
+        context.update(org=self.org, membership=self.membership)
+        return context

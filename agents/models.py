@@ -1,0 +1,1 @@
+"""Model endpoints, model calls and attempts' execution (to come)."""

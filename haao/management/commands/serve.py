@@ -1,0 +1,78 @@
+"""Run HAAO on one machine: the ASGI web server, a Celery worker and Celery beat.
+
+Ctrl-C (or SIGTERM) stops every process this command started.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+
+STOP_GRACE_SECONDS = 10
+
+
+class Command(BaseCommand):
+    help = "Serves HTTP + WebSocket on HOST:PORT and runs background work until interrupted."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--workers", type=int,
+                            default=int(os.environ.get("HAAO_WORKER_CONCURRENCY", "2")))
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        python = sys.executable
+        data_dir = settings.DATA_DIR
+        data_dir.mkdir(parents=True, exist_ok=True)
+        commands = {
+            "web": [python, "-m", "daphne", "-b", options["host"], "-p", str(options["port"]),
+                    "haao.asgi:application"],
+            "worker": [python, "-m", "celery", "-A", "haao", "worker", "--loglevel", "INFO",
+                       "--concurrency", str(options["workers"]), "--without-gossip",
+                       "--without-mingle"],
+            "beat": [python, "-m", "celery", "-A", "haao", "beat", "--loglevel", "INFO",
+                     "--schedule", str(data_dir / "celerybeat-schedule")],
+        }
+        processes: dict[str, subprocess.Popen[bytes]] = {}
+        stopping = False
+
+        def stop(signum: int, frame: Any) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        try:
+            for name, command in commands.items():
+                # Own process group: a Ctrl-C reaches us once, and we stop the children in order.
+                processes[name] = subprocess.Popen(command, start_new_session=True)
+            self.stdout.write(f"HAAO is serving on http://{options['host']}:{options['port']}/ "
+                              "(Ctrl-C stops it).")
+            while not stopping:
+                for name, process in processes.items():
+                    if process.poll() is not None:
+                        self.stderr.write(f"{name} exited with {process.returncode}; stopping.")
+                        stopping = True
+                time.sleep(0.3)
+        finally:
+            self._stop_all(processes)
+
+    def _stop_all(self, processes: dict[str, subprocess.Popen[bytes]]) -> None:
+        for process in processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for process in processes.values():
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        self.stdout.write("Stopped.")

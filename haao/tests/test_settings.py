@@ -1,0 +1,65 @@
+"""Start-up refuses a missing or malformed variable and names it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_check(**overrides: str | None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    for key, value in overrides.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("variable,value,message", [
+    ("SECRET_KEY", None, "Set the environment variable SECRET_KEY"),
+    ("HAAO_ENCRYPTION_KEYS", None, "HAAO_ENCRYPTION_KEYS"),
+    ("DATABASE_URL", "mysql://x", "DATABASE_URL must start with one of"),
+    ("REDIS_URL", "http://127.0.0.1", "REDIS_URL must start with one of"),
+    ("DEBUG", "maybe", "DEBUG must be true or false"),
+    ("HAAO_TASK_TIME_LIMIT", "soon", "HAAO_TASK_TIME_LIMIT must be a whole number"),
+    ("LMSTUDIO_BASE_URL", "localhost:1234", "LMSTUDIO_BASE_URL must start with one of"),
+])
+def test_a_bad_variable_stops_start_up_naming_it(variable, value, message) -> None:
+    result = run_check(**{variable: value})
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_a_good_environment_starts() -> None:
+    result = run_check()
+    assert result.returncode == 0, result.stderr
+
+
+def test_claude_api_key_is_an_alias_of_anthropic_api_key(monkeypatch) -> None:
+    from haao.settings import env
+
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.setenv("CLAUDE_API_KEY", "sk-ant-test")
+    assert env.optional("ANTHROPIC_API_KEY", "CLAUDE_API_KEY") == "sk-ant-test"
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-primary")
+    assert env.optional("ANTHROPIC_API_KEY", "CLAUDE_API_KEY") == "sk-ant-primary"
+
+
+def test_production_settings_pass_the_deploy_check() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env.update(DEBUG="false", HAAO_HTTPS="true", HAAO_BASE_URL="https://haao.example.com",
+               ALLOWED_HOSTS="haao.example.com",
+               SECRET_KEY="Zq8v2L0x" * 8)
+    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy",
+                             "--fail-level", "WARNING"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout

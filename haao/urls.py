@@ -1,0 +1,20 @@
+"""URL map: portal pages under /o/<org>/, the REST API under /api/v1/, SSO, health."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from haao.health import health
+
+urlpatterns = [
+    path("health", health, name="health"),
+    path("platform-admin/", admin.site.urls),
+    path("accounts/", include("allauth.urls")),
+    path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/v1/", include("accounts.api.urls")),
+    path("", include("accounts.sso.urls")),
+    path("", include("accounts.urls")),
+]

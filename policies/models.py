@@ -1,0 +1,1 @@
+"""Guardrail policies (to come)."""

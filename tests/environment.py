@@ -1,0 +1,14 @@
+"""Loaded with `-p` before Django starts: the environment a test run needs.
+
+Tests never read a developer's .env; scripts/test.sh sets real values, these are fallbacks.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HAAO_READ_DOTENV", "false")
+os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-0123456789abcdefghij")
+os.environ.setdefault("HAAO_ENCRYPTION_KEYS", "6vQ1d3Zs9m8Zb1g8Qk4j0oE1uXyP1YbqfQ0rJ5m6Z0A=")
+os.environ.setdefault("HAAO_HTTPS", "false")
+os.environ.setdefault("HAAO_DATA_DIR", "/tmp/haao-pytest-data")

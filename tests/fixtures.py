@@ -1,0 +1,63 @@
+"""The shared cast: an organization with one user per role, and an outsider elsewhere."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from accounts import services
+from accounts.models import Membership, Organization, User
+from accounts.roles import Role
+from tests.factories import MembershipFactory, OrganizationFactory, ProjectFactory
+from tickets.models import Project
+
+
+@dataclass
+class Cast:
+    org: Organization
+    other_org: Organization
+    admin: User
+    product_owner: User
+    manager: User
+    member: User
+    outsider: User  # an admin of other_org, nothing in org
+    project: Project
+    other_project: Project
+
+    def membership(self, user: User) -> Membership:
+        return Membership.objects.get(organization=self.org, user=user)
+
+
+@pytest.fixture
+def cast(db: None) -> Cast:
+    org = OrganizationFactory(name="Acme", slug="acme")
+    other = OrganizationFactory(name="Globex", slug="globex")
+    users = {role: MembershipFactory(organization=org, role=role).user for role in Role.values}
+    outsider = MembershipFactory(organization=other, role=Role.ADMIN).user
+    return Cast(
+        org=org, other_org=other, admin=users[Role.ADMIN],
+        product_owner=users[Role.PRODUCT_OWNER], manager=users[Role.MANAGER],
+        member=users[Role.MEMBER], outsider=outsider,
+        project=ProjectFactory(organization=org, key="PAY", name="Payments"),
+        other_project=ProjectFactory(organization=other, key="GLX", name="Globex core"),
+    )
+
+
+def token_client(org: Organization, user: User, scopes: list[str]) -> APIClient:
+    """An API client authenticated by a real token of `user` in `org`."""
+    _, raw = services.api_token_create(
+        organization=org, user=user, name="test", scopes=scopes,
+        expires_at=timezone.now() + timedelta(days=30),
+    )
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    return client
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()

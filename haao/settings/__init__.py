@@ -18,6 +18,8 @@ if len(SECRET_KEY) < 50 and not DEBUG:
     raise ImproperlyConfigured("SECRET_KEY must be at least 50 random characters.")
 
 DATA_DIR = Path(env.string("HAAO_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+# SQLite, the embedded broker and collected static files live here; create it on first start.
+(DATA_DIR / "static").mkdir(parents=True, exist_ok=True)
 BASE_URL = env.string("HAAO_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 ALLOWED_HOSTS = env.string_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.string_list("CSRF_TRUSTED_ORIGINS", [BASE_URL])

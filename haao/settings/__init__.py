@@ -122,7 +122,11 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env.integer("HAAO_TASK_TIME_LIMIT", 1800, minimum=10)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 5
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT * 2}
+# Redis re-delivers unacknowledged tasks after the visibility timeout: keep it above the
+# longest task. (The SQL transport passes its options to SQLAlchemy, which knows no such key.)
+CELERY_BROKER_TRANSPORT_OPTIONS = (
+    {"visibility_timeout": CELERY_TASK_TIME_LIMIT * 2} if REDIS_URL else {}
+)
 CELERY_TASK_ALWAYS_EAGER = env.boolean("HAAO_TASKS_EAGER", False)
 
 # --- Identity -------------------------------------------------------------------------------

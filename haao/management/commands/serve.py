@@ -5,6 +5,7 @@ Ctrl-C (or SIGTERM) stops every process this command started.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -67,7 +68,8 @@ class Command(BaseCommand):
     def _stop_all(self, processes: dict[str, subprocess.Popen[bytes]]) -> None:
         for process in processes.values():
             if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
+                # The leader only: Celery then shuts its pool down warmly.
+                process.terminate()
         deadline = time.monotonic() + STOP_GRACE_SECONDS
         for process in processes.values():
             try:
@@ -75,4 +77,6 @@ class Command(BaseCommand):
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # anything the leader left behind
         self.stdout.write("Stopped.")

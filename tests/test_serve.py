@@ -1,0 +1,83 @@
+"""`manage.py serve` (what `make run` starts): web, worker and beat up; Ctrl-C stops them all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def children_of(pid: int) -> set[int]:
+    found: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The parent pid is the 2nd field after the parenthesised command name.
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.add(int(entry.name))
+            found |= children_of(int(entry.name))
+    return found
+
+
+def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=180, check=True)
+
+
+def test_serve_answers_health_and_ctrl_c_stops_every_process(tmp_path) -> None:
+    env = {**os.environ, "HAAO_DATA_DIR": str(tmp_path), "PORT": str(free_port())}
+    env.pop("DATABASE_URL", None)  # its own SQLite file: the embedded defaults, as `make run`
+    env.pop("REDIS_URL", None)
+    manage(env, "migrate", "--noinput")
+    manage(env, "createcachetable")
+    first = manage(env, "seed_demo").stdout
+    assert "Seeded the demo organization" in first and "admin@demo.haao.local" in first
+    again = manage(env, "seed_demo").stdout
+    assert "Found the demo organization" in again
+    # Same password on every run: the data (and the printed login) are kept.
+    assert first.split("password: ")[1].split()[0] == again.split("password: ")[1].split()[0]
+
+    server = subprocess.Popen([sys.executable, "manage.py", "serve"], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        status = None
+        while time.monotonic() < deadline:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{env['PORT']}/health", timeout=5)
+                status = response.status_code
+                if status == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        assert status == 200, "the web server never answered /health with 200"
+        processes = children_of(server.pid)
+        assert len(processes) >= 3, "web, worker and beat should be running"
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    time.sleep(0.5)
+    alive = [pid for pid in processes if Path(f"/proc/{pid}").exists()
+             and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()]
+    assert alive == [], f"processes left running after Ctrl-C: {alive}"

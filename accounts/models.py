@@ -45,9 +45,9 @@ class User(AbstractUser):
     name = models.CharField(max_length=150, blank=True)
 
     USERNAME_FIELD = "email"
-    REQUIRED_FIELDS: list[str] = []
+    REQUIRED_FIELDS: list[str] = []  # type: ignore[misc]
 
-    objects = UserManager()  # type: ignore[misc]
+    objects = UserManager()  # type: ignore[misc,assignment]
 
     def __str__(self) -> str:
         return self.email
@@ -87,7 +87,6 @@ class Membership(TenantModel):
     role = models.CharField(max_length=20, choices=Role.choices, default=Role.MEMBER)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
-    objects = TenantQuerySet.as_manager()
 
     class Meta:
         constraints = [
@@ -115,7 +114,6 @@ class Invitation(TenantModel):
     )
     revoked_at = models.DateTimeField(null=True, blank=True)
 
-    objects = TenantQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
@@ -145,7 +143,6 @@ class ApiToken(TenantModel):
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 
-    objects = TenantQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
@@ -185,7 +182,6 @@ class SSOConnection(TenantModel):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
-    objects = TenantQuerySet.as_manager()
 
     class Meta:
         constraints = [
@@ -222,7 +218,6 @@ class AuditEvent(TenantModel):
     prev_hash = models.CharField(max_length=64, editable=False)
     hash = models.CharField(max_length=64, editable=False)
 
-    objects = TenantQuerySet.as_manager()
 
     class Meta:
         ordering = ["seq"]
@@ -248,3 +243,7 @@ class AuditChainHead(models.Model):
     last_hash = models.CharField(max_length=64, default="0" * 64)
 
     objects = TenantQuerySet.as_manager()
+
+
+    def __str__(self) -> str:
+        return f"audit chain of {self.organization_id} at #{self.last_seq}"

@@ -327,7 +327,7 @@ def sso_connection_save(
             setattr(connection, name, value)
         secret_changed = client_secret is not None
         if secret_changed:
-            connection.oidc_client_secret = client_secret  # type: ignore[assignment]
+            connection.oidc_client_secret = client_secret
         connection.full_clean(exclude=["organization", "oidc_client_secret"])
         connection.save()
         after = {name: getattr(connection, name) for name in SSO_FIELDS}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from django.db import models
 
@@ -29,7 +29,7 @@ class TenantModel(models.Model):
         "accounts.Organization", on_delete=models.CASCADE, related_name="+", editable=False
     )
 
-    objects: Any = TenantQuerySet.as_manager()
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         abstract = True

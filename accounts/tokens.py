@@ -7,7 +7,7 @@ import secrets
 import string
 import zlib
 
-API_TOKEN_PREFIX = "haao_"
+API_TOKEN_PREFIX = "haao_"  # noqa: S105 (a public marker, not a secret)
 _ALPHABET = string.digits + string.ascii_letters
 _BODY_LENGTH = 32  # 190 bits of randomness
 _CHECKSUM_LENGTH = 6

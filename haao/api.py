@@ -55,7 +55,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         code = "invalid"
     else:
         details = {}
-        message = str(exc.detail) if not isinstance(exc.detail, (list, dict)) else exc.default_detail
+        detail = exc.detail
+        message = str(detail if not isinstance(detail, (list, dict)) else exc.default_detail)
         code = exc.default_code
     response.data = {"error": {"code": code, "message": str(message), "details": details}}
     return response

@@ -36,7 +36,7 @@ def check_cache() -> None:
 
 def check_broker() -> None:
     with celery_app.connection_for_write() as conn:
-        conn.ensure_connection(max_retries=1, timeout=TIMEOUT_SECONDS)
+        conn.ensure_connection(max_retries=1, timeout=int(TIMEOUT_SECONDS))
 
 
 def check_channel_layer() -> None:

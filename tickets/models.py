@@ -9,7 +9,7 @@ from django.db import models
 from django.utils import timezone
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
-from accounts.tenancy import TenantModel, TenantQuerySet
+from accounts.tenancy import TenantModel
 
 project_key_validator = RegexValidator(
     r"^[A-Z][A-Z0-9]{1,9}$", "Use 2-10 capital letters or digits, starting with a letter."
@@ -26,7 +26,6 @@ class Project(TenantModel):
     description = models.TextField(blank=True, max_length=5000)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
-    objects = TenantQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]

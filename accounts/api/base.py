@@ -69,9 +69,9 @@ class OrgAPIView(OrgScoped, APIView):
     pass
 
 
-class OrgGenericAPIView(OrgScoped, generics.GenericAPIView):  # type: ignore[type-arg]
+class OrgGenericAPIView(OrgScoped, generics.GenericAPIView):
     pass
 
 
-class OrgViewSet(OrgScoped, viewsets.GenericViewSet):  # type: ignore[type-arg]
+class OrgViewSet(OrgScoped, viewsets.GenericViewSet):
     pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 import pytest
@@ -22,7 +23,7 @@ def test_events_chain_each_row_to_the_previous_one(cast) -> None:
     write_events(cast.org, 3)
     rows = list(AuditEvent.objects.for_org(cast.org).order_by("seq"))
     assert [r.seq for r in rows][-3:] == [len(rows) - 2, len(rows) - 1, len(rows)]
-    for previous, row in zip(rows, rows[1:], strict=False):
+    for previous, row in itertools.pairwise(rows):
         assert row.prev_hash == previous.hash
     assert audit_chain_verify(organization=cast.org) is None
 

@@ -37,7 +37,7 @@ class OrgView(View):
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
-        membership = membership_for(user=request.user, org_slug=kwargs.pop("org"))  # type: ignore[arg-type]
+        membership = membership_for(user=request.user, org_slug=kwargs.pop("org"))
         if membership is None:
             raise Http404("Not found.")
         self.membership = membership

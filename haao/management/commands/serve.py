@@ -53,7 +53,7 @@ class Command(BaseCommand):
         try:
             for name, command in commands.items():
                 # Own process group: a Ctrl-C reaches us once, and we stop the children in order.
-                processes[name] = subprocess.Popen(command, start_new_session=True)
+                processes[name] = subprocess.Popen(command, start_new_session=True)  # noqa: S603
             self.stdout.write(f"HAAO is serving on http://{options['host']}:{options['port']}/ "
                               "(Ctrl-C stops it).")
             while not stopping:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from accounts.sso.views import SSOStartView
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("sso/", SSOStartView.as_view(), name="sso-start"),
+]

@@ -171,6 +171,9 @@ SOCIALACCOUNT_AUTO_SIGNUP = True
 SOCIALACCOUNT_EMAIL_AUTHENTICATION = False  # never link by email alone; the adapter decides
 SOCIALACCOUNT_STORE_TOKENS = False
 SOCIALACCOUNT_LOGIN_ON_GET = False
+# Organization OpenID providers: allauth's class with signature, nonce and PKCE checks.
+SOCIALACCOUNT_PROVIDERS = {"openid_connect": {
+    "provider_class": "accounts.sso.oidc.provider.OrgOpenIDConnectProvider"}}
 ANONYMOUS_USER_NAME = None  # guardian: no anonymous user row
 
 SESSION_COOKIE_AGE = env.integer("HAAO_SESSION_AGE_SECONDS", 60 * 60 * 12, minimum=300)

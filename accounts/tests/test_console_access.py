@@ -1,0 +1,97 @@
+"""Who may open each console page: login redirect, 404 for outsiders, 403 without the role."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from accounts.models import Membership
+
+# URL name → the roles that may open it
+PAGES = {
+    "console-members": {"admin"},
+    "console-member": {"admin"},
+    "console-invitations": {"admin"},
+    "console-sso": {"admin"},
+    "console-tokens": {"admin", "product_owner", "manager", "member"},
+    "console-audit": {"admin", "manager"},
+    "console-audit-csv": {"admin", "manager"},
+}
+
+
+@pytest.fixture(autouse=True)
+def fast_passwords(settings) -> None:
+    """The cast's password hashing dominates these tests; the hasher is not under test."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def url_of(name: str, cast, org_slug: str = "acme") -> str:
+    kwargs: dict[str, object] = {"org": org_slug}
+    if name == "console-member":
+        kwargs["membership_id"] = Membership.objects.get(organization=cast.org,
+                                                         user=cast.member).pk
+    return reverse(name, kwargs=kwargs)
+
+
+def client_for(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_anonymous_visitors_are_sent_to_sign_in(cast, name) -> None:
+    url = url_of(name, cast)
+    response = Client().get(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("account_login"))
+    assert "next=" in response["Location"]
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_an_outsider_gets_the_same_404_as_for_a_missing_organization(cast, name) -> None:
+    client = client_for(cast.outsider)
+    foreign = client.get(url_of(name, cast))
+    missing = client.get(url_of(name, cast, org_slug="no-such-org"))
+    assert foreign.status_code == missing.status_code == 404
+    assert foreign.content == missing.content
+    assert b"Acme" not in foreign.content
+
+
+@pytest.mark.parametrize("name", PAGES)
+@pytest.mark.parametrize("role", ["admin", "product_owner", "manager", "member"])
+def test_each_role_sees_only_the_pages_its_capabilities_allow(cast, name, role) -> None:
+    response = client_for(getattr(cast, role)).get(url_of(name, cast))
+    expected = 200 if role in PAGES[name] else 403
+    assert response.status_code == expected
+
+
+def test_every_console_page_shows_the_organization_navigation(cast) -> None:
+    client = client_for(cast.admin)
+    for name in PAGES:
+        if name == "console-audit-csv":
+            continue
+        body = client.get(url_of(name, cast)).content.decode()
+        assert 'aria-label="Organization"' in body, name
+        assert "Acme" in body and "Globex" not in body, name
+
+
+@pytest.mark.parametrize("path", [
+    "admin/members/00000000-0000-0000-0000-000000000000/",
+    "admin/members/00000000-0000-0000-0000-000000000000/role/",
+    "admin/members/00000000-0000-0000-0000-000000000000/remove/",
+    "admin/invitations/00000000-0000-0000-0000-000000000000/revoke/",
+    "tokens/00000000-0000-0000-0000-000000000000/revoke/",
+])
+def test_unknown_ids_answer_404_not_500(cast, path) -> None:
+    client = client_for(cast.admin)
+    assert client.post(f"/o/acme/{path}", {"role": "member"}).status_code == 404
+
+
+def test_another_organizations_member_cannot_be_reached_through_this_one(cast) -> None:
+    foreign = Membership.objects.get(organization=cast.other_org, user=cast.outsider)
+    client = client_for(cast.admin)
+    assert client.get(f"/o/acme/admin/members/{foreign.pk}/").status_code == 404
+    assert client.post(f"/o/acme/admin/members/{foreign.pk}/remove/").status_code == 404
+    assert Membership.objects.filter(pk=foreign.pk).exists()

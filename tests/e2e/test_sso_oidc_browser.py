@@ -1,0 +1,129 @@
+"""OpenID Connect sign-in through /sso/ with a real provider (npm oidc-provider) and Chromium."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from allauth.socialaccount.models import SocialAccount
+
+from accounts import services
+from accounts.models import AuditEvent, Membership, User
+from accounts.roles import Role
+from tests.e2e.conftest import skip_or_fail
+from tests.servers.oidc_provider import OIDCProvider, node_available
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CLIENT_ID = "haao-acme"
+CLIENT_SECRET = "acme-secret-0123456789"
+CALLBACK = "/accounts/oidc/org-acme/login/callback/"
+ANN = {"sub": "ann-0001", "email": "ann@acme.test", "email_verified": True,
+       "name": "Ann Lee", "password": "ann-password"}
+BOB = {"sub": "bob-0002", "email": "bob@acme.test", "email_verified": True,
+       "name": "Bob Ray", "password": "bob-password"}
+
+
+@pytest.fixture(autouse=True)
+def _fast_settings(settings: Any) -> None:
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(scope="module")
+def op(live_server: Any):
+    if not node_available():
+        skip_or_fail("node >= 20 is needed for the OpenID provider test server")
+    client = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+              "redirect_uris": [live_server.url + CALLBACK],
+              "token_endpoint_auth_method": "client_secret_post"}
+    with OIDCProvider(clients=[client], accounts=[ANN, BOB]) as provider:
+        yield provider
+
+
+@pytest.fixture
+def acme(cast: Any, op: OIDCProvider):
+    op.set_mode("normal")
+    services.sso_connection_save(
+        organization=cast.org, actor=cast.admin,
+        fields={"protocol": "oidc", "oidc_issuer": op.issuer, "oidc_client_id": CLIENT_ID,
+                "email_domains": ["acme.test"], "default_role": Role.PRODUCT_OWNER},
+        client_secret=CLIENT_SECRET,
+    )
+    yield cast.org
+    op.set_mode("normal")
+
+
+def sign_in_with_sso(page: Any, base_url: str, identifier: str, account: dict[str, Any]) -> None:
+    page.goto(base_url + "/sso/")
+    page.fill("input[name=identifier]", identifier)
+    page.click("button[type=submit]")
+    page.wait_for_selector("input[name=login]")
+    page.fill("input[name=login]", account["email"])
+    page.fill("input[name=password]", account["password"])
+    page.click("button[type=submit]")
+    page.wait_for_load_state("load")
+
+
+def test_sso_sign_in_lands_in_the_organization_with_the_default_role(
+    page, live_server, op, acme
+):
+    op.clear_token_log()
+    sign_in_with_sso(page, live_server.url, "ann@acme.test", ANN)
+
+    page.wait_for_url(f"{live_server.url}/o/acme/")
+    user = User.objects.get(email="ann@acme.test")
+    assert user.name == "Ann Lee"
+    assert Membership.objects.get(organization=acme, user=user).role == Role.PRODUCT_OWNER
+    event = AuditEvent.objects.for_org(acme).get(type="sso.login")
+    assert event.actor_user == user and event.data == {"protocol": "oidc"}
+    token_request = op.token_log()[-1]
+    assert token_request["client_auth"] == "body" and token_request["code_verifier_sent"]
+    assert token_request["nonce"], "HAAO must send a nonce"
+
+
+@pytest.mark.parametrize("mode", ["wrong_audience", "bad_signature", "wrong_issuer"])
+def test_a_bad_id_token_is_refused_and_creates_nobody(page, live_server, op, acme, mode):
+    op.set_mode(mode)
+    sign_in_with_sso(page, live_server.url, "bob@acme.test", BOB)
+
+    page.wait_for_selector("text=Third-Party Login Failure")
+    assert op.token_log()[-1]["mode"] == mode  # the provider did issue the bad token
+    assert not User.objects.filter(email="bob@acme.test").exists()
+    assert not Membership.objects.filter(user__email="bob@acme.test").exists()
+    assert not AuditEvent.objects.filter(type="sso.login").exists()
+
+
+def test_a_replayed_callback_is_refused(page, live_server, op, acme):
+    callbacks: list[str] = []
+    page.on("request", lambda r: callbacks.append(r.url) if CALLBACK in r.url else None)
+    sign_in_with_sso(page, live_server.url, "ann@acme.test", ANN)
+    page.wait_for_url(f"{live_server.url}/o/acme/")
+    assert len(callbacks) == 1
+    tokens_before = len(op.token_log())
+
+    page.goto(callbacks[0])  # the same code, state and nonce again
+
+    page.wait_for_selector("text=Third-Party Login Failure")
+    assert len(op.token_log()) == tokens_before  # refused before the code was even used
+    assert AuditEvent.objects.for_org(acme).filter(type="sso.login").count() == 1
+
+
+def test_the_idp_cannot_sign_in_a_user_of_another_organization_only(
+    page, live_server, op, acme, cast
+):
+    outsider = cast.outsider
+    before = (outsider.password, outsider.name, outsider.is_active)
+    op.add_account({"sub": "mallory-0003", "email": outsider.email, "email_verified": True,
+                    "name": "Not The Owner", "password": "mallory-password"})
+    account = {"email": outsider.email, "password": "mallory-password"}
+
+    sign_in_with_sso(page, live_server.url, "acme", account)
+
+    page.wait_for_selector(f"text=is not a member of {acme.name}")
+    outsider.refresh_from_db()
+    assert (outsider.password, outsider.name, outsider.is_active) == before
+    assert not SocialAccount.objects.filter(user=outsider).exists()
+    assert not Membership.objects.filter(organization=acme, user=outsider).exists()
+    assert page.goto(f"{live_server.url}/o/globex/").url.startswith(
+        f"{live_server.url}/accounts/login/")

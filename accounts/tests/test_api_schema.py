@@ -1,0 +1,47 @@
+"""The OpenAPI description that client generators and the docs page read."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+import yaml
+from django.core.management import call_command
+
+pytestmark = pytest.mark.django_db
+
+
+def schema() -> dict:
+    out = StringIO()
+    call_command("spectacular", "--validate", "--fail-on-warn", stdout=out)
+    return yaml.safe_load(out.getvalue())
+
+
+def test_the_schema_is_valid_openapi_without_warnings() -> None:
+    document = schema()
+    assert document["openapi"].startswith("3.")
+
+
+def test_every_operation_has_a_stable_id_a_tag_and_error_responses() -> None:
+    paths = schema()["paths"]
+    ids = []
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            if method == "parameters":
+                continue
+            ids.append(operation["operationId"])
+            assert operation.get("tags"), f"{method} {path} has no tag"
+            assert "401" in operation["responses"], f"{method} {path} documents no 401"
+            if "{org}" in path:
+                assert "404" in operation["responses"], f"{method} {path} documents no 404"
+            for code, response in operation["responses"].items():
+                if code.startswith(("4", "5")):
+                    ref = response["content"]["application/json"]["schema"]["$ref"]
+                    assert ref == "#/components/schemas/Error", f"{method} {path} {code}"
+    assert len(ids) == len(set(ids))
+    assert {"members_list", "tokens_create", "audit_events_list", "projects_grants_set"} <= set(ids)
+
+
+def test_the_schema_and_docs_pages_are_served(client) -> None:
+    assert client.get("/api/v1/schema/").status_code == 200
+    assert client.get("/api/v1/docs/").status_code == 200

@@ -84,7 +84,9 @@ class SSOConnectionForm(forms.ModelForm):
 
     class Meta:
         model = SSOConnection
-        exclude = ["organization"]
+        fields = ["protocol", "enabled", "email_domains", "default_role", "oidc_issuer",
+                  "oidc_client_id", "oidc_client_secret", "saml_idp_entity_id", "saml_sso_url",
+                  "saml_x509_cert"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

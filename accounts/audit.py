@@ -49,6 +49,7 @@ def _canonical(event: AuditEvent) -> bytes:
         "target_type": event.target_type,
         "target_id": event.target_id,
         "target_label": event.target_label,
+        "project_id": str(event.project_id) if event.project_id else None,
         "data": event.data,
         "prev_hash": event.prev_hash,
     }
@@ -68,6 +69,7 @@ def audit_record(
     target: models.Model | None = None,
     target_label: str = "",
     data: dict[str, Any] | None = None,
+    project_id: Any = None,
 ) -> AuditEvent:
     """Append one event to the organization's chain, inside the caller's transaction."""
     with transaction.atomic():
@@ -85,6 +87,7 @@ def audit_record(
             target_type=target._meta.label_lower if target is not None else "",
             target_id=str(target.pk) if target is not None else "",
             target_label=(target_label or (str(target) if target is not None else ""))[:255],
+            project_id=project_id,
             data=json.loads(json.dumps(data or {}, cls=DjangoJSONEncoder)),
             prev_hash=head.last_hash,
         )

@@ -214,6 +214,8 @@ class AuditEvent(TenantModel):
     target_type = models.CharField(max_length=64, blank=True)
     target_id = models.CharField(max_length=64, blank=True, db_index=True)
     target_label = models.CharField(max_length=255, blank=True)
+    # The project an event belongs to, if any: the portal streams a project's events by it.
+    project_id = models.UUIDField(null=True, blank=True)
     data = models.JSONField(default=dict, blank=True)
     prev_hash = models.CharField(max_length=64, editable=False)
     hash = models.CharField(max_length=64, editable=False)
@@ -224,7 +226,10 @@ class AuditEvent(TenantModel):
         constraints = [
             models.UniqueConstraint(fields=["organization", "seq"], name="audit_seq_per_org")
         ]
-        indexes = [models.Index(fields=["organization", "created_at"])]
+        indexes = [
+            models.Index(fields=["organization", "created_at"]),
+            models.Index(fields=["project_id", "seq"]),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.type} by {self.actor_label}"

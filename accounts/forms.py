@@ -98,7 +98,8 @@ def _load_certificate(text: str) -> str:
 class SSOConnectionForm(forms.Form):
     """The organization's identity provider. The client secret is write-only."""
 
-    protocol = forms.ChoiceField(choices=SSOProtocol.choices, widget=forms.RadioSelect)
+    protocol = forms.ChoiceField(choices=SSOProtocol.choices, widget=forms.RadioSelect,
+                                 initial=SSOProtocol.OIDC)
     enabled = forms.BooleanField(required=False, initial=True, label="Enabled",
                                  help_text="Members can sign in through this identity provider.")
     email_domains = forms.CharField(
@@ -122,7 +123,8 @@ class SSOConnectionForm(forms.Form):
                                   label="IdP single sign-on URL", help_text="SAML only.")
     saml_x509_cert = forms.CharField(
         max_length=MAX_CERTIFICATE_CHARS, required=False, label="IdP signing certificate",
-        widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}),
+        widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false",
+                                     "class": "font-mono text-xs"}),
         help_text="SAML only. PEM, starting with -----BEGIN CERTIFICATE-----.")
 
     def __init__(self, *args: Any, connection: SSOConnection | None = None,

@@ -54,3 +54,50 @@ class ProjectFactory(factory.django.DjangoModelFactory):
     organization = factory.SubFactory(OrganizationFactory)
     key = factory.Sequence(lambda n: f"P{n:03d}")
     name = factory.Sequence(lambda n: f"Project {n}")
+
+
+def spec_example(**overrides: object) -> dict[str, object]:
+    """A small valid Atomic Ticket spec."""
+    spec: dict[str, object] = {
+        "schema_version": "1",
+        "title": "Round totals to cents",
+        "objective": "Invoice totals must be rounded half-up to two decimals.",
+        "code_context": [{"path": "billing/totals.py", "line_start": 1, "line_end": 3,
+                          "content": "def total(items):\n    return sum(items)\n"}],
+        "allowed_paths": ["billing/totals.py", "tests/test_totals.py"],
+        "constraints": ["Do not change the public signature of total()."],
+        "definition_of_done": [{"name": "unit tests", "command": ["pytest", "-q"],
+                                "expected_exit_code": 0, "timeout_seconds": 120}],
+        "dependencies": [],
+        "complexity": 2,
+    }
+    spec.update(overrides)
+    return spec
+
+
+class RequirementFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "tickets.Requirement"
+
+    project = factory.SubFactory(ProjectFactory)
+    organization = factory.SelfAttribute("project.organization")
+    number = factory.Sequence(lambda n: n + 1)
+    title = "Invoices round correctly"
+    text = "Totals on invoices must be rounded to cents."
+    status = "proposed"
+
+
+class TicketFactory(factory.django.DjangoModelFactory):
+    """A ticket in any state (tests only: real tickets change state through tickets.state)."""
+
+    class Meta:
+        model = "tickets.Ticket"
+
+    requirement = factory.SubFactory(RequirementFactory)
+    project = factory.SelfAttribute("requirement.project")
+    organization = factory.SelfAttribute("project.organization")
+    number = factory.Sequence(lambda n: n + 1)
+    title = "Round totals to cents"
+    spec = factory.LazyFunction(spec_example)
+    complexity = 2
+    status = "proposed"

@@ -1,10 +1,11 @@
-"""Projects (and, to come, requirements, tickets and attempts)."""
+"""Projects, requirements, tickets, attempts and check results."""
 
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
@@ -24,6 +25,23 @@ class Project(TenantModel):
                            help_text="Prefix of ticket keys, e.g. PAY for PAY-12.")
     name = models.CharField(max_length=100)
     description = models.TextField(blank=True, max_length=5000)
+    repository = models.CharField(
+        max_length=1024, blank=True,
+        help_text="A path on the server or a git URL that HAAO clones into its workspace.")
+    default_branch = models.CharField(max_length=200, default="main")
+    integration_branch = models.CharField(
+        max_length=200, default="haao/integration",
+        help_text="Accepted tickets are merged here; a human merges it onward.")
+    setup_command = models.JSONField(default=list, blank=True,
+                                     help_text="argv that prepares dependencies, e.g. "
+                                               '["pip", "install", "-e", "."].')
+    test_command = models.JSONField(
+        default=list, blank=True, help_text='argv of the project\'s tests, e.g. ["pytest", "-q"].')
+    wip_limit = models.PositiveSmallIntegerField(
+        default=3, validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="Tickets of this project that may run at once.")
+    ticket_seq = models.PositiveIntegerField(default=0, editable=False)
+    requirement_seq = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
 
@@ -46,3 +64,190 @@ class ProjectUserObjectPermission(UserObjectPermissionBase):
 
 class ProjectGroupObjectPermission(GroupObjectPermissionBase):
     content_object = models.ForeignKey(Project, on_delete=models.CASCADE)
+
+
+class RequirementStatus(models.TextChoices):
+    DECOMPOSING = "decomposing", "Decomposing"
+    PROPOSED = "proposed", "Proposed (Gate 1)"
+    APPROVED = "approved", "Approved"
+    FAILED = "failed", "Decomposition failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class Requirement(TenantModel):
+    """A product owner's plain-language request, decomposed into proposed tickets."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="requirements")
+    number = models.PositiveIntegerField(editable=False)
+    title = models.CharField(max_length=200)
+    text = models.TextField(max_length=20000)
+    status = models.CharField(max_length=20, choices=RequirementStatus.choices,
+                              default=RequirementStatus.DECOMPOSING)
+    created_by = models.ForeignKey("accounts.User", null=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    approved_by = models.ForeignKey("accounts.User", null=True, blank=True,
+                                    on_delete=models.SET_NULL, related_name="+")
+    approved_at = models.DateTimeField(null=True, blank=True)
+    failure = models.TextField(blank=True, help_text="Why decomposition failed.")
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "number"], name="requirement_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} {self.title}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.project.key}-R{self.number}"
+
+
+class TicketStatus(models.TextChoices):
+    PROPOSED = "proposed", "Proposed"
+    APPROVED = "approved", "Approved"
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    RETRYING = "retrying", "Retrying"
+    ESCALATED = "escalated", "Escalated"
+    AUDITING = "auditing", "Auditing"
+    AWAITING_ACCEPTANCE = "awaiting_acceptance", "Awaiting acceptance"
+    ACCEPTED = "accepted", "Accepted"
+    REJECTED = "rejected", "Rejected"
+    BLOCKED = "blocked", "Blocked"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class Ticket(TenantModel):
+    """One atomic, testable unit of work; its state changes only through tickets.state."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tickets")
+    requirement = models.ForeignKey(Requirement, null=True, blank=True,
+                                    on_delete=models.SET_NULL, related_name="tickets")
+    number = models.PositiveIntegerField(editable=False)
+    title = models.CharField(max_length=200)
+    spec = models.JSONField(help_text="The validated Atomic Ticket (schema v1).")
+    status = models.CharField(max_length=24, choices=TicketStatus.choices,
+                              default=TicketStatus.PROPOSED, editable=False)
+    status_changed_at = models.DateTimeField(default=timezone.now, editable=False)
+    order = models.PositiveIntegerField(default=0)
+    complexity = models.PositiveSmallIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(5)])
+    dependencies = models.ManyToManyField("self", symmetrical=False, blank=True,
+                                          related_name="dependents")
+    retry_budget = models.PositiveSmallIntegerField(default=3)
+    retries_left = models.PositiveSmallIntegerField(default=3)
+    attempt_count = models.PositiveIntegerField(default=0, editable=False)
+    feedback = models.TextField(blank=True, help_text="The latest reviewer feedback, given to "
+                                                      "the next attempt.")
+    block_reason = models.TextField(blank=True)
+    approved_by = models.ForeignKey("accounts.User", null=True, blank=True,
+                                    on_delete=models.SET_NULL, related_name="+")
+    approved_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey("accounts.User", null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+",
+                                   help_text="Who accepted or rejected it at Gate 2.")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["project", "order", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "number"], name="ticket_number")
+        ]
+        indexes = [
+            models.Index(fields=["organization", "status", "-created_at"]),
+            models.Index(fields=["project", "status"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} {self.title}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.project.key}-{self.number}"
+
+
+class ExecutorKind(models.TextChoices):
+    LOCAL = "local", "Local model"
+    CLOUD = "cloud", "Cloud model"
+
+
+class AttemptOutcome(models.TextChoices):
+    RUNNING = "running", "Running"
+    PASSED = "passed", "Passed"
+    TESTS_FAILED = "tests_failed", "Tests failed"
+    INVALID_OUTPUT = "invalid_output", "Invalid model output"
+    GUARDRAIL_VIOLATION = "guardrail_violation", "Guardrail violation"
+    TIMEOUT = "timeout", "Timed out"
+    ERROR = "error", "Error"
+
+
+class Attempt(TenantModel):
+    """One try at a ticket by one model; unique per ticket and number, so it runs once."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField()
+    executor = models.CharField(max_length=10, choices=ExecutorKind.choices)
+    endpoint = models.CharField(max_length=200, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cache_write_tokens = models.PositiveIntegerField(default=0)
+    cache_read_tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal("0"))
+    outcome = models.CharField(max_length=24, choices=AttemptOutcome.choices,
+                               default=AttemptOutcome.RUNNING)
+    error = models.TextField(blank=True)
+    diff = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["ticket", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["ticket", "number"], name="attempt_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of {self.ticket_id}"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+OUTPUT_TAIL_LIMIT = 16 * 1024
+
+
+class CheckResult(TenantModel):
+    """The result of one Definition-of-Done check in one attempt."""
+
+    attempt = models.ForeignKey(Attempt, on_delete=models.CASCADE, related_name="checks")
+    index = models.PositiveSmallIntegerField()
+    name = models.CharField(max_length=200)
+    command = models.JSONField()
+    expected_exit_code = models.SmallIntegerField(default=0)
+    exit_code = models.SmallIntegerField(null=True, blank=True)
+    passed = models.BooleanField()
+    expectation = models.CharField(max_length=500, blank=True,
+                                   help_text="What failed, when it failed.")
+    duration_ms = models.PositiveIntegerField(default=0)
+    stdout_tail = models.TextField(blank=True)
+    stderr_tail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["attempt", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["attempt", "index"], name="check_index")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}: {'passed' if self.passed else 'failed'}"

@@ -1,0 +1,116 @@
+"""Requirements: submitted by a product owner, decomposed into proposed tickets, approved."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from accounts.audit import Actor, audit_record
+from accounts.models import User
+from haao.errors import ApplicationError, Conflict
+from tickets.models import Project, Requirement, RequirementStatus, Ticket, TicketStatus
+from tickets.services.tickets import ticket_create
+from tickets.state import GATE, require_right, ticket_transition
+
+MAX_TEXT = 20_000
+
+# Called after commit with a new requirement's id; the engine registers decomposition here.
+on_requirement_created: list[Callable[[Any], None]] = []
+
+
+def requirement_create(*, project: Project, actor: User, title: str, text: str) -> Requirement:
+    """A product owner's request for `project`; decomposition starts after commit."""
+    title, text = (title or "").strip(), (text or "").strip()
+    problems = {}
+    if not title or len(title) > 200:
+        problems["title"] = ["1 to 200 characters"]
+    if not text or len(text) > MAX_TEXT:
+        problems["text"] = [f"1 to {MAX_TEXT} characters"]
+    if "\x00" in title + text:
+        problems.setdefault("text", []).append("no NUL bytes")
+    if problems:
+        name = next(iter(problems))
+        raise ApplicationError(f"{name}: {problems[name][0]}.", details=problems)
+    require_right(project=project, kind=GATE, actor=Actor.of(actor))
+    with transaction.atomic():
+        Project.objects.filter(pk=project.pk).update(requirement_seq=F("requirement_seq") + 1)
+        number = Project.objects.values_list("requirement_seq", flat=True).get(pk=project.pk)
+        requirement = Requirement.objects.create(
+            organization=project.organization, project=project, number=number, title=title,
+            text=text, created_by=actor)
+        audit_record(organization=project.organization, actor=Actor.of(actor),
+                     type="requirement.created", target=requirement, target_label=requirement.key,
+                     project_id=project.pk, data={"title": title})
+        for hook in on_requirement_created:
+            transaction.on_commit(functools.partial(hook, requirement.pk), robust=True)
+    return requirement
+
+
+def requirement_propose(*, requirement: Requirement, specs: Sequence[dict[str, Any]],
+                        actor: Actor) -> list[Ticket]:
+    """Store the decomposition as proposed tickets, all or none; `#n` dependencies resolve
+    within the proposal. An invalid spec stores nothing."""
+    if not specs:
+        raise ApplicationError("A decomposition must propose at least one ticket.")
+    with transaction.atomic():
+        locked = Requirement.objects.select_for_update().get(pk=requirement.pk)
+        if locked.status != RequirementStatus.DECOMPOSING:
+            raise Conflict(f"{locked.key} is {locked.status}, not decomposing.")
+        locked.project = requirement.project
+        created: list[Ticket] = []
+        for position, spec in enumerate(specs, start=1):
+            try:
+                created.append(ticket_create(requirement=locked, spec=spec, actor=actor,
+                                             order=position, proposal=created))
+            except ApplicationError as error:
+                error.message = f"Ticket #{position}: {error.message}"
+                raise
+        Requirement.objects.filter(pk=locked.pk).update(status=RequirementStatus.PROPOSED)
+        audit_record(organization=locked.project.organization, actor=actor,
+                     type="requirement.proposed", target=locked, target_label=locked.key,
+                     project_id=locked.project_id, data={"tickets": [t.key for t in created]})
+    requirement.status = RequirementStatus.PROPOSED
+    return created
+
+
+def requirement_fail(*, requirement: Requirement, reason: str, actor: Actor) -> None:
+    with transaction.atomic():
+        updated = Requirement.objects.filter(
+            pk=requirement.pk, status=RequirementStatus.DECOMPOSING
+        ).update(status=RequirementStatus.FAILED, failure=reason[:5000])
+        if updated:
+            audit_record(organization=requirement.project.organization, actor=actor,
+                         type="requirement.failed", target=requirement,
+                         target_label=requirement.key, project_id=requirement.project_id,
+                         data={"reason": reason[:1000]})
+
+
+def requirement_approve(*, requirement: Requirement, actor: User) -> list[Ticket]:
+    """Gate 1: approve every proposed ticket of the requirement at once."""
+    require_right(project=requirement.project, kind=GATE, actor=Actor.of(actor))
+    now = timezone.now()
+    with transaction.atomic():
+        updated = Requirement.objects.filter(
+            pk=requirement.pk, status=RequirementStatus.PROPOSED
+        ).update(status=RequirementStatus.APPROVED, approved_by=actor, approved_at=now)
+        if not updated:
+            raise Conflict(f"{requirement.key} is not awaiting approval.", code="not_proposed")
+        tickets = list(Ticket.objects.filter(requirement=requirement,
+                                             status=TicketStatus.PROPOSED)
+                       .select_related("project__organization").order_by("order"))
+        if not tickets:
+            raise Conflict("Every proposed ticket was dropped: nothing to approve.")
+        for ticket in tickets:
+            ticket_transition(ticket=ticket, to=TicketStatus.APPROVED, actor=Actor.of(actor),
+                              fields={"approved_by": actor, "approved_at": now})
+        audit_record(organization=requirement.project.organization, actor=Actor.of(actor),
+                     type="requirement.approved", target=requirement,
+                     target_label=requirement.key, project_id=requirement.project_id,
+                     data={"tickets": [t.key for t in tickets]})
+    requirement.status = RequirementStatus.APPROVED
+    return tickets

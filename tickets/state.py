@@ -1,0 +1,160 @@
+"""The ticket state machine: one table of allowed transitions, one function that moves tickets.
+
+`ticket_transition` is the only code that writes `Ticket.status`. It checks the edge and the
+actor's right, compare-and-sets the row, writes the audit event in the same transaction and
+runs the registered side effects only after commit.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.audit import Actor, audit_record
+from accounts.models import ActorType, Membership
+from haao.errors import ApplicationError, Conflict, Forbidden
+from tickets.models import Project, Ticket, TicketStatus
+from tickets.selectors import can_approve_in
+
+S = TicketStatus
+
+# Who may take an edge: a person deciding at a gate (admin, or a product owner granted on the
+# project), or HAAO's engine (the system or a model acting through it).
+GATE = "gate"
+ENGINE = "engine"
+
+TRANSITIONS: dict[tuple[str, str], str] = {
+    (S.PROPOSED, S.APPROVED): GATE,
+    (S.PROPOSED, S.CANCELLED): GATE,
+    (S.APPROVED, S.QUEUED): ENGINE,
+    (S.APPROVED, S.CANCELLED): GATE,
+    (S.QUEUED, S.RUNNING): ENGINE,
+    (S.QUEUED, S.BLOCKED): ENGINE,
+    (S.QUEUED, S.CANCELLED): GATE,
+    (S.RUNNING, S.RETRYING): ENGINE,
+    (S.RUNNING, S.ESCALATED): ENGINE,
+    (S.RUNNING, S.AUDITING): ENGINE,
+    (S.RUNNING, S.AWAITING_ACCEPTANCE): ENGINE,
+    (S.RUNNING, S.BLOCKED): ENGINE,
+    (S.RUNNING, S.QUEUED): ENGINE,  # a lost worker's attempt goes back to the queue
+    (S.RUNNING, S.CANCELLED): GATE,
+    (S.RETRYING, S.RUNNING): ENGINE,
+    (S.RETRYING, S.BLOCKED): ENGINE,
+    (S.RETRYING, S.CANCELLED): GATE,
+    (S.ESCALATED, S.RUNNING): ENGINE,
+    (S.ESCALATED, S.AUDITING): ENGINE,
+    (S.ESCALATED, S.AWAITING_ACCEPTANCE): ENGINE,
+    (S.ESCALATED, S.BLOCKED): ENGINE,
+    (S.ESCALATED, S.CANCELLED): GATE,
+    (S.AUDITING, S.AWAITING_ACCEPTANCE): ENGINE,
+    (S.AUDITING, S.RETRYING): ENGINE,
+    (S.AUDITING, S.ESCALATED): ENGINE,
+    (S.AUDITING, S.BLOCKED): ENGINE,
+    (S.AUDITING, S.CANCELLED): GATE,
+    (S.AWAITING_ACCEPTANCE, S.ACCEPTED): GATE,
+    (S.AWAITING_ACCEPTANCE, S.REJECTED): GATE,
+    (S.AWAITING_ACCEPTANCE, S.QUEUED): ENGINE,  # the merge conflicted: try again
+    (S.AWAITING_ACCEPTANCE, S.CANCELLED): GATE,
+    (S.REJECTED, S.QUEUED): ENGINE,
+    (S.REJECTED, S.CANCELLED): GATE,
+    (S.BLOCKED, S.QUEUED): GATE,  # a person retries a blocked ticket
+    (S.BLOCKED, S.CANCELLED): GATE,
+}
+TERMINAL = frozenset({S.ACCEPTED, S.CANCELLED})
+
+
+class IllegalTransition(ApplicationError):
+    code = "illegal_transition"
+    status = 409
+
+
+@dataclass(frozen=True)
+class Transition:
+    """What happened, handed to side effects after commit."""
+
+    ticket_id: Any
+    organization_id: Any
+    from_status: str
+    to_status: str
+    actor: Actor
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+SideEffect = Callable[[Transition], None]
+_side_effects: dict[str, list[SideEffect]] = defaultdict(list)
+
+
+def on_enter(*statuses: str) -> Callable[[SideEffect], SideEffect]:
+    """Register a side effect to run after commit when a ticket enters one of `statuses`."""
+
+    def register(function: SideEffect) -> SideEffect:
+        for status in statuses:
+            _side_effects[status].append(function)
+        return function
+
+    return register
+
+
+def require_right(*, project: Project, kind: str, actor: Actor) -> None:
+    """Refuse unless `actor` may take an edge of `kind` (GATE or ENGINE) in `project`."""
+    if kind == ENGINE:
+        if actor.type == ActorType.USER:
+            raise Forbidden("Only HAAO's engine moves a ticket along this edge.")
+        return
+    if actor.type != ActorType.USER or actor.user is None:
+        raise Forbidden("Only a person may decide at a gate.")
+    membership = (Membership.objects.for_org(project.organization)
+                  .filter(user=actor.user).select_related("user").first())
+    if membership is None or not can_approve_in(membership=membership, project=project):
+        raise Forbidden("You may not decide on this project's tickets; an admin can grant you "
+                        "approval on the project.")
+
+
+def ticket_transition(
+    *,
+    ticket: Ticket,
+    to: str,
+    actor: Actor,
+    data: dict[str, Any] | None = None,
+    fields: dict[str, Any] | None = None,
+) -> Ticket:
+    """Move `ticket` to `to`: check, compare-and-set, audit, and side effects after commit.
+
+    `fields` are other columns written in the same update (e.g. who decided and when).
+    """
+    if to not in S.values:
+        raise ApplicationError(f"'{to}' is not a ticket state.")
+    current = ticket.status
+    kind = TRANSITIONS.get((current, to))
+    if kind is None:
+        raise IllegalTransition(
+            f"A ticket cannot go from {current} to {to}.",
+            details={"from": current, "to": to},
+        )
+    require_right(project=ticket.project, kind=kind, actor=actor)
+    now = timezone.now()
+    values = {"status": to, "status_changed_at": now, **(fields or {})}
+    with transaction.atomic():
+        updated = Ticket.objects.filter(pk=ticket.pk, status=current).update(**values)
+        if not updated:
+            now_status = Ticket.objects.filter(pk=ticket.pk).values_list("status", flat=True)
+            raise Conflict(
+                f"{ticket.key} changed meanwhile: it is {now_status.first() or 'gone'} now, "
+                f"not {current}.", code="stale_state",
+                details={"expected": current, "actual": now_status.first()})
+        event_data = {"from": current, "to": to, **(data or {})}
+        audit_record(organization=ticket.project.organization, actor=actor,
+                     type="ticket.transition", target=ticket, target_label=ticket.key,
+                     data=event_data, project_id=ticket.project_id)
+        done = Transition(ticket.pk, ticket.organization_id, current, to, actor, event_data)
+        for effect in _side_effects.get(to, []):
+            transaction.on_commit(functools.partial(effect, done), robust=True)
+    for name, value in values.items():
+        setattr(ticket, name, value)
+    return ticket

@@ -39,11 +39,16 @@ class StrictEmailField(serializers.EmailField):
 
 
 class StrictChoiceField(serializers.ChoiceField):
-    default_error_messages = {"not_a_string": "Expected a string but got {type}."}
+    default_error_messages = {"not_a_string": "Expected a string but got {type}.",
+                              "invalid_choice": "\"{input}\" is not one of: {choices}."}
 
     def to_internal_value(self, data: Any) -> Any:
         if not isinstance(data, str):
             self.fail("not_a_string", type=_json_type(data))
+        if data not in self.choice_strings_to_values:
+            # Echo a bounded part of the input: the error must not repeat a megabyte back.
+            shown = data if len(data) <= 40 else f"{data[:40]}…"
+            self.fail("invalid_choice", input=shown, choices=", ".join(self.choices))
         return super().to_internal_value(data)
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -63,6 +65,15 @@ class ProjectGrantsResultSerializer(serializers.Serializer):
 # --- Views -----------------------------------------------------------------------------------
 
 
+def _valid_key(key: str) -> str:
+    """The key from the URL, or 404: nothing malformed (say, a NUL byte) reaches the database."""
+    try:
+        project_key_validator(key)
+    except ValidationError:
+        raise NotFound() from None
+    return key
+
+
 class ProjectPagination(CursorPagination):
     ordering = "key"
 
@@ -107,7 +118,8 @@ class ProjectDetailView(OrgEndpoint):
                    responses={200: ProjectDetailSerializer, **errors(*READ_ERRORS)})
     def get(self, request: Request, org: str, key: str) -> Response:
         """One project by key, if you may see it."""
-        project = get_object_or_404(projects_visible_to(membership=self.membership), key=key)
+        project = get_object_or_404(projects_visible_to(membership=self.membership),
+                                    key=_valid_key(key))
         project.can_approve = can_approve_in(  # type: ignore[attr-defined]
             membership=self.membership, project=project)
         return Response(ProjectDetailSerializer(project).data)
@@ -126,7 +138,7 @@ class ProjectGrantsView(OrgEndpoint):
                    responses={200: ProjectGrantsResultSerializer, **errors(*WRITE_ERRORS)})
     def put(self, request: Request, org: str, key: str, membership: Any) -> Response:
         """Set exactly which grants (`view`, `approve`) a member holds on a project."""
-        project = get_object_or_404(Project.objects.for_org(self.org), key=key)
+        project = get_object_or_404(Project.objects.for_org(self.org), key=_valid_key(key))
         target = get_object_or_404(Membership.objects.for_org(self.org).select_related("user"),
                                    pk=membership)
         data = validated(ProjectGrantsSerializer, request)

@@ -12,8 +12,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# Not inherited by the checked process: its own defaults are what is being checked.
+NOT_INHERITED = {"DATABASE_URL", "REDIS_URL", "DJANGO_ALLOW_ASYNC_UNSAFE"}
+
+
 def run_check(**overrides: str | None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
     for key, value in overrides.items():
         if value is None:
             env.pop(key, None)
@@ -54,7 +58,7 @@ def test_claude_api_key_is_an_alias_of_anthropic_api_key(monkeypatch) -> None:
 
 
 def test_production_settings_pass_the_deploy_check() -> None:
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
     env.update(DEBUG="false", HAAO_HTTPS="true", HAAO_BASE_URL="https://haao.example.com",
                ALLOWED_HOSTS="haao.example.com",
                SECRET_KEY="Zq8v2L0x" * 8)

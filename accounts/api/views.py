@@ -56,7 +56,9 @@ class OrgEndpoint(OrgGenericAPIView):
     """An organization endpoint whose writes may need a capability its reads do not.
 
     `required_capability` (checked by the base class) guards every method;
-    `write_capability` guards only the unsafe ones. tests/test_tenancy_matrix.py reads both.
+    `write_capability` guards only the unsafe ones, whose handlers start with
+    `require_write_capability()`. tests/test_tenancy_matrix.py reads both and fails when a
+    handler forgets the call.
     """
 
     write_capability: ClassVar[str | None] = None

@@ -69,6 +69,7 @@ def requirement_propose(*, requirement: Requirement, specs: Sequence[dict[str, A
                                              order=position, proposal=created))
             except ApplicationError as error:
                 error.message = f"Ticket #{position}: {error.message}"
+                error.args = (error.message,)
                 raise
         Requirement.objects.filter(pk=locked.pk).update(status=RequirementStatus.PROPOSED)
         audit_record(organization=locked.project.organization, actor=actor,

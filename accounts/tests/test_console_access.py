@@ -20,11 +20,6 @@ PAGES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings) -> None:
-    """The cast's password hashing dominates these tests; the hasher is not under test."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
 
 def url_of(name: str, cast, org_slug: str = "acme") -> str:
     kwargs: dict[str, object] = {"org": org_slug}

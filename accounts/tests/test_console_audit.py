@@ -15,12 +15,6 @@ from accounts.models import AuditEvent
 from accounts.views.console import csv_cell
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings) -> None:
-    """The cast's password hashing dominates these tests; the hasher is not under test."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def client_for(user) -> Client:
     client = Client()
     client.force_login(user)

@@ -14,12 +14,6 @@ from accounts.roles import Role
 from tests.factories import UserFactory
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings) -> None:
-    """The cast's password hashing dominates these tests; the hasher is not under test."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def admin_client(cast) -> Client:
     client = Client()

@@ -19,11 +19,6 @@ from tests.factories import MembershipFactory
 SECRET = "s3cr3t-stored-value-xyz"
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings) -> None:
-    """The cast's password hashing dominates these tests; the hasher is not under test."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
 
 @pytest.fixture
 def admin_client(cast) -> Client:

@@ -10,12 +10,6 @@ from accounts import services
 from tests.factories import PASSWORD, MembershipFactory
 
 
-@pytest.fixture(autouse=True)
-def _fast_settings(settings):
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def client() -> Client:
     return Client(HTTP_HOST="testserver")

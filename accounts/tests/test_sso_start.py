@@ -14,11 +14,6 @@ from tests.saml_idp import SamlIdP
 SECRET = "oidc-client-secret-do-not-show"
 
 
-@pytest.fixture(autouse=True)
-def _fast_settings(settings):
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
 
 @pytest.fixture
 def client() -> Client:

@@ -24,11 +24,6 @@ BOB = {"sub": "bob-0002", "email": "bob@acme.test", "email_verified": True,
        "name": "Bob Ray", "password": "bob-password"}
 
 
-@pytest.fixture(autouse=True)
-def _fast_settings(settings: Any) -> None:
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
 
 @pytest.fixture(scope="module")
 def op(live_server: Any):

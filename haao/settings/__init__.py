@@ -111,10 +111,12 @@ if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
 else:
     # Embedded: a database cache is shared by every process `make run` starts (rate limits
-    # must hold across them); the broker is a SQLite file through kombu's SQL transport.
+    # must hold across them); the broker is a SQLite file through kombu's SQL transport, and
+    # the channel layer another SQLite file (haao.channel_layer), so workers reach sockets.
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache",
                           "LOCATION": "haao_cache"}}
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "haao.channel_layer.SQLiteChannelLayer",
+                                  "CONFIG": {"path": str(DATA_DIR / "channels.sqlite3")}}}
     CELERY_BROKER_URL = f"sqla+sqlite:///{DATA_DIR / 'celery-broker.sqlite3'}"
 
 CELERY_TASK_IGNORE_RESULT = True

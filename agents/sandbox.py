@@ -370,9 +370,7 @@ def _limit_child(limits: SandboxLimits, *,
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         if process_limit is not None:
             resource.setrlimit(resource.RLIMIT_NPROC, (process_limit, process_limit))
-        # Python ignores SIGPIPE and SIGXFSZ; the check should see the default actions.
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-        signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+        # SIGPIPE and SIGXFSZ get their default actions back from Popen(restore_signals=True).
 
     return apply
 

@@ -1,0 +1,33 @@
+"""Loopback servers that speak the Anthropic and OpenAI-compatible APIs, for tests and the demo."""
+
+from __future__ import annotations
+
+from agents.model_servers.anthropic import AnthropicServer, SampleTechLead
+from agents.model_servers.base import (
+    RecordedRequest,
+    Reply,
+    Reset,
+    Response,
+    ScriptedServer,
+    SSEEvent,
+    Stream,
+    delayed,
+    invalid_json,
+)
+from agents.model_servers.openai import OpenAIServer, SampleCoder
+
+__all__ = [
+    "AnthropicServer",
+    "OpenAIServer",
+    "RecordedRequest",
+    "Reply",
+    "Reset",
+    "Response",
+    "SSEEvent",
+    "SampleCoder",
+    "SampleTechLead",
+    "ScriptedServer",
+    "Stream",
+    "delayed",
+    "invalid_json",
+]

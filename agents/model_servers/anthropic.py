@@ -197,6 +197,8 @@ def message_events(msg: Mapping[str, Any]) -> list[SSEEvent]:
 
 
 def _canonical(block: Any) -> str:
+    if isinstance(block, str):
+        return block
     if isinstance(block, Mapping):
         if block.get("type") == "text" and isinstance(block.get("text"), str):
             return str(block["text"])

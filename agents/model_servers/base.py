@@ -127,6 +127,11 @@ class _HTTPServer(ThreadingHTTPServer):
 
     owner: ScriptedServer
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that time out or drop a connection on purpose are part of the script.
+        logger.debug("model server connection from %s ended abruptly", client_address,
+                     exc_info=True)
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -426,10 +431,9 @@ class ScriptedServer:
         return None
 
     def _reply_for(self, request: RecordedRequest) -> Reply:
-        rejection = self.check(request)
-        if rejection is not None:
-            return rejection
-        reply = self._take(request.path)
+        reply = self.check(request)
+        if reply is None:
+            reply = self._take(request.path)
         if reply is None:
             reply = self.responder(request)
         return self.finalize(request, reply)

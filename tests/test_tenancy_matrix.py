@@ -39,6 +39,7 @@ PUBLIC = {
     "invitations/<str:token>/": "the secret link is the credential; accepting needs sign-in",
     "api/v1/schema/": "the public OpenAPI description",
     "api/v1/docs/": "the public API documentation page",
+    "api/v1/schemas/": "the Atomic Ticket JSON Schema, published for agents and tools",
 }
 # Exact routes that need a signed-in user but no organization: they list only the caller's.
 SIGNED_IN_ONLY = {

@@ -1,13 +1,27 @@
-"""Reads for projects, filtered by what the caller may see."""
+"""Reads for projects, requirements, tickets and their events, filtered by what the caller
+may see."""
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Count, Prefetch, QuerySet, Sum
+from django.db.models.functions import Coalesce
 from guardian.shortcuts import get_objects_for_user
 
-from accounts.models import Membership
+from accounts.models import AuditEvent, Membership
 from accounts.roles import Capability, role_can
-from tickets.models import Project
+from tickets.models import Attempt, CheckResult, Project, Requirement, Ticket
+
+# Keys as they appear in URLs. Numbers are bounded so that no key overflows an integer
+# column: a malformed or absurd key is "not found" without a query.
+_PROJECT_KEY = r"[A-Z][A-Z0-9]{1,9}"
+PROJECT_KEY_RE = re.compile(rf"({_PROJECT_KEY})\Z")
+TICKET_KEY_RE = re.compile(rf"({_PROJECT_KEY})-([1-9][0-9]{{0,8}})\Z")
+REQUIREMENT_KEY_RE = re.compile(rf"({_PROJECT_KEY})-R([1-9][0-9]{{0,8}})\Z")
 
 
 def projects_visible_to(*, membership: Membership) -> QuerySet[Project]:
@@ -28,3 +42,122 @@ def can_approve_in(*, membership: Membership, project: Project) -> bool:
     if not role_can(membership.role, Capability.WRITE_REQUIREMENTS):
         return False
     return membership.user.has_perm("tickets.approve_project", project)
+
+
+def project_by_key(*, membership: Membership, key: str) -> Project | None:
+    """The project called `key` if the caller may see it; None for a malformed key."""
+    if not PROJECT_KEY_RE.match(key):
+        return None
+    return projects_visible_to(membership=membership).filter(key=key).first()
+
+
+# --- Requirements ----------------------------------------------------------------------------
+
+def requirements_of(*, project: Project) -> QuerySet[Requirement]:
+    """A project's requirements, newest first."""
+    return (Requirement.objects.for_org(project.organization).filter(project=project)
+            .select_related("project__organization", "created_by", "approved_by")
+            .order_by("-created_at"))
+
+
+def requirement_by_key(*, membership: Membership, key: str) -> Requirement | None:
+    """The requirement `PAY-R3` with its tickets in order, if the caller may see its project."""
+    match = REQUIREMENT_KEY_RE.match(key)
+    if match is None:
+        return None
+    tickets = Ticket.objects.select_related("project", "requirement").order_by("order", "number")
+    return (Requirement.objects.for_org(membership.organization)
+            .filter(project__in=projects_visible_to(membership=membership),
+                    project__key=match[1], number=int(match[2]))
+            .select_related("project__organization", "created_by", "approved_by")
+            .prefetch_related(Prefetch("tickets", queryset=tickets))
+            .first())
+
+
+# --- Tickets ---------------------------------------------------------------------------------
+
+def tickets_visible_to(*, membership: Membership) -> QuerySet[Ticket]:
+    """Tickets of the projects the caller may see, newest first, ready for a list page.
+
+    One query whatever the page size: project and requirement come joined, and the
+    visibility rule is a subquery, not a list of ids.
+    """
+    tickets = Ticket.objects.for_org(membership.organization)
+    if not role_can(membership.role, Capability.VIEW_ALL_PROJECTS):
+        visible = projects_visible_to(membership=membership).values("pk")
+        tickets = tickets.filter(project__in=visible)
+    return tickets.select_related("project", "requirement").order_by("-created_at")
+
+
+def ticket_by_key(*, membership: Membership, key: str) -> Ticket | None:
+    """The ticket `PAY-12` if the caller may see its project; None for a malformed key."""
+    match = TICKET_KEY_RE.match(key)
+    if match is None:
+        return None
+    return (tickets_visible_to(membership=membership)
+            .filter(project__key=match[1], number=int(match[2]))
+            .select_related("project__organization", "approved_by", "decided_by")
+            .first())
+
+
+def ticket_detail(*, ticket: Ticket) -> Ticket:
+    """`ticket` with its dependencies and attempts (each with its checks) loaded."""
+    dependencies = Ticket.objects.select_related("project").order_by("number")
+    attempts = Attempt.objects.order_by("number")
+    checks = CheckResult.objects.order_by("index")
+    return (Ticket.objects.for_org(ticket.project.organization).filter(pk=ticket.pk)
+            .select_related("project__organization", "requirement", "approved_by",
+                            "decided_by")
+            .prefetch_related(Prefetch("dependencies", queryset=dependencies))
+            .prefetch_related(Prefetch("attempts", queryset=attempts))
+            .prefetch_related(Prefetch("attempts__checks", queryset=checks))
+            .get())
+
+
+@dataclass(frozen=True)
+class Totals:
+    """What a ticket's attempts cost, summed in the database (money stays a Decimal)."""
+
+    attempts: int
+    cost: Decimal
+    input_tokens: int
+    output_tokens: int
+    cache_write_tokens: int
+    cache_read_tokens: int
+
+    @property
+    def tokens(self) -> int:
+        return (self.input_tokens + self.output_tokens + self.cache_write_tokens
+                + self.cache_read_tokens)
+
+
+def ticket_totals(*, ticket: Ticket) -> Totals:
+    """The sums over every attempt of `ticket`, in one aggregate query."""
+    sums: dict[str, Any] = Attempt.objects.for_org(ticket.project.organization).filter(
+        ticket=ticket).aggregate(
+        attempts=Count("pk"),
+        cost=Coalesce(Sum("cost"), Decimal("0")),
+        input_tokens=Coalesce(Sum("input_tokens"), 0),
+        output_tokens=Coalesce(Sum("output_tokens"), 0),
+        cache_write_tokens=Coalesce(Sum("cache_write_tokens"), 0),
+        cache_read_tokens=Coalesce(Sum("cache_read_tokens"), 0),
+    )
+    return Totals(attempts=sums["attempts"], cost=Decimal(sums["cost"]),
+                  input_tokens=sums["input_tokens"], output_tokens=sums["output_tokens"],
+                  cache_write_tokens=sums["cache_write_tokens"],
+                  cache_read_tokens=sums["cache_read_tokens"])
+
+
+# --- Events ----------------------------------------------------------------------------------
+
+def project_events(*, project: Project, after: int, limit: int) -> list[AuditEvent]:
+    """Up to `limit` events of `project` with a sequence number above `after`, oldest first."""
+    return list(AuditEvent.objects.for_org(project.organization)
+                .filter(project_id=project.pk, seq__gt=after).order_by("seq")[:limit])
+
+
+def ticket_events(*, ticket: Ticket, after: int, limit: int) -> list[AuditEvent]:
+    """Up to `limit` events of `ticket` with a sequence number above `after`, oldest first."""
+    return list(AuditEvent.objects.for_org(ticket.project.organization)
+                .filter(target_type=Ticket._meta.label_lower, target_id=str(ticket.pk),
+                        seq__gt=after).order_by("seq")[:limit])

@@ -235,11 +235,17 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Requirements and invitations both have a `status`; name each enum after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "RequirementStatusEnum": "tickets.models.RequirementStatus",
+        "InvitationStatusEnum": ["pending", "accepted", "revoked", "expired"],
+    },
 }
 
 # --- Models ---------------------------------------------------------------------------------
 ANTHROPIC_API_KEY = env.optional("ANTHROPIC_API_KEY", "CLAUDE_API_KEY")
 LMSTUDIO_BASE_URL = env.url("LMSTUDIO_BASE_URL", None, schemes=("http", "https"))
+HAAO_ENDPOINT_ALLOWLIST = env.string_list("HAAO_ENDPOINT_ALLOWLIST", [])  # agents/ssrf.py
 
 LOGGING = {
     "version": 1,

@@ -282,6 +282,8 @@ class PromptCache:
             read = sum(tokens[:hits[-1] + 1]) if hits else 0
             prefix = sum(tokens[:marks[-1] + 1])
             for index in marks:
+                if sum(tokens[:index + 1]) < self.min_tokens:
+                    continue
                 ttl = str(blocks[index][1].get("ttl", "5m"))  # type: ignore[union-attr]
                 self._expiry[keys[index]] = now + CACHE_TTL_SECONDS.get(ttl, 300.0)
         last_ttl = str(blocks[marks[-1]][1].get("ttl", "5m"))  # type: ignore[union-attr]

@@ -613,3 +613,21 @@ def test_a_bad_script_file_stops_the_command_with_its_reason(tmp_path: Path):
 
     assert done.returncode != 0
     assert "unknown reply kind 'poem'" in done.stderr
+
+
+def test_a_longer_prompt_reads_the_shared_prefix_and_writes_the_rest_for_an_hour():
+    tools = [{"name": "propose_tickets", "input_schema": {"type": "object"},
+              "description": "d" * 4200, "cache_control": {"type": "ephemeral"}}]
+    with AnthropicServer(prompt_cache=True) as server:
+        sdk = anthropic.Anthropic(base_url=server.url, api_key="k", max_retries=0)
+        sdk.messages.create(model=MODEL, max_tokens=64, tools=tools, messages=HELLO)
+        longer = sdk.messages.create(model=MODEL, max_tokens=64, tools=tools, messages=HELLO,
+                                     system=[{"type": "text", "text": "Rules. " * 800,
+                                              "cache_control": {"type": "ephemeral",
+                                                                "ttl": "1h"}}]).usage
+
+    tool_tokens = anth.count_input_tokens({"tools": tools})
+    assert longer.cache_read_input_tokens == tool_tokens
+    assert longer.cache_creation_input_tokens == 1400
+    assert longer.cache_creation.ephemeral_1h_input_tokens == 1400
+    assert longer.input_tokens == 5

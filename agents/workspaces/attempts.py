@@ -1,0 +1,207 @@
+"""Attempt worktrees: one branch and directory per attempt, its diff, commit and merge."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agents.workspaces.git import WorkspaceError, check_branch_name, file_lock, git
+from agents.workspaces.repos import lock_for
+from haao.errors import ApplicationError
+
+_TICKET_KEY = re.compile(r"^[A-Z][A-Z0-9]{0,19}-[0-9]{1,9}$")
+# Where each attempt branch's starting commit is kept, so its diff survives later merges.
+BASE_REF_PREFIX = "refs/haao-base/"
+CONFLICT_EXCERPT_LINES = 40
+
+
+class NothingToCommit(ApplicationError):
+    """The attempt changed nothing, so there is nothing to commit."""
+
+    code = "nothing_to_commit"
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    """What merging an attempt into the integration branch did; a conflict is not an error."""
+
+    merged: bool
+    commit: str = ""
+    conflicts: list[str] = field(default_factory=list)
+    summary: str = ""
+    up_to_date: bool = False
+
+
+def attempt_branch(ticket_key: str, attempt_number: int) -> str:
+    """The branch name of one attempt, e.g. haao/PAY-12/attempt-2."""
+    if not isinstance(ticket_key, str) or not _TICKET_KEY.match(ticket_key):
+        raise ApplicationError(f"The ticket key {str(ticket_key)[:40]!r} is not like 'PAY-12'.",
+                               code="invalid_ticket_key")
+    if isinstance(attempt_number, bool) or not isinstance(attempt_number, int) \
+            or not 1 <= attempt_number <= 10_000:
+        raise ApplicationError(f"The attempt number {attempt_number!r} must be a whole number "
+                               "from 1.", code="invalid_attempt_number")
+    return f"haao/{ticket_key}/attempt-{attempt_number}"
+
+
+def _worktrees(repo: Path) -> list[tuple[Path, str]]:
+    """(directory, branch ref) of every linked worktree of repo."""
+    listing = git(["worktree", "list", "--porcelain", "-z"], cwd=repo).stdout
+    found: list[tuple[Path, str]] = []
+    path: Path | None = None
+    for entry in listing.split("\0"):
+        if entry.startswith("worktree "):
+            path = Path(entry.removeprefix("worktree "))
+        elif entry.startswith("branch ") and path is not None:
+            found.append((path, entry.removeprefix("branch ")))
+    return found
+
+
+def _remove_worktree(repo: Path, directory: Path) -> None:
+    git(["worktree", "remove", "--force", "--force", str(directory)], cwd=repo, check=False)
+    shutil.rmtree(directory, ignore_errors=True)
+    git(["worktree", "prune"], cwd=repo, check=False)
+
+
+def _drop_branch(repo: Path, branch: str) -> None:
+    ref = f"refs/heads/{branch}"
+    for directory, checked_out in _worktrees(repo):
+        if checked_out == ref:
+            _remove_worktree(repo, directory)
+    git(["update-ref", "-d", ref], cwd=repo, check=False)
+    git(["update-ref", "-d", BASE_REF_PREFIX + branch], cwd=repo, check=False)
+
+
+@contextlib.contextmanager
+def attempt_worktree(*, repo: Path, ticket_key: str, attempt_number: int,
+                     base_branch: str) -> Iterator[Path]:
+    """Check out a fresh attempt branch from base_branch in its own directory; remove it after."""
+    branch = attempt_branch(ticket_key, attempt_number)
+    check_branch_name(base_branch, what="base branch")
+    repo = Path(repo)
+    directory = repo.parent / "worktrees" / f"{ticket_key}-attempt-{attempt_number}-" \
+        f"{uuid.uuid4().hex[:8]}"
+    with file_lock(lock_for(repo)):
+        base = git(["rev-parse", "--verify", "--quiet", f"refs/heads/{base_branch}^{{commit}}"],
+                   cwd=repo, check=False).stdout.strip()
+        if not base:
+            raise WorkspaceError(f"The base branch {base_branch!r} does not exist.",
+                                 code="branch_missing")
+        # A crashed earlier try of the same attempt may have left its branch and directory.
+        git(["worktree", "prune"], cwd=repo, check=False)
+        _drop_branch(repo, branch)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        git(["worktree", "add", "--quiet", "-b", branch, str(directory), base], cwd=repo)
+        git(["update-ref", BASE_REF_PREFIX + branch, base], cwd=repo)
+    try:
+        yield directory
+    finally:
+        with file_lock(lock_for(repo)):
+            _remove_worktree(repo, directory)
+
+
+def _branch_of(worktree: Path) -> str:
+    result = git(["symbolic-ref", "--quiet", "HEAD"], cwd=worktree, check=False)
+    ref = result.stdout.strip()
+    if result.returncode != 0 or not ref.startswith("refs/heads/haao/"):
+        raise WorkspaceError(f"{worktree} is not an attempt worktree.", code="not_an_attempt")
+    return ref.removeprefix("refs/heads/")
+
+
+def base_of(worktree: Path) -> str:
+    """The commit the worktree's attempt branch started from."""
+    branch = _branch_of(worktree)
+    base = git(["rev-parse", "--verify", "--quiet", BASE_REF_PREFIX + branch], cwd=worktree,
+               check=False).stdout.strip()
+    if not base:
+        raise WorkspaceError(f"The start of attempt branch {branch} is not recorded.",
+                             code="not_an_attempt")
+    return base
+
+
+def diff_of(worktree: Path) -> str:
+    """The attempt's change against its base: commits plus staged edits, new files included."""
+    return git(["diff", "--cached", "--no-ext-diff", "--no-textconv", "--no-color", "--binary",
+                "--no-renames", base_of(worktree)], cwd=worktree).stdout
+
+
+def changed_paths(worktree: Path) -> list[str]:
+    """Repository paths the attempt created, changed or deleted, sorted."""
+    output = git(["diff", "--cached", "--name-only", "-z", "--no-renames", "--no-ext-diff",
+                  base_of(worktree)], cwd=worktree).stdout
+    return sorted(path for path in output.split("\0") if path)
+
+
+def commit_attempt(worktree: Path, message: str) -> str:
+    """Commit the staged edits on the attempt branch; return the commit id."""
+    if not isinstance(message, str) or not message.strip() or "\x00" in message:
+        raise ApplicationError("A commit message must be non-empty text.",
+                               code="invalid_commit_message")
+    _branch_of(worktree)
+    staged = git(["diff", "--cached", "--quiet"], cwd=worktree, check=False)
+    if staged.returncode == 0:
+        raise NothingToCommit("The attempt changed nothing, so there is nothing to commit.")
+    git(["commit", "--quiet", "--no-verify", "--cleanup=strip", "-F", "-"], cwd=worktree,
+        input_text=message)
+    return git(["rev-parse", "HEAD"], cwd=worktree).stdout.strip()
+
+
+def merge_into_integration(*, repo: Path, branch: str, integration_branch: str,
+                           message: str) -> MergeResult:
+    """Merge branch into the integration branch with --no-ff; report conflicts, change nothing."""
+    check_branch_name(branch, what="attempt branch")
+    check_branch_name(integration_branch, what="integration branch")
+    if not isinstance(message, str) or not message.strip() or "\x00" in message:
+        raise ApplicationError("A merge message must be non-empty text.",
+                               code="invalid_commit_message")
+    repo = Path(repo)
+    directory = repo.parent / "worktrees" / f"merge-{uuid.uuid4().hex[:12]}"
+    with file_lock(lock_for(repo)):
+        for name in (branch, integration_branch):
+            if git(["show-ref", "--verify", "--quiet", f"refs/heads/{name}"], cwd=repo,
+                   check=False).returncode != 0:
+                raise WorkspaceError(f"The branch {name!r} does not exist.",
+                                     code="branch_missing")
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        # The integration branch is checked out only here, under the lock, never elsewhere.
+        git(["worktree", "add", "--quiet", str(directory), integration_branch], cwd=repo)
+        try:
+            return _merge(directory, branch, message)
+        finally:
+            _remove_worktree(repo, directory)
+
+
+def _merge(directory: Path, branch: str, message: str) -> MergeResult:
+    before = git(["rev-parse", "HEAD"], cwd=directory).stdout.strip()
+    result = git(["merge", "--no-ff", "--no-edit", "--no-verify", "--no-stat", "-m", message,
+                  f"refs/heads/{branch}"], cwd=directory, check=False)
+    if result.returncode == 0:
+        after = git(["rev-parse", "HEAD"], cwd=directory).stdout.strip()
+        return MergeResult(merged=True, commit=after, up_to_date=after == before)
+    unmerged = git(["diff", "--name-only", "--diff-filter=U", "-z"], cwd=directory,
+                   check=False).stdout
+    conflicts = sorted(path for path in unmerged.split("\0") if path)
+    if not conflicts:
+        git(["merge", "--abort"], cwd=directory, check=False)
+        raise WorkspaceError(f"Merging {branch} failed: {(result.stderr or result.stdout)[-600:]}",
+                             code="merge_failed")
+    summary = _conflict_summary(directory, branch, conflicts)
+    git(["merge", "--abort"], cwd=directory, check=False)
+    return MergeResult(merged=False, commit=before, conflicts=conflicts, summary=summary)
+
+
+def _conflict_summary(directory: Path, branch: str, conflicts: list[str]) -> str:
+    lines = [f"Merging {branch} conflicts in {len(conflicts)} file(s): {', '.join(conflicts)}."]
+    for path in conflicts:
+        hunk = git(["diff", "--no-ext-diff", "--no-textconv", "--no-color", "--", path],
+                   cwd=directory, check=False).stdout.splitlines()
+        lines.append(f"\n--- {path}")
+        lines.extend(hunk[:CONFLICT_EXCERPT_LINES])
+        if len(hunk) > CONFLICT_EXCERPT_LINES:
+            lines.append(f"… {len(hunk) - CONFLICT_EXCERPT_LINES} more lines")
+    return "\n".join(lines)

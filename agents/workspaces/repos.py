@@ -1,0 +1,121 @@
+"""A project's workspace: a bare clone of the customer's repository that attempts branch from."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from agents.workspaces.git import FETCH_TIMEOUT, check_branch_name, file_lock, git, redact
+from haao.errors import ApplicationError
+
+_PROJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# user@host:path, git's scp-like form of an ssh URL.
+_SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^:]")
+_URL_SCHEMES = {"file", "https", "ssh"}
+LOCK_NAME = ".haao.lock"
+
+
+class RepositoryRefused(ApplicationError):
+    """The repository location is malformed or uses a transport HAAO does not allow."""
+
+    code = "repository_refused"
+
+
+def lock_for(repo: Path) -> Path:
+    """The lock file that serializes changes to one project's workspace."""
+    return repo.parent / LOCK_NAME
+
+
+def check_repository(repository: str) -> str:
+    """Return repository if it is an absolute local path or an allowed URL, else raise."""
+    if not isinstance(repository, str) or not repository.strip():
+        raise RepositoryRefused("The repository location is empty.")
+    shown = redact(repository[:200])
+    if any(char in repository for char in "\x00\n\r") or repository != repository.strip():
+        raise RepositoryRefused(f"The repository location {shown!r} contains control "
+                                "characters or surrounding spaces.")
+    if repository.startswith("-"):
+        raise RepositoryRefused(f"The repository location {shown!r} starts with '-'.")
+    if "::" in repository.split("/", 1)[0]:
+        raise RepositoryRefused(f"The repository location {shown!r} names a git remote helper "
+                                "('<transport>::'); only local paths, file://, https:// and "
+                                "ssh:// are allowed.")
+    if repository.startswith("/"):
+        return repository
+    if _SCP_LIKE.match(repository):
+        return repository
+    parts = urlsplit(repository)
+    if parts.scheme.lower() not in _URL_SCHEMES:
+        raise RepositoryRefused(f"The repository location {shown!r} must be an absolute local "
+                                "path or a file://, https:// or ssh:// URL.")
+    if parts.scheme.lower() != "file" and not parts.hostname:
+        raise RepositoryRefused(f"The repository URL {shown!r} names no host.")
+    return repository
+
+
+def check_project_id(project_id: object) -> str:
+    """The project id as a directory name; refuse anything that could leave the root."""
+    value = str(project_id)
+    if not _PROJECT_ID.match(value) or value in {".", ".."}:
+        raise ApplicationError(f"The project id {value[:80]!r} cannot name a workspace "
+                               "directory.", code="invalid_project_id")
+    return value
+
+
+def workspace_prepare(*, project_id: object, repository: str, default_branch: str,
+                      integration_branch: str, root: Path) -> Path:
+    """Clone or refresh the project's bare repository under root; ensure the integration branch."""
+    check_repository(repository)
+    check_branch_name(default_branch, what="default branch")
+    check_branch_name(integration_branch, what="integration branch")
+    if default_branch == integration_branch:
+        raise ApplicationError("The integration branch must differ from the default branch.",
+                               code="invalid_branch")
+    home = Path(root) / check_project_id(project_id)
+    repo = home / "repo"
+    with file_lock(lock_for(repo)):
+        if not (repo / "HEAD").is_file():
+            _clone(repository, repo)
+        else:
+            git(["remote", "set-url", "origin", repository], cwd=repo)
+        _fetch(repo, default_branch)
+        default_ref = f"refs/heads/{default_branch}"
+        git(["update-ref", default_ref, f"refs/remotes/origin/{default_branch}"], cwd=repo)
+        git(["symbolic-ref", "HEAD", default_ref], cwd=repo)
+        integration_ref = f"refs/heads/{integration_branch}"
+        if git(["show-ref", "--verify", "--quiet", integration_ref], cwd=repo,
+               check=False).returncode != 0:
+            remote = f"refs/remotes/origin/{integration_branch}"
+            has_remote = git(["show-ref", "--verify", "--quiet", remote], cwd=repo,
+                             check=False).returncode == 0
+            git(["update-ref", integration_ref, remote if has_remote else default_ref, ""],
+                cwd=repo)
+        git(["worktree", "prune"], cwd=repo)
+    return repo
+
+
+def _clone(repository: str, repo: Path) -> None:
+    # Built beside the final place and renamed, so a crash never leaves a half clone as "repo".
+    staging = repo.with_name("repo.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    git(["init", "--quiet", "--bare", str(staging)], cwd=staging.parent)
+    git(["remote", "add", "origin", repository], cwd=staging)
+    shutil.rmtree(repo, ignore_errors=True)
+    staging.rename(repo)
+
+
+def _fetch(repo: Path, default_branch: str) -> None:
+    result = git(["fetch", "--quiet", "--prune", "--no-tags", "origin",
+                  "+refs/heads/*:refs/remotes/origin/*"], cwd=repo, check=False,
+                 timeout=FETCH_TIMEOUT)
+    if result.returncode != 0:
+        raise ApplicationError(
+            f"The repository could not be fetched: {redact(result.stderr.strip()[-600:])}",
+            code="repository_unreachable", details={"exit_code": result.returncode})
+    if git(["show-ref", "--verify", "--quiet", f"refs/remotes/origin/{default_branch}"],
+           cwd=repo, check=False).returncode != 0:
+        raise ApplicationError(f"The repository has no branch {default_branch!r}.",
+                               code="repository_branch_missing")

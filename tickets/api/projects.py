@@ -134,11 +134,16 @@ class ProjectGrantsView(OrgEndpoint):
     write_scope = TokenScope.ADMIN
     serializer_class = ProjectGrantsResultSerializer
 
+    def get_object(self) -> Project:
+        """The project named by the URL; DRF's OPTIONS answer asks for it to describe PUT."""
+        return get_object_or_404(Project.objects.for_org(self.org),
+                                 key=_valid_key(self.kwargs["key"]))
+
     @extend_schema(operation_id="projects_grants_set", request=ProjectGrantsSerializer,
                    responses={200: ProjectGrantsResultSerializer, **errors(*WRITE_ERRORS)})
     def put(self, request: Request, org: str, key: str, membership: Any) -> Response:
         """Set exactly which grants (`view`, `approve`) a member holds on a project."""
-        project = get_object_or_404(Project.objects.for_org(self.org), key=_valid_key(key))
+        project = self.get_object()
         target = get_object_or_404(Membership.objects.for_org(self.org).select_related("user"),
                                    pk=membership)
         data = validated(ProjectGrantsSerializer, request)

@@ -318,6 +318,19 @@ def test_writing_through_a_planted_symlink_is_refused_and_its_target_unchanged(
     assert outside.read_text() == "MARKER\n"
 
 
+def test_a_hard_link_planted_in_the_worktree_is_refused(repo: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("MARKER\n")
+    with attempt_worktree(repo=repo, ticket_key="INV-11", attempt_number=2,
+                          base_branch="haao/integration") as worktree:
+        os.link(outside, worktree / "invoice_calc" / "hard.py")
+        with pytest.raises(EditRefused, match="hard links"):
+            apply_edits(worktree=worktree, allowed_paths=ALLOWED, edits=[
+                Edit(kind=EditKind.REPLACE, path="invoice_calc/hard.py", search="MARKER\n",
+                     text="pwned\n")])
+    assert outside.read_text() == "MARKER\n"
+
+
 def test_a_search_that_does_not_match_exactly_once_names_the_file_and_text(repo: Path) -> None:
     missing = Edit(kind=EditKind.REPLACE, path="invoice_calc/totals.py",
                    search="def no_such_function():\n    pass\n", text="", line=3)

@@ -190,6 +190,11 @@ def _read(root_fd: int, path: str) -> str | None:
         if not stat.S_ISREG(info.st_mode):
             raise EditRefused(f"Cannot write {path}: it is not a regular file.",
                               details={"paths": [path]})
+        if info.st_nlink > 1:
+            # git never checks out hard links; one here was made by a check and may be a file
+            # from outside the worktree whose content must not enter the attempt.
+            raise EditRefused(f"Cannot write {path}: it has other hard links.",
+                              details={"paths": [path]})
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
         with os.fdopen(fd, "rb") as handle:
             data = handle.read()

@@ -11,4 +11,5 @@ urlpatterns = [
     path("invitations/<str:token>/", portal.InvitationView.as_view(), name="invitation"),
     path("o/<slug:org>/", portal.OrgOverviewView.as_view(), name="org-overview"),
     path("o/<slug:org>/", include("accounts.urls_console")),
+    path("o/<slug:org>/", include("agents.urls_console")),
 ]

@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("accounts.api.urls")),
     path("api/v1/", include("tickets.urls")),
+    path("api/v1/", include("agents.urls")),
     path("", include("accounts.sso.urls")),
     path("", include("accounts.urls")),
 ]

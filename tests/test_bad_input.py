@@ -25,6 +25,8 @@ from accounts.api import serializers as account_serializers
 from accounts.api.base import SAFE_METHODS
 from accounts.models import ApiToken, AuditEvent, Invitation, Membership
 from accounts.roles import Role
+from agents import api as agent_api
+from agents.models import InferenceEndpoint
 from tests.factories import UserFactory
 from tests.fixtures import Cast, token_client
 from tests.test_tenancy_matrix import SCOPED
@@ -73,12 +75,19 @@ WRITE_ENDPOINTS = [
     Endpoint("api/v1/orgs/<slug:org>/projects/<str:key>/requirements/", "POST",
              ticket_api.RequirementCreateSerializer, {"title": "Invoices", "text": "Round."},
              lambda c: "/api/v1/orgs/acme/projects/PAY/requirements/", {}),
+    Endpoint("api/v1/orgs/<slug:org>/endpoints/", "POST", agent_api.EndpointWriteSerializer,
+             {"name": "GPU box", "kind": "openai_compatible", "base_url": "http://93.184.215.14/v1",
+              "model": "qwen2.5-coder", "role": "coder"},
+             lambda c: "/api/v1/orgs/acme/endpoints/",
+             {"kind": "gpt", "role": "boss", "base_url": "http://169.254.169.254/",
+              "price_input": "-1"}),
 ]
 # Endpoints whose body is an Atomic Ticket spec, or that act on a ticket or requirement in a
 # given state, have their bad-input cases beside them.
 COVERED_ELSEWHERE = {
     "api/v1/orgs/<slug:org>/requirements/<str:key>/": "tickets/tests/test_api_bad_input.py",
     "api/v1/orgs/<slug:org>/tickets/<str:key>/": "tickets/tests/test_api_bad_input.py",
+    "api/v1/orgs/<slug:org>/endpoints/<uuid:endpoint>/": "agents/tests/test_endpoints_api.py",
 }
 IDS = [f"{e.method} {e.route}" for e in WRITE_ENDPOINTS]
 
@@ -93,6 +102,7 @@ def stored(cast: Cast) -> dict[str, list[Any]]:
         "projects": sorted(Project.objects.for_org(org).values_list("id", "key", "name")),
         "grants": sorted(ProjectUserObjectPermission.objects.filter(
             content_object__organization=org).values_list("id", flat=True)),
+        "endpoints": sorted(InferenceEndpoint.objects.for_org(org).values_list("id", "name")),
         "audit": list(AuditEvent.objects.for_org(org).values_list("seq", flat=True)),
     }
 

@@ -239,6 +239,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "RequirementStatusEnum": "tickets.models.RequirementStatus",
         "InvitationStatusEnum": ["pending", "accepted", "revoked", "expired"],
+        # Members and model endpoints both have a `role`.
+        "RoleEnum": "accounts.roles.Role",
+        "EndpointRoleEnum": "agents.models.EndpointRole",
     },
 }
 

@@ -10,7 +10,7 @@ from django.db import models
 from django.utils import timezone
 
 from accounts.tenancy import TenantModel
-from haao.crypto import EncryptedTextField
+from haao.crypto import EncryptedTextField, Secret
 
 QUEUE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}\Z"
 queue_name_validator = RegexValidator(
@@ -100,6 +100,13 @@ class InferenceEndpoint(TenantModel):
     @property
     def is_cloud(self) -> bool:
         return self.kind == EndpointKind.ANTHROPIC
+
+    def reveal_api_key(self) -> str:
+        """The plaintext key for the model client's request header, or ""; never log it."""
+        key: object = self.api_key
+        if not key:
+            return ""
+        return key.reveal() if isinstance(key, Secret) else str(key)
 
 
 class CallRole(models.TextChoices):

@@ -38,6 +38,11 @@ class UnknownModelPrice(ApplicationError):
     code = "unknown_model_price"
 
 
+def _plain(rate: Decimal) -> str:
+    """A rate as short exact text: 3, 0.3, 2.5."""
+    return format(rate.quantize(MICRO).normalize(), "f")
+
+
 @dataclass(frozen=True)
 class Price:
     """Rates in USD per million tokens."""
@@ -52,8 +57,8 @@ class Price:
     def snapshot(self) -> dict[str, Any]:
         """The rates as JSON-safe strings, as stored beside each costed call."""
         return {"currency": "USD", "unit": "per_million_tokens",
-                "input": str(self.input), "output": str(self.output),
-                "cache_write": str(self.cache_write), "cache_read": str(self.cache_read),
+                "input": _plain(self.input), "output": _plain(self.output),
+                "cache_write": _plain(self.cache_write), "cache_read": _plain(self.cache_read),
                 "source": self.source, "effective_from": self.effective_from}
 
     @classmethod

@@ -73,7 +73,7 @@ def _totals(calls: QuerySet[ModelCall]) -> dict[str, Any]:
         output_tokens=Coalesce(Sum("output_tokens"), 0),
         cache_write_tokens=Coalesce(Sum("cache_write_tokens"), 0),
         cache_read_tokens=Coalesce(Sum("cache_read_tokens"), 0),
-        cost=Coalesce(Sum("cost"), _ZERO),
+        total_cost=Coalesce(Sum("cost"), _ZERO),
         cloud_cost=Coalesce(Sum("cost", filter=Q(is_cloud=True)), _ZERO),
         local_cost=Coalesce(Sum("cost", filter=Q(is_cloud=False)), _ZERO),
     )
@@ -85,16 +85,18 @@ def usage_totals(*, organization: Organization, since: datetime | None = None,
     """Calls, tokens and cost (all, cloud, local) of the organization in one query."""
     calls = model_calls_of(organization=organization, since=since, until=until,
                            project=project, ticket=ticket)
-    return UsageTotals(**_totals(calls))
+    totals = _totals(calls)
+    totals["cost"] = totals.pop("total_cost")
+    return UsageTotals(**totals)
 
 
 def usage_by_endpoint(*, organization: Organization, since: datetime | None = None,
                       until: datetime | None = None) -> list[dict[str, Any]]:
-    """Calls, tokens and cost per endpoint name, most expensive first."""
+    """Calls, tokens and `total_cost` per endpoint, most expensive first."""
     calls = model_calls_of(organization=organization, since=since, until=until)
     rows = (calls.values("endpoint_id", "endpoint_name", "is_cloud")
             .annotate(calls=Count("pk"), input_tokens=Coalesce(Sum("input_tokens"), 0),
                       output_tokens=Coalesce(Sum("output_tokens"), 0),
-                      cost=Coalesce(Sum("cost"), _ZERO))
-            .order_by("-cost", "endpoint_name"))
+                      total_cost=Coalesce(Sum("cost"), _ZERO))
+            .order_by("-total_cost", "endpoint_name"))
     return list(rows)

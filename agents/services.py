@@ -24,8 +24,8 @@ from agents import pricing
 from agents.models import (
     ANTHROPIC_BASE_URL,
     HEALTH_ERROR_LIMIT,
-    QUEUE_NAME_PATTERN,
     MAX_CONCURRENCY,
+    QUEUE_NAME_PATTERN,
     CallOutcome,
     CallRole,
     EndpointFlavor,
@@ -296,7 +296,7 @@ def _models_url(base_url: str) -> str:
 def _probe_openai(endpoint: InferenceEndpoint, timeout: float) -> str:
     headers = {"Accept": "application/json"}
     if endpoint.api_key:
-        headers["Authorization"] = f"Bearer {endpoint.api_key.reveal()}"
+        headers["Authorization"] = f"Bearer {endpoint.reveal_api_key()}"
     # No redirects: a redirect could point past the SSRF guard.
     with httpx.Client(timeout=timeout, follow_redirects=False) as client:
         response = client.get(_models_url(endpoint.base_url), headers=headers)
@@ -316,7 +316,7 @@ def _probe_anthropic(endpoint: InferenceEndpoint, timeout: float) -> str:
         return "No API key is stored for this endpoint."
     # No redirects: a redirect could point past the SSRF guard.
     with anthropic.DefaultHttpxClient(timeout=timeout, follow_redirects=False) as http:
-        client = anthropic.Anthropic(api_key=endpoint.api_key.reveal(),
+        client = anthropic.Anthropic(api_key=endpoint.reveal_api_key(),
                                      base_url=endpoint.base_url, max_retries=0,
                                      timeout=timeout, http_client=http)
         try:

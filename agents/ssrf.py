@@ -84,9 +84,11 @@ def _why_not_public(address: IPAddress) -> str | None:
         return "a link-local address (cloud metadata lives here)"
     if address.is_multicast:
         return "a multicast address"
+    if address.is_reserved:
+        return "a reserved address"
     if address.is_private:
         return "a private network address"
-    if address.is_reserved or not address.is_global:
+    if not address.is_global:
         return "a reserved address"
     return None
 

@@ -87,6 +87,9 @@ WRITE_ENDPOINTS = [
 COVERED_ELSEWHERE = {
     "api/v1/orgs/<slug:org>/requirements/<str:key>/": "tickets/tests/test_api_bad_input.py",
     "api/v1/orgs/<slug:org>/tickets/<str:key>/": "tickets/tests/test_api_bad_input.py",
+}
+# Partial updates of a model endpoint (every field optional) and its bodiless health check.
+COVERED_IN_AGENTS = {
     "api/v1/orgs/<slug:org>/endpoints/<uuid:endpoint>/": "agents/tests/test_endpoints_api.py",
 }
 IDS = [f"{e.method} {e.route}" for e in WRITE_ENDPOINTS]
@@ -164,7 +167,7 @@ def test_every_api_write_endpoint_is_covered() -> None:
         for method in route.methods:
             if method in SAFE_METHODS or method == "DELETE":
                 continue
-            if route.route.startswith(tuple(COVERED_ELSEWHERE)):
+            if route.route.startswith((*COVERED_ELSEWHERE, *COVERED_IN_AGENTS)):
                 continue
             assert (route.route, method) in listed, f"{method} /{route.route} has no bad-input case"
 

@@ -14,6 +14,10 @@ from django.db import transaction
 from accounts import services
 from accounts.models import Organization, User
 from accounts.roles import Role
+from agents.pricing import CURRENT_SONNET
+from agents.selectors import endpoints_of
+from agents.services import endpoint_create
+from haao.errors import ApplicationError
 from tickets.models import Project
 from tickets.services import project_create, project_grant_set
 
@@ -33,6 +37,7 @@ class Command(BaseCommand):
         password = self._password()
         with transaction.atomic():
             created = self._seed(password)
+        self._seed_endpoints()
         self.stdout.write(("Seeded" if created else "Found") + " the demo organization.")
         self.stdout.write(f"\n  Open   {settings.BASE_URL}/o/{DEMO_SLUG}/")
         for email, _, role in DEMO_USERS:
@@ -49,6 +54,30 @@ class Command(BaseCommand):
         path.touch(mode=0o600)
         path.write_text(password + "\n")
         return password
+
+    def _seed_endpoints(self) -> None:
+        """The local coder and the Claude Tech Lead, when their settings are given; once each."""
+        organization = Organization.objects.get(slug=DEMO_SLUG)
+        admin = User.objects.get(email=DEMO_USERS[0][0])
+        wanted = []
+        if settings.LMSTUDIO_BASE_URL:
+            wanted.append(({"name": "Local coder", "kind": "openai_compatible",
+                            "flavor": "lm_studio", "base_url": settings.LMSTUDIO_BASE_URL,
+                            "model": "local-model", "role": "coder", "price_input": "0",
+                            "price_output": "0"}, ""))
+        if settings.ANTHROPIC_API_KEY:
+            wanted.append(({"name": "Claude", "kind": "anthropic", "model": CURRENT_SONNET,
+                            "role": "tech_lead"}, settings.ANTHROPIC_API_KEY))
+        existing = set(endpoints_of(organization=organization).values_list("name", flat=True))
+        for values, api_key in wanted:
+            if values["name"] in existing:
+                continue
+            try:
+                endpoint_create(organization=organization, actor=admin, values=values,
+                                api_key=api_key)
+            except ApplicationError as error:
+                # e.g. LM Studio on localhost without HAAO_ENDPOINT_ALLOWLIST=localhost,...
+                self.stderr.write(f"Endpoint “{values['name']}” not added: {error.message}")
 
     def _seed(self, password: str) -> bool:
         if Organization.objects.filter(slug=DEMO_SLUG).exists():

@@ -162,6 +162,10 @@ class Ticket(TenantModel):
         indexes = [
             models.Index(fields=["organization", "status", "-created_at"]),
             models.Index(fields=["project", "status"]),
+            # The ticket list, newest first: unfiltered, by title, and by project
+            # (see docs/benchmarks.md).
+            models.Index(fields=["organization", "-created_at"], name="ticket_org_newest"),
+            models.Index(fields=["project", "-created_at"], name="ticket_project_newest"),
         ]
 
     def __str__(self) -> str:

@@ -89,6 +89,17 @@ def tickets_visible_to(*, membership: Membership) -> QuerySet[Ticket]:
     return tickets.select_related("project", "requirement").order_by("-created_at")
 
 
+# What a list row shows; the spec and long texts stay in the database.
+LIST_FIELDS = ("id", "number", "title", "status", "order", "complexity", "attempt_count",
+               "retries_left", "created_at", "status_changed_at", "project__id", "project__key",
+               "requirement__id", "requirement__number")
+
+
+def ticket_list(*, membership: Membership) -> QuerySet[Ticket]:
+    """The caller's visible tickets for a list page: only the columns a row shows."""
+    return tickets_visible_to(membership=membership).only(*LIST_FIELDS)
+
+
 def ticket_by_key(*, membership: Membership, key: str) -> Ticket | None:
     """The ticket `PAY-12` if the caller may see its project; None for a malformed key."""
     match = TICKET_KEY_RE.match(key)

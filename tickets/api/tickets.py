@@ -17,7 +17,7 @@ from accounts.api.views import READ_ERRORS, WRITE_ERRORS, OrgEndpoint, errors, v
 from accounts.roles import Capability
 from haao.api import CursorPagination
 from tickets import services
-from tickets.filters import TicketFilter
+from tickets.filters import OrgFilterBackend, TicketFilter
 from tickets.models import (
     Attempt,
     AttemptOutcome,
@@ -30,8 +30,8 @@ from tickets.selectors import (
     Totals,
     ticket_by_key,
     ticket_detail,
+    ticket_list,
     ticket_totals,
-    tickets_visible_to,
 )
 from tickets.services.tickets import MAX_FEEDBACK
 from tickets.spec import SpecError, SpecInvalid, json_path
@@ -234,11 +234,12 @@ class TicketListView(OrgEndpoint):
     serializer_class = TicketSerializer
     pagination_class = CursorPagination
     filterset_class = TicketFilter
+    filter_backends = [OrgFilterBackend]
 
     def get_queryset(self) -> QuerySet[Ticket]:
         if self.is_schema_generation():
             return Ticket.objects.none()
-        return tickets_visible_to(membership=self.membership)
+        return ticket_list(membership=self.membership)
 
     @extend_schema(operation_id="tickets_list",
                    responses={200: TicketSerializer(many=True), **errors(400, *READ_ERRORS)})

@@ -10,13 +10,16 @@ so the handlers behind the 404s run too. Bounded to a few examples per operation
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import pytest
 import schemathesis
+from django.core import signals
 from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
 from django.utils import timezone
 from guardian.shortcuts import assign_perm
 from hypothesis import HealthCheck, settings
@@ -40,6 +43,17 @@ CHECKS = [not_a_server_error, response_schema_conformance]
 # state where it is allowed and ones where it answers 409.
 STATES = [TicketStatus.AWAITING_ACCEPTANCE, TicketStatus.QUEUED, TicketStatus.BLOCKED,
           TicketStatus.RUNNING, TicketStatus.ACCEPTED]
+
+
+@pytest.fixture(autouse=True)
+def connections_stay_open() -> Iterator[None]:
+    """Keep the test's transaction: the real WSGI handler closes connections it finds in a
+    transaction after each request (Django's test client turns this off the same way)."""
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)
 
 
 @dataclass

@@ -1,0 +1,227 @@
+"""One attempt at a ticket by a local coder: prompt, edits, checks, and the recorded result.
+
+`run_attempt` claims the attempt number, asks the coder, applies its edits to a fresh
+worktree within the ticket's allowed paths, runs the Definition of Done in the sandbox and
+records everything through `tickets.services`. It never changes the ticket's state: the
+loop decides what an outcome means for the ticket (through tickets.state).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from agents.coder.client import DEFAULT_TIMEOUT, CoderFailure, CoderReply, TokenCallback, complete
+from agents.coder.prompt import PreviousAttempt, PreviousCheck, coder_messages
+from agents.edits import EditParseError, EditPathError, parse_edits
+from agents.models import CallOutcome, CallRole, InferenceEndpoint, ModelCall
+from agents.sandbox import CheckRun, CheckSpec, SandboxLimits, run_check
+from agents.services import model_call_record
+from agents.workspaces import (
+    EditNotApplicable,
+    EditRefused,
+    apply_edits,
+    attempt_branch,
+    attempt_worktree,
+    base_of,
+    diff_of,
+    workspace_prepare,
+)
+from agents.workspaces.git import git
+from haao.errors import ApplicationError
+from tickets.models import Attempt, AttemptOutcome, ExecutorKind, Ticket
+from tickets.services import CheckOutcome, attempt_finish, attempt_start
+from tickets.spec import spec_clean
+
+logger = logging.getLogger(__name__)
+
+# How a failed coder call ends the attempt; anything else is an infrastructure error.
+_CALL_FAILURE_OUTCOMES = {
+    CallOutcome.TIMEOUT: AttemptOutcome.TIMEOUT,
+    CallOutcome.INVALID_OUTPUT: AttemptOutcome.INVALID_OUTPUT,
+}
+
+
+def idempotency_key(attempt: Attempt) -> str:
+    """The usage row key of an attempt's coder call; a re-delivered task writes no second row."""
+    return f"attempt:{attempt.pk}:code"
+
+
+def previous_attempt(*, ticket: Ticket, before: int) -> PreviousAttempt | None:
+    """The latest finished attempt of `ticket` numbered below `before`, with its checks."""
+    attempt = (Attempt.objects.for_org(ticket.organization)
+               .filter(ticket=ticket, number__lt=before)
+               .exclude(outcome=AttemptOutcome.RUNNING)
+               .order_by("-number").prefetch_related("checks").first())
+    if attempt is None:
+        return None
+    checks = [PreviousCheck(name=c.name, command=list(c.command), passed=c.passed,
+                            exit_code=c.exit_code, expectation=c.expectation,
+                            stdout_tail=c.stdout_tail, stderr_tail=c.stderr_tail)
+              for c in sorted(attempt.checks.all(), key=lambda c: c.index)]
+    return PreviousAttempt(number=attempt.number, outcome=attempt.outcome, error=attempt.error,
+                           checks=checks)
+
+
+def run_attempt(*, ticket: Ticket, attempt_number: int, endpoint: InferenceEndpoint,
+                repo_root: Path, sandbox_limits: SandboxLimits,
+                readonly_paths: Sequence[Path] = (), allow_unsandboxed: bool = False,
+                env_extra: Mapping[str, str] | None = None, stream: bool = True,
+                on_token: TokenCallback | None = None, timeout: float = DEFAULT_TIMEOUT,
+                max_tokens: int | None = None, strict_model: bool = False) -> Attempt:
+    """Run attempt `attempt_number` of `ticket` on `endpoint` and return it, finished.
+
+    A second run of the same number is refused (Conflict) before anything else happens.
+    """
+    if endpoint.organization_id != ticket.organization_id:
+        raise ApplicationError("The endpoint belongs to another organization.",
+                               code="endpoint_foreign")
+    attempt = attempt_start(ticket=ticket, number=attempt_number, executor=ExecutorKind.LOCAL,
+                            endpoint=endpoint.name, model=endpoint.model)
+    run = _Run(ticket=ticket, attempt=attempt, endpoint=endpoint)
+    try:
+        return run.execute(repo_root=Path(repo_root), limits=sandbox_limits,
+                           readonly_paths=readonly_paths, allow_unsandboxed=allow_unsandboxed,
+                           env_extra=env_extra, stream=stream, on_token=on_token,
+                           timeout=timeout, max_tokens=max_tokens, strict_model=strict_model)
+    except ApplicationError as error:
+        logger.warning("attempt %s of %s failed: %s", attempt_number, ticket.pk, error.message)
+        return run.finish(AttemptOutcome.ERROR, error=error.message)
+    except Exception as error:
+        # A finished attempt with the reason beats one left "running" for recovery to find.
+        logger.exception("attempt %s of %s crashed", attempt_number, ticket.pk)
+        return run.finish(AttemptOutcome.ERROR,
+                          error=f"Internal error: {type(error).__name__}: {error}"[:2000])
+
+
+class _Run:
+    """The state of one attempt while it runs: the coder call's usage and the diff so far."""
+
+    def __init__(self, *, ticket: Ticket, attempt: Attempt, endpoint: InferenceEndpoint) -> None:
+        self.ticket = ticket
+        self.attempt = attempt
+        self.endpoint = endpoint
+        self.call: ModelCall | None = None
+        self.diff = ""
+        self.checks: list[CheckOutcome] = []
+
+    def finish(self, outcome: str, *, error: str = "") -> Attempt:
+        call = self.call
+        return attempt_finish(
+            attempt=self.attempt, outcome=outcome, checks=self.checks, diff=self.diff,
+            error=error, input_tokens=call.input_tokens if call else 0,
+            output_tokens=call.output_tokens if call else 0,
+            cache_write_tokens=call.cache_write_tokens if call else 0,
+            cache_read_tokens=call.cache_read_tokens if call else 0,
+            cost=call.cost if call else Decimal("0"))
+
+    def record_call(self, *, outcome: str, model: str, input_tokens: int, output_tokens: int,
+                    latency_ms: int, request_id: str = "", error: str = "") -> None:
+        self.call = model_call_record(
+            organization=self.ticket.organization, endpoint=self.endpoint, role=CallRole.CODE,
+            outcome=outcome, model=model, input_tokens=input_tokens, output_tokens=output_tokens,
+            latency_ms=latency_ms, request_id=request_id, error=error, ticket=self.ticket,
+            attempt=self.attempt, idempotency_key=idempotency_key(self.attempt))
+
+    def ask(self, *, spec: Mapping[str, Any], stream: bool, on_token: TokenCallback | None,
+            timeout: float, max_tokens: int | None, strict_model: bool) -> CoderReply | None:
+        """Call the coder and record the call; None when it failed (the attempt is finished)."""
+        messages = coder_messages(
+            spec=spec, previous=previous_attempt(ticket=self.ticket, before=self.attempt.number),
+            feedback=self.ticket.feedback)
+        try:
+            reply = complete(endpoint=self.endpoint, messages=messages, stream=stream,
+                             on_token=on_token, timeout=timeout, max_tokens=max_tokens,
+                             strict_model=strict_model)
+        except CoderFailure as failure:
+            self.record_call(outcome=failure.outcome, model=failure.model,
+                             input_tokens=failure.usage.input_tokens,
+                             output_tokens=failure.usage.output_tokens,
+                             latency_ms=failure.latency_ms, request_id=failure.request_id,
+                             error=failure.message)
+            outcome = _CALL_FAILURE_OUTCOMES.get(CallOutcome(failure.outcome),
+                                                 AttemptOutcome.ERROR)
+            self.finish(outcome, error=f"Coder call failed ({failure.reason}): {failure.message}")
+            return None
+        return reply
+
+    def execute(self, *, repo_root: Path, limits: SandboxLimits,
+                readonly_paths: Sequence[Path], allow_unsandboxed: bool,
+                env_extra: Mapping[str, str] | None, stream: bool,
+                on_token: TokenCallback | None, timeout: float, max_tokens: int | None,
+                strict_model: bool) -> Attempt:
+        ticket, project = self.ticket, self.ticket.project
+        spec = spec_clean(ticket.spec)  # SpecInvalid names the broken field
+        checks = [CheckSpec.from_spec(entry) for entry in spec["definition_of_done"]]
+        repo = workspace_prepare(project_id=project.pk, repository=project.repository,
+                                 default_branch=project.default_branch,
+                                 integration_branch=project.integration_branch, root=repo_root)
+        reply = self.ask(spec=spec, stream=stream, on_token=on_token, timeout=timeout,
+                         max_tokens=max_tokens, strict_model=strict_model)
+        if reply is None:
+            self.attempt.refresh_from_db()
+            return self.attempt
+        try:
+            edits = parse_edits(reply.text)
+        except EditPathError as error:
+            self._record_reply(reply, CallOutcome.INVALID_OUTPUT, error.message)
+            return self.finish(AttemptOutcome.GUARDRAIL_VIOLATION, error=error.message)
+        except EditParseError as error:
+            self._record_reply(reply, CallOutcome.INVALID_OUTPUT, error.message)
+            return self.finish(AttemptOutcome.INVALID_OUTPUT, error=error.message)
+        self._record_reply(reply, CallOutcome.OK)
+        with attempt_worktree(repo=repo, ticket_key=ticket.key,
+                              attempt_number=self.attempt.number,
+                              base_branch=project.integration_branch) as worktree:
+            try:
+                apply_edits(worktree=worktree, edits=edits,
+                            allowed_paths=spec["allowed_paths"])
+            except EditRefused as error:
+                return self.finish(AttemptOutcome.GUARDRAIL_VIOLATION, error=error.message)
+            except EditNotApplicable as error:
+                return self.finish(AttemptOutcome.INVALID_OUTPUT, error=error.message)
+            # Everything git needs is read now, while HAAO still owns the worktree: the
+            # sandbox hands it to an unprivileged uid (docs/sandbox.md), and git refuses a
+            # worktree owned by someone else — nor should HAAO trust what the check left there.
+            self.diff = diff_of(worktree)
+            base = base_of(worktree)
+            tree = git(["write-tree"], cwd=worktree).stdout.strip()
+            runs = [run_check(worktree=worktree, check=check, limits=limits,
+                              readonly_paths=readonly_paths, env_extra=env_extra,
+                              allow_unsandboxed=allow_unsandboxed) for check in checks]
+        self.checks = [_outcome_of(run) for run in runs]
+        failed = [run for run in runs if not run.passed]
+        if failed:
+            timed_out = any(run.timed_out for run in failed)
+            summary = "; ".join(f"{run.name}: {run.expectation}" for run in failed)
+            return self.finish(AttemptOutcome.TIMEOUT if timed_out else
+                               AttemptOutcome.TESTS_FAILED, error=summary[:2000])
+        self._commit(repo, base=base, tree=tree)
+        return self.finish(AttemptOutcome.PASSED)
+
+    def _record_reply(self, reply: CoderReply, outcome: str, error: str = "") -> None:
+        self.record_call(outcome=outcome, model=reply.model,
+                         input_tokens=reply.usage.input_tokens,
+                         output_tokens=reply.usage.output_tokens, latency_ms=reply.latency_ms,
+                         request_id=reply.request_id, error=error)
+
+    def _commit(self, repo: Path, *, base: str, tree: str) -> None:
+        """Commit the applied edits on the attempt branch, from the bare repository."""
+        ticket = self.ticket
+        branch = attempt_branch(ticket.key, self.attempt.number)
+        message = f"{ticket.key}: {ticket.title}\n\nAttempt {self.attempt.number} by " \
+                  f"{self.endpoint.model} on {self.endpoint.name}; Definition of Done passed.\n"
+        commit = git(["commit-tree", tree, "-p", base, "-F", "-"], cwd=repo,
+                     input_text=message).stdout.strip()
+        # Compare-and-set: the branch must still be where the attempt started.
+        git(["update-ref", f"refs/heads/{branch}", commit, base], cwd=repo)
+
+
+def _outcome_of(run: CheckRun) -> CheckOutcome:
+    return CheckOutcome(name=run.name, command=list(run.command),
+                        expected_exit_code=run.expected_exit_code, exit_code=run.exit_code,
+                        passed=run.passed, duration_ms=run.duration_ms, stdout=run.stdout,
+                        stderr=run.stderr, expectation=run.expectation)

@@ -1,0 +1,339 @@
+"""run_attempt on the sample project, with a scripted coder answering over real HTTP."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.test import override_settings
+
+from agents import services
+from agents.execution import idempotency_key, run_attempt
+from agents.model_servers import OpenAIServer, delayed
+from agents.model_servers import openai as oai
+from agents.models import InferenceEndpoint, ModelCall
+from agents.sandbox import SandboxLimits, sandbox_available
+from haao.errors import Conflict
+from tests.factories import ProjectFactory, TicketFactory, spec_example
+from tickets.models import Attempt, Ticket
+
+pytestmark = [pytest.mark.django_db]
+
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "invoice-calc"
+LIMITS = SandboxLimits(timeout_seconds=120, memory_bytes=1024**3)
+FAILING_TEST = "tests/test_totals.py::test_total_rounds_half_a_cent_up"
+
+RIGHT_FIX = """I will round half-up with Decimal.quantize.
+
+<<<<<<< SEARCH invoice_calc/totals.py
+from decimal import Decimal
+=======
+from decimal import ROUND_HALF_UP, Decimal
+>>>>>>> REPLACE
+
+<<<<<<< SEARCH invoice_calc/totals.py
+    return Decimal(str(round(float(amount), 2)))
+=======
+    return amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+>>>>>>> REPLACE
+"""
+
+# quantize() rounds half-even by default: 0.125 still becomes 0.12.
+WRONG_FIX = """<<<<<<< SEARCH invoice_calc/totals.py
+    return Decimal(str(round(float(amount), 2)))
+=======
+    return amount.quantize(Decimal("0.01"))
+>>>>>>> REPLACE
+"""
+
+OUTSIDE_ALLOWED = """<<<<<<< SEARCH tests/test_totals.py
+    assert total([Decimal("0.125")]) == Decimal("0.13")
+=======
+    assert total([Decimal("0.125")]) == Decimal("0.12")
+>>>>>>> REPLACE
+"""
+
+MALFORMED = """Just change round() to use ROUND_HALF_UP:
+
+<<<<<<< SEARCH invoice_calc/totals.py
+    return Decimal(str(round(float(amount), 2)))
+>>>>>>> REPLACE
+"""
+
+
+def sample_spec() -> dict[str, Any]:
+    content = (SAMPLE / "invoice_calc" / "totals.py").read_text()
+    lines = content.splitlines(keepends=True)
+    return spec_example(
+        title="Round invoice totals half-up to the cent",
+        objective="total() rounds exact half cents down (0.125 -> 0.12); it must round "
+                  "half-up (0.125 -> 0.13) without going through float.",
+        code_context=[{"path": "invoice_calc/totals.py", "line_start": 1,
+                       "line_end": len(lines), "content": content}],
+        allowed_paths=["invoice_calc/totals.py"],
+        constraints=["Keep amounts as Decimal; never convert to float."],
+        definition_of_done=[{"name": "unit tests",
+                             "command": ["python", "-m", "pytest", "-q", "-p",
+                                         "no:cacheprovider", "tests"],
+                             "expected_exit_code": 0, "timeout_seconds": 120,
+                             "output_must_contain": ["passed"]}],
+    )
+
+
+@pytest.fixture(autouse=True)
+def allow_loopback() -> Iterator[None]:
+    with override_settings(HAAO_ENDPOINT_ALLOWLIST=["127.0.0.1"]):
+        yield
+
+
+@pytest.fixture
+def sample_repo(tmp_path: Path) -> Path:
+    """The sample project as its own git repository with one commit on main."""
+    repo = tmp_path / "invoice-calc"
+    shutil.copytree(SAMPLE, repo, ignore=shutil.ignore_patterns(
+        ".ruff_cache", "__pycache__", ".pytest_cache"))
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"],
+                 ["-c", "user.name=Dev", "-c", "user.email=dev@example.com", "commit", "-q",
+                  "-m", "invoice-calc"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    return repo
+
+
+@pytest.fixture
+def server() -> Iterator[OpenAIServer]:
+    with OpenAIServer(flavor="ollama") as running:
+        yield running
+
+
+@pytest.fixture
+def endpoint(cast: Any, server: OpenAIServer) -> InferenceEndpoint:
+    return services.endpoint_create(
+        organization=cast.org, actor=cast.admin,
+        values={"name": "Workstation coder", "kind": "openai_compatible", "flavor": "ollama",
+                "base_url": server.url, "model": "qwen2.5-coder:7b", "role": "coder",
+                "price_input": "1.5", "price_output": "3"})
+
+
+@pytest.fixture
+def ticket(cast: Any, sample_repo: Path) -> Ticket:
+    project = ProjectFactory(organization=cast.org, key="INV", name="Invoice calc",
+                             repository=str(sample_repo), default_branch="main")
+    ticket: Ticket = TicketFactory(requirement__project=project, spec=sample_spec(),
+                                   title="Round invoice totals half-up to the cent")
+    return ticket
+
+
+def attempt_of(ticket: Ticket, number: int, endpoint: InferenceEndpoint, root: Path,
+               **kwargs: Any) -> Attempt:
+    return run_attempt(
+        ticket=ticket, attempt_number=number, endpoint=endpoint, repo_root=root,
+        sandbox_limits=LIMITS, readonly_paths=[Path(sys.prefix), Path(sys.base_prefix)],
+        env_extra={"PATH": f"{sys.prefix}/bin:/usr/bin:/bin"},
+        allow_unsandboxed=not sandbox_available(), **kwargs)
+
+
+def bare_repo(root: Path, ticket: Ticket) -> Path:
+    return root / str(ticket.project.pk) / "repo"
+
+
+def user_prompt(server: OpenAIServer, index: int) -> str:
+    body = server.requests_to("/v1/chat/completions")[index].body
+    return str(body["messages"][-1]["content"])
+
+
+def test_the_right_fix_passes_its_check_and_is_committed(ticket, endpoint, server,
+                                                        tmp_path) -> None:
+    server.enqueue(oai.chat_reply(RIGHT_FIX))
+    root = tmp_path / "workspaces"
+
+    attempt = attempt_of(ticket, 1, endpoint, root)
+
+    assert attempt.outcome == "passed", attempt.error
+    check = attempt.checks.get()
+    assert check.passed and check.exit_code == 0
+    assert "passed" in check.stdout_tail and "failed" not in check.stdout_tail
+    assert "+    return amount.quantize(Decimal(\"0.01\"), rounding=ROUND_HALF_UP)" in attempt.diff
+    assert "-    return Decimal(str(round(float(amount), 2)))" in attempt.diff
+    call = ModelCall.objects.get(idempotency_key=idempotency_key(attempt))
+    assert (call.role, call.outcome, call.model) == ("code", "ok", "qwen2.5-coder:7b")
+    assert call.input_tokens > 0 and call.output_tokens > 0
+    assert call.ticket_id == ticket.pk and call.attempt_id == attempt.pk
+    expected = (Decimal(call.input_tokens) * Decimal("1.5")
+                + Decimal(call.output_tokens) * 3) / 1_000_000
+    assert call.cost == expected.quantize(Decimal("0.000001")) and call.cost > 0
+    assert (attempt.input_tokens, attempt.output_tokens, attempt.cost) == (
+        call.input_tokens, call.output_tokens, call.cost)
+    shown = subprocess.run(["git", "show", f"haao/{ticket.key}/attempt-1:invoice_calc/totals.py"],
+                           cwd=bare_repo(root, ticket), capture_output=True, text=True,
+                           check=True).stdout
+    assert "ROUND_HALF_UP" in shown
+    ticket.refresh_from_db()
+    assert ticket.status == "proposed" and ticket.attempt_count == 1
+
+
+def test_the_coder_was_asked_with_the_ticket_streamed(ticket, endpoint, server,
+                                                      tmp_path) -> None:
+    server.enqueue(oai.chat_reply(RIGHT_FIX))
+    tokens: list[str] = []
+
+    attempt_of(ticket, 1, endpoint, tmp_path / "ws", on_token=tokens.append)
+
+    body = server.requests_to("/v1/chat/completions")[0].body
+    assert body["stream"] is True and body["model"] == "qwen2.5-coder:7b"
+    prompt = user_prompt(server, 0)
+    assert "total() rounds exact half cents down" in prompt
+    assert "- invoice_calc/totals.py" in prompt
+    assert "def round_money(amount: Decimal) -> Decimal:" in prompt
+    assert '"python", "-m", "pytest"' in prompt
+    assert "<<<<<<< SEARCH" in body["messages"][0]["content"]
+    assert "".join(tokens) == RIGHT_FIX
+
+
+def test_a_wrong_fix_fails_the_tests_with_the_failing_output_recorded(ticket, endpoint, server,
+                                                                       tmp_path) -> None:
+    server.enqueue(oai.chat_reply(WRONG_FIX))
+
+    attempt = attempt_of(ticket, 1, endpoint, tmp_path / "ws")
+
+    assert attempt.outcome == "tests_failed"
+    check = attempt.checks.get()
+    assert not check.passed and check.exit_code == 1
+    assert f"FAILED {FAILING_TEST}" in check.stdout_tail
+    assert "1 failed" in check.stdout_tail
+    assert "unit tests: exit code 1, expected 0" in attempt.error
+    assert "amount.quantize(Decimal(\"0.01\"))" in attempt.diff
+
+
+def test_an_edit_outside_the_allowed_paths_is_a_guardrail_violation_and_nothing_runs(
+        ticket, endpoint, server, tmp_path) -> None:
+    server.enqueue(oai.chat_reply(OUTSIDE_ALLOWED))
+
+    attempt = attempt_of(ticket, 1, endpoint, tmp_path / "ws")
+
+    assert attempt.outcome == "guardrail_violation"
+    assert "tests/test_totals.py" in attempt.error and "may not change" in attempt.error
+    assert attempt.checks.count() == 0
+    assert attempt.diff == ""
+    assert ModelCall.objects.get(attempt=attempt).outcome == "ok"
+
+
+def test_a_path_escaping_the_repository_is_a_guardrail_violation(ticket, endpoint, server,
+                                                                 tmp_path) -> None:
+    server.enqueue(oai.chat_reply("<<<<<<< FILE ../../etc/cron.d/x\n* * * * * root sh\n"
+                                  ">>>>>>> END\n"))
+
+    attempt = attempt_of(ticket, 1, endpoint, tmp_path / "ws")
+
+    assert attempt.outcome == "guardrail_violation"
+    assert "'..'" in attempt.error
+    assert attempt.checks.count() == 0
+
+
+def test_malformed_edit_text_is_invalid_output(ticket, endpoint, server, tmp_path) -> None:
+    server.enqueue(oai.chat_reply(MALFORMED))
+
+    attempt = attempt_of(ticket, 1, endpoint, tmp_path / "ws")
+
+    assert attempt.outcome == "invalid_output"
+    assert "no '=======' line" in attempt.error
+    assert attempt.checks.count() == 0
+    call = ModelCall.objects.get(attempt=attempt)
+    assert call.outcome == "invalid_output" and call.output_tokens > 0
+
+
+def test_a_search_text_not_in_the_file_is_invalid_output(ticket, endpoint, server,
+                                                         tmp_path) -> None:
+    server.enqueue(oai.chat_reply("<<<<<<< SEARCH invoice_calc/totals.py\nnot there\n=======\n"
+                                  "x\n>>>>>>> REPLACE\n"))
+
+    attempt = attempt_of(ticket, 1, endpoint, tmp_path / "ws")
+
+    assert attempt.outcome == "invalid_output"
+    assert attempt.checks.count() == 0
+
+
+def test_the_second_attempt_is_told_the_first_ones_failure_and_the_feedback(
+        ticket, endpoint, server, tmp_path) -> None:
+    Ticket.objects.filter(pk=ticket.pk).update(
+        feedback="Use ROUND_HALF_UP from the decimal module, as the README asks.")
+    ticket.refresh_from_db()
+    server.enqueue(oai.chat_reply(WRONG_FIX), oai.chat_reply(RIGHT_FIX))
+    root = tmp_path / "ws"
+
+    first = attempt_of(ticket, 1, endpoint, root)
+    second = attempt_of(ticket, 2, endpoint, root)
+
+    assert (first.outcome, second.outcome) == ("tests_failed", "passed")
+    assert "What went wrong" not in user_prompt(server, 0)
+    prompt = user_prompt(server, 1)
+    assert "What went wrong in attempt 1 (tests_failed)" in prompt
+    assert f"FAILED {FAILING_TEST}" in prompt
+    assert "assert Decimal('0.12') == Decimal('0.13')" in prompt
+    assert "Use ROUND_HALF_UP from the decimal module, as the README asks." in prompt
+    assert ModelCall.objects.filter(ticket=ticket).count() == 2
+
+
+def test_running_the_same_attempt_number_twice_is_refused(ticket, endpoint, server,
+                                                          tmp_path) -> None:
+    server.enqueue(oai.chat_reply(MALFORMED))
+    attempt_of(ticket, 1, endpoint, tmp_path / "ws")
+
+    with pytest.raises(Conflict, match="Attempt 1 of this ticket exists already"):
+        attempt_of(ticket, 1, endpoint, tmp_path / "ws")
+
+    assert len(server.requests) == 1
+    assert Attempt.objects.filter(ticket=ticket).count() == 1
+
+
+def test_a_coder_timeout_ends_the_attempt_as_timeout_with_a_usage_row(ticket, endpoint, server,
+                                                                       tmp_path) -> None:
+    server.enqueue(delayed(oai.chat_reply(RIGHT_FIX), 5))
+
+    attempt = attempt_of(ticket, 1, endpoint, tmp_path / "ws", timeout=0.5, stream=False)
+
+    assert attempt.outcome == "timeout"
+    assert "0.5 seconds" in attempt.error
+    assert ModelCall.objects.get(attempt=attempt).outcome == "timeout"
+
+
+def test_a_server_error_ends_the_attempt_as_error_naming_the_vendor_message(
+        ticket, endpoint, server, tmp_path) -> None:
+    server.enqueue(oai.ollama_model_not_found("qwen2.5-coder:7b"))
+
+    attempt = attempt_of(ticket, 1, endpoint, tmp_path / "ws")
+
+    assert attempt.outcome == "error"
+    assert 'model "qwen2.5-coder:7b" not found, try pulling it first' in attempt.error
+    assert ModelCall.objects.get(attempt=attempt).outcome == "client_error"
+
+
+def test_an_unreachable_repository_ends_the_attempt_before_the_coder_is_called(
+        ticket, endpoint, server, tmp_path) -> None:
+    type(ticket.project).objects.filter(pk=ticket.project.pk).update(
+        repository=str(tmp_path / "missing"))
+    ticket.refresh_from_db()
+
+    attempt = attempt_of(ticket, 1, endpoint, tmp_path / "ws")
+
+    assert attempt.outcome == "error"
+    assert "could not be fetched" in attempt.error
+    assert server.requests == []
+
+
+def test_an_endpoint_of_another_organization_is_refused(cast, ticket, server,
+                                                       tmp_path) -> None:
+    foreign = services.endpoint_create(
+        organization=cast.other_org, actor=cast.outsider,
+        values={"name": "Theirs", "kind": "openai_compatible", "base_url": server.url,
+                "model": "m", "role": "coder"})
+
+    with pytest.raises(Exception, match="another organization"):
+        attempt_of(ticket, 1, foreign, tmp_path / "ws")
+
+    assert not Attempt.objects.filter(ticket=ticket).exists()

@@ -17,6 +17,7 @@ from jsonschema import Draft202012Validator
 from agents.models import CallRole, InferenceEndpoint
 from agents.techlead.client import (
     CallContext,
+    InvalidAnswer,
     TechLeadClient,
     block_dicts,
     tool_input,
@@ -103,7 +104,11 @@ def audit(*, ticket: Ticket, diff: str, check_results: Sequence[Any],
     request = audit_request(ticket=ticket, diff=diff, check_results=check_results)
     problems: list[str] = []
     for round_number in range(MAX_REPAIRS + 1):
-        message = client.create(context=context.for_round(f"r{round_number}"), **request)
+        try:
+            message = client.create(context=context.for_round(f"r{round_number}"), **request)
+        except InvalidAnswer as empty:
+            problems = [empty.message]
+            continue
         tool_id, data = tool_input(message, "submit_audit")
         problems = verdict_errors(data)
         if not problems and data is not None:

@@ -23,6 +23,7 @@ from accounts.audit import SYSTEM, Actor
 from agents.models import CallRole, InferenceEndpoint
 from agents.techlead.client import (
     CallContext,
+    InvalidAnswer,
     TechLeadClient,
     TechLeadError,
     block_dicts,
@@ -130,7 +131,11 @@ def check_proposal(data: Mapping[str, Any] | None, root: Path
         if not isinstance(raw, dict):
             errors.append(SpecError(f"$.tickets[{index}]", "must be an object"))
             continue
-        ticket = json.loads(json.dumps(raw))  # a private copy to fill in
+        try:
+            ticket = json.loads(json.dumps(raw))  # a private copy to fill in
+        except (ValueError, RecursionError):
+            errors.append(SpecError(f"$.tickets[{index}]", "cannot be serialized as JSON"))
+            continue
         ticket_errors = inject_code(ticket, root) + validate_spec(ticket)
         errors += _prefixed(ticket_errors, index)
         candidates.append(ticket)
@@ -178,7 +183,12 @@ def decompose(*, requirement: Requirement, repo_path: Path | str,
                                     map_text=repo_map(root))
     errors: list[SpecError] = []
     for round_number in range(MAX_REPAIRS + 1):
-        message = client.create(context=context.for_round(f"r{round_number}"), **request)
+        try:
+            message = client.create(context=context.for_round(f"r{round_number}"), **request)
+        except InvalidAnswer as empty:
+            # Nothing to answer to: ask the same question again (the round still counts).
+            errors = [SpecError("$", empty.message)]
+            continue
         tool_id, data = tool_input(message, "propose_tickets")
         tickets, errors = check_proposal(data, root)
         if not errors:

@@ -151,3 +151,12 @@ def test_an_answer_without_edit_blocks_is_sent_back_once_then_refused(ticket, en
         solve(ticket=ticket, history=[], endpoint=endpoint, client=TechLeadClient(endpoint))
     second = server.requests_to(MESSAGES)[1]
     assert "could not be applied" in second.body["messages"][-1]["content"][0]["text"]
+
+
+def test_an_empty_answer_twice_is_a_failed_audit_not_a_crash(ticket, endpoint, server) -> None:
+    attempt = finished_attempt(ticket)
+    empty = anth.Response(body=anth.message([], usage=anth.usage(30, 1)))
+    server.enqueue(empty, empty)
+    verdict = run_audit(ticket, endpoint, attempt)
+    assert not verdict.passed and "no content" in verdict.error
+    assert ModelCall.objects.count() == 2

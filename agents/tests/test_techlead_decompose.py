@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agents import services
-from agents.model_servers import AnthropicServer, SampleTechLead
+from agents.model_servers import AnthropicServer, Response, SampleTechLead
 from agents.model_servers import anthropic as anth
 from agents.models import CallOutcome, InferenceEndpoint, ModelCall
 from agents.techlead.client import TechLeadClient
@@ -218,3 +218,14 @@ def test_a_large_repository_map_is_capped(checkout) -> None:
     text = repo_map(checkout, limit=600)
     assert len(text) <= 600
     assert text.endswith("… (map truncated)\n") or "def " not in text.split("\n", 1)[1]
+
+
+def test_an_empty_answer_is_asked_again_and_counts_as_a_round(
+        requirement, checkout, endpoint, server) -> None:
+    server.enqueue(Response(body=anth.message([], usage=anth.usage(40, 1))))
+    tickets = run(requirement, checkout, endpoint)
+    assert len(tickets) == 2
+    first, second = server.requests_to(MESSAGES)
+    assert first.body["messages"] == second.body["messages"]
+    assert [c.outcome for c in ModelCall.objects.order_by("created_at")] == [
+        CallOutcome.INVALID_OUTPUT, CallOutcome.OK]

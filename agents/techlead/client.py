@@ -24,7 +24,6 @@ from typing import Any
 import anthropic
 import httpx
 from anthropic.types import Message
-from django.db import transaction
 
 from accounts.models import Organization
 from agents import pricing
@@ -311,13 +310,12 @@ class TechLeadClient:
             outcome=last.outcome, request_id=last.request_id)
 
     def _record(self, context: CallContext, attempt: int, **values: Any) -> None:
-        # Its own transaction: a caller's later rollback must not erase what was spent.
-        with transaction.atomic():
-            model_call_record(organization=context.organization, endpoint=self.endpoint,
-                              role=context.role, project=context.project,
-                              requirement=context.requirement, ticket=context.ticket,
-                              attempt=context.attempt,
-                              idempotency_key=f"{context.key}#{attempt}"[:200], **values)
+        # Keyed per try, so a re-delivered task re-running the same conversation adds no rows.
+        model_call_record(organization=context.organization, endpoint=self.endpoint,
+                          role=context.role, project=context.project,
+                          requirement=context.requirement, ticket=context.ticket,
+                          attempt=context.attempt,
+                          idempotency_key=f"{context.key}#{attempt}"[:200], **values)
 
 
 def _ms(started: float) -> int:

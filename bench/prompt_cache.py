@@ -12,8 +12,10 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -43,6 +45,22 @@ def configure_django(scratch: Path) -> None:
     import django
 
     django.setup()
+
+
+def proposal_for(checkout: Path) -> Callable[..., dict[str, Any]]:
+    """For another project: one ticket quoting the first lines of its first Python file."""
+    from agents.techlead.repo_map import tracked_files
+    from agents.techlead.testing import invoice_ticket
+
+    path = next((name for name in tracked_files(checkout) if name.endswith(".py")
+                 and (checkout / name).read_text(encoding="utf-8").strip()), None)
+    if path is None:
+        raise SystemExit(f"{checkout} has no non-empty Python file to quote")
+    lines = len((checkout / path).read_text(encoding="utf-8").splitlines())
+    ticket = invoice_ticket(
+        title=f"Tidy {path}", allowed_paths=[path],
+        code_context=[{"path": path, "line_start": 1, "line_end": min(lines, 20)}])
+    return lambda prompt="", tool=None: {"tickets": [ticket]}
 
 
 def main() -> None:
@@ -79,8 +97,9 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
     Membership.objects.create(organization=org, user=admin, role=Role.ADMIN)
     project = project_create(organization=org, actor=admin, key="INV", name="Invoices")
     checkout = git_checkout(args.project or SAMPLE_PROJECT, scratch / "checkout")
+    answer = invoice_proposal if args.project is None else proposal_for(checkout)
     with AnthropicServer(prompt_cache=True,
-                         answer=SampleTechLead(propose_tickets=invoice_proposal)) as server:
+                         answer=SampleTechLead(propose_tickets=answer)) as server:
         endpoint = services.endpoint_create(
             organization=org, actor=admin, api_key="sk-ant-bench",
             values={"name": "Claude", "kind": "anthropic", "base_url": server.url,

@@ -73,6 +73,16 @@ def ticket_spec(repo: Path) -> dict[str, Any]:
     }
 
 
+class Stamps:
+    """An on_token callback that notes when each streamed piece arrived."""
+
+    def __init__(self, into: list[float]) -> None:
+        self.into = into
+
+    def __call__(self, piece: str) -> None:
+        self.into.append(time.perf_counter())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -137,8 +147,7 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
             stamps: list[float] = []
             begin = time.perf_counter()
             reply = complete(endpoint=endpoint, messages=messages, stream=True,
-                             max_tokens=args.max_tokens,
-                             on_token=lambda _piece: stamps.append(time.perf_counter()))
+                             max_tokens=args.max_tokens, on_token=Stamps(stamps))
             end = time.perf_counter()
             # llama.cpp streams one token per chunk; decode speed is measured after the first.
             if len(stamps) > 1:

@@ -252,6 +252,10 @@ class TechLeadClient:
         """`messages.create` with HAAO's retries; one ledger row per HTTP request."""
         if context.role not in CallRole.values:
             raise ValueError(f"unknown call role {context.role!r}")
+        if context.organization.pk != self.endpoint.organization_id:
+            # Checked before any request: another tenant's endpoint is never called or billed.
+            raise ApplicationError("The endpoint belongs to another organization.",
+                                   details={"endpoint": ["another organization"]})
         params.setdefault("model", self.endpoint.model)
         last: _Try | None = None
         for attempt in range(1, self.max_attempts + 1):

@@ -21,6 +21,7 @@ from agents.techlead.client import (
     TechLeadClient,
     TechLeadError,
 )
+from haao.errors import ApplicationError
 
 pytestmark = pytest.mark.django_db
 MESSAGES = "/v1/messages"
@@ -192,3 +193,17 @@ def test_tokens_are_counted_before_a_call_and_priced_at_most(cast, endpoint, ser
     assert tech_lead.estimate_cost(input_tokens=tokens, max_output_tokens=100) == (
         pricing.cost_of(price, tokens, 100))
     assert server.requests_to(MESSAGES) == [] and not rows()
+
+
+def test_a_long_retry_after_is_capped(cast, endpoint, server) -> None:
+    server.enqueue(anth.rate_limited(retry_after=3600), anth.text_reply("Done."))
+    waits: list[float] = []
+    client(endpoint, sleep=waits.append).create(context=context(cast), **HELLO)
+    assert waits == [30.0]
+
+
+def test_another_organizations_endpoint_is_never_called(cast, endpoint, server) -> None:
+    foreign = CallContext(organization=cast.other_org, role="decompose", key="foreign")
+    with pytest.raises(ApplicationError):
+        client(endpoint).create(context=foreign, **HELLO)
+    assert server.requests == [] and not rows()

@@ -84,7 +84,7 @@ def test_a_rate_limit_waits_as_long_as_retry_after_says(cast, endpoint, server) 
     server.enqueue(anth.rate_limited(retry_after=1), anth.text_reply("Done."))
     client(endpoint).create(context=context(cast), **HELLO)
     first, second = server.requests_to(MESSAGES)
-    assert 0.95 <= second.time - first.time < 1.8
+    assert 0.95 <= second.time - first.time < 3.0
     assert [r.outcome for r in rows()] == [CallOutcome.RATE_LIMITED, CallOutcome.OK]
 
 
@@ -129,7 +129,7 @@ def test_a_timeout_is_recorded_and_retried(cast, endpoint, server) -> None:
     assert message.content[0].text == "In time."
     first, second = rows()
     assert first.outcome == CallOutcome.TIMEOUT and first.input_tokens == 0
-    assert 400 <= first.latency_ms < 2500 and second.outcome == CallOutcome.OK
+    assert 400 <= first.latency_ms < 3000 and second.outcome == CallOutcome.OK
 
 
 def test_an_invalid_json_body_keeps_its_request_id(cast, endpoint, server) -> None:

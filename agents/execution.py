@@ -38,6 +38,9 @@ from tickets.spec import spec_clean
 
 logger = logging.getLogger(__name__)
 
+# attempt_branch() names branches for attempts 1..10000.
+MAX_ATTEMPT_NUMBER = 10_000
+
 # How a failed coder call ends the attempt; anything else is an infrastructure error.
 _CALL_FAILURE_OUTCOMES = {
     CallOutcome.TIMEOUT: AttemptOutcome.TIMEOUT,
@@ -76,6 +79,12 @@ def run_attempt(*, ticket: Ticket, attempt_number: int, endpoint: InferenceEndpo
 
     A second run of the same number is refused (Conflict) before anything else happens.
     """
+    if isinstance(attempt_number, bool) or not isinstance(attempt_number, int) \
+            or not 1 <= attempt_number <= MAX_ATTEMPT_NUMBER:
+        raise ApplicationError(f"The attempt number must be a whole number from 1 to "
+                               f"{MAX_ATTEMPT_NUMBER}, not {attempt_number!r}.",
+                               code="invalid_attempt_number",
+                               details={"attempt_number": ["out of range"]})
     if endpoint.organization_id != ticket.organization_id:
         raise ApplicationError("The endpoint belongs to another organization.",
                                code="endpoint_foreign")

@@ -19,7 +19,7 @@ from agents.model_servers import OpenAIServer, delayed
 from agents.model_servers import openai as oai
 from agents.models import InferenceEndpoint, ModelCall
 from agents.sandbox import SandboxLimits, sandbox_available
-from haao.errors import Conflict
+from haao.errors import ApplicationError, Conflict
 from tests.factories import ProjectFactory, TicketFactory, spec_example
 from tickets.models import Attempt, Ticket
 
@@ -333,7 +333,17 @@ def test_an_endpoint_of_another_organization_is_refused(cast, ticket, server,
         values={"name": "Theirs", "kind": "openai_compatible", "base_url": server.url,
                 "model": "m", "role": "coder"})
 
-    with pytest.raises(Exception, match="another organization"):
+    with pytest.raises(ApplicationError, match="another organization"):
         attempt_of(ticket, 1, foreign, tmp_path / "ws")
 
     assert not Attempt.objects.filter(ticket=ticket).exists()
+
+
+@pytest.mark.parametrize("number", [0, -1, 10_001, True, "2"])
+def test_an_invalid_attempt_number_is_refused_before_anything_is_claimed(
+        ticket, endpoint, server, tmp_path, number: Any) -> None:
+    with pytest.raises(ApplicationError, match="attempt number must be a whole number"):
+        attempt_of(ticket, number, endpoint, tmp_path / "ws")
+
+    assert not Attempt.objects.filter(ticket=ticket).exists()
+    assert server.requests == []

@@ -6,7 +6,7 @@ are checked before any handler runs; each write calls one service.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any, ClassVar
 
 import django_filters
@@ -299,16 +299,25 @@ class ApiTokenDetailView(TokenVisibility):
 
 # --- Audit log -------------------------------------------------------------------------------
 
+class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
+    """An ISO 8601 time in any offset, compared in UTC (PostgreSQL refuses offsets past 15:59)."""
+
+    def filter(self, qs: Any, value: Any) -> Any:
+        if value is not None and timezone.is_aware(value):
+            value = value.astimezone(UTC)
+        return super().filter(qs, value)
+
+
 class AuditEventFilter(django_filters.FilterSet):
     type = django_filters.CharFilter(field_name="type", max_length=64,
                                      help_text="Event type, e.g. `membership.role_changed`.")
     actor = django_filters.CharFilter(field_name="actor_label", lookup_expr="iexact",
                                       max_length=255,
                                       help_text="Email of the acting user (or a model's name).")
-    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte",
-                                             help_text="Events at or after this time.")
-    until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt",
-                                             help_text="Events before this time.")
+    since = UTCDateTimeFilter(field_name="created_at", lookup_expr="gte",
+                              help_text="Events at or after this time.")
+    until = UTCDateTimeFilter(field_name="created_at", lookup_expr="lt",
+                              help_text="Events before this time.")
     after_seq = django_filters.NumberFilter(
         field_name="seq", lookup_expr="gt", min_value=0, max_value=2**62,
         help_text="Only events after this sequence number, oldest first: poll with the last "

@@ -132,6 +132,9 @@ def ticket_add(*, requirement: Requirement, spec: dict[str, Any], actor: User) -
 
 def tickets_reorder(*, requirement: Requirement, keys: Sequence[str], actor: User) -> None:
     """Gate 1: set the order of a requirement's tickets; `keys` must name each exactly once."""
+    if requirement.status != "proposed":
+        raise Conflict("Tickets can be reordered only while the requirement awaits approval.",
+                       code="not_proposed")
     tickets = {t.key: t for t in Ticket.objects.filter(requirement=requirement)
                .select_related("project")}
     if sorted(keys) != sorted(tickets):

@@ -113,6 +113,9 @@ def test_nothing_can_be_edited_after_approval(cast, po) -> None:
         services.ticket_spec_update(ticket=first, actor=po, spec=spec_example(title="Late"))
     with pytest.raises(Conflict):
         services.requirement_approve(requirement=requirement, actor=po)
+    with pytest.raises(Conflict, match="reordered only"):
+        services.tickets_reorder(requirement=requirement, actor=po,
+                                 keys=[t.key for t in requirement.tickets.all()])
 
 
 def test_gate_two_accept_and_reject_with_feedback(cast, po) -> None:

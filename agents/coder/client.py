@@ -28,6 +28,8 @@ CONNECT_TIMEOUT = 10.0
 # A coder answer is a few edit blocks; anything far beyond this is a runaway generation.
 MAX_REPLY_CHARS = 1_000_000
 MESSAGE_LIMIT = 500
+# A plain JSON answer larger than this is not read into memory at all.
+MAX_BODY_BYTES = 8 * 1024 * 1024
 
 Message = Mapping[str, str]
 TokenCallback = Callable[[str], None]
@@ -231,8 +233,22 @@ def _usage_of(raw: Any) -> Usage | None:
     return Usage(prompt, completion)
 
 
+def _read_capped(call: _Call, response: httpx.Response) -> bytes:
+    """The body, or a failure once it grows beyond MAX_BODY_BYTES."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise call.fail(CallOutcome.INVALID_OUTPUT,
+                            f"The endpoint's answer is larger than {MAX_BODY_BYTES} bytes.",
+                            reason="too_long")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _plain(call: _Call, response: httpx.Response) -> CoderReply:
-    raw = response.read()
+    raw = _read_capped(call, response)
     try:
         body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -388,7 +404,7 @@ def complete(*, endpoint: InferenceEndpoint, messages: Sequence[Message], stream
                                   headers=headers) as response:
                 call.request_id = _request_id(response)
                 if response.status_code != 200:
-                    raw = response.read().decode("utf-8", "replace")
+                    raw = _read_capped(call, response).decode("utf-8", "replace")
                     try:
                         body = json.loads(raw)
                     except json.JSONDecodeError:

@@ -320,3 +320,11 @@ def test_a_url_the_ssrf_guard_refuses_is_never_called(cast, server) -> None:
     assert (failure.outcome, failure.reason) == ("blocked", "url_refused")
     assert "loopback" in failure.message
     assert server.requests == []
+
+
+def test_an_oversized_answer_is_refused_without_reading_it_all(cast, server) -> None:
+    server.enqueue(Response(raw=b" " * (9 * 1024 * 1024)))
+
+    failure = failure_of(endpoint_for(cast, server.url))
+
+    assert (failure.outcome, failure.reason) == ("invalid_output", "too_long")

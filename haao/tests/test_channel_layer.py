@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from channels.exceptions import ChannelFull
@@ -19,7 +20,9 @@ def layer(tmp_path) -> SQLiteChannelLayer:
 
 
 def run(coroutine):
-    return asyncio.run(coroutine)
+    # A thread of its own: browser tests in the same session keep an event loop running here.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def test_a_message_sent_to_a_channel_is_received_once(layer) -> None:

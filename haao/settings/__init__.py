@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -249,6 +250,12 @@ SPECTACULAR_SETTINGS = {
 ANTHROPIC_API_KEY = env.optional("ANTHROPIC_API_KEY", "CLAUDE_API_KEY")
 LMSTUDIO_BASE_URL = env.url("LMSTUDIO_BASE_URL", None, schemes=("http", "https"))
 HAAO_ENDPOINT_ALLOWLIST = env.string_list("HAAO_ENDPOINT_ALLOWLIST", [])  # agents/ssrf.py
+if LMSTUDIO_BASE_URL:
+    # The operator named this local server: let endpoints reach its host (LM Studio on
+    # localhost is the common case), and nothing else private.
+    _lmstudio_host = urlsplit(LMSTUDIO_BASE_URL).hostname
+    if _lmstudio_host and _lmstudio_host not in HAAO_ENDPOINT_ALLOWLIST:
+        HAAO_ENDPOINT_ALLOWLIST.append(_lmstudio_host)
 
 LOGGING = {
     "version": 1,

@@ -67,3 +67,14 @@ def test_production_settings_pass_the_deploy_check() -> None:
                             text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_the_lm_studio_host_is_allowed_for_model_endpoints() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
+    env.update(LMSTUDIO_BASE_URL="http://localhost:1234/v1", HAAO_ENDPOINT_ALLOWLIST="10.0.0.5",
+               DJANGO_SETTINGS_MODULE="haao.settings")
+    code = ("import django; django.setup(); from django.conf import settings; "
+            "print(','.join(settings.HAAO_ENDPOINT_ALLOWLIST))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "10.0.0.5,localhost", result.stderr

@@ -14,8 +14,10 @@ $(VENV)/.installed-run: pyproject.toml | $(VENV)/bin/python
 	$(PY) -m pip install --quiet -e .
 	@touch $@
 
+# The local model server (llama-cpp-python) compiles llama.cpp once, about 8 minutes on 2
+# cores; pip keeps the built wheel, so later installs take seconds.
 $(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,localmodel]'
 	@touch $@ $(VENV)/.installed-run
 
 .env:

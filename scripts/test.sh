@@ -8,6 +8,11 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PY="$VENV/bin/python"
 MODE=${HAAO_TEST_MODE:-both}
+# Two processes (the machine's cores), each test file on one of them: per-file servers
+# (OpenID provider, local model) start once. HAAO_TEST_WORKERS=0 runs in this process.
+WORKERS=${HAAO_TEST_WORKERS:-2}
+XDIST=()
+[ "$WORKERS" != 0 ] && XDIST=(-n "$WORKERS" --dist loadfile)
 
 work=$(mktemp -d /tmp/haao-test.XXXXXX)
 chmod 755 "$work"
@@ -47,11 +52,11 @@ if [ "$MODE" = services ] || [ "$MODE" = both ]; then
       --dir "$work" --pidfile "$work/redis.pid" >/dev/null
     echo "== pytest on PostgreSQL :$PG_PORT and Redis :$REDIS_PORT"
     DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/haao" REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" \
-      "$PY" -m pytest "$@" || status=$?
+      "$PY" -m pytest "${XDIST[@]}" "$@" || status=$?
   fi
 fi
 if [ "$MODE" = embedded ] || [ "$MODE" = both ]; then
   echo "== pytest on the embedded defaults (SQLite, database cache, SQL broker)"
-  "$PY" -m pytest "$@" || status=$?
+  "$PY" -m pytest "${XDIST[@]}" "$@" || status=$?
 fi
 exit $status

@@ -6,8 +6,8 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.core.cache import cache
 from django.db import connection
@@ -51,7 +51,9 @@ def check_channel_layer() -> None:
         if message.get("type") != "health.ping":
             raise RuntimeError("the channel layer returned another message")
 
-    async_to_sync(round_trip)()
+    # Its own thread and loop: callable from any context, even one with a running loop.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, round_trip()).result(timeout=TIMEOUT_SECONDS * 2)
 
 
 CHECKS: dict[str, Callable[[], None]] = {

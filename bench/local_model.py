@@ -11,7 +11,6 @@ scratch SQLite database. Figures are printed last, one `name=value` per line.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
@@ -23,23 +22,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.scratch import configure_django  # noqa: E402  (needs the path above)
+
 SAMPLE = ROOT / "samples" / "invoice-calc"
-
-
-def configure_django(scratch: Path) -> None:
-    os.environ["DATABASE_URL"] = f"sqlite:///{scratch / 'bench.sqlite3'}"
-    os.environ["HAAO_DATA_DIR"] = str(scratch / "data")
-    os.environ["HAAO_READ_DOTENV"] = "false"
-    os.environ["HAAO_HTTPS"] = "false"
-    os.environ["DEBUG"] = "false"
-    os.environ["HAAO_ENDPOINT_ALLOWLIST"] = "127.0.0.1"
-    os.environ.setdefault("SECRET_KEY", "benchmark-only-secret-key-" + "x" * 40)
-    os.environ.setdefault("HAAO_ENCRYPTION_KEYS", "6vQ1d3Zs9m8Zb1g8Qk4j0oE1uXyP1YbqfQ0rJ5m6Z0A=")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "haao.settings")
-    import django
-
-    django.setup()
 
 
 def sample_repository(scratch: Path) -> Path:

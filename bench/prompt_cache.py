@@ -8,7 +8,6 @@ tool schema and the repository map are the cached prefix; only the requirement d
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.scratch import configure_django
 
 REQUIREMENTS = [
     ("Round totals correctly", "0.125 must total 0.13 on invoices, as on paper."),
@@ -29,22 +30,6 @@ REQUIREMENTS = [
     ("Round tax per line", "Tax is rounded per line before it is summed."),
     ("Currency on totals", "Totals carry the invoice's currency code."),
 ]
-
-
-def configure_django(scratch: Path) -> None:
-    os.environ["DATABASE_URL"] = f"sqlite:///{scratch / 'bench.sqlite3'}"
-    os.environ["HAAO_DATA_DIR"] = str(scratch / "data")
-    os.environ["HAAO_READ_DOTENV"] = "false"
-    os.environ["HAAO_HTTPS"] = "false"
-    os.environ["DEBUG"] = "false"
-    os.environ["HAAO_ENDPOINT_ALLOWLIST"] = "127.0.0.1"
-    os.environ.setdefault("SECRET_KEY", "benchmark-only-secret-key-" + "x" * 40)
-    os.environ.setdefault("HAAO_ENCRYPTION_KEYS", "6vQ1d3Zs9m8Zb1g8Qk4j0oE1uXyP1YbqfQ0rJ5m6Z0A=")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "haao.settings")
-    import django
-
-    django.setup()
 
 
 def proposal_for(checkout: Path) -> Callable[..., dict[str, Any]]:

@@ -10,7 +10,7 @@ from allauth.socialaccount.models import SocialAccount
 from accounts import services
 from accounts.models import AuditEvent, Membership, User
 from accounts.roles import Role
-from tests.e2e.conftest import skip_or_fail
+from tests.browser import skip_or_fail
 from tests.servers.oidc_provider import OIDCProvider, node_available
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -8,29 +8,19 @@ the test itself exchanges the code and verifies the ID token with PyJWT.
 from __future__ import annotations
 
 import http.server
-import os
 import secrets
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlparse
 
 import httpx
 import jwt
 import pytest
 
-from .oidc_provider import MODES, OIDCProvider, OIDCProviderError, node_available
+from tests.browser import launched_chromium
 
-CHROMIUM = os.environ.get("HAAO_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from .oidc_provider import MODES, OIDCProvider, OIDCProviderError, node_available
 
 pytestmark = pytest.mark.skipif(not node_available(), reason="node >= 20 / npm not available")
 
@@ -139,24 +129,8 @@ def discovery(op):
 
 @pytest.fixture(scope="module")
 def chromium(request):
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"Chromium not found at {CHROMIUM}")
-    # Only one sync Playwright may run at a time: reuse pytest-playwright's
-    # session-wide instance when that plugin is active.
-    own = None
-    try:
-        pw = request.getfixturevalue("playwright")
-    except pytest.FixtureLookupError:
-        from playwright.sync_api import sync_playwright
-
-        own = pw = sync_playwright().start()
-    b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-    try:
-        yield b
-    finally:
-        b.close()
-        if own is not None:
-            own.stop()
+    with launched_chromium(request) as browser:
+        yield browser
 
 
 @pytest.fixture

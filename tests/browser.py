@@ -1,0 +1,49 @@
+"""Debian's Chromium through Playwright, shared by every browser test (never a downloaded one)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = os.environ.get("HAAO_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip a browser test when a part is missing, unless HAAO_REQUIRE_BROWSER=1 (CI)."""
+    if os.environ.get("HAAO_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{reason} (HAAO_REQUIRE_BROWSER=1)")
+    pytest.skip(reason)
+
+
+@contextmanager
+def launched_chromium(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A headless Chromium; reuses pytest-playwright's Playwright, as only one may run."""
+    if not Path(CHROMIUM).exists():
+        skip_or_fail(f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
+    own = None
+    try:
+        pw = request.getfixturevalue("playwright")
+    except pytest.FixtureLookupError:
+        from playwright.sync_api import sync_playwright
+
+        own = pw = sync_playwright().start()
+    browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    try:
+        yield browser
+    finally:
+        browser.close()
+        if own is not None:
+            own.stop()

@@ -146,6 +146,15 @@ class CheckSpec:
 
 
 @dataclass(frozen=True)
+class Bind:
+    """A host directory shown at `target` inside the sandbox, read-only unless `writable`."""
+
+    source: Path
+    target: str
+    writable: bool = False
+
+
+@dataclass(frozen=True)
 class CheckRun:
     """What one check did: exit code, verdict, why it failed, and the tail of its output."""
 
@@ -223,10 +232,12 @@ def run_check(*, worktree: Path, check: CheckSpec, limits: SandboxLimits,
               env_extra: Mapping[str, str] | None = None,
               readonly_paths: Sequence[Path] = (),
               allow_unsandboxed: bool = False,
-              sandbox_uid: int = DEFAULT_SANDBOX_UID) -> CheckRun:
+              sandbox_uid: int = DEFAULT_SANDBOX_UID,
+              binds: Sequence[Bind] = ()) -> CheckRun:
     """Run `check` in `worktree` inside bubblewrap and judge its outcome."""
     worktree = _checked_worktree(worktree)
     readonly = _checked_readonly_paths(readonly_paths, worktree)
+    extra = _checked_binds(binds, worktree)
     env = _environment(env_extra)
     timeout = min(float(check.timeout_seconds), float(limits.timeout_seconds))
     bwrap = _tool("bwrap")
@@ -236,12 +247,17 @@ def run_check(*, worktree: Path, check: CheckSpec, limits: SandboxLimits,
                 "bubblewrap (bwrap), prlimit and setpriv are needed to run checks in a "
                 "sandbox; install the Debian packages bubblewrap and util-linux, or let the "
                 "organization allow unsandboxed checks explicitly.")
+        if extra:
+            raise SandboxUnavailable(
+                "Checks that need a directory at a fixed path (such as the project's prepared "
+                "environment) cannot run without bubblewrap; install the Debian package "
+                "bubblewrap.")
         return _run_unsandboxed(worktree=worktree, check=check, limits=limits, env=env,
                                 timeout=timeout)
     if os.geteuid() == 0:
         _hand_over(worktree, uid=sandbox_uid)
     argv = _bwrap_argv(bwrap=bwrap, worktree=worktree, check=check, limits=limits,
-                       env=env, readonly=readonly, sandbox_uid=sandbox_uid)
+                       env=env, readonly=readonly, sandbox_uid=sandbox_uid, binds=extra)
     outcome = _execute(argv, cwd=None, env={"PATH": SANDBOX_PATH, "LANG": "C.UTF-8"},
                        preexec=None, timeout=timeout, needles=_needles(check))
     if outcome.setup_failure:
@@ -281,6 +297,35 @@ def _checked_readonly_paths(paths: Sequence[Path], worktree: Path) -> list[Path]
     return checked
 
 
+# Where a bind may not go: the sandbox's own mounts and the system view.
+_RESERVED_TARGETS = ("/", SANDBOX_WORKDIR, SANDBOX_TMP, "/proc", "/dev", *_SYSTEM_DIRS)
+
+
+def _checked_binds(binds: Sequence[Bind], worktree: Path) -> list[Bind]:
+    checked: list[Bind] = []
+    for bind in binds:
+        source = Path(bind.source)
+        if not source.is_absolute() or not source.is_dir():
+            raise CheckInvalid(f"The bind source {source} must be an existing absolute directory.",
+                               details={"binds": f"{source} is not a directory"})
+        source = Path(os.path.normpath(source))
+        if source == Path("/") or worktree.is_relative_to(source):
+            raise CheckInvalid(f"The bind source {source} contains the worktree.",
+                               details={"binds": f"{source} contains the worktree"})
+        target = bind.target
+        if not isinstance(target, str) or not target.startswith("/") or "\0" in target \
+                or os.path.normpath(target) != target:
+            raise CheckInvalid(f"The bind target {target!r} must be a normalised absolute path.",
+                               details={"binds": f"{target!r} is not an absolute path"})
+        if any(Path(target).is_relative_to(r) if r != "/" else target == "/"
+               for r in _RESERVED_TARGETS) or any(
+                   Path(r).is_relative_to(target) for r in _RESERVED_TARGETS if r != "/"):
+            raise CheckInvalid(f"The bind target {target} collides with the sandbox's own "
+                               "mounts.", details={"binds": f"{target} is reserved"})
+        checked.append(Bind(source=source, target=target, writable=bool(bind.writable)))
+    return checked
+
+
 def _environment(env_extra: Mapping[str, str] | None) -> dict[str, str]:
     """A fresh environment: nothing of HAAO's own (secrets, database URL) leaks in."""
     env = {"PATH": SANDBOX_PATH, "HOME": SANDBOX_HOME, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
@@ -307,7 +352,8 @@ def _hand_over(worktree: Path, *, uid: int) -> None:
 
 
 def _bwrap_argv(*, bwrap: str, worktree: Path, check: CheckSpec, limits: SandboxLimits,
-                env: Mapping[str, str], readonly: Sequence[Path], sandbox_uid: int) -> list[str]:
+                env: Mapping[str, str], readonly: Sequence[Path], sandbox_uid: int,
+                binds: Sequence[Bind] = ()) -> list[str]:
     as_root = os.geteuid() == 0
     argv = [bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc",
             "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox"]
@@ -342,6 +388,8 @@ def _bwrap_argv(*, bwrap: str, worktree: Path, check: CheckSpec, limits: Sandbox
             if parent not in (Path("/"), Path(SANDBOX_TMP)):
                 argv += ["--perms", "0755", "--dir", str(parent)]
         argv += ["--ro-bind", str(path), str(path)]
+    for bind in binds:
+        argv += ["--bind" if bind.writable else "--ro-bind", str(bind.source), bind.target]
     argv += ["--bind", str(worktree), SANDBOX_WORKDIR, "--chdir", SANDBOX_WORKDIR, "--clearenv"]
     for key, value in env.items():
         argv += ["--setenv", key, value]

@@ -230,6 +230,24 @@ class SSOPolicyForm(forms.Form):
         field.queryset = admins
 
 
+class UnsandboxedChecksForm(forms.Form):
+    """Whether checks may run without bubblewrap, and why (required to turn it on)."""
+
+    allowed = forms.BooleanField(
+        required=False, label="Allow unsandboxed checks",
+        help_text="When a worker has no bubblewrap, run checks without isolation instead of "
+                  "refusing them.")
+    reason = forms.CharField(
+        required=False, max_length=500, widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Required when allowing: why this risk is accepted (at most 500 characters).")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("allowed") and not (data.get("reason") or "").strip():
+            self.add_error("reason", "Say why checks may run without a sandbox.")
+        return data
+
+
 def default_token_expiry() -> date:
     return timezone.now().date() + timedelta(days=TOKEN_DEFAULT_DAYS)
 

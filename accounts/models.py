@@ -71,6 +71,10 @@ class Organization(models.Model):
         "accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
         help_text="An admin who may still sign in with a password when SSO is required.",
     )
+    allow_unsandboxed_checks = models.BooleanField(
+        default=False, help_text="Run Definition-of-Done checks without bubblewrap when a "
+                                 "worker lacks it (no isolation; an explicit opt-in).",
+    )
 
     class Meta:
         ordering = ["name"]

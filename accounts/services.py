@@ -23,7 +23,7 @@ from accounts.models import (
     User,
 )
 from accounts.roles import Role, TokenScope
-from haao.errors import ApplicationError, Conflict, NotFound
+from haao.errors import ApplicationError, Conflict, Forbidden, NotFound
 
 INVITATION_TTL = timedelta(days=7)
 MAX_TOKEN_LIFETIME = timedelta(days=366)
@@ -77,6 +77,38 @@ def organization_set_sso_policy(
                  "break_glass_user": break_glass_user.email if break_glass_user else None}
         audit_record(organization=org, actor=Actor.of(actor), type="sso.policy_changed",
                      target=org, data={"before": before, "after": after})
+    return org
+
+
+UNSANDBOXED_REASON_MAX = 500
+
+
+def organization_set_unsandboxed(
+    *, organization: Organization, actor: User, allowed: bool, reason: str,
+) -> Organization:
+    """Allow or forbid running checks without bubblewrap; turning it on needs a reason."""
+    if not isinstance(allowed, bool):
+        raise ApplicationError("allowed must be true or false.",
+                               details={"allowed": ["must be true or false"]})
+    reason = (reason or "").strip()
+    if allowed and not reason:
+        raise ApplicationError("Say why checks may run without a sandbox.",
+                               details={"reason": ["required when allowing unsandboxed checks"]})
+    if len(reason) > UNSANDBOXED_REASON_MAX:
+        raise ApplicationError(f"The reason must be at most {UNSANDBOXED_REASON_MAX} "
+                               f"characters (it has {len(reason)}).",
+                               details={"reason": [f"at most {UNSANDBOXED_REASON_MAX} characters"]})
+    with transaction.atomic():
+        org = Organization.objects.select_for_update().get(pk=organization.pk)
+        if not Membership.objects.for_org(org).filter(user=actor, role=Role.ADMIN).exists():
+            raise Forbidden("Only an admin of the organization may change this.")
+        before = org.allow_unsandboxed_checks
+        org.allow_unsandboxed_checks = allowed
+        org.save(update_fields=["allow_unsandboxed_checks"])
+        audit_record(organization=org, actor=Actor.of(actor),
+                     type="organization.unsandboxed_changed", target=org,
+                     data={"before": {"allow_unsandboxed_checks": before},
+                           "after": {"allow_unsandboxed_checks": allowed}, "reason": reason})
     return org
 
 

@@ -19,6 +19,8 @@ urlpatterns: list[URLPattern | URLResolver] = [
          console.InvitationRevokeView.as_view(), name="console-invitation-revoke"),
     path("admin/sso/", console.SSOView.as_view(), name="console-sso"),
     path("admin/sso/policy/", console.SSOPolicyView.as_view(), name="console-sso-policy"),
+    path("admin/sso/unsandboxed-checks/", console.UnsandboxedChecksView.as_view(),
+         name="console-unsandboxed-checks"),
     path("tokens/", console.TokensView.as_view(), name="console-tokens"),
     path("tokens/<uuid:token_id>/revoke/", console.TokenRevokeView.as_view(),
          name="console-token-revoke"),

@@ -42,6 +42,7 @@ from accounts.forms import (
     RoleForm,
     SSOConnectionForm,
     SSOPolicyForm,
+    UnsandboxedChecksForm,
 )
 from accounts.models import (
     ApiToken,
@@ -327,6 +328,8 @@ class SSOView(ConsolePage):
             admins=self.admins(),
             initial={"sso_required": self.org.sso_required,
                      "break_glass_user": self.org.break_glass_user_id}))
+        context.setdefault("unsandboxed_form", UnsandboxedChecksForm(
+            initial={"allowed": self.org.allow_unsandboxed_checks}))
         slug = self.org.slug
         context.update(
             oidc_redirect_uri=f"{settings.BASE_URL}/accounts/oidc/org-{slug}/login/callback/",
@@ -371,6 +374,27 @@ class SSOPolicyView(SSOView):
             _service_error(form, error)
             return self.render(error.status, policy_form=form)
         messages.success(request, "SSO policy saved.")
+        return redirect(self.org_url("console-sso"))
+
+
+class UnsandboxedChecksView(SSOView):
+    """The organization's explicit opt-in to checks without bubblewrap (Security)."""
+
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        form = UnsandboxedChecksForm(request.POST)
+        if not form.is_valid():
+            return self.render(400, unsandboxed_form=form)
+        try:
+            services.organization_set_unsandboxed(
+                organization=self.org, actor=self.user, allowed=form.cleaned_data["allowed"],
+                reason=form.cleaned_data["reason"])
+        except ApplicationError as error:
+            _service_error(form, error)
+            return self.render(error.status, unsandboxed_form=form)
+        messages.success(request, "Unsandboxed checks are now allowed."
+                         if form.cleaned_data["allowed"] else "Unsandboxed checks are now refused.")
         return redirect(self.org_url("console-sso"))
 
 

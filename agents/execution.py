@@ -14,9 +14,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from agents import sandbox
 from agents.coder.client import DEFAULT_TIMEOUT, CoderFailure, CoderReply, TokenCallback, complete
 from agents.coder.prompt import PreviousAttempt, PreviousCheck, coder_messages
 from agents.edits import EditParseError, EditPathError, parse_edits
+from agents.environments import PreparedEnvironment
 from agents.models import CallOutcome, CallRole, InferenceEndpoint, ModelCall
 from agents.sandbox import CheckRun, CheckSpec, SandboxLimits, run_check
 from agents.services import model_call_record
@@ -47,6 +49,16 @@ _CALL_FAILURE_OUTCOMES = {
     CallOutcome.INVALID_OUTPUT: AttemptOutcome.INVALID_OUTPUT,
 }
 
+SANDBOX_MISSING = (
+    "Checks cannot run: bubblewrap is not available on this worker, and the organization "
+    "does not allow unsandboxed checks. Install the Debian packages bubblewrap and util-linux "
+    "on the worker (apt-get install bubblewrap util-linux), or let an organization admin "
+    "allow unsandboxed checks in the console (Security).")
+UNSANDBOXED_WARNING = (
+    "Warning: the checks ran WITHOUT a sandbox (bubblewrap is not available on this worker; "
+    "the organization allows unsandboxed checks). The model's code ran with the worker's "
+    "access to files and network.")
+
 
 def idempotency_key(attempt: Attempt) -> str:
     """The usage row key of an attempt's coder call; a re-delivered task writes no second row."""
@@ -71,13 +83,17 @@ def previous_attempt(*, ticket: Ticket, before: int) -> PreviousAttempt | None:
 
 def run_attempt(*, ticket: Ticket, attempt_number: int, endpoint: InferenceEndpoint,
                 repo_root: Path, sandbox_limits: SandboxLimits,
-                readonly_paths: Sequence[Path] = (), allow_unsandboxed: bool = False,
+                readonly_paths: Sequence[Path] = (), allow_unsandboxed: bool | None = None,
                 env_extra: Mapping[str, str] | None = None, stream: bool = True,
                 on_token: TokenCallback | None = None, timeout: float = DEFAULT_TIMEOUT,
-                max_tokens: int | None = None, strict_model: bool = False) -> Attempt:
+                max_tokens: int | None = None, strict_model: bool = False,
+                environment: PreparedEnvironment | None = None) -> Attempt:
     """Run attempt `attempt_number` of `ticket` on `endpoint` and return it, finished.
 
     A second run of the same number is refused (Conflict) before anything else happens.
+    Without bubblewrap, checks run only when the organization opted in
+    (`allow_unsandboxed_checks`); `allow_unsandboxed` overrides that for operator tools.
+    `environment` (agents.environments) is shown read-only to every check.
     """
     if isinstance(attempt_number, bool) or not isinstance(attempt_number, int) \
             or not 1 <= attempt_number <= MAX_ATTEMPT_NUMBER:
@@ -91,11 +107,21 @@ def run_attempt(*, ticket: Ticket, attempt_number: int, endpoint: InferenceEndpo
     attempt = attempt_start(ticket=ticket, number=attempt_number, executor=ExecutorKind.LOCAL,
                             endpoint=endpoint.name, model=endpoint.model)
     run = _Run(ticket=ticket, attempt=attempt, endpoint=endpoint)
+    if allow_unsandboxed is None:
+        allow_unsandboxed = ticket.organization.allow_unsandboxed_checks
+    if environment is not None:
+        readonly_paths = [*readonly_paths, *environment.readonly_paths]
+        env_extra = {**(env_extra or {}), **environment.env_extra}
     try:
+        if not sandbox.sandbox_available():
+            if not allow_unsandboxed:
+                return run.finish(AttemptOutcome.ERROR, error=SANDBOX_MISSING)
+            run.warning = UNSANDBOXED_WARNING
         return run.execute(repo_root=Path(repo_root), limits=sandbox_limits,
                            readonly_paths=readonly_paths, allow_unsandboxed=allow_unsandboxed,
                            env_extra=env_extra, stream=stream, on_token=on_token,
-                           timeout=timeout, max_tokens=max_tokens, strict_model=strict_model)
+                           timeout=timeout, max_tokens=max_tokens, strict_model=strict_model,
+                           binds=environment.binds if environment else ())
     except ApplicationError as error:
         logger.warning("attempt %s of %s failed: %s", attempt_number, ticket.pk, error.message)
         return run.finish(AttemptOutcome.ERROR, error=error.message)
@@ -116,9 +142,12 @@ class _Run:
         self.call: ModelCall | None = None
         self.diff = ""
         self.checks: list[CheckOutcome] = []
+        self.warning = ""
 
     def finish(self, outcome: str, *, error: str = "") -> Attempt:
         call = self.call
+        if self.warning:
+            error = f"{self.warning}\n{error}" if error else self.warning
         return attempt_finish(
             attempt=self.attempt, outcome=outcome, checks=self.checks, diff=self.diff,
             error=error, input_tokens=call.input_tokens if call else 0,
@@ -161,7 +190,7 @@ class _Run:
                 readonly_paths: Sequence[Path], allow_unsandboxed: bool,
                 env_extra: Mapping[str, str] | None, stream: bool,
                 on_token: TokenCallback | None, timeout: float, max_tokens: int | None,
-                strict_model: bool) -> Attempt:
+                strict_model: bool, binds: Sequence[sandbox.Bind] = ()) -> Attempt:
         ticket, project = self.ticket, self.ticket.project
         spec = spec_clean(ticket.spec)  # SpecInvalid names the broken field
         checks = [CheckSpec.from_spec(entry) for entry in spec["definition_of_done"]]
@@ -200,7 +229,8 @@ class _Run:
             tree = git(["write-tree"], cwd=worktree).stdout.strip()
             runs = [run_check(worktree=worktree, check=check, limits=limits,
                               readonly_paths=readonly_paths, env_extra=env_extra,
-                              allow_unsandboxed=allow_unsandboxed) for check in checks]
+                              allow_unsandboxed=allow_unsandboxed, binds=binds)
+                    for check in checks]
         self.checks = [_outcome_of(run) for run in runs]
         failed = [run for run in runs if not run.passed]
         if failed:

@@ -1,0 +1,150 @@
+"""run_attempt with a prepared environment, and without bubblewrap: refused unless opted in."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.test import override_settings
+
+from accounts import services as account_services
+from agents import sandbox
+from agents import services as agent_services
+from agents.environments import environment_prepare
+from agents.execution import SANDBOX_MISSING, UNSANDBOXED_WARNING, run_attempt
+from agents.model_servers import OpenAIServer
+from agents.model_servers import openai as oai
+from agents.models import InferenceEndpoint
+from agents.tests.test_execution import LIMITS, RIGHT_FIX, sample_spec
+from agents.workspaces import workspace_prepare
+from agents.workspaces.git import git
+from tests.factories import ProjectFactory, TicketFactory
+from tickets.models import Ticket
+
+pytestmark = [pytest.mark.django_db]
+
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "invoice-calc"
+
+
+@pytest.fixture(autouse=True)
+def allow_loopback() -> Iterator[None]:
+    with override_settings(HAAO_ENDPOINT_ALLOWLIST=["127.0.0.1"]):
+        yield
+
+
+@pytest.fixture
+def server() -> Iterator[OpenAIServer]:
+    with OpenAIServer(flavor="ollama") as running:
+        yield running
+
+
+@pytest.fixture
+def endpoint(cast: Any, server: OpenAIServer) -> InferenceEndpoint:
+    return agent_services.endpoint_create(
+        organization=cast.org, actor=cast.admin,
+        values={"name": "Workstation coder", "kind": "openai_compatible", "flavor": "ollama",
+                "base_url": server.url, "model": "qwen2.5-coder:7b", "role": "coder"})
+
+
+@pytest.fixture
+def ticket(cast: Any, tmp_path: Path) -> Ticket:
+    repo = tmp_path / "invoice-calc"
+    shutil.copytree(SAMPLE, repo, ignore=shutil.ignore_patterns(
+        ".ruff_cache", "__pycache__", ".pytest_cache"))
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"],
+                 ["-c", "user.name=Dev", "-c", "user.email=dev@example.com", "commit", "-q",
+                  "-m", "invoice-calc"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    project = ProjectFactory(organization=cast.org, key="INV", name="Invoice calc",
+                             repository=str(repo), default_branch="main")
+    ticket: Ticket = TicketFactory(requirement__project=project, spec=sample_spec(),
+                                   title="Round invoice totals half-up to the cent")
+    return ticket
+
+
+@pytest.fixture
+def no_bubblewrap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This worker as if bubblewrap were not installed."""
+    real_tool = sandbox._tool
+    monkeypatch.setattr(sandbox, "sandbox_available", lambda: False)
+    monkeypatch.setattr(sandbox, "_tool", lambda name: None if name == "bwrap" else real_tool(name))
+
+
+def attempt(ticket: Ticket, endpoint: InferenceEndpoint, root: Path, **kwargs: Any) -> Any:
+    return run_attempt(ticket=ticket, attempt_number=1, endpoint=endpoint, repo_root=root,
+                       sandbox_limits=LIMITS,
+                       readonly_paths=[Path(sys.prefix), Path(sys.base_prefix)], **kwargs)
+
+
+def test_without_bubblewrap_an_attempt_is_refused_with_how_to_fix_it(
+        cast: Any, ticket: Ticket, endpoint: InferenceEndpoint, server: OpenAIServer,
+        tmp_path: Path, no_bubblewrap: None) -> None:
+    server.enqueue(oai.chat_reply(RIGHT_FIX))
+    refused = attempt(ticket, endpoint, tmp_path / "ws",
+                      env_extra={"PATH": f"{sys.prefix}/bin:/usr/bin:/bin"})
+    assert refused.outcome == "error"
+    assert refused.error == SANDBOX_MISSING
+    assert "apt-get install bubblewrap" in refused.error
+    assert "allow unsandboxed checks" in refused.error
+    assert not refused.checks.exists()
+    assert server.requests_to("/v1/chat/completions") == []
+
+
+def test_an_opted_in_organization_runs_checks_unsandboxed_with_a_visible_warning(
+        cast: Any, ticket: Ticket, endpoint: InferenceEndpoint, server: OpenAIServer,
+        tmp_path: Path, no_bubblewrap: None) -> None:
+    account_services.organization_set_unsandboxed(
+        organization=cast.org, actor=cast.admin, allowed=True, reason="throwaway CI VMs")
+    ticket.organization.refresh_from_db()
+    server.enqueue(oai.chat_reply(RIGHT_FIX))
+    done = attempt(ticket, endpoint, tmp_path / "ws",
+                   env_extra={"PATH": f"{sys.prefix}/bin:/usr/bin:/bin"})
+    assert done.outcome == "passed"
+    assert done.error == UNSANDBOXED_WARNING
+    assert "WITHOUT a sandbox" in done.error
+    assert done.checks.get().passed
+
+
+def test_an_explicit_refusal_by_the_caller_wins_over_the_opt_in(
+        cast: Any, ticket: Ticket, endpoint: InferenceEndpoint, tmp_path: Path,
+        no_bubblewrap: None) -> None:
+    account_services.organization_set_unsandboxed(
+        organization=cast.org, actor=cast.admin, allowed=True, reason="throwaway CI VMs")
+    ticket.organization.refresh_from_db()
+    refused = attempt(ticket, endpoint, tmp_path / "ws", allow_unsandboxed=False)
+    assert (refused.outcome, refused.error) == ("error", SANDBOX_MISSING)
+
+
+@pytest.mark.skipif(not sandbox.sandbox_available(), reason="bubblewrap cannot run here")
+def test_checks_run_with_the_prepared_environment(
+        ticket: Ticket, endpoint: InferenceEndpoint, server: OpenAIServer,
+        tmp_path: Path) -> None:
+    project = ticket.project
+    base_python = str(Path(sys.base_prefix) / "bin" / "python3")
+    project.setup_command = [base_python, "-m", "venv", "--system-site-packages", "/env/venv"]
+    project.save(update_fields=["setup_command"])
+    root = tmp_path / "ws"
+    repo = workspace_prepare(project_id=project.pk, repository=project.repository,
+                             default_branch="main", integration_branch=project.integration_branch,
+                             root=root)
+    base = git(["rev-parse", f"refs/heads/{project.integration_branch}"], cwd=repo).stdout.strip()
+    environment = environment_prepare(project=project, repo_path=repo, base_commit=base,
+                                      root=tmp_path / "envs", limits=LIMITS,
+                                      readonly_paths=[Path(sys.base_prefix)])
+    spec = sample_spec()
+    spec["definition_of_done"][0]["command"] = [
+        "python", "-c", "import sys, pytest; sys.exit(pytest.main(['-q', '-p', "
+        "'no:cacheprovider', 'tests']) or print('prefix', sys.prefix))"]
+    spec["definition_of_done"][0]["output_must_contain"] = ["prefix /env/venv"]
+    ticket.spec = spec
+    ticket.save(update_fields=["spec"])
+    server.enqueue(oai.chat_reply(RIGHT_FIX))
+    done = run_attempt(ticket=ticket, attempt_number=1, endpoint=endpoint, repo_root=root,
+                       sandbox_limits=LIMITS, environment=environment)
+    assert done.outcome == "passed", done.error
+    assert done.error == ""

@@ -86,11 +86,13 @@ def environment_prepare(*, project: Any, repo_path: Path, base_commit: str, root
         raise ApplicationError(f"The base commit {str(base_commit)[:80]!r} must be a full "
                                "commit id.", code="invalid_commit",
                                details={"base_commit": "must be a full commit id"})
+    if not isinstance(limits, SandboxLimits):
+        raise CheckInvalid("limits must be SandboxLimits.", details={"limits": "invalid"})
     if not isinstance(network, bool):
         raise CheckInvalid("network must be true or false.",
                            details={"network": "must be true or false"})
     repo = Path(repo_path)
-    path = Path(root) / check_project_id(project.pk) / base_commit
+    path = Path(root).absolute() / check_project_id(project.pk) / base_commit
     readonly = tuple(Path(p) for p in readonly_paths)
     with file_lock(path.with_name(f"{base_commit}.lock")):
         if not (path / READY_MARKER).is_file():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from agents.sandbox import (
     run_check,
     sandbox_available,
 )
+from agents.techlead.testing import SAMPLE_PROJECT, git_checkout
 from agents.workspaces import workspace_prepare
 from agents.workspaces.git import git
 from haao.errors import ApplicationError
@@ -39,7 +39,6 @@ pytestmark = [
     pytest.mark.skipif(not sandbox_available(), reason="bubblewrap cannot run here"),
 ]
 
-SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "invoice-calc"
 LIMITS = SandboxLimits(timeout_seconds=120, memory_bytes=1024**3)
 # The base interpreter has pytest installed; a venv made from it with
 # --system-site-packages finds it without downloading anything.
@@ -50,13 +49,7 @@ INTERPRETER_DIRS = [Path(sys.base_prefix)]
 @pytest.fixture
 def sample_repo(tmp_path: Path) -> Path:
     """The sample project as its own git repository with one commit on main."""
-    repo = tmp_path / "invoice-calc"
-    shutil.copytree(SAMPLE, repo, ignore=shutil.ignore_patterns(
-        ".ruff_cache", "__pycache__", ".pytest_cache"))
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"],
-                 ["-c", "user.name=Dev", "-c", "user.email=dev@example.com", "commit", "-q",
-                  "-m", "invoice-calc"]):
-        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    repo = git_checkout(SAMPLE_PROJECT, tmp_path / "invoice-calc")
     return repo
 
 
@@ -170,7 +163,7 @@ def test_the_setup_command_runs_in_a_checkout_of_the_base_commit(
                              "import os, shutil; shutil.copy('pyproject.toml', '/env/seen'); "
                              "open('/env/cwd', 'w').write(os.getcwd())"]
     env = prepare(project, bare, tmp_path / "envs")
-    assert (env.path / "seen").read_text() == (SAMPLE / "pyproject.toml").read_text()
+    assert (env.path / "seen").read_text() == (SAMPLE_PROJECT / "pyproject.toml").read_text()
     assert (env.path / "cwd").read_text() == "/workspace"
     assert not list((bare.parent / "worktrees").iterdir())
 

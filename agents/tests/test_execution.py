@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,13 +18,13 @@ from agents.model_servers import OpenAIServer, delayed
 from agents.model_servers import openai as oai
 from agents.models import InferenceEndpoint, ModelCall
 from agents.sandbox import SandboxLimits, sandbox_available
+from agents.techlead.testing import SAMPLE_PROJECT, git_checkout
 from haao.errors import ApplicationError, Conflict
 from tests.factories import ProjectFactory, TicketFactory, spec_example
 from tickets.models import Attempt, Ticket
 
 pytestmark = [pytest.mark.django_db]
 
-SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "invoice-calc"
 LIMITS = SandboxLimits(timeout_seconds=120, memory_bytes=1024**3)
 FAILING_TEST = "tests/test_totals.py::test_total_rounds_half_a_cent_up"
 
@@ -68,7 +67,7 @@ MALFORMED = """Just change round() to use ROUND_HALF_UP:
 
 
 def sample_spec() -> dict[str, Any]:
-    content = (SAMPLE / "invoice_calc" / "totals.py").read_text()
+    content = (SAMPLE_PROJECT / "invoice_calc" / "totals.py").read_text()
     lines = content.splitlines(keepends=True)
     return spec_example(
         title="Round invoice totals half-up to the cent",
@@ -95,13 +94,7 @@ def allow_loopback() -> Iterator[None]:
 @pytest.fixture
 def sample_repo(tmp_path: Path) -> Path:
     """The sample project as its own git repository with one commit on main."""
-    repo = tmp_path / "invoice-calc"
-    shutil.copytree(SAMPLE, repo, ignore=shutil.ignore_patterns(
-        ".ruff_cache", "__pycache__", ".pytest_cache"))
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"],
-                 ["-c", "user.name=Dev", "-c", "user.email=dev@example.com", "commit", "-q",
-                  "-m", "invoice-calc"]):
-        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    repo = git_checkout(SAMPLE_PROJECT, tmp_path / "invoice-calc")
     return repo
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ from agents.execution import SANDBOX_MISSING, UNSANDBOXED_WARNING, run_attempt
 from agents.model_servers import OpenAIServer
 from agents.model_servers import openai as oai
 from agents.models import InferenceEndpoint
+from agents.techlead.testing import SAMPLE_PROJECT, git_checkout
 from agents.tests.test_execution import LIMITS, RIGHT_FIX, sample_spec
 from agents.workspaces import workspace_prepare
 from agents.workspaces.git import git
@@ -28,7 +27,6 @@ from tickets.models import Ticket
 
 pytestmark = [pytest.mark.django_db]
 
-SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "invoice-calc"
 
 
 @pytest.fixture(autouse=True)
@@ -53,13 +51,7 @@ def endpoint(cast: Any, server: OpenAIServer) -> InferenceEndpoint:
 
 @pytest.fixture
 def ticket(cast: Any, tmp_path: Path) -> Ticket:
-    repo = tmp_path / "invoice-calc"
-    shutil.copytree(SAMPLE, repo, ignore=shutil.ignore_patterns(
-        ".ruff_cache", "__pycache__", ".pytest_cache"))
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"],
-                 ["-c", "user.name=Dev", "-c", "user.email=dev@example.com", "commit", "-q",
-                  "-m", "invoice-calc"]):
-        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    repo = git_checkout(SAMPLE_PROJECT, tmp_path / "invoice-calc")
     project = ProjectFactory(organization=cast.org, key="INV", name="Invoice calc",
                              repository=str(repo), default_branch="main")
     ticket: Ticket = TicketFactory(requirement__project=project, spec=sample_spec(),

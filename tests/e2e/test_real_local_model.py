@@ -8,8 +8,6 @@ it writes as a proper attempt, not that the model fixes the defect. Skipped when
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,12 +23,12 @@ from agents.execution import idempotency_key, run_attempt
 from agents.localmodel import LocalModelServer, local_model_server, missing_packages
 from agents.models import InferenceEndpoint, ModelCall
 from agents.sandbox import SandboxLimits, sandbox_available
+from agents.techlead.testing import SAMPLE_PROJECT, git_checkout
 from tests.factories import ProjectFactory, TicketFactory, spec_example
 from tickets.models import Ticket
 
 pytestmark = [pytest.mark.localmodel, pytest.mark.django_db]
 
-SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "invoice-calc"
 MAX_TOKENS = 256
 FINAL_OUTCOMES = {"invalid_output", "tests_failed", "guardrail_violation", "passed"}
 
@@ -69,13 +67,7 @@ def endpoint(cast: Any, local_model: LocalModelServer) -> InferenceEndpoint:
 
 @pytest.fixture
 def ticket(cast: Any, tmp_path: Path) -> Ticket:
-    repo = tmp_path / "invoice-calc"
-    shutil.copytree(SAMPLE, repo, ignore=shutil.ignore_patterns(
-        ".ruff_cache", "__pycache__", ".pytest_cache"))
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"],
-                 ["-c", "user.name=Dev", "-c", "user.email=dev@example.com", "commit", "-q",
-                  "-m", "invoice-calc"]):
-        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    repo = git_checkout(SAMPLE_PROJECT, tmp_path / "invoice-calc")
     project = ProjectFactory(organization=cast.org, key="INV", name="Invoice calc",
                              repository=str(repo))
     content = (repo / "invoice_calc" / "totals.py").read_text()

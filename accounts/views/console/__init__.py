@@ -1,0 +1,43 @@
+"""The organization admin console: members, invitations, SSO, API tokens and the audit log.
+
+Each POST handler validates a form from accounts/forms.py and calls one service; domain
+errors (ApplicationError) become form errors or messages, never a 500.
+"""
+
+from __future__ import annotations
+
+from accounts.views.console.audit import AuditCSVView, AuditLogView, csv_cell, summarize
+from accounts.views.console.base import ConsolePage
+from accounts.views.console.invitations import (
+    InvitationRevokeView,
+    InvitationsView,
+    invitation_link,
+)
+from accounts.views.console.members import (
+    MemberDetailView,
+    MemberRemoveView,
+    MemberRoleView,
+    MembersView,
+)
+from accounts.views.console.sso import SSOPolicyView, SSOView, UnsandboxedChecksView
+from accounts.views.console.tokens import TokenRevokeView, TokensView
+
+__all__ = [
+    "AuditCSVView",
+    "AuditLogView",
+    "ConsolePage",
+    "InvitationRevokeView",
+    "InvitationsView",
+    "MemberDetailView",
+    "MemberRemoveView",
+    "MemberRoleView",
+    "MembersView",
+    "SSOPolicyView",
+    "SSOView",
+    "TokenRevokeView",
+    "TokensView",
+    "UnsandboxedChecksView",
+    "csv_cell",
+    "invitation_link",
+    "summarize",
+]

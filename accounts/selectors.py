@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.db.models import QuerySet
 
-from accounts.models import Membership, Organization, User
+from accounts.models import Membership, Organization, SSOConnection, User
 
 
 def membership_for(*, user: User, org_slug: str) -> Membership | None:
@@ -21,3 +23,22 @@ def organizations_of(*, user: User) -> QuerySet[Organization]:
     return Organization.objects.filter(
         pk__in=Membership.objects.filter(user=user).values("organization")
     ).order_by("name")
+
+
+def sso_domain_owners(*, domains: Iterable[str],
+                      excluding: Organization | None = None) -> dict[str, Organization]:
+    """Which organization's identity provider each of `domains` is routed to (one query).
+
+    Domains live in a JSON list, which SQLite cannot search; connections are few, so they
+    are read once and matched here.
+    """
+    wanted = {d.strip().lower() for d in domains if d.strip()}
+    connections = SSOConnection.objects.select_related("organization")
+    if excluding is not None:
+        connections = connections.exclude(organization=excluding)
+    owners: dict[str, Organization] = {}
+    for connection in connections:
+        for domain in connection.email_domains:
+            if domain in wanted:
+                owners.setdefault(domain, connection.organization)
+    return owners

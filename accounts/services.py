@@ -23,6 +23,7 @@ from accounts.models import (
     User,
 )
 from accounts.roles import Role, TokenScope
+from accounts.selectors import sso_domain_owners
 from haao.errors import ApplicationError, Conflict, Forbidden, NotFound
 
 INVITATION_TTL = timedelta(days=7)
@@ -341,11 +342,7 @@ def sso_connection_save(
     domains = [d.strip().lower() for d in fields.get("email_domains", []) if d.strip()]
     if domains:
         fields = {**fields, "email_domains": domains}
-        taken = [
-            d for d in domains
-            for other in SSOConnection.objects.exclude(organization=organization)
-            if d in other.email_domains
-        ]
+        taken = sorted(sso_domain_owners(domains=domains, excluding=organization))
         if taken:
             raise Conflict(f"The email domain {taken[0]} is routed to another organization's "
                            "identity provider.", details={"email_domains": ["taken"]})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from accounts.models import Membership, Organization, SSOConnection, User
+from accounts.selectors import sso_domain_owners
 from accounts.sso.providers import build_app
 
 
@@ -23,10 +24,7 @@ def sso_connection_for(*, identifier: str) -> SSOConnection | None:
 def sso_domain_owner(*, email: str) -> Organization | None:
     """The organization whose identity provider the email's domain is routed to, if any."""
     domain = email.strip().lower().rpartition("@")[2]
-    for connection in SSOConnection.objects.select_related("organization"):
-        if domain and domain in connection.email_domains:
-            return connection.organization
-    return None
+    return sso_domain_owners(domains=[domain]).get(domain) if domain else None
 
 
 def is_member(*, user: User, organization: Organization) -> bool:

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from agents import services
 from agents.edits import parse_edits
 from agents.model_servers import AnthropicServer
 from agents.model_servers import anthropic as anth
@@ -14,6 +13,7 @@ from agents.models import InferenceEndpoint, ModelCall
 from agents.techlead.audit import AuditVerdict, audit
 from agents.techlead.client import InvalidAnswer, TechLeadClient
 from agents.techlead.solve import solve
+from agents.tests.endpoints import tech_lead_endpoint
 from tests.factories import RequirementFactory, TicketFactory
 from tickets.services import CheckOutcome, attempt_finish, attempt_start
 
@@ -49,10 +49,7 @@ def server() -> Iterator[AnthropicServer]:
 @pytest.fixture
 def endpoint(cast, settings, server) -> InferenceEndpoint:
     settings.HAAO_ENDPOINT_ALLOWLIST = ["127.0.0.1"]
-    return services.endpoint_create(
-        organization=cast.org, actor=cast.admin, api_key="sk-ant-test",
-        values={"name": "Claude", "kind": "anthropic", "base_url": server.url,
-                "model": "claude-sonnet-4-6", "role": "tech_lead"})
+    return tech_lead_endpoint(cast, server.url)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agents import pricing, services
+from agents import pricing
 from agents.model_servers import AnthropicServer, Reset, Response, delayed, invalid_json
 from agents.model_servers import anthropic as anth
 from agents.models import CallOutcome, InferenceEndpoint, ModelCall
@@ -21,6 +21,7 @@ from agents.techlead.client import (
     TechLeadClient,
     TechLeadError,
 )
+from agents.tests.endpoints import tech_lead_endpoint
 from haao.errors import ApplicationError
 
 pytestmark = pytest.mark.django_db
@@ -37,10 +38,7 @@ def server() -> Iterator[AnthropicServer]:
 @pytest.fixture
 def endpoint(cast, settings, server) -> InferenceEndpoint:
     settings.HAAO_ENDPOINT_ALLOWLIST = ["127.0.0.1"]
-    return services.endpoint_create(
-        organization=cast.org, actor=cast.admin, api_key="sk-ant-test",
-        values={"name": "Claude", "kind": "anthropic", "base_url": server.url,
-                "model": "claude-sonnet-4-6", "role": "tech_lead"})
+    return tech_lead_endpoint(cast, server.url)
 
 
 def context(cast, key: str = "test-call") -> CallContext:

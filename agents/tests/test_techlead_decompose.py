@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from agents import services
 from agents.model_servers import AnthropicServer, Response, SampleTechLead
 from agents.model_servers import anthropic as anth
 from agents.models import CallOutcome, InferenceEndpoint, ModelCall
@@ -22,6 +21,7 @@ from agents.techlead.testing import (
     invoice_proposal,
     invoice_ticket,
 )
+from agents.tests.endpoints import tech_lead_endpoint
 from tests.factories import RequirementFactory
 from tickets.models import RequirementStatus, Ticket, TicketStatus
 
@@ -44,10 +44,7 @@ def server() -> Iterator[AnthropicServer]:
 @pytest.fixture
 def endpoint(cast, settings, server) -> InferenceEndpoint:
     settings.HAAO_ENDPOINT_ALLOWLIST = ["127.0.0.1"]
-    return services.endpoint_create(
-        organization=cast.org, actor=cast.admin, api_key="sk-ant-test",
-        values={"name": "Claude", "kind": "anthropic", "base_url": server.url,
-                "model": "claude-sonnet-4-6", "role": "tech_lead"})
+    return tech_lead_endpoint(cast, server.url)
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from agents.model_servers.base import (
     delayed,
     estimate_tokens,
     invalid_json,
+    last_user_text,
 )
 
 MESSAGES = "/v1/messages"
@@ -298,16 +299,6 @@ class PromptCache:
 # Sample Tech Lead -----------------------------------------------------------------------------
 
 
-def prompt_text(body: Mapping[str, Any]) -> str:
-    """The text of the last user turn (what a sample answer is derived from)."""
-    for msg in reversed(body.get("messages") or []):
-        if isinstance(msg, Mapping) and msg.get("role") == "user":
-            content = msg.get("content")
-            if isinstance(content, str):
-                return content
-            return "\n".join(str(part.get("text", "")) for part in content or []
-                             if isinstance(part, Mapping) and part.get("type") == "text")
-    return ""
 
 
 def minimal_instance(schema: Mapping[str, Any], text: str) -> Any:
@@ -359,7 +350,7 @@ class SampleTechLead:
 
     def __call__(self, request: RecordedRequest) -> Reply:
         body = request.body
-        text = prompt_text(body)
+        text = last_user_text(body)
         tools = {t.get("name"): t for t in body.get("tools") or [] if isinstance(t, Mapping)}
         if "propose_tickets" in tools:
             return tool_use_reply("propose_tickets",

@@ -459,3 +459,15 @@ def _words(text: str) -> Iterable[str]:
             start = index + 1
     if start < len(text):
         yield text[start:]
+
+
+def last_user_text(body: Mapping[str, Any]) -> str:
+    """The text of the last user turn, in either API's shape (what sample answers read)."""
+    for message in reversed(body.get("messages") or []):
+        if isinstance(message, Mapping) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            return "\n".join(str(part.get("text", "")) for part in content or []
+                             if isinstance(part, Mapping) and part.get("type") == "text")
+    return ""

@@ -23,6 +23,7 @@ from agents.model_servers.base import (
     delayed,
     estimate_tokens,
     invalid_json,
+    last_user_text,
 )
 
 CHAT = "/v1/chat/completions"
@@ -187,16 +188,6 @@ def count_completion_tokens(message: Mapping[str, Any]) -> int:
 # Sample coder ---------------------------------------------------------------------------------
 
 
-def last_user_text(body: Mapping[str, Any]) -> str:
-    """The text of the last user message."""
-    for message in reversed(body.get("messages") or []):
-        if isinstance(message, Mapping) and message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, str):
-                return content
-            return "\n".join(str(p.get("text", "")) for p in content or []
-                             if isinstance(p, Mapping))
-    return ""
 
 
 _PATH = re.compile(r"(?<![\w/.-])((?:[\w-]+/)*[\w-]+\.[A-Za-z0-9]{1,8})(?![\w/])")

@@ -5,11 +5,16 @@ Every mutating service writes an audit event in the same transaction.
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
+from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from accounts import tokens
@@ -25,6 +30,8 @@ from accounts.models import (
 from accounts.roles import Role, TokenScope
 from accounts.selectors import sso_domain_owners
 from haao.errors import ApplicationError, Conflict, Forbidden, NotFound
+
+logger = logging.getLogger(__name__)
 
 INVITATION_TTL = timedelta(days=7)
 MAX_TOKEN_LIFETIME = timedelta(days=366)
@@ -210,7 +217,32 @@ def invitation_create(
         audit_record(organization=organization, actor=Actor.of(actor),
                      type="invitation.created", target=invitation, target_label=email,
                      data={"role": role, "expires_at": invitation.expires_at})
+        # Whoever invites (portal or API), the invitee gets the link by mail, after commit.
+        transaction.on_commit(functools.partial(_invitation_mail, invitation=invitation,
+                                                raw_token=raw))
     return invitation, raw
+
+
+def invitation_link(raw_token: str) -> str:
+    return settings.BASE_URL + reverse("invitation", kwargs={"token": raw_token})
+
+
+def _invitation_mail(*, invitation: Invitation, raw_token: str) -> None:
+    """Mail the link; a failure is logged, as the inviting admin also sees the link once."""
+    org_name = invitation.organization.name
+    try:
+        send_mail(
+            subject=f"{settings.ACCOUNT_EMAIL_SUBJECT_PREFIX}You are invited to {org_name}",
+            message=(f"You were invited to join {org_name} on HAAO as "
+                     f"{invitation.get_role_display().lower()}.\n\nAccept the invitation: "
+                     f"{invitation_link(raw_token)}\n\nThe link works once, only for "
+                     f"{invitation.email}, and expires on "
+                     f"{invitation.expires_at:%Y-%m-%d %H:%M} UTC.\n"),
+            from_email=None, recipient_list=[invitation.email],
+        )
+    except Exception:
+        logger.exception("Could not send the invitation email for invitation %s",
+                         invitation.pk)
 
 
 def invitation_revoke(*, organization: Organization, invitation: Invitation, actor: User) -> None:

@@ -10,10 +10,8 @@ from datetime import UTC, timedelta
 from typing import Any, ClassVar
 
 import django_filters
-from django.conf import settings
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
-from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
@@ -212,7 +210,7 @@ class InvitationListView(OrgEndpoint):
         data = validated(s.InvitationCreateSerializer, request)
         invitation, raw = services.invitation_create(
             organization=self.org, email=data["email"], role=data["role"], actor=self.actor)
-        link = settings.BASE_URL + reverse("invitation", args=[raw])
+        link = services.invitation_link(raw)
         body = {**s.InvitationSerializer(invitation).data, "token": raw, "url": link}
         return Response(body,
                         status=status.HTTP_201_CREATED)

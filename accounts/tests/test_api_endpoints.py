@@ -127,6 +127,18 @@ def test_creating_an_invitation_returns_its_link_once(cast) -> None:
     assert "token" not in listed[0] and "url" not in listed[0]
 
 
+def test_an_invitation_made_through_the_api_is_mailed_after_commit(
+        cast, django_capture_on_commit_callbacks) -> None:
+    from django.core import mail
+
+    client = token_client(cast.org, cast.admin, ["admin"])
+    with django_capture_on_commit_callbacks(execute=True):
+        body = client.post(f"{BASE}/invitations/", {"email": "mailed@example.test",
+                                                    "role": "member"}, format="json").json()
+    assert [m.to for m in mail.outbox] == [["mailed@example.test"]]
+    assert body["url"] in mail.outbox[0].body
+
+
 def test_inviting_an_existing_member_answers_409(cast) -> None:
     client = token_client(cast.org, cast.admin, ["admin"])
     response = client.post(f"{BASE}/invitations/", {"email": cast.member.email, "role": "member"},

@@ -5,17 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.conf import settings
 from django.contrib import messages
-from django.core.mail import send_mail
-from django.db import transaction
 from django.http import (
     Http404,
     HttpRequest,
     HttpResponse,
 )
 from django.shortcuts import redirect
-from django.urls import reverse
 
 from accounts import services
 from accounts.forms import (
@@ -25,6 +21,7 @@ from accounts.models import (
     Invitation,
 )
 from accounts.roles import Capability
+from accounts.services import invitation_link
 from accounts.views.console.base import (
     ConsolePage,
     no_store,
@@ -33,27 +30,6 @@ from accounts.views.console.base import (
 from haao.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
-
-def invitation_link(raw_token: str) -> str:
-    return settings.BASE_URL + reverse("invitation", kwargs={"token": raw_token})
-
-
-def _send_invitation(*, invitation: Invitation, link: str, org_name: str,
-                     failures: list[str]) -> None:
-    try:
-        send_mail(
-            subject=f"{settings.ACCOUNT_EMAIL_SUBJECT_PREFIX}You are invited to {org_name}",
-            message=(f"You were invited to join {org_name} on HAAO as "
-                     f"{invitation.get_role_display().lower()}.\n\nAccept the invitation: "
-                     f"{link}\n\nThe link works once, only for {invitation.email}, and expires "
-                     f"on {invitation.expires_at:%Y-%m-%d %H:%M} UTC.\n"),
-            from_email=None, recipient_list=[invitation.email],
-        )
-    except Exception:  # the link is on screen; a mail outage must not lose it
-        logger.exception("Could not send the invitation email for invitation %s",
-                         invitation.pk)
-        failures.append(invitation.email)
-
 
 class InvitationsView(ConsolePage):
     """Invite people by email; list and revoke invitations."""
@@ -80,16 +56,8 @@ class InvitationsView(ConsolePage):
         except ApplicationError as error:
             service_error(form, error)
             return self.render(error.status, form=form)
-        link = invitation_link(raw)
-        failures: list[str] = []
-        transaction.on_commit(lambda: _send_invitation(
-            invitation=invitation, link=link, org_name=self.org.name, failures=failures))
-        if failures:
-            messages.warning(request, f"The email to {invitation.email} could not be sent; "
-                                      "copy the link below and send it yourself.")
         # The link is rendered in this response only (never stored), so a reload cannot show it.
-        return no_store(self.render(new_invitation=invitation, new_link=link,
-                                     email_sent=not failures))
+        return no_store(self.render(new_invitation=invitation, new_link=invitation_link(raw)))
 
 
 class InvitationRevokeView(ConsolePage):

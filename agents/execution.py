@@ -9,10 +9,12 @@ loop decides what an outcome means for the ticket (through tickets.state).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+from django.db.models import Sum
 
 from agents import sandbox
 from agents.coder.client import DEFAULT_TIMEOUT, CoderFailure, CoderReply, TokenCallback, complete
@@ -60,9 +62,13 @@ UNSANDBOXED_WARNING = (
     "access to files and network.")
 
 
-def idempotency_key(attempt: Attempt) -> str:
-    """The usage row key of an attempt's coder call; a re-delivered task writes no second row."""
-    return f"attempt:{attempt.pk}:code"
+def idempotency_key(attempt: Attempt, *, delivery: int | None = None) -> str:
+    """The usage row key of an attempt's coder call; a re-delivered task writes no second row.
+
+    A claim that really calls the model again (the first worker was lost) has its own key.
+    """
+    key = f"attempt:{attempt.pk}:code"
+    return key if not delivery or delivery == 1 else f"{key}:{delivery}"
 
 
 def previous_attempt(*, ticket: Ticket, before: int) -> PreviousAttempt | None:
@@ -106,7 +112,7 @@ def run_attempt(*, ticket: Ticket, attempt_number: int, endpoint: InferenceEndpo
                                code="endpoint_foreign")
     attempt = attempt_start(ticket=ticket, number=attempt_number, executor=ExecutorKind.LOCAL,
                             endpoint=endpoint.name, model=endpoint.model)
-    run = _Run(ticket=ticket, attempt=attempt, endpoint=endpoint)
+    run = AttemptRun(ticket=ticket, attempt=attempt, endpoint=endpoint)
     if allow_unsandboxed is None:
         allow_unsandboxed = ticket.organization.allow_unsandboxed_checks
     if environment is not None:
@@ -132,29 +138,43 @@ def run_attempt(*, ticket: Ticket, attempt_number: int, endpoint: InferenceEndpo
                           error=f"Internal error: {type(error).__name__}: {error}"[:2000])
 
 
-class _Run:
-    """The state of one attempt while it runs: the coder call's usage and the diff so far."""
+# Called after each Definition-of-Done check with (index from 1, how many, the check's run).
+CheckCallback = Callable[[int, int, CheckRun], None]
 
-    def __init__(self, *, ticket: Ticket, attempt: Attempt, endpoint: InferenceEndpoint) -> None:
+
+class AttemptRun:
+    """The state of one attempt while it runs: the model calls' usage and the diff so far.
+
+    `delivery` fences the final write: a worker whose claim was taken over (agents.engine)
+    cannot finish the attempt.
+    """
+
+    def __init__(self, *, ticket: Ticket, attempt: Attempt, endpoint: InferenceEndpoint,
+                 delivery: int | None = None) -> None:
         self.ticket = ticket
         self.attempt = attempt
         self.endpoint = endpoint
+        self.delivery = delivery
         self.call: ModelCall | None = None
         self.diff = ""
         self.checks: list[CheckOutcome] = []
         self.warning = ""
 
     def finish(self, outcome: str, *, error: str = "") -> Attempt:
-        call = self.call
         if self.warning:
             error = f"{self.warning}\n{error}" if error else self.warning
+        # Every model call of the attempt (each delivery, each repair round) is in the ledger.
+        usage = ModelCall.objects.filter(attempt=self.attempt).aggregate(
+            input_tokens=Sum("input_tokens"), output_tokens=Sum("output_tokens"),
+            cache_write_tokens=Sum("cache_write_tokens"),
+            cache_read_tokens=Sum("cache_read_tokens"), cost=Sum("cost"))
         return attempt_finish(
             attempt=self.attempt, outcome=outcome, checks=self.checks, diff=self.diff,
-            error=error, input_tokens=call.input_tokens if call else 0,
-            output_tokens=call.output_tokens if call else 0,
-            cache_write_tokens=call.cache_write_tokens if call else 0,
-            cache_read_tokens=call.cache_read_tokens if call else 0,
-            cost=call.cost if call else Decimal("0"))
+            error=error, input_tokens=usage["input_tokens"] or 0,
+            output_tokens=usage["output_tokens"] or 0,
+            cache_write_tokens=usage["cache_write_tokens"] or 0,
+            cache_read_tokens=usage["cache_read_tokens"] or 0,
+            cost=usage["cost"] or Decimal("0"), delivery=self.delivery)
 
     def record_call(self, *, outcome: str, model: str, input_tokens: int, output_tokens: int,
                     latency_ms: int, request_id: str = "", error: str = "") -> None:
@@ -162,55 +182,86 @@ class _Run:
             organization=self.ticket.organization, endpoint=self.endpoint, role=CallRole.CODE,
             outcome=outcome, model=model, input_tokens=input_tokens, output_tokens=output_tokens,
             latency_ms=latency_ms, request_id=request_id, error=error, ticket=self.ticket,
-            attempt=self.attempt, idempotency_key=idempotency_key(self.attempt))
+            attempt=self.attempt,
+            idempotency_key=idempotency_key(self.attempt, delivery=self.delivery))
 
-    def ask(self, *, spec: Mapping[str, Any], stream: bool, on_token: TokenCallback | None,
-            timeout: float, max_tokens: int | None, strict_model: bool) -> CoderReply | None:
-        """Call the coder and record the call; None when it failed (the attempt is finished)."""
+    def call_coder(self, *, spec: Mapping[str, Any], stream: bool,
+                   on_token: TokenCallback | None, timeout: float, max_tokens: int | None,
+                   strict_model: bool) -> CoderReply:
+        """Ask the coder; a failed call is recorded in the ledger and raised as CoderFailure."""
         messages = coder_messages(
             spec=spec, previous=previous_attempt(ticket=self.ticket, before=self.attempt.number),
             feedback=self.ticket.feedback)
         try:
-            reply = complete(endpoint=self.endpoint, messages=messages, stream=stream,
-                             on_token=on_token, timeout=timeout, max_tokens=max_tokens,
-                             strict_model=strict_model)
+            return complete(endpoint=self.endpoint, messages=messages, stream=stream,
+                            on_token=on_token, timeout=timeout, max_tokens=max_tokens,
+                            strict_model=strict_model)
         except CoderFailure as failure:
             self.record_call(outcome=failure.outcome, model=failure.model,
                              input_tokens=failure.usage.input_tokens,
                              output_tokens=failure.usage.output_tokens,
                              latency_ms=failure.latency_ms, request_id=failure.request_id,
                              error=failure.message)
-            outcome = _CALL_FAILURE_OUTCOMES.get(CallOutcome(failure.outcome),
-                                                 AttemptOutcome.ERROR)
-            self.finish(outcome, error=f"Coder call failed ({failure.reason}): {failure.message}")
+            raise
+
+    def ask(self, *, spec: Mapping[str, Any], stream: bool, on_token: TokenCallback | None,
+            timeout: float, max_tokens: int | None, strict_model: bool) -> CoderReply | None:
+        """Call the coder and record the call; None when it failed (the attempt is finished)."""
+        try:
+            return self.call_coder(spec=spec, stream=stream, on_token=on_token,
+                                   timeout=timeout, max_tokens=max_tokens,
+                                   strict_model=strict_model)
+        except CoderFailure as failure:
+            self.finish(failure_outcome(failure),
+                        error=f"Coder call failed ({failure.reason}): {failure.message}")
             return None
-        return reply
 
     def execute(self, *, repo_root: Path, limits: SandboxLimits,
                 readonly_paths: Sequence[Path], allow_unsandboxed: bool,
                 env_extra: Mapping[str, str] | None, stream: bool,
                 on_token: TokenCallback | None, timeout: float, max_tokens: int | None,
                 strict_model: bool, binds: Sequence[sandbox.Bind] = ()) -> Attempt:
-        ticket, project = self.ticket, self.ticket.project
-        spec = spec_clean(ticket.spec)  # SpecInvalid names the broken field
-        checks = [CheckSpec.from_spec(entry) for entry in spec["definition_of_done"]]
-        repo = workspace_prepare(project_id=project.pk, repository=project.repository,
-                                 default_branch=project.default_branch,
-                                 integration_branch=project.integration_branch, root=repo_root)
+        spec = spec_clean(self.ticket.spec)  # SpecInvalid names the broken field
+        for entry in spec["definition_of_done"]:
+            CheckSpec.from_spec(entry)  # a broken check is refused before the model is asked
+        repo = self.prepare(repo_root)
         reply = self.ask(spec=spec, stream=stream, on_token=on_token, timeout=timeout,
                          max_tokens=max_tokens, strict_model=strict_model)
         if reply is None:
             self.attempt.refresh_from_db()
             return self.attempt
+        return self.check(repo=repo, answer=reply.text, limits=limits,
+                          readonly_paths=readonly_paths, allow_unsandboxed=allow_unsandboxed,
+                          env_extra=env_extra, binds=binds, reply=reply)
+
+    def prepare(self, repo_root: Path) -> Path:
+        """The project's workspace repository under `repo_root`, cloned or refreshed."""
+        project = self.ticket.project
+        return workspace_prepare(project_id=project.pk, repository=project.repository,
+                                 default_branch=project.default_branch,
+                                 integration_branch=project.integration_branch, root=repo_root)
+
+    def check(self, *, repo: Path, answer: str, limits: SandboxLimits,
+              readonly_paths: Sequence[Path], allow_unsandboxed: bool,
+              env_extra: Mapping[str, str] | None, binds: Sequence[sandbox.Bind] = (),
+              reply: CoderReply | None = None, on_check: CheckCallback | None = None
+              ) -> Attempt:
+        """Apply the answer's edits in a fresh worktree, run the DoD, commit if it passed."""
+        ticket, project = self.ticket, self.ticket.project
+        spec = spec_clean(ticket.spec)
+        checks = [CheckSpec.from_spec(entry) for entry in spec["definition_of_done"]]
         try:
-            edits = parse_edits(reply.text)
+            edits = parse_edits(answer)
         except EditPathError as error:
-            self._record_reply(reply, CallOutcome.INVALID_OUTPUT, error.message)
+            if reply is not None:
+                self._record_reply(reply, CallOutcome.INVALID_OUTPUT, error.message)
             return self.finish(AttemptOutcome.GUARDRAIL_VIOLATION, error=error.message)
         except EditParseError as error:
-            self._record_reply(reply, CallOutcome.INVALID_OUTPUT, error.message)
+            if reply is not None:
+                self._record_reply(reply, CallOutcome.INVALID_OUTPUT, error.message)
             return self.finish(AttemptOutcome.INVALID_OUTPUT, error=error.message)
-        self._record_reply(reply, CallOutcome.OK)
+        if reply is not None:
+            self._record_reply(reply, CallOutcome.OK)
         with attempt_worktree(repo=repo, ticket_key=ticket.key,
                               attempt_number=self.attempt.number,
                               base_branch=project.integration_branch) as worktree:
@@ -227,10 +278,14 @@ class _Run:
             self.diff = diff_of(worktree)
             base = base_of(worktree)
             tree = git(["write-tree"], cwd=worktree).stdout.strip()
-            runs = [run_check(worktree=worktree, check=check, limits=limits,
-                              readonly_paths=readonly_paths, env_extra=env_extra,
-                              allow_unsandboxed=allow_unsandboxed, binds=binds)
-                    for check in checks]
+            runs = []
+            for index, check in enumerate(checks, start=1):
+                run = run_check(worktree=worktree, check=check, limits=limits,
+                                readonly_paths=readonly_paths, env_extra=env_extra,
+                                allow_unsandboxed=allow_unsandboxed, binds=binds)
+                runs.append(run)
+                if on_check is not None:
+                    on_check(index, len(checks), run)
         self.checks = [_outcome_of(run) for run in runs]
         failed = [run for run in runs if not run.passed]
         if failed:
@@ -257,6 +312,11 @@ class _Run:
                      input_text=message).stdout.strip()
         # Compare-and-set: the branch must still be where the attempt started.
         git(["update-ref", f"refs/heads/{branch}", commit, base], cwd=repo)
+
+
+def failure_outcome(failure: CoderFailure) -> str:
+    """The attempt outcome of a failed coder call (the model's fault or the server's)."""
+    return _CALL_FAILURE_OUTCOMES.get(CallOutcome(failure.outcome), AttemptOutcome.ERROR)
 
 
 def _outcome_of(run: CheckRun) -> CheckOutcome:

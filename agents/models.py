@@ -109,6 +109,25 @@ class InferenceEndpoint(TenantModel):
         return key.reveal() if isinstance(key, Secret) else str(key)
 
 
+class EndpointLease(TenantModel):
+    """One of an endpoint's `max_concurrency` slots, held by one call until it ends or expires.
+
+    HAAO enforces each endpoint's concurrency with these rows, whichever worker or machine
+    makes the call (agents.engine.routing).
+    """
+
+    endpoint = models.ForeignKey(InferenceEndpoint, on_delete=models.CASCADE,
+                                 related_name="leases")
+    holder = models.CharField(max_length=200, unique=True)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["endpoint", "expires_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.holder} on {self.endpoint_id}"
+
+
 class CallRole(models.TextChoices):
     DECOMPOSE = "decompose", "Decompose a requirement"
     CODE = "code", "Write code"

@@ -350,7 +350,13 @@ def _probe(endpoint: InferenceEndpoint, timeout: float) -> HealthResult:
 def endpoint_check_health(*, endpoint: InferenceEndpoint, actor: Actor = SYSTEM,
                           timeout: float = HEALTH_TIMEOUT_SECONDS) -> InferenceEndpoint:
     """Call the endpoint once and record its health; a change of status is an audit event."""
-    result = _probe(endpoint, timeout)
+    return endpoint_health_record(endpoint=endpoint, result=_probe(endpoint, timeout),
+                                  actor=actor)
+
+
+def endpoint_health_record(*, endpoint: InferenceEndpoint, result: HealthResult,
+                           actor: Actor = SYSTEM) -> InferenceEndpoint:
+    """Record a probe's (or a failed real call's) verdict on the endpoint's health."""
     status = HealthStatus.OK if result.ok else HealthStatus.FAILING
     organization = endpoint.organization
     with transaction.atomic():
@@ -360,7 +366,7 @@ def endpoint_check_health(*, endpoint: InferenceEndpoint, actor: Actor = SYSTEM,
         current.health_status = status
         current.health_checked_at = timezone.now()
         current.health_latency_ms = result.latency_ms
-        current.health_error = result.error
+        current.health_error = result.error[:HEALTH_ERROR_LIMIT]
         current.save(update_fields=["health_status", "health_checked_at", "health_latency_ms",
                                     "health_error"])
         # Periodic checks would flood the log; only a change of status is worth an event.

@@ -12,3 +12,11 @@ os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-01234567
 os.environ.setdefault("HAAO_ENCRYPTION_KEYS", "6vQ1d3Zs9m8Zb1g8Qk4j0oE1uXyP1YbqfQ0rJ5m6Z0A=")
 os.environ.setdefault("HAAO_HTTPS", "false")
 os.environ.setdefault("HAAO_DATA_DIR", "/tmp/haao-pytest-data")
+
+# Each xdist worker gets its own Redis database: its Celery workers, cache and channel layer
+# must not see another test process's tasks (tests/loop.py starts real workers).
+_xdist = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _xdist.startswith("gw") and os.environ.get("REDIS_URL", "").startswith("redis://"):
+    _base = os.environ["REDIS_URL"].rsplit("/", 1)[0] if os.environ["REDIS_URL"].count("/") > 2 \
+        else os.environ["REDIS_URL"]
+    os.environ["REDIS_URL"] = f"{_base}/{1 + int(_xdist[2:]) % 15}"

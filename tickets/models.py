@@ -144,6 +144,11 @@ class Ticket(TenantModel):
     attempt_count = models.PositiveIntegerField(default=0, editable=False)
     feedback = models.TextField(blank=True, help_text="The latest reviewer feedback, given to "
                                                       "the next attempt.")
+    audit_failures = models.PositiveSmallIntegerField(default=0, editable=False)
+    cloud_attempts = models.PositiveSmallIntegerField(default=0, editable=False)
+    merged_commit = models.CharField(max_length=64, blank=True, editable=False,
+                                     help_text="The integration branch commit that merged it.")
+    merged_at = models.DateTimeField(null=True, blank=True, editable=False)
     block_reason = models.TextField(blank=True)
     approved_by = models.ForeignKey("accounts.User", null=True, blank=True,
                                     on_delete=models.SET_NULL, related_name="+")
@@ -191,8 +196,23 @@ class AttemptOutcome(models.TextChoices):
     ERROR = "error", "Error"
 
 
+class AttemptStage(models.TextChoices):
+    """Where a running attempt is; each step claims the attempt by moving it to the next."""
+
+    PENDING = "pending", "Waiting for a model"
+    CODING = "coding", "Model writing"
+    ANSWERED = "answered", "Waiting for checks"
+    CHECKING = "checking", "Checks running"
+    DONE = "done", "Done"
+
+
 class Attempt(TenantModel):
-    """One try at a ticket by one model; unique per ticket and number, so it runs once."""
+    """One try at a ticket by one model; unique per ticket and number, so it runs once.
+
+    While it runs, the worker holding it renews `lease_expires_at`; a lease that expires
+    means the worker was lost, and recovery hands the attempt to another delivery.
+    `deliveries` counts claims and fences writes: only the latest claim may record results.
+    """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="attempts")
@@ -211,11 +231,29 @@ class Attempt(TenantModel):
                                default=AttemptOutcome.RUNNING)
     error = models.TextField(blank=True)
     diff = models.TextField(blank=True)
+    stage = models.CharField(max_length=12, choices=AttemptStage.choices,
+                             default=AttemptStage.PENDING)
+    inference_endpoint = models.ForeignKey("agents.InferenceEndpoint", null=True, blank=True,
+                                           on_delete=models.SET_NULL, related_name="+")
+    queue = models.CharField(max_length=63, blank=True,
+                             help_text="The Celery queue that runs this attempt's steps.")
+    answer = models.TextField(blank=True, help_text="The model's edit blocks, as received.")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    step_at = models.DateTimeField(default=timezone.now,
+                                   help_text="When the attempt entered its current stage.")
+    deliveries = models.PositiveSmallIntegerField(default=0)
+    lost = models.PositiveSmallIntegerField(
+        default=0, help_text="Times its worker was lost (lease expired) during a step.")
+    worker = models.CharField(max_length=200, blank=True)
 
     class Meta:
         ordering = ["ticket", "number"]
         constraints = [
             models.UniqueConstraint(fields=["ticket", "number"], name="attempt_number")
+        ]
+        indexes = [
+            models.Index(fields=["stage", "lease_expires_at"], name="attempt_lease"),
+            models.Index(fields=["inference_endpoint", "stage"], name="attempt_endpoint_load"),
         ]
 
     def __str__(self) -> str:

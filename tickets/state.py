@@ -59,14 +59,16 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     (S.AUDITING, S.CANCELLED): GATE,
     (S.AWAITING_ACCEPTANCE, S.ACCEPTED): GATE,
     (S.AWAITING_ACCEPTANCE, S.REJECTED): GATE,
-    (S.AWAITING_ACCEPTANCE, S.QUEUED): ENGINE,  # the merge conflicted: try again
+    (S.AWAITING_ACCEPTANCE, S.QUEUED): ENGINE,
+    (S.ACCEPTED, S.QUEUED): ENGINE,  # the accepted work no longer merges: redo it
     (S.AWAITING_ACCEPTANCE, S.CANCELLED): GATE,
     (S.REJECTED, S.QUEUED): ENGINE,
     (S.REJECTED, S.CANCELLED): GATE,
     (S.BLOCKED, S.QUEUED): GATE,  # a person retries a blocked ticket
     (S.BLOCKED, S.CANCELLED): GATE,
 }
-TERMINAL = frozenset({S.ACCEPTED, S.CANCELLED})
+# Accepted is final once merged; only a merge conflict sends accepted work back.
+TERMINAL = frozenset({S.CANCELLED})
 
 
 class IllegalTransition(ApplicationError):

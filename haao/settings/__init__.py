@@ -121,16 +121,60 @@ else:
     CELERY_BROKER_URL = f"sqla+sqlite:///{DATA_DIR / 'celery-broker.sqlite3'}"
 
 CELERY_TASK_IGNORE_RESULT = True
+# Long tasks (a model call, a test run): acknowledge only when done, take one at a time.
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env.integer("HAAO_TASK_TIME_LIMIT", 1800, minimum=10)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 5
-# Redis re-delivers unacknowledged tasks after the visibility timeout: keep it above the
-# longest task. (The SQL transport passes its options to SQLAlchemy, which knows no such key.)
+# Redis re-delivers unacknowledged tasks after the visibility timeout: it must exceed the
+# longest task, or a slow task would run twice. (The SQL transport passes its options to
+# SQLAlchemy, which knows no such key.)
+BROKER_VISIBILITY_TIMEOUT = env.integer("HAAO_BROKER_VISIBILITY_TIMEOUT",
+                                        CELERY_TASK_TIME_LIMIT * 2, minimum=1)
+if BROKER_VISIBILITY_TIMEOUT <= CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        f"HAAO_BROKER_VISIBILITY_TIMEOUT ({BROKER_VISIBILITY_TIMEOUT} s) must be above "
+        f"HAAO_TASK_TIME_LIMIT ({CELERY_TASK_TIME_LIMIT} s): the broker would hand a running "
+        "task to a second worker.")
 CELERY_BROKER_TRANSPORT_OPTIONS = (
-    {"visibility_timeout": CELERY_TASK_TIME_LIMIT * 2} if REDIS_URL else {}
+    {"visibility_timeout": BROKER_VISIBILITY_TIMEOUT} if REDIS_URL else {}
 )
 CELERY_TASK_ALWAYS_EAGER = env.boolean("HAAO_TASKS_EAGER", False)
+# Queues by kind of work (agents/engine/routing.py); a dedicated endpoint adds its own.
+CELERY_TASK_DEFAULT_QUEUE = "control"
+CELERY_TASK_CREATE_MISSING_QUEUES = True
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# --- The loop (agents/engine) ---------------------------------------------------------------
+# A worker renews its attempt's lease every third of this; an attempt whose lease ran out
+# was lost with its worker and is handed to another delivery.
+HAAO_ATTEMPT_LEASE_SECONDS = env.integer("HAAO_ATTEMPT_LEASE_SECONDS", 60, minimum=3)
+# Deliveries of one attempt step before it is failed as poison.
+HAAO_MAX_DELIVERIES = env.integer("HAAO_MAX_DELIVERIES", 3, minimum=1)
+HAAO_RECOVERY_INTERVAL = env.integer("HAAO_RECOVERY_INTERVAL", 15, minimum=1)
+HAAO_ENDPOINT_HEALTH_INTERVAL = env.integer("HAAO_ENDPOINT_HEALTH_INTERVAL", 30, minimum=1)
+# How long work waits before trying again for a busy or unhealthy endpoint.
+HAAO_ENDPOINT_WAIT_SECONDS = env.integer("HAAO_ENDPOINT_WAIT_SECONDS", 3, minimum=1)
+# Seconds a local coder may take for one answer.
+HAAO_CODER_TIMEOUT = env.integer("HAAO_CODER_TIMEOUT", 300, minimum=5)
+# Directories (e.g. a virtualenv) that Definition-of-Done checks see read-only, with their
+# `bin` first on PATH: the toolchain for projects without a setup command of their own.
+HAAO_CHECK_TOOLCHAIN = [Path(p) for p in env.string_list("HAAO_CHECK_TOOLCHAIN", [])]
+for _toolchain in HAAO_CHECK_TOOLCHAIN:
+    if not _toolchain.is_absolute():
+        raise ImproperlyConfigured(f"HAAO_CHECK_TOOLCHAIN: {_toolchain} is not an absolute path.")
+HAAO_WORKSPACE_ROOT = Path(env.string("HAAO_WORKSPACE_ROOT", str(DATA_DIR / "workspaces")))
+if HAAO_ATTEMPT_LEASE_SECONDS >= CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured("HAAO_ATTEMPT_LEASE_SECONDS must be below HAAO_TASK_TIME_LIMIT.")
+CELERY_BEAT_SCHEDULE = {
+    "recover-stalled-work": {"task": "haao.recover", "schedule": HAAO_RECOVERY_INTERVAL,
+                             "options": {"queue": "control", "expires": HAAO_RECOVERY_INTERVAL}},
+    "check-endpoint-health": {"task": "haao.check_endpoints",
+                              "schedule": HAAO_ENDPOINT_HEALTH_INTERVAL,
+                              "options": {"queue": "control",
+                                          "expires": HAAO_ENDPOINT_HEALTH_INTERVAL}},
+}
 
 # --- Identity -------------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"

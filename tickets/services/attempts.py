@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from haao.errors import Conflict
@@ -15,6 +17,7 @@ from tickets.models import (
     OUTPUT_TAIL_LIMIT,
     Attempt,
     AttemptOutcome,
+    AttemptStage,
     CheckResult,
     ExecutorKind,
     Ticket,
@@ -42,7 +45,8 @@ def _tail(text: str) -> str:
 
 
 def attempt_start(*, ticket: Ticket, number: int, executor: str, endpoint: str = "",
-                  model: str = "") -> Attempt:
+                  model: str = "", inference_endpoint: Any = None, queue: str = "",
+                  stage: str = AttemptStage.CODING) -> Attempt:
     """Claim attempt `number` of `ticket`; a second claim of the same number is refused."""
     if executor not in ExecutorKind.values:
         raise ValueError(f"unknown executor {executor!r}")
@@ -50,7 +54,8 @@ def attempt_start(*, ticket: Ticket, number: int, executor: str, endpoint: str =
         with transaction.atomic():
             attempt = Attempt.objects.create(
                 organization_id=ticket.organization_id, ticket=ticket, number=number,
-                executor=executor, endpoint=endpoint[:200], model=model[:200])
+                executor=executor, endpoint=endpoint[:200], model=model[:200],
+                inference_endpoint=inference_endpoint, queue=queue, stage=stage)
             Ticket.objects.filter(pk=ticket.pk).update(attempt_count=F("attempt_count") + 1)
     except IntegrityError:
         raise Conflict(f"Attempt {number} of this ticket exists already.",
@@ -62,12 +67,21 @@ def attempt_finish(
     *, attempt: Attempt, outcome: str, checks: Sequence[CheckOutcome] = (), diff: str = "",
     error: str = "", input_tokens: int = 0, output_tokens: int = 0,
     cache_write_tokens: int = 0, cache_read_tokens: int = 0, cost: Decimal = Decimal("0"),
+    delivery: int | None = None,
 ) -> Attempt:
-    """Record how an attempt ended, once; a second finish of the same attempt is refused."""
+    """Record how an attempt ended, once; a second finish of the same attempt is refused.
+
+    With `delivery`, only that claim of the attempt may finish it (a fenced-off worker that
+    lost its lease gets Conflict and its results are dropped).
+    """
     if outcome not in AttemptOutcome.values or outcome == AttemptOutcome.RUNNING:
         raise ValueError(f"unknown final outcome {outcome!r}")
+    running = Attempt.objects.filter(pk=attempt.pk, outcome=AttemptOutcome.RUNNING)
+    if delivery is not None:
+        running = running.filter(deliveries=delivery)
     with transaction.atomic():
-        updated = Attempt.objects.filter(pk=attempt.pk, outcome=AttemptOutcome.RUNNING).update(
+        updated = running.update(
+            stage=AttemptStage.DONE, lease_expires_at=None,
             outcome=outcome, finished_at=timezone.now(), diff=diff, error=error[:10_000],
             input_tokens=input_tokens, output_tokens=output_tokens,
             cache_write_tokens=cache_write_tokens, cache_read_tokens=cache_read_tokens,
@@ -85,3 +99,78 @@ def attempt_finish(
         ])
     attempt.refresh_from_db()
     return attempt
+
+
+def attempt_claim(*, attempt_id: Any, stages: Sequence[str], to: str, lease_seconds: int,
+                  worker: str = "", now: Any = None) -> Attempt | None:
+    """Claim a running attempt for one step: compare-and-set its stage, start a lease, count
+    the delivery. None when the step is done or another live worker holds it."""
+    now = now or timezone.now()
+    free = Q(stage__in=stages) | Q(stage=to, lease_expires_at__lt=now)
+    with transaction.atomic():
+        updated = (Attempt.objects.filter(pk=attempt_id, outcome=AttemptOutcome.RUNNING)
+                   .filter(free)
+                   .update(stage=to, lease_expires_at=now + timedelta(seconds=lease_seconds),
+                           step_at=now, deliveries=F("deliveries") + 1, worker=worker[:200]))
+    if not updated:
+        return None
+    return (Attempt.objects.select_related("ticket__project__organization", "organization")
+            .get(pk=attempt_id))
+
+
+def attempt_heartbeat(*, attempt: Attempt, lease_seconds: int) -> bool:
+    """Renew the lease of the claim `attempt.deliveries`; False when it was lost."""
+    return bool(Attempt.objects.filter(
+        pk=attempt.pk, deliveries=attempt.deliveries, outcome=AttemptOutcome.RUNNING,
+    ).update(lease_expires_at=timezone.now() + timedelta(seconds=lease_seconds)))
+
+
+def attempt_answered(*, attempt: Attempt, answer: str) -> bool:
+    """Store the model's answer and hand the attempt to the checks; False when fenced off."""
+    return bool(Attempt.objects.filter(
+        pk=attempt.pk, deliveries=attempt.deliveries, outcome=AttemptOutcome.RUNNING,
+        stage=AttemptStage.CODING,
+    ).update(answer=answer, stage=AttemptStage.ANSWERED, lease_expires_at=None,
+             step_at=timezone.now()))
+
+
+def attempt_release(*, attempt: Attempt, endpoint: Any = None, model: str = "",
+                    error: str = "") -> bool:
+    """Give a claimed attempt back to the queue (its model was unreachable), optionally moved
+    to another endpoint; False when fenced off."""
+    values: dict[str, Any] = {"stage": AttemptStage.PENDING, "lease_expires_at": None,
+                              "error": error[:10_000], "step_at": timezone.now()}
+    if endpoint is not None:
+        values.update(inference_endpoint=endpoint, endpoint=endpoint.name[:200],
+                      model=(model or endpoint.model)[:200])
+    return bool(Attempt.objects.filter(
+        pk=attempt.pk, deliveries=attempt.deliveries, outcome=AttemptOutcome.RUNNING,
+    ).update(**values))
+
+
+def attempt_reroute(*, attempt: Attempt, endpoint: Any, queue: str) -> bool:
+    """Move a waiting attempt to another endpoint (and its queue) before any model saw it."""
+    return bool(Attempt.objects.filter(
+        pk=attempt.pk, outcome=AttemptOutcome.RUNNING, stage=AttemptStage.PENDING,
+    ).update(inference_endpoint=endpoint, endpoint=endpoint.name[:200],
+             model=endpoint.model[:200], queue=queue))
+
+
+def attempt_stalled(*, attempt: Attempt) -> bool:
+    """Hand an attempt whose lease expired back to the step it was in; False if it moved on."""
+    back = {AttemptStage.CODING: AttemptStage.PENDING,
+            AttemptStage.CHECKING: AttemptStage.ANSWERED}
+    stage = back.get(AttemptStage(attempt.stage))
+    if stage is None:
+        return False
+    return bool(Attempt.objects.filter(
+        pk=attempt.pk, deliveries=attempt.deliveries, stage=attempt.stage,
+        outcome=AttemptOutcome.RUNNING, lease_expires_at__lt=timezone.now(),
+    ).update(stage=stage, lease_expires_at=None, step_at=timezone.now(), lost=F("lost") + 1))
+
+
+def attempt_nudged(*, attempt: Attempt) -> bool:
+    """Note that a waiting step was handed to the queue again (its message may be lost)."""
+    return bool(Attempt.objects.filter(pk=attempt.pk, stage=attempt.stage,
+                                       outcome=AttemptOutcome.RUNNING)
+                .update(step_at=timezone.now()))

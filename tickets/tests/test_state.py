@@ -50,8 +50,11 @@ def test_every_pair_of_states_is_allowed_only_if_the_table_says_so(cast, source,
 
 
 def test_terminal_states_have_no_way_out() -> None:
-    for terminal in (TicketStatus.ACCEPTED, TicketStatus.CANCELLED):
-        assert not [edge for edge in TRANSITIONS if edge[0] == terminal]
+    assert not [edge for edge in TRANSITIONS if edge[0] == TicketStatus.CANCELLED]
+    # Accepted work leaves only when its merge conflicts, and only by HAAO's engine.
+    assert {edge: kind for edge, kind in TRANSITIONS.items()
+            if edge[0] == TicketStatus.ACCEPTED} == {
+        (TicketStatus.ACCEPTED, TicketStatus.QUEUED): ENGINE}
 
 
 def test_a_person_cannot_take_an_engine_edge(cast) -> None:

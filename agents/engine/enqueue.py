@@ -1,0 +1,57 @@
+"""Sending the engine's tasks: explicit queue, ids only, and (by default) only after commit."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from django.db import transaction
+
+from accounts.models import Organization
+from agents.engine import routing
+
+
+def _send(name: str, *, kwargs: dict[str, Any], queue: str, on_commit: bool,
+          countdown: float | None = None) -> None:
+    from agents import tasks
+
+    task = getattr(tasks, name)
+    send = functools.partial(task.apply_async, kwargs={k: str(v) for k, v in kwargs.items()},
+                             queue=queue, countdown=countdown)
+    if on_commit:
+        transaction.on_commit(send, robust=True)
+    else:
+        send()
+
+
+def dispatch(*, project_id: Any, on_commit: bool = True) -> None:
+    _send("dispatch", kwargs={"project_id": project_id}, queue=routing.CONTROL,
+          on_commit=on_commit)
+
+
+def model_step(*, attempt_id: Any, queue: str, on_commit: bool = True,
+               countdown: float | None = None) -> None:
+    _send("model_step", kwargs={"attempt_id": attempt_id}, queue=queue, on_commit=on_commit,
+          countdown=countdown)
+
+
+def check_step(*, attempt_id: Any, queue: str, on_commit: bool = True) -> None:
+    _send("check_step", kwargs={"attempt_id": attempt_id}, queue=queue, on_commit=on_commit)
+
+
+def audit_step(*, ticket_id: Any, organization: Organization, on_commit: bool = True,
+               countdown: float | None = None) -> None:
+    _send("audit_step", kwargs={"ticket_id": ticket_id},
+          queue=routing.queue_for(organization=organization, kind=routing.CLOUD),
+          on_commit=on_commit, countdown=countdown)
+
+
+def merge(*, ticket_id: Any, queue: str, on_commit: bool = True) -> None:
+    _send("merge", kwargs={"ticket_id": ticket_id}, queue=queue, on_commit=on_commit)
+
+
+def decompose(*, requirement_id: Any, organization: Organization, on_commit: bool = True,
+              countdown: float | None = None) -> None:
+    _send("decompose", kwargs={"requirement_id": requirement_id},
+          queue=routing.queue_for(organization=organization, kind=routing.CLOUD),
+          on_commit=on_commit, countdown=countdown)

@@ -1,0 +1,86 @@
+"""What follows a ticket state change: the next step is enqueued after the change commits.
+
+Registered once at start-up (agents.apps); tickets.state runs these after commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.cache import cache
+
+from agents.engine import enqueue, routing
+from tickets.models import Attempt, AttemptOutcome, Requirement, Ticket, TicketStatus
+from tickets.services import requirements
+from tickets.state import Transition, on_enter
+
+logger = logging.getLogger(__name__)
+
+S = TicketStatus
+# While a dispatch of a project waits in the queue, more changes need no second one: it
+# reads the state when it starts. The mark expires, so a lost message costs seconds only.
+DISPATCH_MARK_SECONDS = 10
+
+
+def dispatch_mark(project_id: Any) -> str:
+    return f"haao:dispatch-pending:{project_id}"
+
+
+def request_dispatch(project_id: Any) -> None:
+    """Enqueue a dispatch of the project unless one is already waiting to start."""
+    if cache.add(dispatch_mark(project_id), 1, timeout=DISPATCH_MARK_SECONDS):
+        enqueue.dispatch(project_id=project_id, on_commit=False)
+
+
+def _project_of(ticket_id: Any) -> Any:
+    return Ticket.objects.filter(pk=ticket_id).values_list("project_id", flat=True).first()
+
+
+@on_enter(S.APPROVED, S.QUEUED, S.RETRYING, S.ESCALATED, S.AWAITING_ACCEPTANCE, S.BLOCKED,
+          S.CANCELLED, S.REJECTED)
+def dispatch_after(change: Transition) -> None:
+    """A ticket waits for an attempt, or left the project's WIP: dispatch the project."""
+    project_id = _project_of(change.ticket_id)
+    if project_id is not None:
+        request_dispatch(project_id)
+
+
+@on_enter(S.RUNNING)
+def start_model_step(change: Transition) -> None:
+    attempt = (Attempt.objects.filter(ticket_id=change.ticket_id,
+                                      outcome=AttemptOutcome.RUNNING)
+               .order_by("-number").first())
+    if attempt is not None:
+        enqueue.model_step(attempt_id=attempt.pk, queue=attempt.queue, on_commit=False)
+
+
+@on_enter(S.AUDITING)
+def start_audit(change: Transition) -> None:
+    ticket = Ticket.objects.select_related("organization").filter(pk=change.ticket_id).first()
+    if ticket is not None:
+        enqueue.audit_step(ticket_id=ticket.pk, organization=ticket.organization,
+                           on_commit=False)
+
+
+@on_enter(S.ACCEPTED)
+def start_merge(change: Transition) -> None:
+    attempt = (Attempt.objects.filter(ticket_id=change.ticket_id,
+                                      outcome=AttemptOutcome.PASSED)
+               .order_by("-number").first())
+    queue = routing.checks_queue(attempt) if attempt is not None else routing.CHECKS
+    enqueue.merge(ticket_id=change.ticket_id, queue=queue, on_commit=False)
+
+
+def start_decomposition(requirement_id: Any) -> None:
+    requirement = (Requirement.objects.select_related("organization")
+                   .filter(pk=requirement_id).first())
+    if requirement is not None:
+        enqueue.decompose(requirement_id=requirement.pk, organization=requirement.organization,
+                          on_commit=False)
+
+
+def register() -> None:
+    """Hook decomposition to new requirements (the state hooks register on import)."""
+    if start_decomposition not in requirements.on_requirement_created:
+        requirements.on_requirement_created.append(start_decomposition)

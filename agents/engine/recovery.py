@@ -1,0 +1,166 @@
+"""Finding lost work: attempts whose worker died, steps whose message was lost, and stalls.
+
+Run periodically by beat (`haao.recover`). Everything it re-enqueues is idempotent, so a
+step that was merely slow is not harmed: its claim still stands and the new delivery
+returns at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from agents.engine import enqueue, hooks, routing
+from agents.engine.steps import _finished, lease_seconds
+from agents.execution import AttemptRun
+from agents.models import EndpointKind, EndpointLease, InferenceEndpoint
+from haao.errors import Conflict
+from tickets.models import (
+    Attempt,
+    AttemptOutcome,
+    AttemptStage,
+    Requirement,
+    RequirementStatus,
+    Ticket,
+    TicketStatus,
+)
+from tickets.services.attempts import attempt_nudged, attempt_stalled
+from tickets.services.engine import WAITING_FOR_ATTEMPT
+
+logger = logging.getLogger(__name__)
+
+S = TicketStatus
+
+
+@dataclass
+class Recovered:
+    """What one recovery pass did, for the log and for tests."""
+
+    stalled: list[Any] = field(default_factory=list)
+    poisoned: list[Any] = field(default_factory=list)
+    nudged: list[Any] = field(default_factory=list)
+    audits: list[Any] = field(default_factory=list)
+    merges: list[Any] = field(default_factory=list)
+    decompositions: list[Any] = field(default_factory=list)
+    projects: list[Any] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return any(vars(self).values())
+
+
+def _step_queue(attempt: Attempt) -> tuple[str, str]:
+    if attempt.stage in (AttemptStage.PENDING, AttemptStage.CODING):
+        return "model", attempt.queue
+    return "check", routing.checks_queue(attempt)
+
+
+def _resend(attempt: Attempt) -> None:
+    kind, queue = _step_queue(attempt)
+    if kind == "model":
+        enqueue.model_step(attempt_id=attempt.pk, queue=queue, on_commit=False)
+    else:
+        enqueue.check_step(attempt_id=attempt.pk, queue=queue, on_commit=False)
+
+
+def _poison(attempt: Attempt) -> bool:
+    """Fail an attempt that lost its worker too often (it may be what kills them)."""
+    attempt = (Attempt.objects.select_related("ticket__project__organization",
+                                              "inference_endpoint").get(pk=attempt.pk))
+    endpoint = attempt.inference_endpoint or InferenceEndpoint(
+        organization=attempt.organization, name=attempt.endpoint, model=attempt.model,
+        kind=EndpointKind.OPENAI_COMPATIBLE)
+    run = AttemptRun(ticket=attempt.ticket, attempt=attempt, endpoint=endpoint,
+                     delivery=attempt.deliveries)
+    try:
+        done = run.finish(AttemptOutcome.ERROR, error=(
+            f"Its worker was lost {attempt.lost + 1} times during the {attempt.stage} step "
+            "(killed, out of memory or restarted); HAAO stopped delivering it."))
+    except Conflict:
+        return False
+    _finished(done, run)
+    return True
+
+
+def recover(*, now: Any = None) -> Recovered:
+    """One pass over everything that should be moving but is not."""
+    now = now or timezone.now()
+    lease = timedelta(seconds=lease_seconds())
+    done = Recovered()
+    # 1. A claim whose lease ran out: its worker is gone.
+    for attempt in Attempt.objects.filter(outcome=AttemptOutcome.RUNNING,
+                                          stage__in=(AttemptStage.CODING, AttemptStage.CHECKING),
+                                          lease_expires_at__lt=now):
+        if attempt.lost + 1 >= settings.HAAO_MAX_DELIVERIES:
+            if _poison(attempt):
+                done.poisoned.append(attempt.pk)
+            continue
+        stage = attempt.stage
+        if attempt_stalled(attempt=attempt):
+            attempt.stage = (AttemptStage.PENDING if stage == AttemptStage.CODING
+                             else AttemptStage.ANSWERED)
+            _resend(attempt)
+            done.stalled.append(attempt.pk)
+    # 2. A step waiting longer than a lease: its message may be lost; send it again.
+    for attempt in Attempt.objects.filter(outcome=AttemptOutcome.RUNNING,
+                                          stage__in=(AttemptStage.PENDING,
+                                                     AttemptStage.ANSWERED),
+                                          step_at__lt=now - lease):
+        if attempt_nudged(attempt=attempt):
+            _resend(attempt)
+            done.nudged.append(attempt.pk)
+    live = set(EndpointLease.objects.filter(expires_at__gte=now)
+               .values_list("holder", flat=True))
+    stale = Q(status_changed_at__lt=now - lease)
+    # 3. Audits and merges that no worker is doing.
+    for ticket in (Ticket.objects.filter(stale, status=S.AUDITING)
+                   .select_related("organization")):
+        latest = Attempt.objects.filter(ticket=ticket).order_by("-number").first()
+        if latest is not None and f"audit:{latest.pk}" not in live:
+            enqueue.audit_step(ticket_id=ticket.pk, organization=ticket.organization,
+                               on_commit=False)
+            done.audits.append(ticket.pk)
+    for ticket in Ticket.objects.filter(stale, status=S.ACCEPTED, merged_commit=""):
+        latest = (Attempt.objects.filter(ticket=ticket, outcome=AttemptOutcome.PASSED)
+                  .order_by("-number").first())
+        if latest is not None:
+            enqueue.merge(ticket_id=ticket.pk, queue=routing.checks_queue(latest),
+                          on_commit=False)
+            done.merges.append(ticket.pk)
+    # 4. Decompositions that no worker is doing.
+    for requirement in (Requirement.objects.filter(status=RequirementStatus.DECOMPOSING,
+                                                   created_at__lt=now - lease)
+                        .select_related("organization")):
+        if f"decompose:{requirement.pk}" not in live:
+            enqueue.decompose(requirement_id=requirement.pk,
+                              organization=requirement.organization, on_commit=False)
+            done.decompositions.append(requirement.pk)
+    # 5. Projects with tickets waiting for an attempt (e.g. for a healthy endpoint).
+    waiting = (Ticket.objects.filter(status__in=(*WAITING_FOR_ATTEMPT, S.APPROVED, S.REJECTED))
+               .exclude(attempts__outcome=AttemptOutcome.RUNNING)
+               .values_list("project_id", flat=True).distinct())
+    for project_id in waiting:
+        hooks.request_dispatch(project_id)
+        done.projects.append(project_id)
+    if done:
+        logger.info("Recovery: %s", {k: len(v) for k, v in vars(done).items() if v})
+    return done
+
+
+def check_endpoints() -> int:
+    """Send a health check of every enabled endpoint to the queue that may reach it."""
+    count = 0
+    for endpoint in InferenceEndpoint.objects.filter(enabled=True).only("pk",
+                                                                       "dedicated_queue"):
+        from agents import tasks
+
+        tasks.check_endpoint.apply_async(kwargs={"endpoint_id": str(endpoint.pk)},
+                                         queue=endpoint.dedicated_queue or routing.CONTROL,
+                                         expires=settings.HAAO_ENDPOINT_HEALTH_INTERVAL)
+        count += 1
+    return count

@@ -1,0 +1,150 @@
+"""Where work runs: queues by kind of work, endpoint choice by load, and endpoint slots.
+
+A few shared queues (not one per tenant, which starves on Redis):
+
+- `control`: dispatch, recovery and health checks; short database work;
+- `cloud`: calls to the Tech Lead (decompose, audit, solve);
+- `local`: calls to local coder models;
+- `checks`: applying edits, running Definitions of Done in the sandbox, merging.
+
+An organization whose coder endpoints are *dedicated* sends all of its repository and model
+work to its endpoint's own queue instead, which only its own worker consumes, on its own
+machine: its code and model traffic never pass through HAAO's shared workers.
+
+Each endpoint's `max_concurrency` is enforced here with lease rows (`EndpointLease`), so
+the limit holds across every worker and machine.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from accounts.models import Organization
+from agents.models import (
+    EndpointKind,
+    EndpointLease,
+    EndpointRole,
+    HealthStatus,
+    InferenceEndpoint,
+)
+from tickets.models import Attempt, AttemptOutcome, AttemptStage
+
+CONTROL = "control"
+CLOUD = "cloud"
+LOCAL = "local"
+CHECKS = "checks"
+SHARED_QUEUES = (CONTROL, CLOUD, LOCAL, CHECKS)
+
+
+def coder_endpoints(*, organization: Organization) -> list[InferenceEndpoint]:
+    """The organization's enabled local coders; only its dedicated ones if it has any."""
+    endpoints = list(InferenceEndpoint.objects.for_org(organization)
+                     .filter(enabled=True, role=EndpointRole.CODER,
+                             kind=EndpointKind.OPENAI_COMPATIBLE).order_by("name"))
+    dedicated = [endpoint for endpoint in endpoints if endpoint.dedicated_queue]
+    return dedicated or endpoints
+
+
+def dedicated_queue_of(*, organization: Organization) -> str:
+    """The queue of the organization's own worker, or "" when it uses the shared ones."""
+    for endpoint in coder_endpoints(organization=organization):
+        if endpoint.dedicated_queue:
+            return endpoint.dedicated_queue
+    return ""
+
+
+def queue_for(*, organization: Organization, kind: str) -> str:
+    """The queue for `kind` of work (CLOUD, LOCAL, CHECKS) of `organization`."""
+    return dedicated_queue_of(organization=organization) or kind
+
+
+def attempt_queue(endpoint: InferenceEndpoint) -> str:
+    """The queue of the model step of an attempt on `endpoint`."""
+    if endpoint.dedicated_queue:
+        return endpoint.dedicated_queue
+    return CLOUD if endpoint.kind == EndpointKind.ANTHROPIC else LOCAL
+
+
+def checks_queue(attempt: Attempt) -> str:
+    """The queue that applies and checks an attempt (and later merges it)."""
+    if attempt.queue and attempt.queue not in SHARED_QUEUES:
+        return attempt.queue
+    return CHECKS
+
+
+def _loads(endpoints: list[InferenceEndpoint]) -> dict[Any, int]:
+    """Unfinished model steps assigned to each endpoint (waiting or calling)."""
+    rows = (Attempt.objects.filter(inference_endpoint__in=endpoints,
+                                   outcome=AttemptOutcome.RUNNING,
+                                   stage__in=(AttemptStage.PENDING, AttemptStage.CODING))
+            .values("inference_endpoint").annotate(n=Count("id")))
+    return {row["inference_endpoint"]: row["n"] for row in rows}
+
+
+def pick_coder(*, organization: Organization,
+               exclude: tuple[Any, ...] = ()) -> InferenceEndpoint | None:
+    """The healthy coder with the most room (fewest assigned steps per slot); None if none."""
+    healthy = [endpoint for endpoint in coder_endpoints(organization=organization)
+               if endpoint.health_status != HealthStatus.FAILING and endpoint.pk not in exclude]
+    if not healthy:
+        return None
+    loads = _loads(healthy)
+    return min(healthy, key=lambda e: (loads.get(e.pk, 0) / e.max_concurrency, e.name))
+
+
+def tech_lead(*, organization: Organization,
+              role: str = EndpointRole.TECH_LEAD) -> InferenceEndpoint | None:
+    """The enabled Anthropic endpoint for `role` (auditor falls back to the Tech Lead)."""
+    from agents.techlead.client import NoTechLeadEndpoint, tech_lead_endpoint_of
+
+    try:
+        return tech_lead_endpoint_of(organization=organization, role=role)
+    except NoTechLeadEndpoint:
+        return None
+
+
+def slot_acquire(*, endpoint: InferenceEndpoint, holder: str, seconds: int) -> bool:
+    """Take one of the endpoint's slots for `holder`; False when all are taken or `holder`
+    holds one already (another delivery of the same step is running)."""
+    now = timezone.now()
+    with transaction.atomic():
+        # The endpoint row is the lock that serializes counting and taking a slot.
+        InferenceEndpoint.objects.select_for_update().filter(pk=endpoint.pk).first()
+        EndpointLease.objects.filter(endpoint=endpoint, expires_at__lt=now).delete()
+        if EndpointLease.objects.filter(holder=holder).exists():
+            return False
+        if EndpointLease.objects.filter(endpoint=endpoint).count() >= endpoint.max_concurrency:
+            return False
+        try:
+            with transaction.atomic():
+                EndpointLease.objects.create(organization_id=endpoint.organization_id,
+                                             endpoint=endpoint, holder=holder,
+                                             expires_at=now + timedelta(seconds=seconds))
+        except IntegrityError:
+            return False
+    return True
+
+
+def slot_renew(*, holder: str, seconds: int) -> None:
+    EndpointLease.objects.filter(holder=holder).update(
+        expires_at=timezone.now() + timedelta(seconds=seconds))
+
+
+def slot_release(*, holder: str) -> None:
+    EndpointLease.objects.filter(holder=holder).delete()
+
+
+def slots_in_use(*, endpoint: InferenceEndpoint) -> int:
+    return EndpointLease.objects.filter(endpoint=endpoint,
+                                        expires_at__gte=timezone.now()).count()
+
+
+def dedicated_queues() -> list[str]:
+    """Every dedicated queue configured, for a single-machine worker to consume."""
+    return sorted(set(InferenceEndpoint.objects.filter(enabled=True)
+                      .filter(~Q(dedicated_queue="")).values_list("dedicated_queue", flat=True)))

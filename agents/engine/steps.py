@@ -1,0 +1,535 @@
+"""The steps of the loop, one per Celery task: each loads by id, claims, works, records.
+
+Every step is safe to deliver twice: it claims its work with a compare-and-set (an attempt's
+stage, a lease row) before anything costly, and its writes are fenced by the claim, so a
+second delivery returns without a second model call, usage row or attempt. What follows a
+step is enqueued only after its transaction commits (through tickets.state's side effects).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+
+from accounts.audit import SYSTEM, Actor
+from agents import sandbox
+from agents.coder.client import CoderFailure
+from agents.engine import enqueue, hooks, routing
+from agents.engine.options import options_for
+from agents.execution import (
+    SANDBOX_MISSING,
+    UNSANDBOXED_WARNING,
+    AttemptRun,
+    failure_outcome,
+)
+from agents.models import CallOutcome, EndpointKind, HealthStatus, InferenceEndpoint
+from agents.sandbox import CheckRun, SandboxLimits
+from agents.services import HealthResult, endpoint_health_record
+from haao.errors import ApplicationError, Conflict
+from tickets.models import (
+    Attempt,
+    AttemptOutcome,
+    AttemptStage,
+    ExecutorKind,
+    Project,
+    Ticket,
+    TicketStatus,
+)
+from tickets.services.attempts import (
+    attempt_answered,
+    attempt_claim,
+    attempt_heartbeat,
+    attempt_release,
+    attempt_reroute,
+)
+from tickets.services.engine import (
+    IN_PROGRESS,
+    WAITING_FOR_ATTEMPT,
+    dependency_problems,
+    progress,
+    ticket_attempt_finished,
+    ticket_audited,
+    ticket_block,
+    ticket_dispatch,
+    ticket_merge_conflicted,
+    ticket_merged,
+    tickets_requeue,
+)
+from tickets.spec import spec_clean
+
+logger = logging.getLogger(__name__)
+
+S = TicketStatus
+# The endpoint, not the code, failed: the attempt waits or moves instead of failing.
+UNREACHABLE = frozenset({CallOutcome.CONNECTION_ERROR, CallOutcome.SERVER_ERROR,
+                         CallOutcome.RATE_LIMITED})
+# At most one token-progress event per attempt in this many seconds.
+TOKEN_EVENT_SECONDS = 1.0
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def lease_seconds() -> int:
+    return int(settings.HAAO_ATTEMPT_LEASE_SECONDS)
+
+
+@contextmanager
+def heartbeat(*, attempt: Attempt | None = None, holder: str = "") -> Iterator[threading.Event]:
+    """Renew the attempt's lease and the endpoint slot while the body runs; the event is set
+    when the attempt's claim was lost to another delivery."""
+    lost, stop = threading.Event(), threading.Event()
+    seconds = lease_seconds()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(max(1.0, seconds / 3)):
+                if attempt is not None and not attempt_heartbeat(attempt=attempt,
+                                                                 lease_seconds=seconds):
+                    lost.set()
+                if holder:
+                    routing.slot_renew(holder=holder, seconds=seconds)
+        except Exception:  # a database hiccup: the lease may expire, recovery takes over
+            logger.exception("Heartbeat of %s failed", holder or attempt)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=beat, name="haao-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield lost
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def _load_attempt(attempt_id: Any) -> Attempt | None:
+    attempt = (Attempt.objects.select_related("ticket__project__organization", "organization",
+                                              "inference_endpoint")
+               .filter(pk=attempt_id).first())
+    if attempt is None:
+        logger.warning("Attempt %s does not exist.", attempt_id)
+    return attempt
+
+
+# --- Dispatch ---------------------------------------------------------------------------------
+
+def dispatch_project(*, project_id: Any) -> list[Attempt]:
+    """Start the next attempts of a project: waiting work first, dependencies first, within
+    the WIP limit, each on the healthy endpoint with the most room."""
+    from django.db import transaction
+
+    cache.delete(hooks.dispatch_mark(project_id))  # changes from now on need a new dispatch
+    project = Project.objects.select_related("organization").filter(pk=project_id).first()
+    if project is None:
+        logger.warning("Project %s to dispatch does not exist.", project_id)
+        return []
+    tickets_requeue(project=project)
+    organization = project.organization
+    started: list[Attempt] = []
+    with transaction.atomic():
+        # One dispatcher per project at a time: the WIP count must not race.
+        Project.objects.select_for_update().filter(pk=project.pk).first()
+        tickets = Ticket.objects.for_org(organization).filter(project=project)
+        in_progress = tickets.filter(status__in=IN_PROGRESS).count()
+        waiting = list(tickets.filter(status__in=WAITING_FOR_ATTEMPT)
+                       .exclude(attempts__outcome=AttemptOutcome.RUNNING)
+                       .select_related("project__organization")
+                       .prefetch_related("dependencies")
+                       .order_by("created_at", "order", "number").distinct())
+        # Retries and escalations hold their WIP place already; new work waits for one.
+        waiting.sort(key=lambda t: t.status == S.QUEUED)
+        for ticket in waiting:
+            if ticket.status == S.QUEUED:
+                if in_progress >= project.wip_limit:
+                    break
+                ready, why = dependency_problems(ticket=ticket)
+                if why:
+                    ticket_block(ticket=ticket, reason=why)
+                    continue
+                if not ready:
+                    continue
+            if ticket.status == S.ESCALATED:
+                endpoint = routing.tech_lead(organization=organization)
+                executor = ExecutorKind.CLOUD
+                if endpoint is None:
+                    ticket_block(ticket=ticket, reason="It was escalated, but the organization "
+                                 "has no enabled Tech Lead endpoint any more.")
+                    continue
+            else:
+                endpoint = routing.pick_coder(organization=organization)
+                executor = ExecutorKind.LOCAL
+                if endpoint is None:
+                    continue  # no healthy coder now: it waits; recovery dispatches again
+            started.append(ticket_dispatch(ticket=ticket, executor=executor, endpoint=endpoint,
+                                           queue=routing.attempt_queue(endpoint)))
+            if ticket.status == S.QUEUED:
+                in_progress += 1
+    return started
+
+
+# --- The model step: a local coder or the Tech Lead writes the edits -------------------------
+
+def _wait_or_move(attempt: Attempt, endpoint: InferenceEndpoint | None) -> None:
+    """The attempt's endpoint cannot take it now: move it to a healthy one, or try later."""
+    organization = attempt.ticket.project.organization
+    if attempt.executor == ExecutorKind.LOCAL and (
+            endpoint is None or not endpoint.enabled
+            or endpoint.health_status == HealthStatus.FAILING):
+        other = routing.pick_coder(organization=organization,
+                                   exclude=(endpoint.pk,) if endpoint else ())
+        if other is not None:
+            queue = routing.attempt_queue(other)
+            if attempt_reroute(attempt=attempt, endpoint=other, queue=queue):
+                progress(ticket=attempt.ticket, type="attempt.moved", attempt=attempt,
+                         data={"from": endpoint.name if endpoint else "", "to": other.name})
+                enqueue.model_step(attempt_id=attempt.pk, queue=queue, on_commit=False)
+            return
+    enqueue.model_step(attempt_id=attempt.pk, queue=attempt.queue, on_commit=False,
+                       countdown=settings.HAAO_ENDPOINT_WAIT_SECONDS)
+
+
+def _token_events(attempt: Attempt) -> Callable[[str], None]:
+    state = {"pieces": 0, "chars": 0, "last": time.monotonic()}
+
+    def on_token(piece: str) -> None:
+        state["pieces"] += 1
+        state["chars"] += len(piece)
+        now = time.monotonic()
+        if now - state["last"] >= TOKEN_EVENT_SECONDS:
+            state["last"] = now
+            progress(ticket=attempt.ticket, type="attempt.tokens", attempt=attempt,
+                     actor=Actor.model(attempt.model),
+                     data={"tokens": state["pieces"], "characters": state["chars"]})
+
+    return on_token
+
+
+def model_step(*, attempt_id: Any) -> None:
+    """Ask the attempt's model for edits and hand the answer to the checks."""
+    attempt = _load_attempt(attempt_id)
+    if attempt is None or attempt.outcome != AttemptOutcome.RUNNING \
+            or attempt.stage != AttemptStage.PENDING:
+        return  # done, or another delivery has it
+    endpoint = attempt.inference_endpoint
+    if endpoint is None or not endpoint.enabled or (
+            attempt.executor == ExecutorKind.LOCAL
+            and endpoint.health_status == HealthStatus.FAILING):
+        _wait_or_move(attempt, endpoint)
+        return
+    holder = f"attempt:{attempt.pk}"
+    if not routing.slot_acquire(endpoint=endpoint, holder=holder, seconds=lease_seconds()):
+        _wait_or_move(attempt, endpoint)  # every slot is taken (or this very step runs)
+        return
+    try:
+        claimed = attempt_claim(attempt_id=attempt.pk, stages=[AttemptStage.PENDING],
+                                to=AttemptStage.CODING, lease_seconds=lease_seconds(),
+                                worker=worker_name())
+        if claimed is None:
+            return
+        ticket = claimed.ticket
+        progress(ticket=ticket, type="attempt.started", attempt=claimed,
+                 data={"executor": claimed.executor, "endpoint": endpoint.name,
+                       "model": endpoint.model, "delivery": claimed.deliveries})
+        with heartbeat(attempt=claimed, holder=holder):
+            if claimed.executor == ExecutorKind.CLOUD:
+                _solve(claimed, endpoint)
+            else:
+                _code(claimed, endpoint)
+    finally:
+        routing.slot_release(holder=holder)
+
+
+def _code(attempt: Attempt, endpoint: InferenceEndpoint) -> None:
+    run = AttemptRun(ticket=attempt.ticket, attempt=attempt, endpoint=endpoint,
+                     delivery=attempt.deliveries)
+    try:
+        spec = spec_clean(attempt.ticket.spec)
+        reply = run.call_coder(spec=spec, stream=True, on_token=_token_events(attempt),
+                               timeout=float(settings.HAAO_CODER_TIMEOUT), max_tokens=None,
+                               strict_model=False)
+    except CoderFailure as failure:
+        if failure.outcome in UNREACHABLE:
+            _unreachable(attempt, endpoint, failure)
+            return
+        _finished(run.finish(failure_outcome(failure),
+                             error=f"Coder call failed ({failure.reason}): {failure.message}"),
+                  run)
+        return
+    except ApplicationError as error:
+        _finished(run.finish(AttemptOutcome.ERROR, error=error.message), run)
+        return
+    run._record_reply(reply, CallOutcome.OK)
+    _answered(attempt, reply.text, tokens=reply.usage.output_tokens)
+
+
+def _unreachable(attempt: Attempt, endpoint: InferenceEndpoint, failure: CoderFailure) -> None:
+    """The coder's server failed, not the code: the attempt waits or moves; no budget spent."""
+    if failure.outcome != CallOutcome.RATE_LIMITED:
+        endpoint_health_record(endpoint=endpoint, result=HealthResult(
+            ok=False, latency_ms=failure.latency_ms, error=failure.message[:1000]))
+        endpoint.refresh_from_db()
+    if attempt_release(attempt=attempt, error=f"{endpoint.name}: {failure.message}"):
+        progress(ticket=attempt.ticket, type="attempt.waiting", attempt=attempt,
+                 data={"endpoint": endpoint.name, "reason": failure.message[:500]})
+        attempt.stage = AttemptStage.PENDING
+        _wait_or_move(attempt, endpoint)
+
+
+def _solve(attempt: Attempt, endpoint: InferenceEndpoint) -> None:
+    from agents.techlead.client import InvalidAnswer, TechLeadError
+    from agents.techlead.solve import solve
+
+    ticket = attempt.ticket
+    run = AttemptRun(ticket=ticket, attempt=attempt, endpoint=endpoint,
+                     delivery=attempt.deliveries)
+    history = list(Attempt.objects.for_org(ticket.organization)
+                   .filter(ticket=ticket, number__lt=attempt.number)
+                   .prefetch_related("checks").order_by("number"))
+    try:
+        text = solve(ticket=ticket, history=history, endpoint=endpoint, attempt=attempt,
+                     idempotency_key=f"solve:{attempt.pk}:{attempt.deliveries}")
+    except InvalidAnswer as error:
+        _finished(run.finish(AttemptOutcome.INVALID_OUTPUT, error=error.message), run)
+        return
+    except (TechLeadError, ApplicationError) as error:
+        _finished(run.finish(AttemptOutcome.ERROR, error=error.message), run)
+        return
+    _answered(attempt, text, tokens=0)
+
+
+def _answered(attempt: Attempt, text: str, *, tokens: int) -> None:
+    if not attempt_answered(attempt=attempt, answer=text):
+        logger.info("Attempt %s was taken over; its answer is dropped.", attempt.pk)
+        return
+    progress(ticket=attempt.ticket, type="attempt.answered", attempt=attempt,
+             actor=Actor.model(attempt.model),
+             data={"output_tokens": tokens, "characters": len(text)})
+    enqueue.check_step(attempt_id=attempt.pk, queue=routing.checks_queue(attempt))
+
+
+# --- The check step: apply the edits, run the Definition of Done ----------------------------
+
+def check_step(*, attempt_id: Any) -> None:
+    """Apply the stored answer in a fresh worktree and run the DoD in the sandbox."""
+    attempt = _load_attempt(attempt_id)
+    if attempt is None or attempt.outcome != AttemptOutcome.RUNNING:
+        return
+    claimed = attempt_claim(attempt_id=attempt.pk, stages=[AttemptStage.ANSWERED],
+                            to=AttemptStage.CHECKING, lease_seconds=lease_seconds(),
+                            worker=worker_name())
+    if claimed is None:
+        return
+    ticket = claimed.ticket
+    endpoint = claimed.inference_endpoint
+    if endpoint is None:
+        # Its endpoint was deleted meanwhile; the commit message still names the model.
+        endpoint = InferenceEndpoint(organization=ticket.organization, name=claimed.endpoint,
+                                     model=claimed.model, kind=EndpointKind.OPENAI_COMPATIBLE)
+    run = AttemptRun(ticket=ticket, attempt=claimed, endpoint=endpoint,
+                     delivery=claimed.deliveries)
+    allow_unsandboxed = ticket.organization.allow_unsandboxed_checks
+
+    def on_check(index: int, total: int, check: CheckRun) -> None:
+        progress(ticket=ticket, type="attempt.check", attempt=claimed,
+                 data={"check": check.name, "index": index, "of": total,
+                       "passed": check.passed, "exit_code": check.exit_code,
+                       "duration_ms": check.duration_ms,
+                       **({"expectation": check.expectation[:300]} if not check.passed else {})})
+
+    attempt_done: Attempt | None
+    try:
+        with heartbeat(attempt=claimed):
+            if not sandbox.sandbox_available():
+                if not allow_unsandboxed:
+                    _finished(run.finish(AttemptOutcome.ERROR, error=SANDBOX_MISSING), run)
+                    return
+                run.warning = UNSANDBOXED_WARNING
+            repo = run.prepare(settings.HAAO_WORKSPACE_ROOT)
+            environment = _environment(ticket, repo)
+            readonly, env_extra = _toolchain(environment)
+            attempt_done = run.check(
+                repo=repo, answer=claimed.answer, limits=SandboxLimits(),
+                readonly_paths=readonly, allow_unsandboxed=allow_unsandboxed,
+                env_extra=env_extra, binds=environment.binds if environment else (),
+                on_check=on_check)
+    except Conflict:
+        logger.info("Attempt %s was taken over; its checks are dropped.", claimed.pk)
+        return
+    except ApplicationError as error:
+        attempt_done = _finish_quietly(run, AttemptOutcome.ERROR, error.message)
+    except Exception as error:
+        logger.exception("Checks of attempt %s crashed", claimed.pk)
+        attempt_done = _finish_quietly(run, AttemptOutcome.ERROR,
+                                       f"Internal error: {type(error).__name__}: {error}")
+    if attempt_done is not None:
+        _finished(attempt_done, run)
+
+
+def _environment(ticket: Ticket, repo: Any) -> Any:
+    """The project's prepared dependencies at the integration branch, when it has a setup."""
+    if not ticket.project.setup_command:
+        return None
+    from agents.environments import environment_prepare
+    from agents.workspaces.git import git
+
+    base = git(["rev-parse", f"refs/heads/{ticket.project.integration_branch}"],
+               cwd=repo).stdout.strip()
+    return environment_prepare(project=ticket.project, repo_path=repo, base_commit=base,
+                               root=settings.DATA_DIR / "environments",
+                               limits=SandboxLimits(), network=True)
+
+
+def _toolchain(environment: Any) -> tuple[list[Path], dict[str, str]]:
+    """What checks see read-only and their environment: the project's prepared environment
+    first, then the operator's toolchain (HAAO_CHECK_TOOLCHAIN), then the system."""
+    toolchain = list(settings.HAAO_CHECK_TOOLCHAIN)
+    readonly = [*(environment.readonly_paths if environment else ()), *toolchain]
+    env_extra = dict(environment.env_extra) if environment else {}
+    path = env_extra.get("PATH", sandbox.SANDBOX_PATH)
+    if toolchain:
+        path = ":".join([*(str(p / "bin") for p in toolchain), path])
+    env_extra["PATH"] = path
+    return readonly, env_extra
+
+
+def _finish_quietly(run: AttemptRun, outcome: str, error: str) -> Attempt | None:
+    try:
+        return run.finish(outcome, error=error)
+    except Conflict:
+        return None
+
+
+def _finished(attempt: Attempt, run: AttemptRun) -> None:
+    """Record the attempt's end as an event and move its ticket on."""
+    progress(ticket=run.ticket, type="attempt.finished", attempt=attempt,
+             data={"outcome": attempt.outcome, "error": attempt.error[:500],
+                   "input_tokens": attempt.input_tokens, "output_tokens": attempt.output_tokens,
+                   "cost": str(attempt.cost)})
+    ticket_attempt_finished(attempt=attempt, options=options_for(project=run.ticket.project))
+
+
+# --- Audit -------------------------------------------------------------------------------------
+
+def audit_step(*, ticket_id: Any) -> None:
+    """The Tech Lead audits the diff of the ticket's latest (passed) attempt."""
+    from agents.models import EndpointRole
+    from agents.techlead.audit import audit
+    from agents.techlead.client import TechLeadError
+    from tickets.state import ticket_transition
+
+    ticket = (Ticket.objects.select_related("project__organization").filter(pk=ticket_id)
+              .first())
+    if ticket is None or ticket.status != S.AUDITING:
+        return
+    attempt = (Attempt.objects.filter(ticket=ticket).order_by("-number")
+               .prefetch_related("checks").first())
+    if attempt is None:
+        return
+    organization = ticket.project.organization
+    options = options_for(project=ticket.project)
+    endpoint = routing.tech_lead(organization=organization, role=EndpointRole.AUDITOR)
+    if endpoint is None:
+        ticket_transition(ticket=ticket, to=S.AWAITING_ACCEPTANCE, actor=SYSTEM,
+                          data={"attempt": attempt.number,
+                                "audit": "skipped: no Tech Lead endpoint"})
+        return
+    holder = f"audit:{attempt.pk}"
+    if not routing.slot_acquire(endpoint=endpoint, holder=holder, seconds=lease_seconds()):
+        enqueue.audit_step(ticket_id=ticket.pk, organization=organization, on_commit=False,
+                           countdown=settings.HAAO_ENDPOINT_WAIT_SECONDS)
+        return
+    try:
+        ticket.refresh_from_db()
+        if ticket.status != S.AUDITING:
+            return
+        with heartbeat(holder=holder):
+            try:
+                verdict = audit(ticket=ticket, diff=attempt.diff,
+                                check_results=list(attempt.checks.all()), endpoint=endpoint,
+                                attempt=attempt, idempotency_key=f"audit:{attempt.pk}")
+            except TechLeadError as error:
+                # The auditor could not be reached even after its retries: try again later.
+                logger.warning("Audit of %s failed: %s", ticket.key, error.message)
+                enqueue.audit_step(ticket_id=ticket.pk, organization=organization,
+                                   on_commit=False, countdown=settings.HAAO_ENDPOINT_WAIT_SECONDS)
+                return
+        ticket_audited(attempt=attempt, passed=verdict.passed, summary=verdict.summary,
+                       findings=verdict.findings, actor=Actor.model(endpoint.model),
+                       options=options)
+    finally:
+        routing.slot_release(holder=holder)
+
+
+# --- Merge on acceptance ----------------------------------------------------------------------
+
+def merge_step(*, ticket_id: Any) -> None:
+    """Merge an accepted ticket's passed attempt into the integration branch, once."""
+    from agents.workspaces import attempt_branch, merge_into_integration, workspace_prepare
+
+    ticket = (Ticket.objects.select_related("project__organization", "decided_by")
+              .filter(pk=ticket_id).first())
+    if ticket is None or ticket.status != S.ACCEPTED or ticket.merged_commit:
+        return
+    attempt = (Attempt.objects.filter(ticket=ticket, outcome=AttemptOutcome.PASSED)
+               .order_by("-number").first())
+    project = ticket.project
+    if attempt is None:
+        progress(ticket=ticket, type="ticket.merge_failed",
+                 data={"reason": "It has no passed attempt to merge."})
+        return
+    repo = workspace_prepare(project_id=project.pk, repository=project.repository,
+                             default_branch=project.default_branch,
+                             integration_branch=project.integration_branch,
+                             root=settings.HAAO_WORKSPACE_ROOT)
+    decided = ticket.decided_by.email if ticket.decided_by else "a product owner"
+    message = (f"{ticket.key}: {ticket.title}\n\nAccepted by {decided} in HAAO. Attempt "
+               f"{attempt.number} by {attempt.model or attempt.executor}.\n")
+    result = merge_into_integration(repo=repo, branch=attempt_branch(ticket.key, attempt.number),
+                                    integration_branch=project.integration_branch,
+                                    message=message)
+    if result.merged:
+        if ticket_merged(ticket=ticket, commit=result.commit):
+            enqueue.dispatch(project_id=project.pk, on_commit=True)
+        return
+    ticket_merge_conflicted(ticket=ticket, summary=result.summary)
+
+
+# --- Decomposition -----------------------------------------------------------------------------
+
+def decompose_step(*, requirement_id: Any) -> None:
+    """The Tech Lead proposes tickets for a new requirement (once, whoever delivers it)."""
+    from agents.techlead.decompose import decompose_requirement
+    from tickets.models import Requirement, RequirementStatus
+
+    requirement = (Requirement.objects.select_related("project__organization")
+                   .filter(pk=requirement_id).first())
+    if requirement is None or requirement.status != RequirementStatus.DECOMPOSING:
+        return
+    endpoint = routing.tech_lead(organization=requirement.project.organization)
+    if endpoint is None:
+        decompose_requirement(requirement_id=requirement.pk)  # records why it failed
+        return
+    holder = f"decompose:{requirement.pk}"
+    if not routing.slot_acquire(endpoint=endpoint, holder=holder, seconds=lease_seconds()):
+        enqueue.decompose(requirement_id=requirement.pk,
+                          organization=requirement.project.organization, on_commit=False,
+                          countdown=settings.HAAO_ENDPOINT_WAIT_SECONDS)
+        return
+    try:
+        with heartbeat(holder=holder):
+            decompose_requirement(requirement_id=requirement.pk)
+    finally:
+        routing.slot_release(holder=holder)

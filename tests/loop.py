@@ -1,0 +1,141 @@
+"""Real Celery worker and beat processes for the loop's tests, on the test database.
+
+The workers are separate processes: they share the test database (PostgreSQL; an in-memory
+SQLite test database cannot be shared) and this test process's Redis database
+(tests/environment.py gives each xdist worker its own), and call the scripted model
+servers that run in this process on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[1]
+ALL_QUEUES = "control,cloud,local,checks"
+
+
+def require_shared_database() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("real workers share the test database: run against PostgreSQL "
+                    "(scripts/test.sh does; the embedded demo is tested in test_demo.py)")
+
+
+def database_url() -> str:
+    db = connection.settings_dict
+    return (f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/"
+            f"{db['NAME']}")
+
+
+@dataclass
+class Processes:
+    """Worker and beat processes started for one test; `kill` and `start` control them."""
+
+    workdir: Path
+    env_extra: dict[str, str] = field(default_factory=dict)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        env = {**os.environ, "DATABASE_URL": database_url(),
+               "HAAO_ENDPOINT_ALLOWLIST": "127.0.0.1",
+               "HAAO_WORKSPACE_ROOT": str(self.workdir / "workspaces"),
+               "HAAO_DATA_DIR": str(self.workdir / "data"),
+               "HAAO_ATTEMPT_LEASE_SECONDS": "6", "HAAO_RECOVERY_INTERVAL": "2",
+               "HAAO_ENDPOINT_HEALTH_INTERVAL": "2", "HAAO_ENDPOINT_WAIT_SECONDS": "1",
+               "HAAO_MAX_DELIVERIES": "3", "PYTHONUNBUFFERED": "1",
+               # The sample project's checks run with this interpreter (it has pytest).
+               "HAAO_CHECK_TOOLCHAIN": ",".join(sorted({sys.prefix, sys.base_prefix}))}
+        env.update(self.env_extra)
+        return env
+
+    def start_worker(self, name: str = "worker", *, queues: str = ALL_QUEUES,
+                     concurrency: int = 2, env: dict[str, str] | None = None) -> None:
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "haao", "worker", "-Q", queues,
+             "--concurrency", str(concurrency), "--loglevel", "INFO", "--without-gossip",
+             "--without-mingle", "--without-heartbeat", "-n", f"{name}@%h"],
+            cwd=ROOT, env={**self.env(), **(env or {})}, stdout=log, stderr=log,
+            start_new_session=True)
+
+    def start_beat(self) -> None:
+        log = open(self.workdir / "beat.log", "ab")  # noqa: SIM115
+        self.procs["beat"] = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "haao", "beat", "--loglevel", "INFO",
+             "--schedule", str(self.workdir / "beat-schedule")],
+            cwd=ROOT, env=self.env(), stdout=log, stderr=log, start_new_session=True)
+
+    def kill(self, name: str = "worker") -> None:
+        """kill -9 the process and every child it forked (the prefork pool)."""
+        process = self.procs.pop(name)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+    def stop(self) -> None:
+        for name in list(self.procs):
+            process = self.procs[name]
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for name in list(self.procs):
+            process = self.procs.pop(name)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(max(0.1, deadline - time.monotonic()))
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {path.name}\n{path.read_text(errors='replace')[-6000:]}"
+                         for path in sorted(self.workdir.glob("*.log")))
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    require_shared_database()
+    running = Processes(workdir=tmp_path)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def wait_for(check: Callable[[], Any], *, timeout: float = 90, what: str = "",
+             processes: Processes | None = None, interval: float = 0.2) -> Any:
+    """Poll `check` until it returns something truthy; fail naming `what` (and the logs)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    logs = processes.logs() if processes else ""
+    pytest.fail(f"timed out after {timeout:g} s waiting for {what or check}\n{state()}\n{logs}")
+
+
+def state() -> str:
+    """Every ticket and attempt, for a failure message."""
+    from tickets.models import Attempt, Ticket
+
+    lines = [f"{t.key} {t.status} retries_left={t.retries_left} {t.block_reason[:300]}"
+             for t in Ticket.objects.select_related("project")]
+    lines += [f"  attempt {a.ticket_id} #{a.number} {a.executor} {a.stage} {a.outcome} "
+              f"deliveries={a.deliveries} lost={a.lost}: {a.error[:400]}"
+              for a in Attempt.objects.order_by("ticket", "number")]
+    return "\n".join(lines)
+
+
+def workspace_root(processes: Processes) -> Path:
+    return Path(processes.env()["HAAO_WORKSPACE_ROOT"])

@@ -1,0 +1,235 @@
+"""What the engine's results mean for tickets: queueing, dispatch, outcomes, audits, merges.
+
+HAAO's engine (agents.engine) calls these with facts (an attempt ended, an audit said no, a
+merge conflicted); the decisions of the loop in DESIGN.md live here, and every state change
+goes through tickets.state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from accounts.audit import SYSTEM, Actor, audit_record
+from haao.errors import Conflict
+from tickets.models import (
+    Attempt,
+    AttemptOutcome,
+    AttemptStage,
+    ExecutorKind,
+    Project,
+    Ticket,
+    TicketStatus,
+)
+from tickets.services.attempts import attempt_start
+from tickets.state import ticket_transition
+
+S = TicketStatus
+# Tickets that hold one of the project's WIP places.
+IN_PROGRESS = (S.RUNNING, S.RETRYING, S.ESCALATED, S.AUDITING)
+# Tickets whose next attempt the dispatcher creates.
+WAITING_FOR_ATTEMPT = (S.QUEUED, S.RETRYING, S.ESCALATED)
+FEEDBACK_LIMIT = 10_000
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the engine can do for a ticket right now (from policy and the endpoints there are)."""
+
+    escalation: bool
+    audit: bool
+    max_audit_failures: int = 3
+    max_cloud_attempts: int = 1
+    no_escalation_why: str = ""
+
+
+def progress(*, ticket: Ticket, type: str, data: dict[str, Any], actor: Actor = SYSTEM,
+             attempt: Attempt | None = None) -> None:
+    """One step of the loop, in the ticket's event stream (and the audit log)."""
+    audit_record(organization=ticket.project.organization, actor=actor, type=type,
+                 target=attempt or ticket, target_label=ticket.key,
+                 project_id=ticket.project_id,
+                 data={"ticket": ticket.key, **({"attempt": attempt.number} if attempt else {}),
+                       **data})
+
+
+def _locked(ticket_id: Any) -> Ticket:
+    return (Ticket.objects.select_for_update().select_related("project__organization")
+            .get(pk=ticket_id))
+
+
+def tickets_requeue(*, project: Project) -> list[Ticket]:
+    """Approved tickets join the queue; rejected ones start a new cycle with fresh budgets."""
+    moved = []
+    with transaction.atomic():
+        for ticket in (Ticket.objects.for_org(project.organization)
+                       .filter(project=project, status__in=(S.APPROVED, S.REJECTED))
+                       .select_related("project__organization").order_by("order", "number")):
+            fields: dict[str, Any] = {}
+            if ticket.status == S.REJECTED:
+                fields = {"retries_left": ticket.retry_budget, "audit_failures": 0,
+                          "cloud_attempts": 0}
+            moved.append(ticket_transition(ticket=ticket, to=S.QUEUED, actor=SYSTEM,
+                                           fields=fields))
+    return moved
+
+
+def dependency_problems(*, ticket: Ticket) -> tuple[bool, str]:
+    """(ready, why not): ready when every dependency is accepted and merged; the reason is
+    set when a dependency can never be (it was cancelled)."""
+    for dependency in ticket.dependencies.all():
+        if dependency.status == S.CANCELLED:
+            return False, f"Its dependency {ticket.project.key}-{dependency.number} was cancelled."
+        if dependency.status != S.ACCEPTED or not dependency.merged_commit:
+            return False, ""
+    return True, ""
+
+
+def ticket_block(*, ticket: Ticket, reason: str) -> Ticket:
+    return ticket_transition(ticket=ticket, to=S.BLOCKED, actor=SYSTEM,
+                             data={"reason": reason[:1000]}, fields={"block_reason": reason})
+
+
+def ticket_dispatch(*, ticket: Ticket, executor: str, endpoint: Any, queue: str) -> Attempt:
+    """Create the ticket's next attempt on `endpoint` and mark the ticket running."""
+    with transaction.atomic():
+        locked = _locked(ticket.pk)
+        if locked.status not in WAITING_FOR_ATTEMPT:
+            raise Conflict(f"{locked.key} is {locked.status}; nothing to dispatch.",
+                           code="stale_state")
+        if Attempt.objects.filter(ticket=locked, outcome=AttemptOutcome.RUNNING).exists():
+            raise Conflict(f"{locked.key} has an unfinished attempt.", code="attempt_running")
+        attempt = attempt_start(ticket=locked, number=locked.attempt_count + 1,
+                                executor=executor, endpoint=endpoint.name, model=endpoint.model,
+                                inference_endpoint=endpoint, queue=queue,
+                                stage=AttemptStage.PENDING)
+        if executor == ExecutorKind.CLOUD:
+            Ticket.objects.filter(pk=locked.pk).update(cloud_attempts=F("cloud_attempts") + 1)
+        data = {"attempt": attempt.number, "executor": executor, "endpoint": endpoint.name,
+                "model": endpoint.model}
+        ticket_transition(ticket=locked, to=S.RUNNING, actor=SYSTEM, data=data)
+        progress(ticket=locked, type="ticket.dispatched", attempt=attempt,
+                 data={"executor": executor, "endpoint": endpoint.name,
+                       "model": endpoint.model, "queue": queue})
+    return attempt
+
+
+def _after_failure(ticket: Ticket, *, reason: str, cloud: bool, options: Options,
+                   fields: dict[str, Any] | None = None) -> Ticket:
+    """A try failed (checks, model output or audit): retry, escalate, or block for a person."""
+    fields = dict(fields or {})
+    if not cloud and ticket.retries_left > 0:
+        fields["retries_left"] = ticket.retries_left - 1
+        return ticket_transition(ticket=ticket, to=S.RETRYING, actor=SYSTEM,
+                                 data={"reason": reason[:1000],
+                                       "retries_left": ticket.retries_left - 1},
+                                 fields=fields)
+    if options.escalation and ticket.cloud_attempts < options.max_cloud_attempts:
+        escalated = ticket_transition(ticket=ticket, to=S.ESCALATED, actor=SYSTEM,
+                                      data={"reason": reason[:1000]}, fields=fields)
+        progress(ticket=ticket, type="ticket.escalated",
+                 data={"reason": reason[:1000], "cloud_attempts": ticket.cloud_attempts})
+        return escalated
+    if cloud:
+        why = "The Tech Lead's attempt failed too"
+    elif options.escalation:
+        why = "The Tech Lead's attempts are spent as well"
+    else:
+        why = ("The retry budget is spent and "
+               + (options.no_escalation_why or "escalation is not possible"))
+    fields["block_reason"] = f"{why}: {reason}"[:5000]
+    return ticket_transition(ticket=ticket, to=S.BLOCKED, actor=SYSTEM,
+                             data={"reason": fields["block_reason"][:1000]}, fields=fields)
+
+
+def ticket_attempt_finished(*, attempt: Attempt, options: Options) -> Ticket | None:
+    """Move the ticket on after its attempt ended: audit, acceptance, retry, escalate, block."""
+    with transaction.atomic():
+        ticket = _locked(attempt.ticket_id)
+        attempt.refresh_from_db()
+        if ticket.status != S.RUNNING or attempt.outcome == AttemptOutcome.RUNNING:
+            return None  # cancelled meanwhile, or this was decided already
+        if Attempt.objects.filter(ticket=ticket, number__gt=attempt.number).exists():
+            return None
+        if attempt.outcome == AttemptOutcome.PASSED:
+            target = S.AUDITING if options.audit else S.AWAITING_ACCEPTANCE
+            data: dict[str, Any] = {"attempt": attempt.number}
+            if not options.audit:
+                data["audit"] = "skipped"
+            return ticket_transition(ticket=ticket, to=target, actor=SYSTEM, data=data)
+        reason = f"attempt {attempt.number} {attempt.get_outcome_display().lower()}"
+        if attempt.error:
+            reason += f": {attempt.error.splitlines()[0][:500]}"
+        return _after_failure(ticket, reason=reason, options=options,
+                              cloud=attempt.executor == ExecutorKind.CLOUD)
+
+
+def _with_feedback(current: str, addition: str) -> str:
+    text = f"{current}\n\n{addition}" if current else addition
+    return text[-FEEDBACK_LIMIT:]
+
+
+def ticket_audited(*, attempt: Attempt, passed: bool, summary: str,
+                   findings: Iterable[dict[str, Any]], actor: Actor,
+                   options: Options) -> Ticket | None:
+    """Record the Tech Lead's verdict on the attempt and move the ticket on."""
+    findings = list(findings)
+    with transaction.atomic():
+        ticket = _locked(attempt.ticket_id)
+        if ticket.status != S.AUDITING:
+            return None
+        latest = Attempt.objects.filter(ticket=ticket).order_by("-number").first()
+        if latest is None or latest.pk != attempt.pk:
+            return None
+        progress(ticket=ticket, type="ticket.audited", attempt=attempt, actor=actor,
+                 data={"passed": passed, "summary": summary[:2000],
+                       "findings": findings[:50]})
+        if passed:
+            return ticket_transition(ticket=ticket, to=S.AWAITING_ACCEPTANCE, actor=SYSTEM,
+                                     data={"attempt": attempt.number, "audit": "passed"})
+        lines = [f"The Tech Lead's audit of attempt {attempt.number} failed: {summary}"]
+        lines += [f"- [{f.get('severity', '?')}] {f.get('path') or ''} {f.get('message', '')}"
+                  .replace("  ", " ") for f in findings[:30]]
+        fields = {"feedback": _with_feedback(ticket.feedback, "\n".join(lines)),
+                  "audit_failures": ticket.audit_failures + 1}
+        if ticket.audit_failures + 1 >= options.max_audit_failures:
+            reason = (f"The audit failed {ticket.audit_failures + 1} times; the last said: "
+                      f"{summary}")[:5000]
+            fields["block_reason"] = reason
+            return ticket_transition(ticket=ticket, to=S.BLOCKED, actor=SYSTEM,
+                                     data={"reason": reason[:1000]}, fields=fields)
+        return _after_failure(ticket, reason=f"audit failed: {summary}"[:1000],
+                              cloud=attempt.executor == ExecutorKind.CLOUD,
+                              options=options, fields=fields)
+
+
+def ticket_merged(*, ticket: Ticket, commit: str) -> bool:
+    """Record the integration commit of an accepted ticket, once."""
+    with transaction.atomic():
+        updated = Ticket.objects.filter(pk=ticket.pk, status=S.ACCEPTED,
+                                        merged_commit="").update(
+            merged_commit=commit, merged_at=timezone.now())
+        if updated:
+            progress(ticket=ticket, type="ticket.merged",
+                     data={"commit": commit,
+                           "branch": ticket.project.integration_branch})
+    return bool(updated)
+
+
+def ticket_merge_conflicted(*, ticket: Ticket, summary: str) -> Ticket:
+    """The accepted work no longer merges: back to the queue with the conflict as feedback."""
+    with transaction.atomic():
+        locked = _locked(ticket.pk)
+        progress(ticket=locked, type="ticket.merge_conflict", data={"summary": summary[:4000]})
+        return ticket_transition(
+            ticket=locked, to=S.QUEUED, actor=SYSTEM, data={"reason": "merge conflict"},
+            fields={"feedback": _with_feedback(
+                locked.feedback, "Your accepted change no longer merges into the integration "
+                                 f"branch; redo it on top of the current code.\n{summary}"),
+                "retries_left": locked.retry_budget, "audit_failures": 0,
+                "cloud_attempts": 0})

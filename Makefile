@@ -11,18 +11,22 @@ $(VENV)/bin/python:
 	@$(PY) -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed-run: pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -e '.[demo]'
 	@touch $@
 
 # The local model server (llama-cpp-python) compiles llama.cpp once, about 8 minutes on 2
 # cores; pip keeps the built wheel, so later installs take seconds.
 $(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install --quiet -e '.[dev,localmodel]'
+	$(PY) -m pip install --quiet -e '.[dev,demo,localmodel]'
 	@touch $@ $(VENV)/.installed-run
 
 .env:
 	@$(PY) -m haao.envfile .env
 
+# The demo: sample models stand in for any model without a key (README, "Models"), and the
+# sample project's checks run with this virtualenv's Python and pytest.
+run: export HAAO_SAMPLE_MODELS ?= true
+run: export HAAO_CHECK_TOOLCHAIN ?= $(abspath $(VENV))
 run: $(VENV)/.installed-run .env
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py createcachetable

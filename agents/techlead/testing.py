@@ -3,29 +3,13 @@ answers in the shape the real model gives (a `propose_tickets` input without cod
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
+from agents.workspaces.samples import SAMPLE_PROJECT, git_checkout
 
-SAMPLE_PROJECT = Path(settings.BASE_DIR) / "samples" / "invoice-calc"
-_IGNORE = shutil.ignore_patterns(".ruff_cache", "__pycache__", ".pytest_cache", "*.pyc", ".git")
-
-
-def git_checkout(source: Path, target: Path) -> Path:
-    """Copy `source` to `target` and commit it as the first commit of a new repository."""
-    shutil.copytree(source, target, ignore=_IGNORE)
-    env = {**os.environ, "GIT_AUTHOR_NAME": "HAAO test", "GIT_AUTHOR_EMAIL": "test@haao.invalid",
-           "GIT_COMMITTER_NAME": "HAAO test", "GIT_COMMITTER_EMAIL": "test@haao.invalid"}
-    for argv in (["git", "init", "--quiet", "--initial-branch=main"], ["git", "add", "-A"],
-                 ["git", "commit", "--quiet", "--no-gpg-sign", "-m", "Initial commit"]):
-        subprocess.run(argv, cwd=target, env=env, check=True,  # noqa: S603
-                       capture_output=True)
-    return target
+__all__ = ["SAMPLE_PROJECT", "git_checkout", "invoice_proposal", "invoice_ticket"]
 
 
 def invoice_ticket(**overrides: Any) -> dict[str, Any]:

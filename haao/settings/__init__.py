@@ -294,6 +294,19 @@ SPECTACULAR_SETTINGS = {
 ANTHROPIC_API_KEY = env.optional("ANTHROPIC_API_KEY", "CLAUDE_API_KEY")
 LMSTUDIO_BASE_URL = env.url("LMSTUDIO_BASE_URL", None, schemes=("http", "https"))
 HAAO_ENDPOINT_ALLOWLIST = env.string_list("HAAO_ENDPOINT_ALLOWLIST", [])  # agents/ssrf.py
+# The demo's scripted models (agents/model_servers/demo.py), started by `manage.py serve`
+# on 127.0.0.1: the Tech Lead on this port, the coder on the next. `make run` turns them on
+# for the parts without a key; the real local model (docs/local-model.md) can be the coder.
+HAAO_SAMPLE_MODELS = env.boolean("HAAO_SAMPLE_MODELS", False)
+HAAO_SAMPLE_MODELS_PORT = env.integer("HAAO_SAMPLE_MODELS_PORT", 8100, minimum=1)
+HAAO_DEMO_LOCAL_MODEL = env.boolean("HAAO_DEMO_LOCAL_MODEL", False)
+HAAO_DEMO_LOCAL_MODEL_PORT = env.integer("HAAO_DEMO_LOCAL_MODEL_PORT", 8402, minimum=1)
+if HAAO_SAMPLE_MODELS_PORT > 65534 or HAAO_DEMO_LOCAL_MODEL_PORT > 65535:
+    raise ImproperlyConfigured("HAAO_SAMPLE_MODELS_PORT and HAAO_DEMO_LOCAL_MODEL_PORT must "
+                               "be TCP ports (the sample coder takes the port after the first).")
+if (HAAO_SAMPLE_MODELS or HAAO_DEMO_LOCAL_MODEL) and "127.0.0.1" not in HAAO_ENDPOINT_ALLOWLIST:
+    # Demo only: the sample models listen on loopback, which endpoints may not reach otherwise.
+    HAAO_ENDPOINT_ALLOWLIST.append("127.0.0.1")
 if LMSTUDIO_BASE_URL:
     # The operator named this local server: let endpoints reach its host (LM Studio on
     # localhost is the common case), and nothing else private.

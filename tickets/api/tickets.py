@@ -132,8 +132,9 @@ class TicketDetailSerializer(TicketSerializer):
 
     class Meta(TicketSerializer.Meta):
         fields = [*TicketSerializer.Meta.fields, "spec", "dependencies", "retry_budget",
-                  "feedback", "block_reason", "approved_by", "approved_at", "decided_by",
-                  "decided_at", "attempts", "totals"]
+                  "retries_left", "feedback", "block_reason", "approved_by", "approved_at",
+                  "decided_by", "decided_at", "merged_commit", "merged_at", "attempts",
+                  "totals"]
         read_only_fields = fields
 
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))

@@ -17,17 +17,31 @@ GRANTS = {
 
 
 def project_create(*, organization: Organization, key: str, name: str, actor: User,
-                   description: str = "") -> Project:
+                   description: str = "", repository: str = "") -> Project:
     with transaction.atomic():
         if Project.objects.for_org(organization).filter(key=key).exists():
             raise Conflict(f"A project with the key {key} exists already.",
                            details={"key": ["taken"]})
         project = Project(organization=organization, key=key, name=name,
-                          description=description)
+                          description=description, repository=repository)
         project.full_clean(exclude=["organization"])
         project.save()
         audit_record(organization=organization, actor=Actor.of(actor), type="project.created",
                      target=project, data={"key": key, "name": name})
+    return project
+
+
+def project_repository_set(*, project: Project, repository: str, actor: User) -> Project:
+    """Point the project at another repository (HAAO clones it into its workspace)."""
+    from agents.workspaces.repos import check_repository
+
+    check_repository(repository)
+    with transaction.atomic():
+        Project.objects.filter(pk=project.pk).update(repository=repository)
+        audit_record(organization=project.organization, actor=Actor.of(actor),
+                     type="project.repository_changed", target=project, project_id=project.pk,
+                     data={"repository": repository})
+    project.repository = repository
     return project
 
 

@@ -15,13 +15,18 @@ from accounts import services
 from accounts.models import Organization, User
 from accounts.roles import Role
 from agents.pricing import CURRENT_SONNET
+from agents.sandbox import sandbox_available
 from agents.selectors import endpoints_of
-from agents.services import endpoint_create
+from agents.services import endpoint_create, endpoint_update
+from agents.workspaces.samples import sample_repository
 from haao.errors import ApplicationError
 from tickets.models import Project
 from tickets.services import project_create, project_grant_set
+from tickets.services.projects import project_repository_set
 
 DEMO_SLUG = "demo"
+SAMPLE_CODER = "Sample models · coder"
+SAMPLE_TECH_LEAD = "Sample models · Tech Lead"
 DEMO_USERS = [
     ("admin@demo.haao.local", "Ada Admin", Role.ADMIN),
     ("po@demo.haao.local", "Pat Product-Owner", Role.PRODUCT_OWNER),
@@ -38,6 +43,7 @@ class Command(BaseCommand):
         with transaction.atomic():
             created = self._seed(password)
         self._seed_endpoints()
+        self._seed_repository()
         self.stdout.write(("Seeded" if created else "Found") + " the demo organization.")
         self.stdout.write(f"\n  Open   {settings.BASE_URL}/o/{DEMO_SLUG}/")
         for email, _, role in DEMO_USERS:
@@ -56,28 +62,81 @@ class Command(BaseCommand):
         return password
 
     def _seed_endpoints(self) -> None:
-        """The local coder and the Claude Tech Lead, when their settings are given; once each."""
+        """The demo's models: real ones when their settings are given, else the sample models
+        (agents/model_servers/demo.py) that `manage.py serve` starts; kept in step each run."""
         organization = Organization.objects.get(slug=DEMO_SLUG)
         admin = User.objects.get(email=DEMO_USERS[0][0])
-        wanted = []
+        sample_port = settings.HAAO_SAMPLE_MODELS_PORT
+        coder: tuple[dict[str, Any], str] | None = None
         if settings.LMSTUDIO_BASE_URL:
-            wanted.append(({"name": "Local coder", "kind": "openai_compatible",
-                            "flavor": "lm_studio", "base_url": settings.LMSTUDIO_BASE_URL,
-                            "model": "local-model", "role": "coder", "price_input": "0",
-                            "price_output": "0"}, ""))
+            coder = ({"name": "Local coder", "kind": "openai_compatible", "flavor": "lm_studio",
+                      "base_url": settings.LMSTUDIO_BASE_URL, "model": "local-model",
+                      "role": "coder", "price_input": "0", "price_output": "0"}, "")
+        elif settings.HAAO_DEMO_LOCAL_MODEL:
+            coder = ({"name": "Local model (SmolLM2)", "kind": "openai_compatible",
+                      "flavor": "llama_cpp", "model": "smollm2", "role": "coder",
+                      "base_url": f"http://127.0.0.1:{settings.HAAO_DEMO_LOCAL_MODEL_PORT}/v1",
+                      "price_input": "0", "price_output": "0"}, "")
+        elif settings.HAAO_SAMPLE_MODELS:
+            coder = ({"name": SAMPLE_CODER, "kind": "openai_compatible", "flavor": "lm_studio",
+                      "base_url": f"http://127.0.0.1:{sample_port + 1}/v1",
+                      "model": "sample-coder", "role": "coder", "price_input": "0",
+                      "price_output": "0"}, "")
+        tech_lead: tuple[dict[str, Any], str] | None = None
         if settings.ANTHROPIC_API_KEY:
-            wanted.append(({"name": "Claude", "kind": "anthropic", "model": CURRENT_SONNET,
-                            "role": "tech_lead"}, settings.ANTHROPIC_API_KEY))
-        existing = set(endpoints_of(organization=organization).values_list("name", flat=True))
+            tech_lead = ({"name": "Claude", "kind": "anthropic", "model": CURRENT_SONNET,
+                          "role": "tech_lead"}, settings.ANTHROPIC_API_KEY)
+        elif settings.HAAO_SAMPLE_MODELS:
+            # Priced as the model it stands in for, so the cost reports read like real ones.
+            tech_lead = ({"name": SAMPLE_TECH_LEAD, "kind": "anthropic", "model": CURRENT_SONNET,
+                          "base_url": f"http://127.0.0.1:{sample_port}", "role": "tech_lead"},
+                         "sample-key")
+        existing = {e.name: e for e in endpoints_of(organization=organization)}
+        wanted = [item for item in (coder, tech_lead) if item is not None]
         for values, api_key in wanted:
-            if values["name"] in existing:
-                continue
             try:
-                endpoint_create(organization=organization, actor=admin, values=values,
-                                api_key=api_key)
+                current = existing.get(values["name"])
+                if current is None:
+                    endpoint_create(organization=organization, actor=admin, values=values,
+                                    api_key=api_key)
+                elif current.base_url != values["base_url"] or not current.enabled:
+                    endpoint_update(organization=organization, endpoint=current, actor=admin,
+                                    changes={"base_url": values["base_url"], "enabled": True})
             except ApplicationError as error:
                 # e.g. LM Studio on localhost without HAAO_ENDPOINT_ALLOWLIST=localhost,...
                 self.stderr.write(f"Endpoint “{values['name']}” not added: {error.message}")
+        # A sample model steps aside once a real one does its part.
+        names = {values["name"] for values, _ in wanted}
+        for sample in (SAMPLE_CODER, SAMPLE_TECH_LEAD):
+            endpoint = existing.get(sample)
+            if endpoint is not None and endpoint.enabled and sample not in names:
+                endpoint_update(organization=organization, endpoint=endpoint, actor=admin,
+                                changes={"enabled": False})
+        if settings.HAAO_SAMPLE_MODELS and ((coder and coder[0]["name"] == SAMPLE_CODER)
+                                            or (tech_lead and tech_lead[0]["name"]
+                                            == SAMPLE_TECH_LEAD)):
+            self.stdout.write("Models: the sample models (scripted, on 127.0.0.1) stand in "
+                              "where no key is set; see README “Models”.")
+
+    def _seed_repository(self) -> None:
+        """The sample project's code as the demo project's repository, created once."""
+        organization = Organization.objects.get(slug=DEMO_SLUG)
+        project = Project.objects.for_org(organization).filter(key="DEMO").first()
+        if project is None or project.repository:
+            return
+        repository = sample_repository(Path(settings.DATA_DIR) / "samples")
+        project_repository_set(project=project, repository=str(repository),
+                               actor=User.objects.get(email=DEMO_USERS[0][0]))
+        if not sandbox_available():
+            # Without bubblewrap the demo's checks could not run at all; the sample code is
+            # HAAO's own, and every such attempt carries a warning that it ran unsandboxed.
+            services.organization_set_unsandboxed(
+                organization=organization, allowed=True,
+                actor=User.objects.get(email=DEMO_USERS[0][0]),
+                reason="Demo on a machine without bubblewrap: sample code from HAAO itself.")
+            self.stdout.write("bubblewrap is not installed: the demo organization runs checks "
+                              "WITHOUT a sandbox (apt-get install bubblewrap, then turn it off "
+                              "under Security).")
 
     def _seed(self, password: str) -> bool:
         if Organization.objects.filter(slug=DEMO_SLUG).exists():

@@ -16,6 +16,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
+from agents.engine import routing
+
 STOP_GRACE_SECONDS = 10
 
 
@@ -35,12 +37,20 @@ class Command(BaseCommand):
         commands = {
             "web": [python, "-m", "daphne", "-b", options["host"], "-p", str(options["port"]),
                     "haao.asgi:application"],
+            # One machine: this worker takes every kind of work, dedicated queues included.
             "worker": [python, "-m", "celery", "-A", "haao", "worker", "--loglevel", "INFO",
+                       "-Q", ",".join([*routing.SHARED_QUEUES, *routing.dedicated_queues()]),
                        "--concurrency", str(options["workers"]), "--without-gossip",
                        "--without-mingle"],
             "beat": [python, "-m", "celery", "-A", "haao", "beat", "--loglevel", "INFO",
                      "--schedule", str(data_dir / "celerybeat-schedule")],
         }
+        if settings.HAAO_SAMPLE_MODELS:
+            commands["sample-models"] = [python, "-m", "agents.model_servers.demo", "--port",
+                                         str(settings.HAAO_SAMPLE_MODELS_PORT)]
+        if settings.HAAO_DEMO_LOCAL_MODEL:
+            commands["local-model"] = [python, "-m", "agents.localmodel", "--port",
+                                       str(settings.HAAO_DEMO_LOCAL_MODEL_PORT)]
         processes: dict[str, subprocess.Popen[bytes]] = {}
         stopping = False
 

@@ -1,0 +1,119 @@
+"""The sample models of `make run` without keys: a scripted Tech Lead and coder on 127.0.0.1.
+
+They know one task, the sample project's rounding defect (samples/invoice-calc), and play
+the loop's parts honestly: the Tech Lead proposes a ticket whose Definition of Done is the
+project's test suite, the coder's first answer is wrong (the tests fail) and its retry, which
+sees the failing output, is right; the audit passes work whose checks passed. Everything else
+(applying edits, running the tests in the sandbox, merging) is HAAO's real code.
+
+    python -m agents.model_servers.demo --port 8100   # Tech Lead on 8100, coder on 8101
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from typing import Any
+
+from agents.model_servers.anthropic import AnthropicServer, tool_use_reply
+from agents.model_servers.base import RecordedRequest, last_user_text
+from agents.model_servers.openai import OpenAIServer
+
+SAMPLE_TECH_LEAD_MODEL = "claude-sonnet-4-5"
+SAMPLE_CODER_MODEL = "sample-coder"
+
+ROUNDING_TICKET: dict[str, Any] = {
+    "schema_version": "1",
+    "title": "Round money half-up with Decimal",
+    "objective": "round_money() goes through float and rounds 0.125 down to 0.12. Quantize "
+                 "the Decimal to cents with ROUND_HALF_UP instead, so 0.125 becomes 0.13.",
+    "code_context": [{"path": "invoice_calc/totals.py", "line_start": 1, "line_end": 21},
+                     {"path": "tests/test_totals.py", "line_start": 1, "line_end": 12}],
+    "allowed_paths": ["invoice_calc/totals.py"],
+    "constraints": ["Do not change the signature of round_money().",
+                    "Keep amounts as Decimal; never convert to float."],
+    "definition_of_done": [{"name": "unit tests",
+                            "command": ["python", "-m", "pytest", "-q", "-p",
+                                        "no:cacheprovider"],
+                            "expected_exit_code": 0, "timeout_seconds": 120,
+                            "output_must_contain": ["passed"]}],
+    "dependencies": [],
+    "complexity": 1,
+}
+
+RIGHT_FIX = """I will quantize the Decimal half-up instead of going through float.
+
+<<<<<<< SEARCH invoice_calc/totals.py
+from decimal import Decimal
+=======
+from decimal import ROUND_HALF_UP, Decimal
+>>>>>>> REPLACE
+
+<<<<<<< SEARCH invoice_calc/totals.py
+    return Decimal(str(round(float(amount), 2)))
+=======
+    return amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+>>>>>>> REPLACE
+"""
+
+# quantize() rounds half-even by default: 0.125 still becomes 0.12, and the test says so.
+WRONG_FIX = """Quantizing the Decimal avoids the float conversion.
+
+<<<<<<< SEARCH invoice_calc/totals.py
+    return Decimal(str(round(float(amount), 2)))
+=======
+    return amount.quantize(Decimal("0.01"))
+>>>>>>> REPLACE
+"""
+
+AUDIT_PASSED = {"passed": True, "findings": [],
+                "summary": "Sample audit: the diff does what the ticket asks, within its allowed "
+                           "paths, and the Definition of Done passed."}
+
+
+def sample_tech_lead(request: RecordedRequest) -> Any:
+    """Propose the rounding ticket, pass audits of checked work, solve with the right fix."""
+    tools = {tool.get("name") for tool in request.body.get("tools") or []
+             if isinstance(tool, dict)}
+    if "propose_tickets" in tools:
+        return tool_use_reply("propose_tickets", {"tickets": [ROUNDING_TICKET]})
+    if "submit_audit" in tools:
+        return tool_use_reply("submit_audit", AUDIT_PASSED)
+    return RIGHT_FIX
+
+
+def sample_coder(request: RecordedRequest) -> str:
+    """A first answer that fails the tests; a retry that was shown the failure fixes it."""
+    prompt = last_user_text(request.body)
+    if "## What went wrong in attempt" in prompt or "## Reviewer feedback" in prompt:
+        return RIGHT_FIX
+    return WRONG_FIX
+
+
+def sample_servers(port: int) -> tuple[AnthropicServer, OpenAIServer]:
+    """The Tech Lead on `port` and the coder on `port + 1`, both on 127.0.0.1."""
+    tech_lead = AnthropicServer(port=port, answer=sample_tech_lead)
+    coder = OpenAIServer(port=port + 1, flavor="lmstudio", models=[SAMPLE_CODER_MODEL])
+    coder.answer = sample_coder
+    return tech_lead, coder
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m agents.model_servers.demo",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8100,
+                        help="the Tech Lead's port on 127.0.0.1; the coder takes the next one")
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    tech_lead, coder = sample_servers(args.port)
+    with tech_lead, coder:
+        print(f"Sample models: Tech Lead on {tech_lead.url}, coder on {coder.url}", flush=True)
+        stop.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,139 @@
+"""`make run` without keys: the demo organization's sample models take a requirement against
+the sample project through both gates, on the embedded defaults (SQLite, SQL broker), with
+`manage.py serve`'s real web, worker and beat processes, driven over the REST API."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.test_serve import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN_SCRIPT = """
+from datetime import timedelta
+from django.utils import timezone
+from accounts.models import Organization, User
+from accounts.services import api_token_create
+org = Organization.objects.get(slug="demo")
+user = User.objects.get(email="po@demo.haao.local")
+_, raw = api_token_create(organization=org, user=user, name="demo test",
+                          scopes=["read", "write"], expires_at=timezone.now() + timedelta(days=1))
+print(raw)
+"""
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def free_port_pair() -> int:
+    for _ in range(50):
+        port = free_port()
+        if port < 65000:
+            try:
+                import socket
+
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port + 1))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no two free neighbouring ports")
+
+
+def poll(read: Callable[[], Any], *, until: Callable[[Any], bool], timeout: float,
+         what: str, logs: Path) -> Any:
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = read()
+        if until(value):
+            return value
+        time.sleep(0.5)
+    pytest.fail(f"timed out waiting for {what}; last: {value}\n"
+                f"{logs.read_text(errors='replace')[-5000:]}")
+
+
+def test_the_demo_takes_a_requirement_to_a_merged_commit(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "HAAO_DATA_DIR": str(tmp_path / "data"), "PORT": str(port),
+           "HAAO_SAMPLE_MODELS": "true", "HAAO_SAMPLE_MODELS_PORT": str(free_port_pair()),
+           "HAAO_CHECK_TOOLCHAIN": ",".join(sorted({sys.prefix, sys.base_prefix})),
+           "HAAO_RECOVERY_INTERVAL": "3", "HAAO_BASE_URL": f"http://127.0.0.1:{port}",
+           "ALLOWED_HOSTS": "127.0.0.1,localhost"}
+    env.pop("DATABASE_URL", None)  # the embedded defaults, exactly as `make run`
+    env.pop("REDIS_URL", None)
+    manage(env, "migrate", "--noinput")
+    manage(env, "createcachetable")
+    seeded = manage(env, "seed_demo")
+    assert "sample models" in seeded
+    token = manage(env, "shell", "-c", TOKEN_SCRIPT).strip().splitlines()[-1]
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen([sys.executable, "manage.py", "serve"], cwd=ROOT, env=env,
+                                  stdout=out, stderr=out, start_new_session=True)
+    api = httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1/orgs/demo/",
+                       headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    try:
+        poll(lambda: _status(f"http://127.0.0.1:{port}/health"), until=lambda s: s == 200,
+             timeout=60, what="the web process", logs=log)
+        created = api.post("projects/DEMO/requirements/", json={
+            "title": "Invoices round half a cent the wrong way",
+            "text": "A total of 0.125 shows as 0.12 on invoices; accountants expect 0.13."})
+        assert created.status_code == 201, created.text
+        key = created.json()["key"]
+        proposal = poll(lambda: api.get(f"requirements/{key}/").json(),
+                        until=lambda r: r["status"] != "decomposing", timeout=60,
+                        what="the sample Tech Lead's proposal", logs=log)
+        assert proposal["status"] == "proposed", proposal
+        [ticket_key] = [ticket["key"] for ticket in proposal["tickets"]]
+        assert api.post(f"requirements/{key}/approve/").status_code == 200
+
+        ticket = poll(lambda: api.get(f"tickets/{ticket_key}/").json(),
+                      until=lambda t: t["state"] in ("awaiting_acceptance", "blocked"),
+                      timeout=120, what="the ticket to await acceptance", logs=log)
+        assert ticket["state"] == "awaiting_acceptance", ticket
+        # The sample coder's first answer fails the sample's tests; its retry fixes them.
+        assert [a["outcome"] for a in ticket["attempts"]] == ["tests_failed", "passed"]
+
+        assert api.post(f"tickets/{ticket_key}/accept/").status_code == 200
+        merged = poll(lambda: api.get(f"tickets/{ticket_key}/").json(),
+                      until=lambda t: bool(t["merged_commit"]), timeout=60,
+                      what="the merge into the integration branch", logs=log)
+        events = api.get(f"tickets/{ticket_key}/events/", params={"limit": 500}).json()
+        types = [event["type"] for event in events["results"]]
+        assert "ticket.audited" in types and "ticket.merged" in types
+        project_repos = list((tmp_path / "data" / "workspaces").glob("*/repo"))
+        assert len(project_repos) == 1
+        subject = subprocess.run(
+            ["git", "log", "-1", "--format=%H %s", "haao/integration"], cwd=project_repos[0],
+            capture_output=True, text=True, check=True).stdout.strip()
+        assert subject == f"{merged['merged_commit']} {ticket_key}: {merged['title']}"
+    finally:
+        api.close()
+        os.killpg(server.pid, signal.SIGINT)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def _status(url: str) -> int:
+    try:
+        return httpx.get(url, timeout=2).status_code
+    except httpx.HTTPError:
+        return 0

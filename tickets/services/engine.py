@@ -52,7 +52,7 @@ def progress(*, ticket: Ticket, type: str, data: dict[str, Any], actor: Actor = 
              attempt: Attempt | None = None) -> None:
     """One step of the loop, in the ticket's event stream (and the audit log)."""
     audit_record(organization=ticket.project.organization, actor=actor, type=type,
-                 target=attempt or ticket, target_label=ticket.key,
+                 target=ticket, target_label=ticket.key,
                  project_id=ticket.project_id,
                  data={"ticket": ticket.key, **({"attempt": attempt.number} if attempt else {}),
                        **data})

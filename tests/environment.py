@@ -12,6 +12,10 @@ os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-01234567
 os.environ.setdefault("HAAO_ENCRYPTION_KEYS", "6vQ1d3Zs9m8Zb1g8Qk4j0oE1uXyP1YbqfQ0rJ5m6Z0A=")
 os.environ.setdefault("HAAO_HTTPS", "false")
 os.environ.setdefault("HAAO_DATA_DIR", "/tmp/haao-pytest-data")
+# Playwright's sync API (tests/browser.py, used by tests/e2e and tests/servers) runs an event
+# loop in the test thread for the rest of the session; Django would then refuse every later
+# test's own synchronous database access in that process.
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 # Each xdist worker gets its own Redis database: its Celery workers, cache and channel layer
 # must not see another test process's tasks (tests/loop.py starts real workers).

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,9 +9,6 @@ import pytest
 
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, launched_chromium
 
-# Playwright's sync API runs an event loop in the test thread; Django would then refuse the
-# test's own (synchronous) database access.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 @pytest.fixture(scope="session")
 def browser_type_launch_args() -> dict[str, Any]:

@@ -35,6 +35,12 @@ def run_check(**overrides: str | None) -> subprocess.CompletedProcess[str]:
     ("DEBUG", "maybe", "DEBUG must be true or false"),
     ("HAAO_TASK_TIME_LIMIT", "soon", "HAAO_TASK_TIME_LIMIT must be a whole number"),
     ("LMSTUDIO_BASE_URL", "localhost:1234", "LMSTUDIO_BASE_URL must start with one of"),
+    # A visibility timeout under the task limit would hand running tasks to a second worker.
+    ("HAAO_BROKER_VISIBILITY_TIMEOUT", "1000",
+     "HAAO_BROKER_VISIBILITY_TIMEOUT (1000 s) must be above HAAO_TASK_TIME_LIMIT (1800 s)"),
+    ("HAAO_ATTEMPT_LEASE_SECONDS", "1", "HAAO_ATTEMPT_LEASE_SECONDS must be at least 3"),
+    ("HAAO_CHECK_TOOLCHAIN", "venv", "HAAO_CHECK_TOOLCHAIN: venv is not an absolute path"),
+    ("HAAO_SAMPLE_MODELS_PORT", "65535", "must be TCP ports"),
 ])
 def test_a_bad_variable_stops_start_up_naming_it(variable, value, message) -> None:
     result = run_check(**{variable: value})

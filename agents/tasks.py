@@ -7,6 +7,10 @@ their work, so every task is safe to deliver twice (agents/engine/steps.py).
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
 
 from celery import shared_task
 
@@ -15,32 +19,55 @@ from agents.engine import recovery, steps
 logger = logging.getLogger(__name__)
 
 
+def ids(function: Callable[..., None]) -> Callable[..., None]:
+    """Refuse (log and drop) a message whose id arguments are not ids, instead of failing."""
+
+    @wraps(function)
+    def checked(**kwargs: Any) -> None:
+        for name, value in kwargs.items():
+            try:
+                uuid.UUID(str(value))
+            except ValueError:
+                logger.warning("%s: %s=%r is not an id; message dropped.", function.__name__,
+                               name, str(value)[:80])
+                return
+        function(**kwargs)
+
+    return checked
+
+
 @shared_task(name="haao.dispatch")
+@ids
 def dispatch(project_id: str) -> None:
     steps.dispatch_project(project_id=project_id)
 
 
 @shared_task(name="haao.model_step")
+@ids
 def model_step(attempt_id: str) -> None:
     steps.model_step(attempt_id=attempt_id)
 
 
 @shared_task(name="haao.check_step")
+@ids
 def check_step(attempt_id: str) -> None:
     steps.check_step(attempt_id=attempt_id)
 
 
 @shared_task(name="haao.audit")
+@ids
 def audit_step(ticket_id: str) -> None:
     steps.audit_step(ticket_id=ticket_id)
 
 
 @shared_task(name="haao.merge")
+@ids
 def merge(ticket_id: str) -> None:
     steps.merge_step(ticket_id=ticket_id)
 
 
 @shared_task(name="haao.decompose")
+@ids
 def decompose(requirement_id: str) -> None:
     steps.decompose_step(requirement_id=requirement_id)
 
@@ -56,6 +83,7 @@ def check_endpoints() -> None:
 
 
 @shared_task(name="haao.check_endpoint")
+@ids
 def check_endpoint(endpoint_id: str) -> None:
     from agents.models import InferenceEndpoint
     from agents.services import endpoint_check_health

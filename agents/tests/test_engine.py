@@ -1,0 +1,273 @@
+"""The engine's decisions and primitives, in one process: dispatch rules, what an outcome does
+to a ticket, endpoint slots, claims and fences, recovery. (tests/test_loop*.py run the same
+code on real Celery workers.)"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.test import override_settings
+from django.utils import timezone
+
+from accounts.models import AuditEvent
+from agents import services as agent_services
+from agents import tasks
+from agents.engine import recovery, routing, steps
+from agents.models import EndpointLease, InferenceEndpoint
+from haao.errors import Conflict
+from policies.models import Policy
+from tests.factories import TicketFactory
+from tickets.models import Attempt, AttemptStage, Ticket
+from tickets.services.attempts import attempt_claim, attempt_finish, attempt_start
+from tickets.services.engine import Options, ticket_attempt_finished, ticket_audited
+
+pytestmark = [pytest.mark.django_db]
+
+ALLOW_LOOPBACK = override_settings(HAAO_ENDPOINT_ALLOWLIST=["127.0.0.1"])
+
+
+def coder(cast: Any, name: str = "Box A", **values: Any) -> InferenceEndpoint:
+    with ALLOW_LOOPBACK:
+        return agent_services.endpoint_create(
+            organization=cast.org, actor=cast.admin,
+            values={"name": name, "kind": "openai_compatible", "flavor": "vllm",
+                    "base_url": "http://127.0.0.1:9/v1", "model": "coder", "role": "coder",
+                    "price_input": "0", "price_output": "0", **values})
+
+
+def ticket(cast: Any, status: str = "queued", **values: Any) -> Ticket:
+    made = TicketFactory(requirement__project=cast.project, status=status, **values)
+    return Ticket.objects.select_related("project__organization").get(pk=made.pk)
+
+
+def running_attempt(cast: Any, *, stage: str = AttemptStage.CODING,
+                    executor: str = "local") -> Attempt:
+    work = ticket(cast, "running")
+    return attempt_start(ticket=work, number=1, executor=executor, model="coder", stage=stage)
+
+
+# --- Dispatch -----------------------------------------------------------------------------------
+
+def test_dispatch_keeps_to_the_wip_limit_in_ticket_order(cast: Any) -> None:
+    coder(cast, max_concurrency=8)
+    cast.project.wip_limit = 2
+    cast.project.save()
+    first, second, third = (ticket(cast, order=n) for n in (1, 2, 3))
+    started = steps.dispatch_project(project_id=cast.project.pk)
+    assert [a.ticket_id for a in started] == [first.pk, second.pk]
+    assert Ticket.objects.get(pk=third.pk).status == "queued"
+    assert Ticket.objects.get(pk=first.pk).status == "running"
+    assert [e.data["endpoint"] for e in AuditEvent.objects.filter(type="ticket.dispatched")] \
+        == ["Box A", "Box A"]
+
+
+def test_a_ticket_waits_for_its_dependency_to_be_accepted_and_merged(cast: Any) -> None:
+    coder(cast)
+    base = ticket(cast, "awaiting_acceptance", order=1)
+    dependent = ticket(cast, order=2)
+    dependent.dependencies.set([base])
+    assert steps.dispatch_project(project_id=cast.project.pk) == []
+    Ticket.objects.filter(pk=base.pk).update(status="accepted")
+    assert steps.dispatch_project(project_id=cast.project.pk) == []  # accepted, not merged
+    Ticket.objects.filter(pk=base.pk).update(merged_commit="a" * 40)
+    [attempt] = steps.dispatch_project(project_id=cast.project.pk)
+    assert attempt.ticket_id == dependent.pk
+
+
+def test_a_cancelled_dependency_blocks_the_ticket_with_the_reason(cast: Any) -> None:
+    coder(cast)
+    base = ticket(cast, "cancelled")
+    dependent = ticket(cast)
+    dependent.dependencies.set([base])
+    steps.dispatch_project(project_id=cast.project.pk)
+    dependent.refresh_from_db()
+    assert dependent.status == "blocked"
+    assert f"{base.key} was cancelled" in dependent.block_reason
+
+
+def test_without_a_healthy_coder_work_waits_in_the_queue(cast: Any) -> None:
+    coder(cast).__class__.objects.update(health_status="failing")
+    work = ticket(cast)
+    assert steps.dispatch_project(project_id=cast.project.pk) == []
+    assert Ticket.objects.get(pk=work.pk).status == "queued"
+    assert not Attempt.objects.exists()
+
+
+def test_work_goes_to_the_coder_with_the_most_room(cast: Any) -> None:
+    small = coder(cast, "Small box", max_concurrency=1)
+    big = coder(cast, "Big box", max_concurrency=4)
+    cast.project.wip_limit = 5
+    cast.project.save()
+    for n in range(5):
+        ticket(cast, order=n)
+    started = steps.dispatch_project(project_id=cast.project.pk)
+    placed = [a.inference_endpoint_id for a in started]
+    # Load per slot: the big box takes four before the small one's single slot is worse.
+    assert placed.count(big.pk) == 4 and placed.count(small.pk) == 1
+
+
+def test_an_organization_with_a_dedicated_coder_uses_only_it_and_its_queue(cast: Any) -> None:
+    coder(cast, "Shared box", max_concurrency=8)
+    own = coder(cast, "Own GPU", dedicated_queue="acme-gpu")
+    ticket(cast)
+    [attempt] = steps.dispatch_project(project_id=cast.project.pk)
+    assert attempt.inference_endpoint_id == own.pk
+    assert attempt.queue == "acme-gpu"
+    assert routing.checks_queue(attempt) == "acme-gpu"
+    assert routing.queue_for(organization=cast.org, kind=routing.CLOUD) == "acme-gpu"
+
+
+# --- What an outcome does to a ticket ------------------------------------------------------------
+
+OPTIONS = Options(escalation=True, audit=True)
+
+
+def finished(cast: Any, outcome: str, *, retries_left: int = 2, executor: str = "local",
+             **ticket_values: Any) -> Attempt:
+    work = ticket(cast, "running", retries_left=retries_left, **ticket_values)
+    attempt = attempt_start(ticket=work, number=1, executor=executor)
+    return attempt_finish(attempt=attempt, outcome=outcome, error="unit tests: exit 1")
+
+
+@pytest.mark.parametrize("options,state", [
+    (Options(escalation=True, audit=True), "auditing"),
+    (Options(escalation=True, audit=False), "awaiting_acceptance"),
+])
+def test_passed_work_is_audited_when_it_can_be(cast: Any, options: Options, state: str) -> None:
+    attempt = finished(cast, "passed")
+    assert ticket_attempt_finished(attempt=attempt, options=options).status == state
+
+
+def test_failed_work_is_retried_while_the_budget_lasts(cast: Any) -> None:
+    attempt = finished(cast, "tests_failed", retries_left=2)
+    after = ticket_attempt_finished(attempt=attempt, options=OPTIONS)
+    assert (after.status, after.retries_left) == ("retrying", 1)
+
+
+def test_a_spent_budget_escalates_to_the_tech_lead(cast: Any) -> None:
+    attempt = finished(cast, "tests_failed", retries_left=0)
+    assert ticket_attempt_finished(attempt=attempt, options=OPTIONS).status == "escalated"
+    assert AuditEvent.objects.filter(type="ticket.escalated").exists()
+
+
+def test_a_spent_budget_blocks_when_policy_forbids_escalation(cast: Any) -> None:
+    attempt = finished(cast, "tests_failed", retries_left=0)
+    forbidden = Options(escalation=False, audit=True, no_escalation_why=(
+        "escalation to the Tech Lead is not allowed by policy"))
+    after = ticket_attempt_finished(attempt=attempt, options=forbidden)
+    assert after.status == "blocked"
+    assert "not allowed by policy" in after.block_reason
+    assert "attempt 1 tests failed" in after.block_reason
+
+
+def test_a_failed_tech_lead_attempt_blocks_the_ticket(cast: Any) -> None:
+    attempt = finished(cast, "tests_failed", retries_left=0, executor="cloud", cloud_attempts=1)
+    after = ticket_attempt_finished(attempt=attempt, options=OPTIONS)
+    assert after.status == "blocked"
+    assert after.block_reason.startswith("The Tech Lead's attempt failed too")
+
+
+def test_a_failed_audit_feeds_its_findings_back_and_costs_a_retry(cast: Any) -> None:
+    attempt = finished(cast, "passed", retries_left=2)
+    Ticket.objects.filter(pk=attempt.ticket_id).update(status="auditing")
+    after = ticket_audited(attempt=attempt, passed=False, summary="Rounds the wrong way.",
+                           findings=[{"severity": "major", "path": "totals.py",
+                                      "message": "ROUND_HALF_EVEN is not half-up"}],
+                           actor=steps.SYSTEM, options=OPTIONS)
+    assert after is not None
+    assert (after.status, after.retries_left, after.audit_failures) == ("retrying", 1, 1)
+    assert "ROUND_HALF_EVEN is not half-up" in after.feedback
+
+
+def test_audits_failing_too_often_block_the_ticket(cast: Any) -> None:
+    attempt = finished(cast, "passed", retries_left=2, audit_failures=2)
+    Ticket.objects.filter(pk=attempt.ticket_id).update(status="auditing")
+    after = ticket_audited(attempt=attempt, passed=False, summary="Still wrong.", findings=[],
+                           actor=steps.SYSTEM, options=Options(escalation=True, audit=True,
+                                                               max_audit_failures=3))
+    assert after is not None and after.status == "blocked"
+    assert "The audit failed 3 times" in after.block_reason
+
+
+def test_policy_escalation_switch_reaches_the_engine(cast: Any) -> None:
+    from agents.engine.options import options_for
+
+    Policy.objects.create(organization=cast.org, escalation_allowed=False)
+    options = options_for(project=cast.project)
+    assert not options.escalation
+    assert options.no_escalation_why == "escalation to the Tech Lead is not allowed by policy"
+
+
+# --- Endpoint slots, claims and fences -----------------------------------------------------------
+
+def test_an_endpoint_never_has_more_calls_than_its_slots(cast: Any) -> None:
+    box = coder(cast, max_concurrency=2)
+    assert routing.slot_acquire(endpoint=box, holder="a", seconds=60)
+    assert routing.slot_acquire(endpoint=box, holder="b", seconds=60)
+    assert not routing.slot_acquire(endpoint=box, holder="c", seconds=60)
+    assert not routing.slot_acquire(endpoint=box, holder="a", seconds=60)  # a holds one
+    routing.slot_release(holder="a")
+    assert routing.slot_acquire(endpoint=box, holder="c", seconds=60)
+    # A holder that died frees its slot when its lease runs out.
+    EndpointLease.objects.filter(holder="b").update(expires_at=timezone.now()
+                                                    - timedelta(seconds=1))
+    assert routing.slot_acquire(endpoint=box, holder="d", seconds=60)
+    assert routing.slots_in_use(endpoint=box) == 2
+
+
+def test_a_claim_is_exclusive_until_its_lease_expires_and_fences_the_old_worker(cast: Any) -> None:
+    attempt = running_attempt(cast, stage=AttemptStage.PENDING)
+    first = attempt_claim(attempt_id=attempt.pk, stages=[AttemptStage.PENDING],
+                          to=AttemptStage.CODING, lease_seconds=60)
+    assert first is not None and first.deliveries == 1
+    assert attempt_claim(attempt_id=attempt.pk, stages=[AttemptStage.PENDING],
+                         to=AttemptStage.CODING, lease_seconds=60) is None
+    later = timezone.now() + timedelta(seconds=61)
+    second = attempt_claim(attempt_id=attempt.pk, stages=[AttemptStage.PENDING],
+                           to=AttemptStage.CODING, lease_seconds=60, now=later)
+    assert second is not None and second.deliveries == 2
+    with pytest.raises(Conflict):
+        attempt_finish(attempt=first, outcome="passed", delivery=first.deliveries)
+    attempt_finish(attempt=second, outcome="passed", delivery=second.deliveries)
+    assert Attempt.objects.get(pk=attempt.pk).outcome == "passed"
+
+
+def test_recovery_hands_a_lost_step_back_and_fails_a_poison_one(
+        cast: Any, settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agents.engine import enqueue
+
+    settings.HAAO_MAX_DELIVERIES = 2
+    attempt = running_attempt(cast, stage=AttemptStage.PENDING)
+    sent: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(enqueue, "_send", lambda name, **kw: sent.append((name, kw["kwargs"])))
+
+    def lose_the_worker() -> recovery.Recovered:
+        assert attempt_claim(attempt_id=attempt.pk, stages=[AttemptStage.PENDING],
+                             to=AttemptStage.CODING, lease_seconds=60) is not None
+        Attempt.objects.filter(pk=attempt.pk).update(
+            lease_expires_at=timezone.now() - timedelta(seconds=1))
+        return recovery.recover()
+
+    first = lose_the_worker()
+    assert first.stalled == [attempt.pk] and not first.poisoned
+    again = Attempt.objects.get(pk=attempt.pk)
+    assert (again.stage, again.lost) == (AttemptStage.PENDING, 1)
+    assert ("model_step", {"attempt_id": attempt.pk}) in sent
+
+    second = lose_the_worker()
+    assert second.poisoned == [attempt.pk]
+    final = Attempt.objects.get(pk=attempt.pk)
+    assert final.outcome == "error"
+    assert "worker was lost 2 times" in final.error
+    assert Ticket.objects.get(pk=attempt.ticket_id).status == "retrying"
+
+
+def test_a_message_with_a_malformed_id_is_dropped(cast: Any, caplog: Any) -> None:
+    with caplog.at_level(logging.WARNING):
+        tasks.dispatch(project_id="../../etc")
+        tasks.model_step(attempt_id="1; DROP TABLE")
+    assert "project_id='../../etc' is not an id" in caplog.text
+    assert "attempt_id='1; DROP TABLE' is not an id" in caplog.text

@@ -59,8 +59,10 @@ def progress(*, ticket: Ticket, type: str, data: dict[str, Any], actor: Actor = 
 
 
 def _locked(ticket_id: Any) -> Ticket:
-    return (Ticket.objects.select_for_update().select_related("project__organization")
-            .get(pk=ticket_id))
+    # Only the ticket's row: locking the joined organization would deadlock with every insert
+    # whose foreign key checks it (PostgreSQL locks all joined rows without `of`).
+    return (Ticket.objects.select_for_update(of=("self",))
+            .select_related("project__organization").get(pk=ticket_id))
 
 
 def tickets_requeue(*, project: Project) -> list[Ticket]:

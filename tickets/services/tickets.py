@@ -91,7 +91,8 @@ def ticket_create(*, requirement: Requirement, spec: dict[str, Any], actor: Acto
 
 
 def _lock_proposed(ticket: Ticket) -> Ticket:
-    locked = (Ticket.objects.select_for_update().select_related("project__organization")
+    locked = (Ticket.objects.select_for_update(of=("self",))
+              .select_related("project__organization")
               .get(pk=ticket.pk))
     if locked.status != TicketStatus.PROPOSED:
         raise Conflict(f"{locked.key} is {locked.status}; only proposed tickets can be edited.",

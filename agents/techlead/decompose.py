@@ -214,7 +214,12 @@ def decompose(*, requirement: Requirement, repo_path: Path | str,
 
 @contextmanager
 def project_checkout(project: Any) -> Iterator[Path]:
-    """A temporary work tree of the project's default branch (from its workspace clone)."""
+    """A temporary work tree of the project's integration branch (from its workspace clone).
+
+    The integration branch, not the default one: it holds the work accepted so far, which is
+    what the tickets' attempts start from, so the code injected into a ticket is the code
+    its coder will edit.
+    """
     from agents.workspaces import workspace_prepare
     from agents.workspaces.git import file_lock, git
     from agents.workspaces.repos import lock_for
@@ -226,7 +231,7 @@ def project_checkout(project: Any) -> Iterator[Path]:
     directory = Path(tempfile.mkdtemp(prefix="haao-decompose-")) / uuid.uuid4().hex[:8]
     with file_lock(lock_for(repo)):
         git(["worktree", "add", "--quiet", "--detach", str(directory),
-             f"refs/heads/{project.default_branch}"], cwd=repo)
+             f"refs/heads/{project.integration_branch}"], cwd=repo)
     try:
         yield directory
     finally:

@@ -226,3 +226,33 @@ def test_an_empty_answer_is_asked_again_and_counts_as_a_round(
     assert first.body["messages"] == second.body["messages"]
     assert [c.outcome for c in ModelCall.objects.order_by("created_at")] == [
         CallOutcome.INVALID_OUTPUT, CallOutcome.OK]
+
+
+def test_tickets_carry_the_code_of_the_integration_branch_where_their_work_starts(
+        cast, requirement, checkout, endpoint, server, settings, tmp_path) -> None:
+    from agents.workspaces import workspace_prepare
+    from agents.workspaces.git import git
+    from tickets.models import Ticket
+
+    settings.HAAO_WORKSPACE_ROOT = tmp_path / "workspaces"
+    cast.project.repository = str(checkout)
+    cast.project.save()
+    repo = workspace_prepare(project_id=cast.project.pk, repository=str(checkout),
+                             default_branch="main", integration_branch="haao/integration",
+                             root=settings.HAAO_WORKSPACE_ROOT)
+    # Work accepted earlier changed round_money() on the integration branch only.
+    tree = tmp_path / "accepted"
+    git(["worktree", "add", "--quiet", str(tree), "haao/integration"], cwd=repo)
+    path = tree / "invoice_calc" / "totals.py"
+    path.write_text(path.read_text().replace("round(float(amount), 2)",
+                                             "round(float(amount), 2)  # accepted work"))
+    git(["commit", "--quiet", "-am", "PAY-1: accepted work"], cwd=tree)
+    git(["worktree", "remove", "--force", str(tree)], cwd=repo)
+
+    outcome = decompose_requirement(requirement_id=requirement.pk,
+                                    client=TechLeadClient(endpoint))
+    assert outcome.status == RequirementStatus.PROPOSED, outcome.failure
+    contents = [excerpt["content"] for ticket in Ticket.objects.filter(requirement=requirement)
+                for excerpt in ticket.spec["code_context"]
+                if excerpt["path"] == "invoice_calc/totals.py"]
+    assert contents and all("# accepted work" in content for content in contents)

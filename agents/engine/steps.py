@@ -55,7 +55,6 @@ from tickets.services.attempts import (
 )
 from tickets.services.engine import (
     IN_PROGRESS,
-    WAITING_FOR_ATTEMPT,
     dependency_problems,
     progress,
     ticket_attempt_finished,
@@ -74,6 +73,8 @@ S = TicketStatus
 # The endpoint, not the code, failed: the attempt waits or moves instead of failing.
 UNREACHABLE = frozenset({CallOutcome.CONNECTION_ERROR, CallOutcome.SERVER_ERROR,
                          CallOutcome.RATE_LIMITED})
+# Queued tickets loaded at a time while filling the WIP room.
+DISPATCH_PAGE = 50
 # At most one token-progress event per attempt in this many seconds.
 TOKEN_EVENT_SECONDS = 1.0
 
@@ -143,41 +144,56 @@ def dispatch_project(*, project_id: Any) -> list[Attempt]:
         # One dispatcher per project at a time: the WIP count must not race.
         Project.objects.select_for_update().filter(pk=project.pk).first()
         tickets = Ticket.objects.for_org(organization).filter(project=project)
-        in_progress = tickets.filter(status__in=IN_PROGRESS).count()
-        waiting = list(tickets.filter(status__in=WAITING_FOR_ATTEMPT)
-                       .exclude(attempts__outcome=AttemptOutcome.RUNNING)
-                       .select_related("project__organization")
-                       .prefetch_related("dependencies")
-                       .order_by("created_at", "order", "number").distinct())
+        room = project.wip_limit - tickets.filter(status__in=IN_PROGRESS).count()
+        idle = (tickets.exclude(attempts__outcome=AttemptOutcome.RUNNING)
+                .select_related("project__organization").prefetch_related("dependencies")
+                .order_by("created_at", "order", "number"))
         # Retries and escalations hold their WIP place already; new work waits for one.
-        waiting.sort(key=lambda t: t.status == S.QUEUED)
-        for ticket in waiting:
-            if ticket.status == S.QUEUED:
-                if in_progress >= project.wip_limit:
+        holders = list(idle.filter(status__in=(S.RETRYING, S.ESCALATED)).distinct())
+        for ticket in holders:
+            attempt = _start(ticket, organization)
+            if attempt is not None:
+                started.append(attempt)
+        if room > 0:
+            # Ids only for the whole queue; tickets are loaded a page at a time until the
+            # WIP room is used, so a long queue costs one cheap query per dispatch.
+            queued = list(idle.filter(status=S.QUEUED).distinct().values_list("pk", flat=True))
+            for page in range(0, len(queued), DISPATCH_PAGE):
+                if room <= 0:
                     break
-                ready, why = dependency_problems(ticket=ticket)
-                if why:
-                    ticket_block(ticket=ticket, reason=why)
-                    continue
-                if not ready:
-                    continue
-            if ticket.status == S.ESCALATED:
-                endpoint = routing.tech_lead(organization=organization)
-                executor = ExecutorKind.CLOUD
-                if endpoint is None:
-                    ticket_block(ticket=ticket, reason="It was escalated, but the organization "
-                                 "has no enabled Tech Lead endpoint any more.")
-                    continue
-            else:
-                endpoint = routing.pick_coder(organization=organization)
-                executor = ExecutorKind.LOCAL
-                if endpoint is None:
-                    continue  # no healthy coder now: it waits; recovery dispatches again
-            started.append(ticket_dispatch(ticket=ticket, executor=executor, endpoint=endpoint,
-                                           queue=routing.attempt_queue(endpoint)))
-            if ticket.status == S.QUEUED:
-                in_progress += 1
+                for ticket in idle.filter(pk__in=queued[page:page + DISPATCH_PAGE]):
+                    if room <= 0:
+                        break
+                    ready, why = dependency_problems(ticket=ticket)
+                    if why:
+                        ticket_block(ticket=ticket, reason=why)
+                        continue
+                    if not ready:
+                        continue
+                    attempt = _start(ticket, organization)
+                    if attempt is None:
+                        break  # no healthy coder: the rest of the queue waits too
+                    started.append(attempt)
+                    room -= 1
     return started
+
+
+def _start(ticket: Ticket, organization: Any) -> Attempt | None:
+    """The ticket's next attempt, on the Tech Lead if it was escalated, else on a coder."""
+    if ticket.status == S.ESCALATED:
+        endpoint = routing.tech_lead(organization=organization)
+        executor = ExecutorKind.CLOUD
+        if endpoint is None:
+            ticket_block(ticket=ticket, reason="It was escalated, but the organization has no "
+                                               "enabled Tech Lead endpoint any more.")
+            return None
+    else:
+        endpoint = routing.pick_coder(organization=organization)
+        executor = ExecutorKind.LOCAL
+        if endpoint is None:
+            return None  # no healthy coder now: it waits; recovery dispatches again
+    return ticket_dispatch(ticket=ticket, executor=executor, endpoint=endpoint,
+                           queue=routing.attempt_queue(endpoint))
 
 
 # --- The model step: a local coder or the Tech Lead writes the edits -------------------------

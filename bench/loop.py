@@ -1,0 +1,514 @@
+"""The loop's throughput: 1,000 tickets from requirement to merged commit on real workers.
+
+Instant scripted models (on 127.0.0.1) and a trivial Definition of Done, so what is measured
+is HAAO's own orchestration: database, Celery, git worktrees and merges, sandbox start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import pstats
+import re
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+QUEUES = "control,cloud,local,checks"
+PER_PROPOSAL = 20  # agents.techlead.prompts.MAX_TICKETS: the most one proposal may hold
+WORKER_MODE = "_worker"
+
+
+# --- Inside a worker process: per-task timings --------------------------------------------------
+
+def run_worker(timings: str, profile: str, celery_args: list[str]) -> None:
+    """Run a Celery worker that appends one JSON line per task: its kind, ids, wall time, CPU
+    time of the process and of the children it ran (git, bubblewrap), queries and commands."""
+    import subprocess as sp
+
+    from celery.signals import task_postrun, task_prerun
+
+    state: dict[str, Any] = {"out": None, "started": {}}
+    commands: Counter[str] = Counter()
+    queries = {"count": 0, "seconds": 0.0}
+    popen_init = sp.Popen.__init__
+
+    def counting_init(self: Any, args: Any, *rest: Any, **kwargs: Any) -> None:
+        argv = [args] if isinstance(args, str | bytes) else list(args)
+        name = os.path.basename(str(argv[0])) if argv else "?"
+        if name == "git":  # name the subcommand, after any `-c key=value` options
+            words = iter(str(arg) for arg in argv[1:])
+            name = next((f"git {word}" for word in words
+                         if not (word == "-c" and next(words, None)) and not
+                         word.startswith("-")), "git")
+        commands[name] += 1
+        popen_init(self, args, *rest, **kwargs)
+
+    sp.Popen.__init__ = counting_init  # type: ignore[method-assign]
+
+    def count_query(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            queries["count"] += 1
+            queries["seconds"] += time.perf_counter() - started
+
+    @task_prerun.connect
+    def before(task_id: str, task: Any, **_: Any) -> None:
+        from django.db import connection
+
+        if count_query not in connection.execute_wrappers:
+            connection.execute_wrappers.append(count_query)
+        commands.clear()
+        queries.update(count=0, seconds=0.0)
+        times = os.times()
+        state["started"][task_id] = (time.perf_counter(), time.process_time(),
+                                     times.children_user + times.children_system)
+
+    @task_postrun.connect
+    def after(task_id: str, task: Any, kwargs: dict[str, Any] | None = None, **_: Any) -> None:
+        began = state["started"].pop(task_id, None)
+        if began is None:
+            return
+        times = os.times()
+        if state["out"] is None:
+            state["out"] = open(f"{timings}.{os.getpid()}", "a", buffering=1)  # noqa: SIM115
+        state["out"].write(json.dumps({
+            "task": task.name, "kwargs": kwargs or {},
+            "wall": time.perf_counter() - began[0], "cpu": time.process_time() - began[1],
+            "children_cpu": times.children_user + times.children_system - began[2],
+            "queries": queries["count"], "query_seconds": queries["seconds"],
+            "commands": dict(commands)}) + "\n")
+
+    sys.argv = ["celery", *celery_args]
+    from celery.__main__ import main
+
+    if not profile:
+        main()
+        return
+    import cProfile
+
+    profiler = cProfile.Profile()
+    try:
+        profiler.runcall(main)
+    except SystemExit:
+        pass
+    finally:
+        profiler.dump_stats(profile)
+
+
+# --- The benchmark ------------------------------------------------------------------------------
+
+@dataclass
+class Workers:
+    """The Celery worker processes of the run, each in its own process group."""
+
+    workdir: Path
+    env: dict[str, str]
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start(self, index: int, *, concurrency: int, profile: str = "") -> None:
+        log = open(self.workdir / f"worker{index}.log", "ab")  # noqa: SIM115
+        pool = ["--pool", "solo"] if profile else ["--concurrency", str(concurrency)]
+        self.procs.append(subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), WORKER_MODE,
+             str(self.workdir / "timings"), profile, "-A", "haao", "worker", "-Q", QUEUES,
+             *pool, "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+             "--without-heartbeat", "-n", f"bench{index}@%h"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=log, start_new_session=True))
+
+    def cpu_seconds(self) -> float:
+        """User+system CPU of every worker process and its children, live or reaped."""
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for pid in self._tree():
+            with contextlib.suppress(OSError, IndexError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+        return total / tick
+
+    def _tree(self) -> list[int]:
+        children: dict[int, list[int]] = defaultdict(list)
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError, IndexError):
+                    ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                    children[ppid].append(int(entry.name))
+        found, todo = [], [p.pid for p in self.procs if p.poll() is None]
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            todo.extend(children.get(pid, []))
+        return found
+
+    def stop(self) -> None:
+        for process in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        for process in self.procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(max(0.1, deadline - time.monotonic()))
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        self.procs.clear()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {path.name}\n{path.read_text(errors='replace')[-4000:]}"
+                         for path in sorted(self.workdir.glob("worker*.log")))
+
+
+def admin_connection(url: str) -> Any:
+    import psycopg
+
+    parts = urlsplit(url)
+    return psycopg.connect(host=parts.hostname, port=parts.port or 5432,
+                           user=parts.username or "postgres", password=parts.password or None,
+                           dbname="postgres", autocommit=True)
+
+
+@contextlib.contextmanager
+def bench_database(url: str) -> Iterator[str]:
+    """A fresh database of a unique name on the server of `url`, dropped afterwards (the
+    server's `postgres` database is used to create and drop it)."""
+    name = f"haao_bench_loop_{os.getpid()}"
+    with admin_connection(url) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(url)
+    try:
+        yield urlunsplit(parts._replace(path=f"/{name}"))
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        with admin_connection(url) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def empty_redis(url: str) -> Iterator[None]:
+    """The Redis database must be empty (its queues are the run's own); flushed afterwards."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    if client.dbsize():
+        raise SystemExit(f"Redis database {url} holds {client.dbsize()} keys: pick an empty "
+                         "one (e.g. /9), so no other worker takes the run's tasks.")
+    try:
+        yield
+    finally:
+        client.flushdb()
+
+
+def numbered(text: str) -> int:
+    found = re.search(r"Batch (\d+) of the benchmark", text)
+    return int(found.group(1)) if found else 0
+
+
+def proposal(batch: int, size: int) -> dict[str, Any]:
+    """`size` independent tickets, each allowed to write its own file and checked by `true`."""
+    tickets = []
+    for offset in range(size):
+        n = batch * PER_PROPOSAL + offset + 1
+        tickets.append({
+            "schema_version": "1", "title": f"Write note {n}",
+            "objective": f"Create notes/{n}.txt with the line 'note {n}'.",
+            "code_context": [{"path": "README.md", "line_start": 1, "line_end": 1}],
+            "allowed_paths": [f"notes/{n}.txt"], "constraints": [],
+            "definition_of_done": [{"name": "trivial", "command": ["true"],
+                                    "expected_exit_code": 0, "timeout_seconds": 30}],
+            "dependencies": [], "complexity": 1})
+    return {"tickets": tickets}
+
+
+def start_models(tickets: int) -> tuple[Any, Any]:
+    from agents.model_servers import AnthropicServer, OpenAIServer
+    from agents.model_servers.anthropic import tool_use_reply
+    from agents.model_servers.base import RecordedRequest, last_user_text
+
+    def tech_lead(request: RecordedRequest) -> Any:
+        tools = {tool.get("name") for tool in request.body.get("tools") or []}
+        if "propose_tickets" in tools:
+            batch = numbered(json.dumps(request.body))
+            size = min(PER_PROPOSAL, tickets - batch * PER_PROPOSAL)
+            return tool_use_reply("propose_tickets", proposal(batch, size))
+        if "submit_audit" in tools:
+            return tool_use_reply("submit_audit", {"passed": True, "findings": [],
+                                                   "summary": "The note is there."})
+        raise AssertionError("the benchmark's tickets never escalate")
+
+    def coder(request: RecordedRequest) -> Any:
+        found = re.search(r"notes/(\d+)\.txt", last_user_text(request.body))
+        n = found.group(1) if found else "0"
+        return f"<<<<<<< FILE notes/{n}.txt\nnote {n}\n>>>>>>> END\n"
+
+    cloud = AnthropicServer(api_key="sk-ant-bench", answer=tech_lead).start()
+    local = OpenAIServer(flavor="lmstudio", answer=coder).start()
+    return cloud, local
+
+
+def seed(workdir: Path, cloud: Any, local: Any) -> tuple[Any, Any]:
+    """An organization with a product owner, the sample repository as a project, the two
+    endpoints; WIP and endpoint concurrency high enough not to throttle."""
+    from accounts import services as accounts
+    from accounts.models import User
+    from agents.pricing import CURRENT_SONNET
+    from agents.services import endpoint_create
+    from agents.workspaces.samples import SAMPLE_PROJECT, git_checkout
+    from tickets.models import Project
+    from tickets.services import project_create, project_grant_set
+    from tickets.services.projects import project_repository_set
+
+    admin = User.objects.create_user("admin@bench.local", secrets.token_urlsafe(), name="Admin")
+    owner = User.objects.create_user("po@bench.local", secrets.token_urlsafe(), name="PO")
+    organization = accounts.organization_create(name="Bench", slug="bench", creator=admin)
+    accounts.membership_add(organization=organization, user=owner, role="product_owner",
+                            actor=admin, via="bench")
+    project = project_create(organization=organization, key="BEN", name="Bench", actor=admin)
+    repository = git_checkout(SAMPLE_PROJECT, workdir / "origin")
+    project_repository_set(project=project, repository=str(repository), actor=admin)
+    project_grant_set(organization=organization, project=project, user=owner,
+                      grants={"approve"}, actor=admin)
+    Project.objects.filter(pk=project.pk).update(wip_limit=100)  # the model's maximum
+    endpoint_create(organization=organization, actor=admin, values={
+        "name": "Coder", "kind": "openai_compatible", "flavor": "lm_studio",
+        "base_url": local.url, "model": "bench-coder", "role": "coder", "max_concurrency": 64,
+        "price_input": "0", "price_output": "0"})
+    endpoint_create(organization=organization, actor=admin, values={
+        "name": "Tech Lead", "kind": "anthropic", "base_url": cloud.url,
+        "model": CURRENT_SONNET, "role": "tech_lead", "max_concurrency": 64},
+        api_key="sk-ant-bench")
+    return Project.objects.get(pk=project.pk), owner
+
+
+def wait(condition: Any, *, timeout: float, what: str, workers: Workers) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"Timed out waiting for {what}.\n{workers.logs()}")
+        time.sleep(0.1)
+
+
+def drive(project: Any, owner: Any, *, tickets: int, timeout: float,
+          workers: Workers) -> dict[str, Any]:
+    """Requirements → proposals, then approve all and accept each ticket as it awaits."""
+    from django.db.models import Max
+
+    from tickets.models import Requirement, RequirementStatus, Ticket, TicketStatus
+    from tickets.services import requirement_approve, requirement_create, ticket_accept
+
+    batches = (tickets + PER_PROPOSAL - 1) // PER_PROPOSAL
+    started = time.perf_counter()
+    for batch in range(batches):
+        requirement_create(project=project, actor=owner, title=f"Notes, batch {batch + 1}",
+                           text=f"Batch {batch} of the benchmark: one note file per ticket.")
+
+    def proposed() -> bool:
+        failed = Requirement.objects.filter(status=RequirementStatus.FAILED).first()
+        if failed is not None:
+            raise SystemExit(f"Decomposition of {failed.key} failed: {failed.failure}")
+        return not Requirement.objects.exclude(status=RequirementStatus.PROPOSED).exists()
+
+    wait(proposed, timeout=timeout, what="the proposals", workers=workers)
+    decomposed = time.perf_counter() - started
+
+    cpu_before = workers.cpu_seconds()
+    from django.utils import timezone
+
+    approved_at = timezone.now()
+    for requirement in Requirement.objects.filter(project=project).order_by("number"):
+        requirement_approve(requirement=requirement, actor=owner)
+    deadline = time.monotonic() + timeout
+    while True:
+        for ticket in (Ticket.objects.filter(project=project,
+                                             status=TicketStatus.AWAITING_ACCEPTANCE)
+                       .select_related("project__organization")):
+            ticket_accept(ticket=ticket, actor=owner)
+        merged = Ticket.objects.filter(project=project).exclude(merged_commit="").count()
+        if merged == tickets:
+            break
+        stuck = Ticket.objects.filter(project=project, status=TicketStatus.BLOCKED).first()
+        if stuck is not None:
+            raise SystemExit(f"{stuck.key} is blocked: {stuck.block_reason}\n{workers.logs()}")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"Timed out: {merged} of {tickets} merged.\n{workers.logs()}")
+        time.sleep(0.05)
+    cpu_after = workers.cpu_seconds()
+    last = Ticket.objects.filter(project=project).aggregate(last=Max("merged_at"))["last"]
+    return {"decompose_seconds": decomposed, "wall": (last - approved_at).total_seconds(),
+            "worker_cpu": cpu_after - cpu_before, "approved_at": approved_at}
+
+
+def per_ticket(workdir: Path, project: Any, approved_at: datetime) -> dict[str, Any]:
+    """Sum each ticket's task timings (dispatch shared evenly); subtract model latency and
+    the checks' own run time from the wall-time figure."""
+    from accounts.models import AuditEvent
+    from agents.models import ModelCall
+    from tickets.models import Attempt, CheckResult, Ticket
+
+    rows = [json.loads(line) for path in workdir.glob("timings.*")
+            for line in path.read_text().splitlines()]
+    ticket_of = {str(a): str(t) for a, t in Attempt.objects.filter(ticket__project=project)
+                 .values_list("pk", "ticket_id")}
+    tickets = [str(pk) for pk in Ticket.objects.filter(project=project).values_list("pk",
+                                                                                    flat=True)]
+    cpu: dict[str, float] = defaultdict(float)
+    wall: dict[str, float] = defaultdict(float)
+    shared = {"cpu": 0.0, "wall": 0.0}
+    by_task: dict[str, Counter[str]] = defaultdict(Counter)
+    seconds: dict[str, defaultdict[str, float]] = defaultdict(lambda: defaultdict(float))
+    commands: Counter[str] = Counter()
+    for row in rows:
+        name = row["task"].removeprefix("haao.")
+        task_cpu = row["cpu"] + row["children_cpu"]
+        by_task[name]["count"] += 1
+        by_task[name]["queries"] += row["queries"]
+        for key in ("wall", "cpu", "children_cpu", "query_seconds"):
+            seconds[name][key] += row[key]
+        commands.update(row["commands"])
+        if name == "decompose":
+            continue  # before the measured window
+        kwargs = row["kwargs"]
+        ticket = kwargs.get("ticket_id") or ticket_of.get(kwargs.get("attempt_id", ""))
+        if ticket is None:
+            shared["cpu"] += task_cpu
+            shared["wall"] += row["wall"]
+        else:
+            cpu[ticket] += task_cpu
+            wall[ticket] += row["wall"]
+    n = len(tickets)
+    latency: dict[str, float] = defaultdict(float)
+    for ticket, ms in ModelCall.objects.filter(ticket__project=project, role__in=("code", "audit")
+                                               ).values_list("ticket_id", "latency_ms"):
+        latency[str(ticket)] += ms / 1000
+    checks: dict[str, float] = defaultdict(float)
+    for ticket, ms in CheckResult.objects.filter(attempt__ticket__project=project).values_list(
+            "attempt__ticket_id", "duration_ms"):
+        checks[str(ticket)] += ms / 1000
+    cpu_ms = [1000 * (cpu[t] + shared["cpu"] / n) for t in tickets]
+    wall_ms = [1000 * (wall[t] + shared["wall"] / n - latency[t] - checks[t]) for t in tickets]
+    events = AuditEvent.objects.filter(created_at__gte=approved_at).count()
+    return {"cpu_ms": cpu_ms, "wall_ms": wall_ms, "by_task": by_task, "seconds": seconds,
+            "commands": commands, "events_per_ticket": events / n,
+            "model_latency_ms": 1000 * statistics.median(latency[t] for t in tickets),
+            "check_ms": 1000 * statistics.median(checks[t] for t in tickets)}
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def report(args: argparse.Namespace, run: dict[str, Any], split: dict[str, Any]) -> None:
+    n = args.tickets
+    print(f"\nWhere the worker time goes (per ticket; {n} tickets):")
+    print(f"{'task':<12}{'runs':>6}{'wall ms':>10}{'cpu ms':>9}{'child ms':>10}"
+          f"{'queries':>9}{'db ms':>8}")
+    for name, counts in sorted(split["by_task"].items()):
+        s = split["seconds"][name]
+        print(f"{name:<12}{counts['count']:>6}{1000 * s['wall'] / n:>10.1f}"
+              f"{1000 * s['cpu'] / n:>9.1f}{1000 * s['children_cpu'] / n:>10.1f}"
+              f"{counts['queries'] / n:>9.1f}{1000 * s['query_seconds'] / n:>8.1f}")
+    print("commands per ticket: " + ", ".join(
+        f"{name}={count / n:.1f}" for name, count in split["commands"].most_common(12)))
+    if args.profile:
+        print(f"\nProfile of worker 1 (--pool solo), top by cumulative time: {args.profile}")
+        pstats.Stats(args.profile).sort_stats("cumulative").print_stats(30)
+    print()
+    print(f"tickets={n}")
+    print(f"workers={args.workers}x--concurrency={args.concurrency}")
+    print(f"decompose_seconds={run['decompose_seconds']:.1f}")
+    print(f"wall_seconds={run['wall']:.1f}")
+    print(f"tickets_per_second={n / run['wall']:.2f}")
+    print(f"worker_cpu_seconds={run['worker_cpu']:.1f}")
+    print(f"worker_cpu_ms_per_ticket={1000 * run['worker_cpu'] / n:.1f}")
+    print(f"task_cpu_ms_per_ticket_median={statistics.median(split['cpu_ms']):.1f}")
+    print(f"task_cpu_ms_per_ticket_p95={percentile(split['cpu_ms'], 0.95):.1f}")
+    print(f"task_wall_ms_per_ticket_median={statistics.median(split['wall_ms']):.1f}")
+    print(f"model_latency_ms_per_ticket_median={split['model_latency_ms']:.1f}")
+    print(f"check_ms_per_ticket_median={split['check_ms']:.1f}")
+    print(f"audit_events_per_ticket={split['events_per_ticket']:.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tickets", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    parser.add_argument("--concurrency", type=int, default=1, help="pool size of each")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per phase")
+    parser.add_argument("--profile", default="", help="run worker 1 with --pool solo under "
+                        "cProfile and write its stats to this file")
+    args = parser.parse_args()
+    if args.tickets < 1:
+        parser.error("--tickets must be at least 1")
+    server_url, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
+    if not server_url.startswith(("postgres://", "postgresql://")) or not redis_url:
+        raise SystemExit("Set DATABASE_URL (a PostgreSQL server; the user needs CREATEDB) and "
+                         "REDIS_URL (an empty Redis database, e.g. redis://127.0.0.1:6379/9).")
+    from agents.sandbox import sandbox_available
+
+    if not sandbox_available():
+        raise SystemExit("bubblewrap cannot start a sandbox here; the checks need it")
+    workdir = Path(tempfile.mkdtemp(prefix="haao-bench-loop-"))
+    try:
+        with empty_redis(redis_url), bench_database(server_url) as database_url:
+            measure(args, workdir, database_url)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def measure(args: argparse.Namespace, workdir: Path, database_url: str) -> None:
+    # Production-like settings: DEBUG off (it would keep every query in memory).
+    os.environ.update({
+        "DATABASE_URL": database_url, "DEBUG": "false", "HAAO_READ_DOTENV": "false",
+        "SECRET_KEY": os.environ.get("SECRET_KEY", "") if len(os.environ.get(
+            "SECRET_KEY", "")) >= 50 else secrets.token_urlsafe(64),
+        "HAAO_ENDPOINT_ALLOWLIST": "127.0.0.1", "HAAO_DATA_DIR": str(workdir / "data"),
+        "HAAO_WORKSPACE_ROOT": str(workdir / "workspaces"), "PYTHONUNBUFFERED": "1",
+        "DJANGO_SETTINGS_MODULE": "haao.settings"})
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    cloud, local = start_models(args.tickets)
+    workers = Workers(workdir=workdir, env=dict(os.environ))
+    try:
+        project, owner = seed(workdir, cloud, local)
+        for index in range(1, args.workers + 1):
+            workers.start(index, concurrency=args.concurrency,
+                          profile=args.profile if index == 1 else "")
+        run = drive(project, owner, tickets=args.tickets, timeout=args.timeout, workers=workers)
+        workers.stop()  # flushes the timings and the profile
+        report(args, run, per_ticket(workdir, project, run["approved_at"]))
+    finally:
+        workers.stop()
+        cloud.stop()
+        local.stop()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == [WORKER_MODE]:
+        run_worker(sys.argv[2], sys.argv[3], sys.argv[4:])
+    else:
+        main()

@@ -139,3 +139,40 @@ def state() -> str:
 
 def workspace_root(processes: Processes) -> Path:
     return Path(processes.env()["HAAO_WORKSPACE_ROOT"])
+
+
+# --- The sample project and scripted model servers most loop tests use -----------------------
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    from agents.techlead.testing import SAMPLE_PROJECT, git_checkout
+
+    return git_checkout(SAMPLE_PROJECT, tmp_path / "invoice-calc")
+
+
+@pytest.fixture
+def project(cast: Any, repo: Path) -> Any:
+    from tests.factories import ProjectFactory
+    from tickets import services
+
+    project = ProjectFactory(organization=cast.org, key="INV", name="Invoice calc",
+                             repository=str(repo), default_branch="main", wip_limit=2)
+    services.project_grant_set(organization=cast.org, project=project,
+                               user=cast.product_owner, grants={"approve"}, actor=cast.admin)
+    return project
+
+
+@pytest.fixture
+def coder() -> Iterator[Any]:
+    from agents.model_servers import OpenAIServer
+
+    with OpenAIServer(flavor="lmstudio") as server:
+        yield server
+
+
+@pytest.fixture
+def cloud() -> Iterator[Any]:
+    from agents.model_servers import AnthropicServer
+
+    with AnthropicServer(api_key="sk-ant-test") as server:
+        yield server

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,9 +17,8 @@ from agents.model_servers.anthropic import tool_use_reply
 from agents.model_servers.base import last_user_text
 from agents.models import ModelCall
 from agents.pricing import CURRENT_SONNET
-from agents.techlead.testing import SAMPLE_PROJECT, git_checkout, invoice_ticket
+from agents.techlead.testing import invoice_ticket
 from agents.workspaces.git import git
-from tests.factories import ProjectFactory
 from tests.loop import Processes, wait_for, workspace_root
 from tickets import services
 from tickets.models import Attempt, Project, Requirement, Ticket
@@ -92,32 +90,6 @@ def kinds(server: AnthropicServer) -> list[str]:
         found.append("propose" if "propose_tickets" in tools else
                      "audit" if "submit_audit" in tools else "solve")
     return found
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    return git_checkout(SAMPLE_PROJECT, tmp_path / "invoice-calc")
-
-
-@pytest.fixture
-def project(cast: Any, repo: Path) -> Project:
-    project: Project = ProjectFactory(organization=cast.org, key="INV", name="Invoice calc",
-                                      repository=str(repo), default_branch="main", wip_limit=2)
-    services.project_grant_set(organization=cast.org, project=project,
-                               user=cast.product_owner, grants={"approve"}, actor=cast.admin)
-    return project
-
-
-@pytest.fixture
-def coder() -> Iterator[OpenAIServer]:
-    with OpenAIServer(flavor="lmstudio") as server:
-        yield server
-
-
-@pytest.fixture
-def cloud() -> Iterator[AnthropicServer]:
-    with AnthropicServer(api_key="sk-ant-test") as server:
-        yield server
 
 
 def add_endpoints(cast: Any, coder: OpenAIServer | None, cloud: AnthropicServer | None,

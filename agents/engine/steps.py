@@ -73,6 +73,8 @@ S = TicketStatus
 # The endpoint, not the code, failed: the attempt waits or moves instead of failing.
 UNREACHABLE = frozenset({CallOutcome.CONNECTION_ERROR, CallOutcome.SERVER_ERROR,
                          CallOutcome.RATE_LIMITED})
+# How long a process trusts its last fetch of a project's repository.
+WORKSPACE_REFRESH_SECONDS = 60
 # Queued tickets loaded at a time while filling the WIP room.
 DISPATCH_PAGE = 50
 # At most one token-progress event per attempt in this many seconds.
@@ -373,7 +375,7 @@ def check_step(*, attempt_id: Any) -> None:
                     _finished(run.finish(AttemptOutcome.ERROR, error=SANDBOX_MISSING), run)
                     return
                 run.warning = UNSANDBOXED_WARNING
-            repo = run.prepare(settings.HAAO_WORKSPACE_ROOT)
+            repo = workspace_of(ticket.project)
             environment = _environment(ticket, repo)
             readonly, env_extra = _toolchain(environment)
             attempt_done = run.check(
@@ -392,6 +394,28 @@ def check_step(*, attempt_id: Any) -> None:
                                        f"Internal error: {type(error).__name__}: {error}")
     if attempt_done is not None:
         _finished(attempt_done, run)
+
+
+_prepared: dict[Any, tuple[float, Path]] = {}
+
+
+def workspace_of(project: Project) -> Path:
+    """The project's workspace repository, fetched from its origin at most once a minute per
+    process: attempts start from the integration branch, which only HAAO moves, so a fetch
+    per step (tens of git calls) would buy nothing."""
+    from agents.workspaces import workspace_prepare
+
+    key = (project.pk, project.repository, project.default_branch, project.integration_branch)
+    seen = _prepared.get(key)
+    if seen is not None and time.monotonic() - seen[0] < WORKSPACE_REFRESH_SECONDS \
+            and (seen[1] / "HEAD").is_file():
+        return seen[1]
+    repo = workspace_prepare(project_id=project.pk, repository=project.repository,
+                             default_branch=project.default_branch,
+                             integration_branch=project.integration_branch,
+                             root=settings.HAAO_WORKSPACE_ROOT)
+    _prepared[key] = (time.monotonic(), repo)
+    return repo
 
 
 def _environment(ticket: Ticket, repo: Any) -> Any:
@@ -493,7 +517,7 @@ def audit_step(*, ticket_id: Any) -> None:
 
 def merge_step(*, ticket_id: Any) -> None:
     """Merge an accepted ticket's passed attempt into the integration branch, once."""
-    from agents.workspaces import attempt_branch, merge_into_integration, workspace_prepare
+    from agents.workspaces import attempt_branch, merge_into_integration
 
     ticket = (Ticket.objects.select_related("project__organization", "decided_by")
               .filter(pk=ticket_id).first())
@@ -506,10 +530,7 @@ def merge_step(*, ticket_id: Any) -> None:
         progress(ticket=ticket, type="ticket.merge_failed",
                  data={"reason": "It has no passed attempt to merge."})
         return
-    repo = workspace_prepare(project_id=project.pk, repository=project.repository,
-                             default_branch=project.default_branch,
-                             integration_branch=project.integration_branch,
-                             root=settings.HAAO_WORKSPACE_ROOT)
+    repo = workspace_of(project)
     decided = ticket.decided_by.email if ticket.decided_by else "a product owner"
     message = (f"{ticket.key}: {ticket.title}\n\nAccepted by {decided} in HAAO. Attempt "
                f"{attempt.number} by {attempt.model or attempt.executor}.\n")

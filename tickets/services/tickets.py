@@ -183,9 +183,11 @@ def ticket_cancel(*, ticket: Ticket, actor: User, reason: str = "") -> Ticket:
 
 
 def ticket_retry(*, ticket: Ticket, actor: User) -> Ticket:
-    """A person sends a blocked ticket back to the queue with a fresh retry budget."""
+    """A person sends a blocked ticket back to the queue with fresh budgets (retries, audits
+    and the Tech Lead's attempts)."""
     return ticket_transition(ticket=ticket, to=TicketStatus.QUEUED, actor=Actor.of(actor),
-                             fields={"retries_left": ticket.retry_budget, "block_reason": ""})
+                             fields={"retries_left": ticket.retry_budget, "block_reason": "",
+                                     "audit_failures": 0, "cloud_attempts": 0})
 
 
 def ticket_for_key(*, project: Project, key: str) -> Ticket:

@@ -141,10 +141,12 @@ def test_a_manager_reads_but_cannot_decide(cast) -> None:
 
 def test_retrying_a_blocked_ticket_restores_its_budget(cast, po) -> None:
     ticket = TicketFactory(requirement__project=cast.project, status="blocked", retries_left=0,
-                           block_reason="budget spent")
+                           block_reason="budget spent", audit_failures=3, cloud_attempts=1)
     services.ticket_retry(ticket=ticket, actor=po)
     ticket.refresh_from_db()
     assert (ticket.status, ticket.retries_left, ticket.block_reason) == ("queued", 3, "")
+    # The Tech Lead may take it over again, and audits start counting afresh.
+    assert (ticket.audit_failures, ticket.cloud_attempts) == (0, 0)
 
 
 def test_an_attempt_runs_once_and_finishes_once_with_its_checks(cast) -> None:

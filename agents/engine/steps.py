@@ -8,6 +8,7 @@ step is enqueued only after its transaction commits (through tickets.state's sid
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -49,6 +50,7 @@ from tickets.models import (
 from tickets.services.attempts import (
     attempt_answered,
     attempt_claim,
+    attempt_finish,
     attempt_heartbeat,
     attempt_release,
     attempt_reroute,
@@ -125,6 +127,16 @@ def _load_attempt(attempt_id: Any) -> Attempt | None:
     if attempt is None:
         logger.warning("Attempt %s does not exist.", attempt_id)
     return attempt
+
+
+def _cancelled(attempt: Attempt) -> bool:
+    """End the waiting attempt of a ticket that was cancelled meanwhile, without running it."""
+    if attempt.ticket.status != S.CANCELLED:
+        return False
+    with contextlib.suppress(Conflict):  # a running step of it finishes by itself
+        attempt_finish(attempt=attempt, outcome=AttemptOutcome.ERROR,
+                       error="The ticket was cancelled before this step ran.")
+    return True
 
 
 # --- Dispatch ---------------------------------------------------------------------------------
@@ -241,6 +253,8 @@ def model_step(*, attempt_id: Any) -> None:
     if attempt is None or attempt.outcome != AttemptOutcome.RUNNING \
             or attempt.stage != AttemptStage.PENDING:
         return  # done, or another delivery has it
+    if _cancelled(attempt):
+        return
     endpoint = attempt.inference_endpoint
     if endpoint is None or not endpoint.enabled or (
             attempt.executor == ExecutorKind.LOCAL
@@ -343,7 +357,7 @@ def _answered(attempt: Attempt, text: str, *, tokens: int) -> None:
 def check_step(*, attempt_id: Any) -> None:
     """Apply the stored answer in a fresh worktree and run the DoD in the sandbox."""
     attempt = _load_attempt(attempt_id)
-    if attempt is None or attempt.outcome != AttemptOutcome.RUNNING:
+    if attempt is None or attempt.outcome != AttemptOutcome.RUNNING or _cancelled(attempt):
         return
     claimed = attempt_claim(attempt_id=attempt.pk, stages=[AttemptStage.ANSWERED],
                             to=AttemptStage.CHECKING, lease_seconds=lease_seconds(),

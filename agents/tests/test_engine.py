@@ -271,3 +271,15 @@ def test_a_message_with_a_malformed_id_is_dropped(cast: Any, caplog: Any) -> Non
         tasks.model_step(attempt_id="1; DROP TABLE")
     assert "project_id='../../etc' is not an id" in caplog.text
     assert "attempt_id='1; DROP TABLE' is not an id" in caplog.text
+
+
+def test_a_cancelled_tickets_waiting_attempt_is_never_run(cast: Any) -> None:
+    box = coder(cast)
+    ticket(cast)
+    [attempt] = steps.dispatch_project(project_id=cast.project.pk)
+    Ticket.objects.filter(pk=attempt.ticket_id).update(status="cancelled")
+    steps.model_step(attempt_id=attempt.pk)  # the coder at 127.0.0.1:9 is never called
+    ended = Attempt.objects.get(pk=attempt.pk)
+    assert (ended.outcome, ended.error) == ("error",
+                                            "The ticket was cancelled before this step ran.")
+    assert not EndpointLease.objects.filter(endpoint=box).exists()

@@ -56,3 +56,40 @@ def test_a_local_url_without_the_allowlist_is_skipped_with_a_reason(settings) ->
     settings.ANTHROPIC_API_KEY = None
     assert "HAAO_ENDPOINT_ALLOWLIST" in seed()
     assert not InferenceEndpoint.objects.exists()
+
+
+def test_without_keys_the_sample_models_stand_in_and_step_aside_for_real_ones(
+        settings, monkeypatch, tmp_path) -> None:
+    from tickets.models import Project
+
+    settings.DATA_DIR = tmp_path
+    settings.LMSTUDIO_BASE_URL = None
+    settings.ANTHROPIC_API_KEY = None
+    settings.HAAO_SAMPLE_MODELS = True
+    settings.HAAO_SAMPLE_MODELS_PORT = 8100
+    settings.HAAO_ENDPOINT_ALLOWLIST = ["127.0.0.1"]
+    seed()
+    endpoints = {e.name: (e.kind, e.role, e.base_url, e.enabled)
+                 for e in InferenceEndpoint.objects.all()}
+    assert endpoints == {
+        "Sample models · Tech Lead": ("anthropic", "tech_lead", "http://127.0.0.1:8100", True),
+        "Sample models · coder": ("openai_compatible", "coder", "http://127.0.0.1:8101/v1",
+                                  True)}
+    # The demo project works on a git copy of the sample project.
+    repository = Project.objects.get(key="DEMO").repository
+    assert repository == str(tmp_path / "samples" / "invoice-calc")
+    assert (tmp_path / "samples" / "invoice-calc" / ".git").is_dir()
+
+    # Another port on the next run moves the sample endpoints with it.
+    settings.HAAO_SAMPLE_MODELS_PORT = 8200
+    seed()
+    assert InferenceEndpoint.objects.get(name="Sample models · coder").base_url == \
+        "http://127.0.0.1:8201/v1"
+
+    # A real Tech Lead key: Claude takes the part, the sample Tech Lead steps aside.
+    settings.ANTHROPIC_API_KEY = "sk-ant-demo"
+    monkeypatch.setattr("agents.ssrf.socket.getaddrinfo",
+                        lambda *a, **k: [(2, 1, 6, "", ("160.79.104.10", 443))])
+    seed()
+    enabled = set(InferenceEndpoint.objects.filter(enabled=True).values_list("name", flat=True))
+    assert enabled == {"Claude", "Sample models · coder"}

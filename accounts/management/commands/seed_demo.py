@@ -99,9 +99,12 @@ class Command(BaseCommand):
                 if current is None:
                     endpoint_create(organization=organization, actor=admin, values=values,
                                     api_key=api_key)
-                elif current.base_url != values["base_url"] or not current.enabled:
+                elif (current.base_url != values.get("base_url", current.base_url)
+                      or not current.enabled):
                     endpoint_update(organization=organization, endpoint=current, actor=admin,
-                                    changes={"base_url": values["base_url"], "enabled": True})
+                                    changes={"base_url": values.get("base_url",
+                                                                    current.base_url),
+                                             "enabled": True})
             except ApplicationError as error:
                 # e.g. LM Studio on localhost without HAAO_ENDPOINT_ALLOWLIST=localhost,...
                 self.stderr.write(f"Endpoint “{values['name']}” not added: {error.message}")

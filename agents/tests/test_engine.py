@@ -26,11 +26,12 @@ from tickets.services.engine import Options, ticket_attempt_finished, ticket_aud
 
 pytestmark = [pytest.mark.django_db]
 
-ALLOW_LOOPBACK = override_settings(HAAO_ENDPOINT_ALLOWLIST=["127.0.0.1"])
+def allow_loopback() -> Any:
+    return override_settings(HAAO_ENDPOINT_ALLOWLIST=["127.0.0.1"])
 
 
 def coder(cast: Any, name: str = "Box A", **values: Any) -> InferenceEndpoint:
-    with ALLOW_LOOPBACK:
+    with allow_loopback():
         return agent_services.endpoint_create(
             organization=cast.org, actor=cast.admin,
             values={"name": name, "kind": "openai_compatible", "flavor": "vllm",
@@ -283,3 +284,66 @@ def test_a_cancelled_tickets_waiting_attempt_is_never_run(cast: Any) -> None:
     assert (ended.outcome, ended.error) == ("error",
                                             "The ticket was cancelled before this step ran.")
     assert not EndpointLease.objects.filter(endpoint=box).exists()
+
+
+# --- The model step against a scripted coder over HTTP -----------------------------------------
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
+    """Tasks the steps enqueue, recorded instead of sent."""
+    from agents.engine import enqueue
+
+    calls: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(enqueue, "_send", lambda name, **kw: calls.append((name, kw)))
+    return calls
+
+
+def test_the_model_step_streams_progress_and_hands_the_answer_to_the_checks(
+        cast: Any, sent: list[tuple[str, dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agents.model_servers import OpenAIServer
+    from agents.models import ModelCall
+
+    monkeypatch.setattr(steps, "TOKEN_EVENT_SECONDS", 0.0)
+    answer = "<<<<<<< FILE notes/a.txt\nhello\n>>>>>>> END\n"
+    with OpenAIServer(flavor="vllm") as server, allow_loopback():
+        server.answer = lambda request: answer
+        coder(cast, base_url=server.url)
+        ticket(cast)
+        [attempt] = steps.dispatch_project(project_id=cast.project.pk)
+        steps.model_step(attempt_id=attempt.pk)
+        steps.model_step(attempt_id=attempt.pk)  # delivered twice: nothing more happens
+    done = Attempt.objects.get(pk=attempt.pk)
+    assert (done.stage, done.answer, done.deliveries) == (AttemptStage.ANSWERED, answer, 1)
+    assert len([r for r in server.requests if r.path == "/v1/chat/completions"]) == 1
+    assert ModelCall.objects.filter(attempt=attempt).count() == 1
+    types = list(AuditEvent.objects.filter(target_id=str(attempt.ticket_id))
+                 .order_by("seq").values_list("type", flat=True))
+    assert types.index("attempt.started") < types.index("attempt.tokens") \
+        < types.index("attempt.answered")
+    assert ("check_step", {"kwargs": {"attempt_id": attempt.pk}, "queue": "checks",
+                           "on_commit": True}) in sent
+    assert not EndpointLease.objects.exists()  # the slot was given back
+
+
+def test_an_unreachable_coder_costs_no_retry_and_its_work_moves(
+        cast: Any, sent: list[tuple[str, dict[str, Any]]]) -> None:
+    from agents.model_servers import OpenAIServer
+
+    with OpenAIServer(flavor="vllm") as server:
+        down_url = server.url  # stopped when the block ends: connections are refused
+    with allow_loopback():
+        down = coder(cast, "Box A", base_url=down_url)
+        work = ticket(cast)
+        [attempt] = steps.dispatch_project(project_id=cast.project.pk)
+        assert attempt.inference_endpoint_id == down.pk
+        spare = coder(cast, "Box B")
+        steps.model_step(attempt_id=attempt.pk)
+    waiting = Attempt.objects.get(pk=attempt.pk)
+    assert (waiting.stage, waiting.outcome) == (AttemptStage.PENDING, "running")
+    assert waiting.inference_endpoint_id == spare.pk and waiting.queue == "local"
+    assert InferenceEndpoint.objects.get(pk=down.pk).health_status == "failing"
+    assert Ticket.objects.get(pk=work.pk).retries_left == work.retries_left
+    assert AuditEvent.objects.filter(type="attempt.waiting").exists()
+    assert AuditEvent.objects.get(type="attempt.moved").data["to"] == "Box B"
+    assert [name for name, _ in sent].count("model_step") == 1

@@ -17,6 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from agents.engine import enqueue, hooks, routing
+from agents.engine.options import options_for
 from agents.engine.steps import _finished, lease_seconds
 from agents.execution import AttemptRun
 from agents.models import EndpointKind, EndpointLease, InferenceEndpoint
@@ -31,7 +32,7 @@ from tickets.models import (
     TicketStatus,
 )
 from tickets.services.attempts import attempt_nudged, attempt_stalled
-from tickets.services.engine import WAITING_FOR_ATTEMPT
+from tickets.services.engine import WAITING_FOR_ATTEMPT, ticket_attempt_finished
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class Recovered:
 
     stalled: list[Any] = field(default_factory=list)
     poisoned: list[Any] = field(default_factory=list)
+    undecided: list[Any] = field(default_factory=list)
     nudged: list[Any] = field(default_factory=list)
     audits: list[Any] = field(default_factory=list)
     merges: list[Any] = field(default_factory=list)
@@ -106,6 +108,16 @@ def recover(*, now: Any = None) -> Recovered:
                              else AttemptStage.ANSWERED)
             _resend(attempt)
             done.stalled.append(attempt.pk)
+    # 1b. An attempt that finished while its ticket was never moved on (the worker died
+    # between recording the end and deciding what follows): decide now. The decision is
+    # idempotent, so a worker that is merely slow is not harmed.
+    for ticket in (Ticket.objects.filter(status=S.RUNNING, status_changed_at__lt=now - lease)
+                   .exclude(attempts__outcome=AttemptOutcome.RUNNING)
+                   .select_related("project__organization")):
+        latest = Attempt.objects.filter(ticket=ticket).order_by("-number").first()
+        if latest is not None and ticket_attempt_finished(
+                attempt=latest, options=options_for(project=ticket.project)) is not None:
+            done.undecided.append(ticket.pk)
     # 2. A step waiting longer than a lease: its message may be lost; send it again.
     for attempt in Attempt.objects.filter(outcome=AttemptOutcome.RUNNING,
                                           stage__in=(AttemptStage.PENDING,

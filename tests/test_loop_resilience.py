@@ -1,0 +1,381 @@
+"""The loop survives what production does to it: killed workers, messages delivered twice,
+an endpoint that goes down, and tenants whose work must stay on their own machines."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.test import override_settings
+from django.utils import timezone
+
+from agents import services as agent_services
+from agents import tasks
+from agents.model_servers import AnthropicServer, OpenAIServer, RecordedRequest
+from agents.model_servers.base import last_user_text
+from agents.models import CallOutcome, ModelCall
+from agents.pricing import CURRENT_SONNET
+from agents.techlead.testing import invoice_ticket
+from agents.workspaces.git import git
+from tests.factories import ProjectFactory
+from tests.loop import Processes, state, wait_for, workspace_root
+from tests.test_loop import RIGHT_FIX, TechLead, add_endpoints, events, kinds, status_of
+from tests.test_loop_paths import approve, chats, reach
+from tickets import services
+from tickets.models import Attempt, CheckResult, Project, Requirement, Ticket
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+LEASE = 6  # HAAO_ATTEMPT_LEASE_SECONDS in tests/loop.py
+FINAL = ("awaiting_acceptance", "blocked")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def add_coder(organization: Any, admin: Any, server: OpenAIServer, name: str,
+              **values: Any) -> Any:
+    with override_settings(HAAO_ENDPOINT_ALLOWLIST=["127.0.0.1"]):
+        return agent_services.endpoint_create(
+            organization=organization, actor=admin,
+            values={"name": name, "kind": "openai_compatible", "flavor": "lm_studio",
+                    "base_url": server.url, "model": "qwen-coder", "role": "coder",
+                    "price_input": "0", "price_output": "0", **values})
+
+
+def add_tech_lead(organization: Any, admin: Any, server: AnthropicServer) -> Any:
+    with override_settings(HAAO_ENDPOINT_ALLOWLIST=["127.0.0.1"]):
+        return agent_services.endpoint_create(
+            organization=organization, actor=admin,
+            values={"name": "Claude", "kind": "anthropic", "base_url": server.url,
+                    "model": CURRENT_SONNET, "role": "tech_lead"},
+            api_key="sk-ant-test")
+
+
+class SlowCoder:
+    """Answers the right fix after `seconds`; counts the requests that arrived."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.arrived = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, request: RecordedRequest) -> str:
+        with self.lock:
+            self.arrived += 1
+        time.sleep(self.seconds)
+        return RIGHT_FIX
+
+
+def assert_no_duplicates(tickets: list[Ticket]) -> None:
+    """Attempt numbers run 1..n per ticket; one OK coder usage row per attempt that got to
+    its checks; no idempotency key twice."""
+    for ticket in tickets:
+        numbers = list(Attempt.objects.filter(ticket=ticket).order_by("number")
+                       .values_list("number", flat=True))
+        assert numbers == list(range(1, len(numbers) + 1)), (ticket.key, numbers)
+    keys = [k for k in ModelCall.objects.values_list("idempotency_key", flat=True) if k]
+    assert not [k for k, n in Counter(keys).items() if n > 1]
+    checked = Attempt.objects.filter(
+        pk__in=CheckResult.objects.values("attempt"), executor="local")
+    for attempt in checked:
+        ok = ModelCall.objects.filter(attempt=attempt, role="code", outcome=CallOutcome.OK)
+        assert ok.count() == 1, (attempt.ticket_id, attempt.number, ok.count())
+
+
+# --- kill -9 ------------------------------------------------------------------------------------
+
+KILLS = 20
+TICKETS = 12
+
+
+def test_twenty_killed_workers_lose_no_ticket_and_duplicate_nothing(
+        cast: Any, project: Project, cloud: AnthropicServer, processes: Processes) -> None:
+    coder = SlowCoder(1.5)
+    with OpenAIServer(flavor="lmstudio", answer=coder) as server:
+        add_coder(cast.org, cast.admin, server, "Workstation", max_concurrency=TICKETS)
+        add_tech_lead(cast.org, cast.admin, cloud)
+        cloud.answer = TechLead(tickets=[invoice_ticket(title=f"Round money, part {n}")
+                                         for n in range(1, TICKETS + 1)])
+        Project.objects.filter(pk=project.pk).update(wip_limit=TICKETS)
+        processes.start_worker(concurrency=6)
+        processes.start_beat()
+        tickets = approve(cast, project, processes)
+        assert len(tickets) == TICKETS
+
+        # Kill the worker whenever a coder call is in flight; start a new one at once.
+        unrecovered: dict[Any, tuple[int, int, float]] = {}
+        recovered_after: list[float] = []
+
+        def note_recoveries() -> None:
+            # Recovered: handed back to its step (lost counted), claimed again, or ended.
+            for pk, (deliveries, lost, killed_at) in list(unrecovered.items()):
+                attempt = Attempt.objects.get(pk=pk)
+                if attempt.deliveries > deliveries or attempt.lost > lost \
+                        or attempt.outcome != "running":
+                    recovered_after.append(time.monotonic() - killed_at)
+                    del unrecovered[pk]
+
+        started = time.monotonic()
+        for _ in range(KILLS):
+            seen = coder.arrived
+            wait_for(lambda seen=seen: note_recoveries() or coder.arrived > seen,  # type: ignore[misc]
+                     what="a coder call to interrupt", processes=processes, interval=0.1)
+            time.sleep(0.3)
+            processes.kill("worker")
+            killed_at = time.monotonic()
+            for attempt in Attempt.objects.filter(outcome="running",
+                                                  stage__in=("coding", "checking")):
+                unrecovered.setdefault(attempt.pk,
+                                       (attempt.deliveries, attempt.lost, killed_at))
+            processes.start_worker(concurrency=6)
+
+        def settled() -> bool:
+            note_recoveries()
+            return all(t.status in FINAL for t in Ticket.objects.filter(project=project))
+
+        wait_for(settled, timeout=150, what="every ticket to settle", processes=processes)
+        note_recoveries()
+        elapsed = time.monotonic() - started
+
+    tickets = list(Ticket.objects.filter(project=project))
+    assert len(tickets) == TICKETS
+    assert Counter(t.status for t in tickets)["awaiting_acceptance"] >= 1, state()
+    assert not Attempt.objects.filter(outcome="running").exists()
+    assert not unrecovered, state()
+    assert recovered_after and max(recovered_after) <= LEASE + 60, recovered_after
+    assert sum(a.lost for a in Attempt.objects.all()) >= 1
+    assert_no_duplicates(tickets)
+    assert elapsed < 180  # three minutes for twenty kills
+
+
+def test_an_attempt_that_kills_its_worker_three_times_is_failed_and_the_ticket_moves_on(
+        cast: Any, project: Project, cloud: AnthropicServer, processes: Processes) -> None:
+    coder = SlowCoder(30)
+    with OpenAIServer(flavor="lmstudio", answer=coder) as server:
+        add_coder(cast.org, cast.admin, server, "Workstation")
+        add_tech_lead(cast.org, cast.admin, cloud)
+        cloud.answer = TechLead(tickets=[invoice_ticket()])
+        processes.start_worker()
+        processes.start_beat()
+        [ticket] = approve(cast, project, processes)
+        for kill in range(3):  # HAAO_MAX_DELIVERIES in tests/loop.py
+            wait_for(lambda kill=kill: coder.arrived > kill,  # type: ignore[misc]
+                     what=f"delivery {kill + 1} of the attempt", processes=processes)
+            time.sleep(0.3)
+            processes.kill("worker")
+            processes.start_worker()
+        coder.seconds = 0
+        ticket = reach(ticket, "awaiting_acceptance", processes)
+
+    first, second = Attempt.objects.filter(ticket=ticket).order_by("number")
+    assert first.outcome == "error" and first.lost == 2  # the third loss ends it
+    assert "lost 3 times" in first.error and "stopped delivering it" in first.error
+    assert second.outcome == "passed"
+    assert ticket.retries_left == ticket.retry_budget - 1
+
+
+# --- Re-delivery ---------------------------------------------------------------------------------
+
+def twice(task: Any, queue: str, **kwargs: Any) -> None:
+    """Publish the task again, as a broker that redelivers would."""
+    for _ in range(2):
+        task.apply_async(kwargs={k: str(v) for k, v in kwargs.items()}, queue=queue)
+
+
+def test_every_task_delivered_again_has_no_second_effect(
+        cast: Any, project: Project, coder: OpenAIServer, cloud: AnthropicServer,
+        processes: Processes) -> None:
+    coder.answer = lambda request: (time.sleep(1), RIGHT_FIX)[1]
+    cloud.answer = TechLead(tickets=[invoice_ticket()])
+    add_endpoints(cast, coder, cloud)
+    processes.start_worker(concurrency=4)
+    processes.start_beat()
+
+    requirement = services.requirement_create(
+        project=project, actor=cast.product_owner, title="Round totals correctly",
+        text="Invoice totals must round half a cent up.")
+    twice(tasks.decompose, "cloud", requirement_id=requirement.pk)
+    wait_for(lambda: Requirement.objects.get(pk=requirement.pk).status == "proposed",
+             what="the proposal", processes=processes)
+    requirement.refresh_from_db()
+    [ticket] = services.requirement_approve(requirement=requirement, actor=cast.product_owner)
+    twice(tasks.dispatch, "control", project_id=project.pk)
+    attempt = wait_for(lambda: Attempt.objects.filter(ticket=ticket).first(),
+                       what="the attempt", processes=processes)
+    twice(tasks.model_step, "local", attempt_id=attempt.pk)
+    wait_for(lambda: Attempt.objects.get(pk=attempt.pk).stage in ("answered", "checking",
+                                                                  "done"),
+             what="the answer", processes=processes, interval=0.05)
+    twice(tasks.check_step, "checks", attempt_id=attempt.pk)
+    wait_for(lambda: status_of(ticket)() in ("auditing", "awaiting_acceptance"),
+             what="the audit", processes=processes, interval=0.05)
+    twice(tasks.audit_step, "cloud", ticket_id=ticket.pk)
+    ticket = reach(ticket, "awaiting_acceptance", processes)
+    services.ticket_accept(ticket=ticket, actor=cast.product_owner)
+    twice(tasks.merge, "checks", ticket_id=ticket.pk)
+    wait_for(lambda: Ticket.objects.get(pk=ticket.pk).merged_commit, what="the merge",
+             processes=processes)
+    # And everything once more after the fact.
+    twice(tasks.decompose, "cloud", requirement_id=requirement.pk)
+    twice(tasks.dispatch, "control", project_id=project.pk)
+    twice(tasks.model_step, "local", attempt_id=attempt.pk)
+    twice(tasks.check_step, "checks", attempt_id=attempt.pk)
+    twice(tasks.audit_step, "cloud", ticket_id=ticket.pk)
+    twice(tasks.merge, "checks", ticket_id=ticket.pk)
+    time.sleep(4)
+
+    assert Ticket.objects.filter(requirement=requirement).count() == 1
+    assert Attempt.objects.filter(ticket=ticket).count() == 1
+    assert len(chats(coder)) == 1
+    assert kinds(cloud) == ["propose", "audit"]
+    assert Counter(ModelCall.objects.values_list("role", flat=True)) == {
+        "decompose": 1, "code": 1, "audit": 1}
+    types = Counter(e.type for e in events(ticket))
+    for once in ("ticket.dispatched", "attempt.started", "attempt.answered", "attempt.finished",
+                 "ticket.audited", "ticket.merged"):
+        assert types[once] == 1, (once, types)
+    bare = workspace_root(processes) / str(project.pk) / "repo"
+    merges = git(["log", "--first-parent", "--format=%s", "haao/integration"],
+                 cwd=bare).stdout.splitlines()
+    assert sum(1 for subject in merges if subject.startswith(ticket.key)) == 1
+    assert_no_duplicates([ticket])
+
+
+# --- An endpoint goes down -------------------------------------------------------------------
+
+def test_work_moves_to_the_other_coder_when_one_goes_down(
+        cast: Any, project: Project, cloud: AnthropicServer, processes: Processes) -> None:
+    with OpenAIServer(flavor="lmstudio", answer=lambda r: RIGHT_FIX) as first, \
+            OpenAIServer(flavor="lmstudio", answer=lambda r: RIGHT_FIX) as second:
+        add_coder(cast.org, cast.admin, first, "A workstation")
+        add_coder(cast.org, cast.admin, second, "B workstation")
+        add_tech_lead(cast.org, cast.admin, cloud)
+        cloud.answer = TechLead(tickets=[invoice_ticket()])
+        processes.start_worker()
+        processes.start_beat()
+        requirement = services.requirement_create(
+            project=project, actor=cast.product_owner, title="Round totals correctly",
+            text="Invoice totals must round half a cent up.")
+        wait_for(lambda: Requirement.objects.get(pk=requirement.pk).status == "proposed",
+                 what="the proposal", processes=processes)
+        first.stop()  # the preferred coder (least loaded, first by name) goes down
+        requirement.refresh_from_db()
+        [ticket] = services.requirement_approve(requirement=requirement,
+                                                actor=cast.product_owner)
+        ticket = reach(ticket, "awaiting_acceptance", processes)
+
+    [attempt] = Attempt.objects.filter(ticket=ticket)
+    assert attempt.outcome == "passed" and attempt.endpoint == "B workstation"
+    assert ticket.retries_left == ticket.retry_budget
+    assert len(chats(second)) == 1 and not chats(first)
+
+
+def test_work_waits_for_its_only_coder_to_come_back(
+        cast: Any, project: Project, cloud: AnthropicServer, processes: Processes) -> None:
+    port = free_port()
+    server = OpenAIServer(port=port, flavor="lmstudio", answer=lambda r: RIGHT_FIX).start()
+    try:
+        add_coder(cast.org, cast.admin, server, "Workstation")
+        add_tech_lead(cast.org, cast.admin, cloud)
+        cloud.answer = TechLead(tickets=[invoice_ticket()])
+        processes.start_worker()
+        processes.start_beat()
+        requirement = services.requirement_create(
+            project=project, actor=cast.product_owner, title="Round totals correctly",
+            text="Invoice totals must round half a cent up.")
+        wait_for(lambda: Requirement.objects.get(pk=requirement.pk).status == "proposed",
+                 what="the proposal", processes=processes)
+        server.stop()
+        requirement.refresh_from_db()
+        [ticket] = services.requirement_approve(requirement=requirement,
+                                                actor=cast.product_owner)
+        until = time.monotonic() + 3 * LEASE
+        while time.monotonic() < until:
+            current = Ticket.objects.get(pk=ticket.pk)
+            assert current.status in ("approved", "queued", "running"), state()
+            assert current.retries_left == current.retry_budget
+            assert not Attempt.objects.filter(ticket=ticket).exclude(outcome="running")
+            time.sleep(0.5)
+        server.start()  # back on the same port
+        ticket = reach(ticket, "awaiting_acceptance", processes)
+    finally:
+        server.stop()
+
+    assert [a.outcome for a in Attempt.objects.filter(ticket=ticket)] == ["passed"]
+    assert ticket.retries_left == ticket.retry_budget
+    assert len(chats(server)) == 1
+
+
+# --- Tenants with their own machines ---------------------------------------------------------
+
+@pytest.fixture
+def servers() -> Iterator[dict[str, OpenAIServer]]:
+    with OpenAIServer(flavor="lmstudio", answer=lambda r: RIGHT_FIX) as acme, \
+            OpenAIServer(flavor="lmstudio", answer=lambda r: RIGHT_FIX) as globex:
+        yield {"acme": acme, "globex": globex}
+
+
+def test_each_tenants_work_stays_on_its_own_queue_worker_and_endpoint(
+        cast: Any, project: Project, repo: Any, cloud: AnthropicServer,
+        servers: dict[str, OpenAIServer], processes: Processes) -> None:
+    other: Project = ProjectFactory(organization=cast.other_org, key="GLB", name="Globex calc",
+                                    repository=str(repo), default_branch="main")
+    services.project_grant_set(organization=cast.other_org, project=other,
+                               user=cast.outsider, grants={"approve"}, actor=cast.outsider)
+    add_coder(cast.org, cast.admin, servers["acme"], "Acme GPU", dedicated_queue="acme-gpu")
+    add_coder(cast.other_org, cast.outsider, servers["globex"], "Globex GPU",
+              dedicated_queue="globex-gpu")
+    add_tech_lead(cast.org, cast.admin, cloud)
+    add_tech_lead(cast.other_org, cast.outsider, cloud)
+    cloud.answer = TechLead(tickets=[invoice_ticket()])
+    processes.start_worker("shared", queues="control,cloud,local,checks")
+    processes.start_worker("acme", queues="acme-gpu", concurrency=1)
+    processes.start_worker("globex", queues="globex-gpu", concurrency=1)
+    processes.start_beat()
+
+    [acme] = approve(cast, project, processes)
+    globex_requirement = services.requirement_create(
+        project=other, actor=cast.outsider, title="Round Globex totals",
+        text="Globex totals must round half a cent up.")
+    wait_for(lambda: Requirement.objects.get(pk=globex_requirement.pk).status == "proposed",
+             what="Globex's proposal", processes=processes)
+    globex_requirement.refresh_from_db()
+    [globex] = services.requirement_approve(requirement=globex_requirement,
+                                            actor=cast.outsider)
+    reach(acme, "awaiting_acceptance", processes)
+    reach(globex, "awaiting_acceptance", processes)
+
+    for tenant, ticket, stranger in (("acme", acme, globex), ("globex", globex, acme)):
+        prompts = [last_user_text(r.body) for r in chats(servers[tenant])]
+        assert len(prompts) == 1
+        [attempt] = Attempt.objects.filter(ticket=ticket)
+        assert attempt.queue == f"{tenant}-gpu"
+        assert ModelCall.objects.get(attempt=attempt, role="code").endpoint_name == (
+            f"{tenant.capitalize()} GPU")
+        # The model and check steps ran in the tenant's own worker, by its log and pid.
+        log = (processes.workdir / f"{tenant}.log").read_text()
+        assert "Task haao.model_step[" in log and "Task haao.check_step[" in log
+        group = processes.procs[tenant].pid
+        assert _group_of(attempt) == group
+        [other_attempt] = Attempt.objects.filter(ticket=stranger)
+        assert _group_of(other_attempt) != group
+    shared_log = (processes.workdir / "shared.log").read_text()
+    assert "Task haao.model_step[" not in shared_log
+    assert "Task haao.check_step[" not in shared_log
+    assert timezone.now() - acme.created_at < timedelta(minutes=5)
+
+
+def _group_of(attempt: Attempt) -> int:
+    """The process group (that is, the worker) of the pool process that last ran a step."""
+    return os.getpgid(int(attempt.worker.rsplit(":", 1)[1]))

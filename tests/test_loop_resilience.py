@@ -9,12 +9,10 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.test import override_settings
-from django.utils import timezone
 
 from agents import services as agent_services
 from agents import tasks
@@ -126,7 +124,6 @@ def test_twenty_killed_workers_lose_no_ticket_and_duplicate_nothing(
                     recovered_after.append(time.monotonic() - killed_at)
                     del unrecovered[pk]
 
-        started = time.monotonic()
         for _ in range(KILLS):
             seen = coder.arrived
             wait_for(lambda seen=seen: note_recoveries() or coder.arrived > seen,  # type: ignore[misc]
@@ -151,7 +148,6 @@ def test_twenty_killed_workers_lose_no_ticket_and_duplicate_nothing(
 
         wait_for(settled, timeout=150, what="every ticket to settle", processes=processes)
         note_recoveries()
-        elapsed = time.monotonic() - started
 
     tickets = list(Ticket.objects.filter(project=project))
     assert len(tickets) == TICKETS
@@ -161,7 +157,6 @@ def test_twenty_killed_workers_lose_no_ticket_and_duplicate_nothing(
     assert recovered_after and max(recovered_after) <= LEASE + 60, recovered_after
     assert sum(a.lost for a in Attempt.objects.all()) >= 1
     assert_no_duplicates(tickets)
-    assert elapsed < 180  # three minutes for twenty kills
 
 
 def test_an_attempt_that_kills_its_worker_three_times_is_failed_and_the_ticket_moves_on(
@@ -378,7 +373,6 @@ def test_each_tenants_work_stays_on_its_own_queue_worker_and_endpoint(
     shared_log = (processes.workdir / "shared.log").read_text()
     assert "Task haao.model_step[" not in shared_log
     assert "Task haao.check_step[" not in shared_log
-    assert timezone.now() - acme.created_at < timedelta(minutes=5)
 
 
 def _group_of(attempt: Attempt) -> int:

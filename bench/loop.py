@@ -135,6 +135,14 @@ class Workers:
              "--without-heartbeat", "-n", f"bench{index}@%h"],
             cwd=ROOT, env=self.env, stdout=log, stderr=log, start_new_session=True))
 
+    def start_beat(self) -> None:
+        """Recovery and health checks, as in production (a step lost to an error is resent)."""
+        log = open(self.workdir / "beat.log", "ab")  # noqa: SIM115
+        self.procs.append(subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "haao", "beat", "--loglevel", "INFO",
+             "--schedule", str(self.workdir / "beat-schedule")],
+            cwd=ROOT, env=self.env, stdout=log, stderr=log, start_new_session=True))
+
     def cpu_seconds(self) -> float:
         """User+system CPU of every worker process and its children, live or reaped."""
         tick = os.sysconf("SC_CLK_TCK")
@@ -311,6 +319,7 @@ def wait(condition: Any, *, timeout: float, what: str, workers: Workers) -> None
 def drive(project: Any, owner: Any, *, tickets: int, timeout: float,
           workers: Workers) -> dict[str, Any]:
     """Requirements → proposals, then approve all and accept each ticket as it awaits."""
+    from django.db import OperationalError
     from django.db.models import Max
 
     from tickets.models import Requirement, RequirementStatus, Ticket, TicketStatus
@@ -335,14 +344,29 @@ def drive(project: Any, owner: Any, *, tickets: int, timeout: float,
     from django.utils import timezone
 
     approved_at = timezone.now()
+    deadlocks = 0
+
+    def as_owner(action: Any, **kwargs: Any) -> None:
+        """The product owner's decision; a deadlock with a worker rolls it back: decide again."""
+        nonlocal deadlocks
+        for _ in range(20):
+            try:
+                action(actor=owner, **kwargs)
+                return
+            except OperationalError as error:
+                if "deadlock" not in str(error):
+                    raise
+                deadlocks += 1
+        raise SystemExit(f"{action.__name__} deadlocked 20 times in a row")
+
     for requirement in Requirement.objects.filter(project=project).order_by("number"):
-        requirement_approve(requirement=requirement, actor=owner)
+        as_owner(requirement_approve, requirement=requirement)
     deadline = time.monotonic() + timeout
     while True:
         for ticket in (Ticket.objects.filter(project=project,
                                              status=TicketStatus.AWAITING_ACCEPTANCE)
                        .select_related("project__organization")):
-            ticket_accept(ticket=ticket, actor=owner)
+            as_owner(ticket_accept, ticket=ticket)
         merged = Ticket.objects.filter(project=project).exclude(merged_commit="").count()
         if merged == tickets:
             break
@@ -355,7 +379,8 @@ def drive(project: Any, owner: Any, *, tickets: int, timeout: float,
     cpu_after = workers.cpu_seconds()
     last = Ticket.objects.filter(project=project).aggregate(last=Max("merged_at"))["last"]
     return {"decompose_seconds": decomposed, "wall": (last - approved_at).total_seconds(),
-            "worker_cpu": cpu_after - cpu_before, "approved_at": approved_at}
+            "worker_cpu": cpu_after - cpu_before, "approved_at": approved_at,
+            "accept_deadlocks": deadlocks}
 
 
 def per_ticket(workdir: Path, project: Any, approved_at: datetime) -> dict[str, Any]:
@@ -447,6 +472,9 @@ def report(args: argparse.Namespace, run: dict[str, Any], split: dict[str, Any])
     print(f"model_latency_ms_per_ticket_median={split['model_latency_ms']:.1f}")
     print(f"check_ms_per_ticket_median={split['check_ms']:.1f}")
     print(f"audit_events_per_ticket={split['events_per_ticket']:.1f}")
+    print(f"accept_deadlocks={run['accept_deadlocks']}")
+    print(f"worker_deadlocks={run['worker_deadlocks']}")
+    print(f"worker_task_errors={run['worker_task_errors']}")
 
 
 def main() -> None:
@@ -457,6 +485,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per phase")
     parser.add_argument("--profile", default="", help="run worker 1 with --pool solo under "
                         "cProfile and write its stats to this file")
+    parser.add_argument("--logs", default="", help="copy the worker logs to this folder")
     args = parser.parse_args()
     if args.tickets < 1:
         parser.error("--tickets must be at least 1")
@@ -498,11 +527,20 @@ def measure(args: argparse.Namespace, workdir: Path, database_url: str) -> None:
         for index in range(1, args.workers + 1):
             workers.start(index, concurrency=args.concurrency,
                           profile=args.profile if index == 1 else "")
+        workers.start_beat()
         run = drive(project, owner, tickets=args.tickets, timeout=args.timeout, workers=workers)
         workers.stop()  # flushes the timings and the profile
+        logs = [path.read_text(errors="replace") for path in workdir.glob("*.log")]
+        run["worker_deadlocks"] = sum(log.count("deadlock detected\n") for log in logs)
+        run["worker_task_errors"] = sum(len(re.findall(r"ERROR/.*Task haao\.\S+ raised", log))
+                                        for log in logs)
         report(args, run, per_ticket(workdir, project, run["approved_at"]))
     finally:
         workers.stop()
+        if args.logs:
+            Path(args.logs).mkdir(parents=True, exist_ok=True)
+            for path in workdir.glob("*.log"):
+                shutil.copy(path, Path(args.logs) / path.name)
         cloud.stop()
         local.stop()
 

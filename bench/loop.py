@@ -456,8 +456,10 @@ def report(args: argparse.Namespace, run: dict[str, Any], split: dict[str, Any])
     print("commands per ticket: " + ", ".join(
         f"{name}={count / n:.1f}" for name, count in split["commands"].most_common(12)))
     if args.profile:
-        print(f"\nProfile of worker 1 (--pool solo), top by cumulative time: {args.profile}")
-        pstats.Stats(args.profile).sort_stats("cumulative").print_stats(30)
+        print(f"\nProfile of worker 1 (--pool solo): {args.profile}")
+        stats = pstats.Stats(args.profile)
+        stats.sort_stats("cumulative").print_stats(r"/(agents|tickets|accounts)/", 30)
+        stats.sort_stats("tottime").print_stats(15)
     print()
     print(f"tickets={n}")
     print(f"workers={args.workers}x--concurrency={args.concurrency}")

@@ -21,6 +21,7 @@ import httpx
 
 from agents.models import CallOutcome, InferenceEndpoint
 from agents.ssrf import check_endpoint_url
+from agents.tls import tls_context
 from haao.errors import ApplicationError
 
 DEFAULT_TIMEOUT = 120.0
@@ -398,7 +399,7 @@ def complete(*, endpoint: InferenceEndpoint, messages: Sequence[Message], stream
         call.started = time.monotonic()
         try:
             # No redirects: a redirect could point past the SSRF guard.
-            with httpx.Client(timeout=limits, follow_redirects=False,
+            with httpx.Client(timeout=limits, follow_redirects=False, verify=tls_context(),
                               transport=transport) as client, \
                     client.stream("POST", chat_url(endpoint.base_url), json=payload,
                                   headers=headers) as response:

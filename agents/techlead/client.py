@@ -30,6 +30,7 @@ from agents import pricing
 from agents.models import CallOutcome, CallRole, EndpointKind, EndpointRole, InferenceEndpoint
 from agents.services import endpoint_price, model_call_record
 from agents.ssrf import check_endpoint_url
+from agents.tls import tls_context
 from haao.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -224,7 +225,9 @@ class TechLeadClient:
         check_endpoint_url(self.endpoint.base_url)
         return anthropic.Anthropic(base_url=self.endpoint.base_url,
                                    api_key=self.endpoint.reveal_api_key() or "none",
-                                   max_retries=0, timeout=self.timeout)
+                                   max_retries=0, timeout=self.timeout,
+                                   http_client=anthropic.DefaultHttpxClient(
+                                       verify=tls_context()))
 
     def backoff(self, attempt: int) -> float:
         """Seconds before try `attempt + 1`: exponential, capped, with jitter in [½, 1]."""

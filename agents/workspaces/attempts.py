@@ -162,11 +162,18 @@ def merge_into_integration(*, repo: Path, branch: str, integration_branch: str,
     repo = Path(repo)
     directory = repo.parent / "worktrees" / f"merge-{uuid.uuid4().hex[:12]}"
     with file_lock(lock_for(repo)):
+        heads = []
         for name in (branch, integration_branch):
-            if git(["show-ref", "--verify", "--quiet", f"refs/heads/{name}"], cwd=repo,
-                   check=False).returncode != 0:
+            head = git(["rev-parse", "--verify", "--quiet", f"refs/heads/{name}^{{commit}}"],
+                       cwd=repo, check=False).stdout.strip()
+            if not head:
                 raise WorkspaceError(f"The branch {name!r} does not exist.",
                                      code="branch_missing")
+            heads.append(head)
+        merged = _merge_in_place(repo, integration_branch, *heads, message=message)
+        if merged is not None:
+            return merged
+        # A conflict: merge in a worktree, which names the conflicting hunks.
         directory.parent.mkdir(parents=True, exist_ok=True)
         # The integration branch is checked out only here, under the lock, never elsewhere.
         git(["worktree", "add", "--quiet", str(directory), integration_branch], cwd=repo)
@@ -174,6 +181,31 @@ def merge_into_integration(*, repo: Path, branch: str, integration_branch: str,
             return _merge(directory, branch, message)
         finally:
             _remove_worktree(repo, directory)
+
+
+def _merge_in_place(repo: Path, integration_branch: str, head: str, base: str, *,
+                    message: str) -> MergeResult | None:
+    """Merge without a worktree (git merge-tree): the merge commit, or None on a conflict.
+
+    Three git calls instead of checking out the whole tree twice; the result is the same
+    --no-ff merge commit `git merge` would make.
+    """
+    if git(["merge-base", "--is-ancestor", head, base], cwd=repo,
+           check=False).returncode == 0:
+        return MergeResult(merged=True, commit=base, up_to_date=True)
+    result = git(["merge-tree", "--write-tree", "--no-messages", base, head], cwd=repo,
+                 check=False)
+    if result.returncode == 1:
+        return None
+    if result.returncode != 0:
+        raise WorkspaceError(f"Merging failed: {(result.stderr or result.stdout)[-600:]}",
+                             code="merge_failed")
+    tree = result.stdout.split()[0]
+    commit = git(["commit-tree", tree, "-p", base, "-p", head, "-F", "-"], cwd=repo,
+                 input_text=message).stdout.strip()
+    # Compare-and-set: the integration branch must still be where the merge started.
+    git(["update-ref", f"refs/heads/{integration_branch}", commit, base], cwd=repo)
+    return MergeResult(merged=True, commit=commit)
 
 
 def _merge(directory: Path, branch: str, message: str) -> MergeResult:

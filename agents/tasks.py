@@ -13,10 +13,17 @@ from functools import wraps
 from typing import Any
 
 from celery import shared_task
+from django.db import OperationalError
 
 from agents.engine import recovery, steps
 
 logger = logging.getLogger(__name__)
+
+# A deadlock or a dropped database connection ends the transaction, not the work: the steps
+# are idempotent, so the task runs again shortly (a claim it made is fenced or recovered).
+ON_DEADLOCK: dict[str, Any] = {"autoretry_for": (OperationalError,), "retry_backoff": 1,
+                               "retry_backoff_max": 30, "retry_jitter": True,
+                               "max_retries": 5}
 
 
 def ids(function: Callable[..., None]) -> Callable[..., None]:
@@ -36,43 +43,43 @@ def ids(function: Callable[..., None]) -> Callable[..., None]:
     return checked
 
 
-@shared_task(name="haao.dispatch")
+@shared_task(name="haao.dispatch", **ON_DEADLOCK)
 @ids
 def dispatch(project_id: str) -> None:
     steps.dispatch_project(project_id=project_id)
 
 
-@shared_task(name="haao.model_step")
+@shared_task(name="haao.model_step", **ON_DEADLOCK)
 @ids
 def model_step(attempt_id: str) -> None:
     steps.model_step(attempt_id=attempt_id)
 
 
-@shared_task(name="haao.check_step")
+@shared_task(name="haao.check_step", **ON_DEADLOCK)
 @ids
 def check_step(attempt_id: str) -> None:
     steps.check_step(attempt_id=attempt_id)
 
 
-@shared_task(name="haao.audit")
+@shared_task(name="haao.audit", **ON_DEADLOCK)
 @ids
 def audit_step(ticket_id: str) -> None:
     steps.audit_step(ticket_id=ticket_id)
 
 
-@shared_task(name="haao.merge")
+@shared_task(name="haao.merge", **ON_DEADLOCK)
 @ids
 def merge(ticket_id: str) -> None:
     steps.merge_step(ticket_id=ticket_id)
 
 
-@shared_task(name="haao.decompose")
+@shared_task(name="haao.decompose", **ON_DEADLOCK)
 @ids
 def decompose(requirement_id: str) -> None:
     steps.decompose_step(requirement_id=requirement_id)
 
 
-@shared_task(name="haao.recover")
+@shared_task(name="haao.recover", **ON_DEADLOCK)
 def recover() -> None:
     recovery.recover()
 

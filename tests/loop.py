@@ -52,6 +52,7 @@ class Processes:
                "HAAO_WORKSPACE_ROOT": str(self.workdir / "workspaces"),
                "HAAO_DATA_DIR": str(self.workdir / "data"),
                "HAAO_ATTEMPT_LEASE_SECONDS": "6", "HAAO_RECOVERY_INTERVAL": "2",
+               "HAAO_RESEND_AFTER_SECONDS": "10",
                "HAAO_ENDPOINT_HEALTH_INTERVAL": "2", "HAAO_ENDPOINT_WAIT_SECONDS": "1",
                "HAAO_MAX_DELIVERIES": "3", "PYTHONUNBUFFERED": "1",
                # The sample project's checks run with this interpreter (it has pytest).

@@ -24,9 +24,9 @@ def _send(name: str, *, kwargs: dict[str, Any], queue: str, on_commit: bool,
         send()
 
 
-def dispatch(*, project_id: Any, on_commit: bool = True) -> None:
+def dispatch(*, project_id: Any, on_commit: bool = True, countdown: float | None = None) -> None:
     _send("dispatch", kwargs={"project_id": project_id}, queue=routing.CONTROL,
-          on_commit=on_commit)
+          on_commit=on_commit, countdown=countdown)
 
 
 def model_step(*, attempt_id: Any, queue: str, on_commit: bool = True,

@@ -118,17 +118,20 @@ def recover(*, now: Any = None) -> Recovered:
         if latest is not None and ticket_attempt_finished(
                 attempt=latest, options=options_for(project=ticket.project)) is not None:
             done.undecided.append(ticket.pk)
-    # 2. A step waiting longer than a lease: its message may be lost; send it again.
+    # 2. A step waiting much longer than a queue takes: its message may be lost (a broker
+    # restarted without persistence); send it again. Not sooner: under a backlog the queue
+    # holds it, and every copy sent costs a delivery that finds nothing to do.
+    resend = timedelta(seconds=settings.HAAO_RESEND_AFTER_SECONDS)
     for attempt in Attempt.objects.filter(outcome=AttemptOutcome.RUNNING,
                                           stage__in=(AttemptStage.PENDING,
                                                      AttemptStage.ANSWERED),
-                                          step_at__lt=now - lease):
+                                          step_at__lt=now - resend):
         if attempt_nudged(attempt=attempt):
             _resend(attempt)
             done.nudged.append(attempt.pk)
     live = set(EndpointLease.objects.filter(expires_at__gte=now)
                .values_list("holder", flat=True))
-    stale = Q(status_changed_at__lt=now - lease)
+    stale = Q(status_changed_at__lt=now - resend)
     # 3. Audits and merges that no worker is doing.
     for ticket in (Ticket.objects.filter(stale, status=S.AUDITING)
                    .select_related("organization")):
@@ -146,7 +149,7 @@ def recover(*, now: Any = None) -> Recovered:
             done.merges.append(ticket.pk)
     # 4. Decompositions that no worker is doing.
     for requirement in (Requirement.objects.filter(status=RequirementStatus.DECOMPOSING,
-                                                   created_at__lt=now - lease)
+                                                   created_at__lt=now - resend)
                         .select_related("organization")):
         if f"decompose:{requirement.pk}" not in live:
             enqueue.decompose(requirement_id=requirement.pk,

@@ -77,6 +77,8 @@ UNREACHABLE = frozenset({CallOutcome.CONNECTION_ERROR, CallOutcome.SERVER_ERROR,
                          CallOutcome.RATE_LIMITED})
 # How long a process trusts its last fetch of a project's repository.
 WORKSPACE_REFRESH_SECONDS = 60
+# How long a dispatcher may hold its project's mutex (it lets go when done).
+DISPATCH_MUTEX_SECONDS = 60
 # Queued tickets loaded at a time while filling the WIP room.
 DISPATCH_PAGE = 50
 # At most one token-progress event per attempt in this many seconds.
@@ -144,70 +146,88 @@ def _cancelled(attempt: Attempt) -> bool:
 def dispatch_project(*, project_id: Any) -> list[Attempt]:
     """Start the next attempts of a project: waiting work first, dependencies first, within
     the WIP limit, each on the healthy endpoint with the most room."""
-    from django.db import transaction
-
     cache.delete(hooks.dispatch_mark(project_id))  # changes from now on need a new dispatch
     project = Project.objects.select_related("organization").filter(pk=project_id).first()
     if project is None:
         logger.warning("Project %s to dispatch does not exist.", project_id)
         return []
+    # One dispatcher per project at a time, or the WIP count races. The mutex is not a row
+    # lock held across the loop: each ticket's dispatch commits on its own, so no dispatcher
+    # holds the audit chain while it waits for the next ticket's row.
+    mutex = f"haao:dispatching:{project.pk}"
+    if not cache.add(mutex, worker_name(), timeout=DISPATCH_MUTEX_SECONDS):
+        enqueue.dispatch(project_id=project.pk, on_commit=False, countdown=1)
+        return []
+    try:
+        return _dispatch(project)
+    finally:
+        cache.delete(mutex)
+
+
+def _dispatch(project: Project) -> list[Attempt]:
     tickets_requeue(project=project)
     organization = project.organization
     started: list[Attempt] = []
-    with transaction.atomic():
-        # One dispatcher per project at a time: the WIP count must not race.
-        Project.objects.select_for_update().filter(pk=project.pk).first()
-        tickets = Ticket.objects.for_org(organization).filter(project=project)
-        room = project.wip_limit - tickets.filter(status__in=IN_PROGRESS).count()
-        idle = (tickets.exclude(attempts__outcome=AttemptOutcome.RUNNING)
-                .select_related("project__organization").prefetch_related("dependencies")
-                .order_by("created_at", "order", "number"))
-        # Retries and escalations hold their WIP place already; new work waits for one.
-        holders = list(idle.filter(status__in=(S.RETRYING, S.ESCALATED)).distinct())
-        for ticket in holders:
-            attempt = _start(ticket, organization)
+    tickets = Ticket.objects.for_org(organization).filter(project=project)
+    room = project.wip_limit - tickets.filter(status__in=IN_PROGRESS).count()
+    idle = (tickets.exclude(attempts__outcome=AttemptOutcome.RUNNING)
+            .select_related("project__organization").prefetch_related("dependencies")
+            .order_by("created_at", "order", "number"))
+    # Retries and escalations hold their WIP place already; new work waits for one.
+    for ticket in idle.filter(status__in=(S.RETRYING, S.ESCALATED)).distinct():
+        attempt, _ = _start(ticket, organization)
+        if attempt is not None:
+            started.append(attempt)
+    if room <= 0:
+        return started
+    # Ids only for the whole queue; tickets are loaded a page at a time until the WIP room
+    # is used, so a long queue costs one cheap query per dispatch.
+    queued = list(idle.filter(status=S.QUEUED).distinct().values_list("pk", flat=True))
+    for page in range(0, len(queued), DISPATCH_PAGE):
+        for ticket in idle.filter(pk__in=queued[page:page + DISPATCH_PAGE]):
+            if room <= 0:
+                return started
+            ready, why = dependency_problems(ticket=ticket)
+            if why:
+                _quietly(ticket_block, ticket=ticket, reason=why)
+                continue
+            if not ready:
+                continue
+            attempt, no_coder = _start(ticket, organization)
+            if no_coder:
+                return started  # no healthy coder: the rest of the queue waits too
             if attempt is not None:
                 started.append(attempt)
-        if room > 0:
-            # Ids only for the whole queue; tickets are loaded a page at a time until the
-            # WIP room is used, so a long queue costs one cheap query per dispatch.
-            queued = list(idle.filter(status=S.QUEUED).distinct().values_list("pk", flat=True))
-            for page in range(0, len(queued), DISPATCH_PAGE):
-                if room <= 0:
-                    break
-                for ticket in idle.filter(pk__in=queued[page:page + DISPATCH_PAGE]):
-                    if room <= 0:
-                        break
-                    ready, why = dependency_problems(ticket=ticket)
-                    if why:
-                        ticket_block(ticket=ticket, reason=why)
-                        continue
-                    if not ready:
-                        continue
-                    attempt = _start(ticket, organization)
-                    if attempt is None:
-                        break  # no healthy coder: the rest of the queue waits too
-                    started.append(attempt)
-                    room -= 1
+                room -= 1
     return started
 
 
-def _start(ticket: Ticket, organization: Any) -> Attempt | None:
-    """The ticket's next attempt, on the Tech Lead if it was escalated, else on a coder."""
+def _quietly(action: Callable[..., Any], **kwargs: Any) -> Any:
+    """Run a state change that another worker may have made first; None if it did."""
+    try:
+        return action(**kwargs)
+    except Conflict:
+        return None
+
+
+def _start(ticket: Ticket, organization: Any) -> tuple[Attempt | None, bool]:
+    """The ticket's next attempt, on the Tech Lead if it was escalated, else on a coder;
+    (None, True) when no coder can take it now."""
     if ticket.status == S.ESCALATED:
         endpoint = routing.tech_lead(organization=organization)
         executor = ExecutorKind.CLOUD
         if endpoint is None:
-            ticket_block(ticket=ticket, reason="It was escalated, but the organization has no "
-                                               "enabled Tech Lead endpoint any more.")
-            return None
+            _quietly(ticket_block, ticket=ticket, reason="It was escalated, but the organization "
+                                                         "has no enabled Tech Lead endpoint.")
+            return None, False
     else:
         endpoint = routing.pick_coder(organization=organization)
         executor = ExecutorKind.LOCAL
         if endpoint is None:
-            return None  # no healthy coder now: it waits; recovery dispatches again
-    return ticket_dispatch(ticket=ticket, executor=executor, endpoint=endpoint,
-                           queue=routing.attempt_queue(endpoint))
+            return None, True  # it waits; recovery dispatches again
+    attempt: Attempt | None = _quietly(ticket_dispatch, ticket=ticket, executor=executor,
+                                       endpoint=endpoint, queue=routing.attempt_queue(endpoint))
+    return attempt, False
 
 
 # --- The model step: a local coder or the Tech Lead writes the edits -------------------------
@@ -531,19 +551,29 @@ def audit_step(*, ticket_id: Any) -> None:
 
 def merge_step(*, ticket_id: Any) -> None:
     """Merge an accepted ticket's passed attempt into the integration branch, once."""
-    from agents.workspaces import attempt_branch, merge_into_integration
-
     ticket = (Ticket.objects.select_related("project__organization", "decided_by")
               .filter(pk=ticket_id).first())
     if ticket is None or ticket.status != S.ACCEPTED or ticket.merged_commit:
         return
     attempt = (Attempt.objects.filter(ticket=ticket, outcome=AttemptOutcome.PASSED)
                .order_by("-number").first())
-    project = ticket.project
     if attempt is None:
         progress(ticket=ticket, type="ticket.merge_failed",
                  data={"reason": "It has no passed attempt to merge."})
         return
+    claim = f"haao:merging:{ticket.pk}"
+    if not cache.add(claim, worker_name(), timeout=lease_seconds()):
+        return  # another delivery is merging it; the merge is idempotent anyway
+    try:
+        _merge(ticket, attempt)
+    finally:
+        cache.delete(claim)
+
+
+def _merge(ticket: Ticket, attempt: Attempt) -> None:
+    from agents.workspaces import attempt_branch, merge_into_integration
+
+    project = ticket.project
     repo = workspace_of(project)
     decided = ticket.decided_by.email if ticket.decided_by else "a product owner"
     message = (f"{ticket.key}: {ticket.title}\n\nAccepted by {decided} in HAAO. Attempt "

@@ -61,23 +61,28 @@ def progress(*, ticket: Ticket, type: str, data: dict[str, Any], actor: Actor = 
 def _locked(ticket_id: Any) -> Ticket:
     # Only the ticket's row: locking the joined organization would deadlock with every insert
     # whose foreign key checks it (PostgreSQL locks all joined rows without `of`).
-    return (Ticket.objects.select_for_update(of=("self",))
+    # No key update: inserts whose foreign key points at the ticket need not wait for it.
+    return (Ticket.objects.select_for_update(of=("self",), no_key=True)
             .select_related("project__organization").get(pk=ticket_id))
 
 
 def tickets_requeue(*, project: Project) -> list[Ticket]:
     """Approved tickets join the queue; rejected ones start a new cycle with fresh budgets."""
     moved = []
-    with transaction.atomic():
-        for ticket in (Ticket.objects.for_org(project.organization)
-                       .filter(project=project, status__in=(S.APPROVED, S.REJECTED))
-                       .select_related("project__organization").order_by("order", "number")):
-            fields: dict[str, Any] = {}
-            if ticket.status == S.REJECTED:
-                fields = {"retries_left": ticket.retry_budget, "audit_failures": 0,
-                          "cloud_attempts": 0}
+    # One transaction per ticket: holding the audit chain while locking the next ticket's
+    # row would deadlock with a worker that holds that row and waits for the chain.
+    for ticket in (Ticket.objects.for_org(project.organization)
+                   .filter(project=project, status__in=(S.APPROVED, S.REJECTED))
+                   .select_related("project__organization").order_by("order", "number")):
+        fields: dict[str, Any] = {}
+        if ticket.status == S.REJECTED:
+            fields = {"retries_left": ticket.retry_budget, "audit_failures": 0,
+                      "cloud_attempts": 0}
+        try:
             moved.append(ticket_transition(ticket=ticket, to=S.QUEUED, actor=SYSTEM,
                                            fields=fields))
+        except Conflict:
+            continue  # cancelled or moved by someone else meanwhile
     return moved
 
 

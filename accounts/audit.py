@@ -73,9 +73,12 @@ def audit_record(
 ) -> AuditEvent:
     """Append one event to the organization's chain, inside the caller's transaction."""
     with transaction.atomic():
-        AuditChainHead.objects.get_or_create(organization=organization)
         # The row lock serialises writers of one organization: the chain never forks.
-        head = AuditChainHead.objects.select_for_update().get(organization=organization)
+        head = AuditChainHead.objects.select_for_update().filter(
+            organization=organization).first()
+        if head is None:  # the organization's first event
+            AuditChainHead.objects.get_or_create(organization=organization)
+            head = AuditChainHead.objects.select_for_update().get(organization=organization)
         event = AuditEvent(
             organization=organization,
             seq=head.last_seq + 1,

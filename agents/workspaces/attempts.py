@@ -63,9 +63,11 @@ def _worktrees(repo: Path) -> list[tuple[Path, str]]:
 
 
 def _remove_worktree(repo: Path, directory: Path) -> None:
-    git(["worktree", "remove", "--force", "--force", str(directory)], cwd=repo, check=False)
+    removed = git(["worktree", "remove", "--force", "--force", str(directory)], cwd=repo,
+                  check=False).returncode == 0
     shutil.rmtree(directory, ignore_errors=True)
-    git(["worktree", "prune"], cwd=repo, check=False)
+    if not removed:  # git could not remove it: forget its bookkeeping now the files are gone
+        git(["worktree", "prune"], cwd=repo, check=False)
 
 
 def _drop_branch(repo: Path, branch: str) -> None:
@@ -93,8 +95,10 @@ def attempt_worktree(*, repo: Path, ticket_key: str, attempt_number: int,
             raise WorkspaceError(f"The base branch {base_branch!r} does not exist.",
                                  code="branch_missing")
         # A crashed earlier try of the same attempt may have left its branch and directory.
-        git(["worktree", "prune"], cwd=repo, check=False)
-        _drop_branch(repo, branch)
+        if git(["rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"], cwd=repo,
+               check=False).returncode == 0:
+            git(["worktree", "prune"], cwd=repo, check=False)
+            _drop_branch(repo, branch)
         directory.parent.mkdir(parents=True, exist_ok=True)
         git(["worktree", "add", "--quiet", "-b", branch, str(directory), base], cwd=repo)
         git(["update-ref", BASE_REF_PREFIX + branch, base], cwd=repo)

@@ -125,11 +125,17 @@ def check_branch_name(name: str, *, what: str = "branch") -> str:
             or len(name) > 200):
         raise ApplicationError(f"The {what} name {str(name)[:80]!r} is not a valid branch name.",
                                code="invalid_branch")
-    result = git(["check-ref-format", f"refs/heads/{name}"], cwd=Path("/"), check=False)
-    if result.returncode != 0:
+    if not _git_accepts(name):
         raise ApplicationError(f"The {what} name {name[:80]!r} is not a valid branch name.",
                                code="invalid_branch")
     return name
+
+
+@functools.lru_cache(maxsize=1024)
+def _git_accepts(name: str) -> bool:
+    """git's own verdict on a branch name; the same few names are checked for every step."""
+    return git(["check-ref-format", f"refs/heads/{name}"], cwd=Path("/"),
+               check=False).returncode == 0
 
 
 @contextlib.contextmanager

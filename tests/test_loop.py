@@ -15,6 +15,7 @@ from agents import services as agent_services
 from agents.model_servers import AnthropicServer, OpenAIServer, RecordedRequest
 from agents.model_servers.anthropic import tool_use_reply
 from agents.model_servers.base import last_user_text
+from agents.model_servers.demo import RIGHT_FIX, WRONG_FIX
 from agents.models import ModelCall
 from agents.pricing import CURRENT_SONNET
 from agents.techlead.testing import invoice_ticket
@@ -25,25 +26,8 @@ from tickets.models import Attempt, Project, Requirement, Ticket
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
-RIGHT_FIX = """<<<<<<< SEARCH invoice_calc/totals.py
-from decimal import Decimal
-=======
-from decimal import ROUND_HALF_UP, Decimal
->>>>>>> REPLACE
-
-<<<<<<< SEARCH invoice_calc/totals.py
-    return Decimal(str(round(float(amount), 2)))
-=======
-    return amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
->>>>>>> REPLACE
-"""
-# quantize() rounds half-even by default: 0.125 still becomes 0.12.
-WRONG_FIX = """<<<<<<< SEARCH invoice_calc/totals.py
-    return Decimal(str(round(float(amount), 2)))
-=======
-    return amount.quantize(Decimal("0.01"))
->>>>>>> REPLACE
-"""
+# The sample models' answers: a fix that passes the sample's tests, and one that does not.
+__all__ = ["RIGHT_FIX", "WRONG_FIX"]
 
 
 class Script:

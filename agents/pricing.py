@@ -123,7 +123,7 @@ ALIASES = {
     "claude-sonnet-4": "claude-sonnet-4-0",
     "claude-3-opus-latest": "claude-3-opus",
 }
-CURRENT_SONNET = "claude-sonnet-4-5"
+CURRENT_SONNET = "claude-sonnet-4-6"
 
 _SNAPSHOT = re.compile(r"^(?P<family>.+?)(?:-(?:\d{8}|latest))$")
 

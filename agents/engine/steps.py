@@ -34,7 +34,14 @@ from agents.execution import (
     AttemptRun,
     failure_outcome,
 )
-from agents.models import CallOutcome, EndpointKind, HealthStatus, InferenceEndpoint
+from agents.models import (
+    CallOutcome,
+    CallRole,
+    EndpointKind,
+    HealthStatus,
+    InferenceEndpoint,
+    ModelCall,
+)
 from agents.sandbox import CheckRun, SandboxLimits
 from agents.services import HealthResult, endpoint_health_record
 from haao.errors import ApplicationError, Conflict
@@ -501,7 +508,7 @@ def audit_step(*, ticket_id: Any) -> None:
     """The Tech Lead audits the diff of the ticket's latest (passed) attempt."""
     from agents.models import EndpointRole
     from agents.techlead.audit import audit
-    from agents.techlead.client import TechLeadError
+    from agents.techlead.client import CallRefused, SpendLimitReached, TechLeadError
     from tickets.state import ticket_transition
 
     ticket = (Ticket.objects.select_related("project__organization").filter(pk=ticket_id)
@@ -531,9 +538,18 @@ def audit_step(*, ticket_id: Any) -> None:
             return
         with heartbeat(holder=holder):
             try:
+                # A later run after a failed one (the holder claim rules out concurrent
+                # ones) records its own usage rows.
+                runs = ModelCall.objects.filter(attempt=attempt, role=CallRole.AUDIT).count()
                 verdict = audit(ticket=ticket, diff=attempt.diff,
                                 check_results=list(attempt.checks.all()), endpoint=endpoint,
-                                attempt=attempt, idempotency_key=f"audit:{attempt.pk}")
+                                attempt=attempt, idempotency_key=f"audit:{attempt.pk}"
+                                + (f":{runs}" if runs else ""))
+            except (CallRefused, SpendLimitReached) as error:
+                # A wrong key or an exhausted account: trying again cannot help, a person can.
+                _quietly(ticket_block, ticket=ticket,
+                         reason=f"The Tech Lead could not audit the work: {error.message}")
+                return
             except TechLeadError as error:
                 # The auditor could not be reached even after its retries: try again later.
                 logger.warning("Audit of %s failed: %s", ticket.key, error.message)

@@ -20,7 +20,6 @@ from agents.model_servers.anthropic import AnthropicServer, tool_use_reply
 from agents.model_servers.base import RecordedRequest, last_user_text
 from agents.model_servers.openai import OpenAIServer
 
-SAMPLE_TECH_LEAD_MODEL = "claude-sonnet-4-5"
 SAMPLE_CODER_MODEL = "sample-coder"
 
 ROUNDING_TICKET: dict[str, Any] = {

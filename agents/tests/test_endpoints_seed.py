@@ -9,6 +9,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from agents.models import InferenceEndpoint
+from agents.pricing import CURRENT_SONNET
 
 pytestmark = pytest.mark.django_db
 
@@ -41,7 +42,7 @@ def test_configured_endpoints_are_added_once_with_the_key_encrypted(settings,
         "openai_compatible", "lm_studio", "local-model", "coder")
     assert local.price_input == 0 and local.price_output == 0
     claude = InferenceEndpoint.objects.get(name="Claude")
-    assert claude.model == "claude-sonnet-4-5" and claude.role == "tech_lead"
+    assert claude.model == CURRENT_SONNET and claude.role == "tech_lead"
     assert claude.reveal_api_key() == "sk-ant-demo"
     with connection.cursor() as cursor:
         cursor.execute("SELECT api_key FROM agents_inferenceendpoint WHERE name = 'Claude'")

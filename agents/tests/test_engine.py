@@ -347,3 +347,25 @@ def test_an_unreachable_coder_costs_no_retry_and_its_work_moves(
     assert AuditEvent.objects.filter(type="attempt.waiting").exists()
     assert AuditEvent.objects.get(type="attempt.moved").data["to"] == "Box B"
     assert [name for name, _ in sent].count("model_step") == 1
+
+
+def test_an_audit_the_tech_lead_refuses_blocks_the_ticket_instead_of_retrying_forever(
+        cast: Any, sent: list[tuple[str, dict[str, Any]]]) -> None:
+    from agents.model_servers import AnthropicServer
+    from agents.models import ModelCall
+    from agents.pricing import CURRENT_SONNET
+
+    attempt = finished(cast, "passed")
+    Ticket.objects.filter(pk=attempt.ticket_id).update(status="auditing")
+    with AnthropicServer(api_key="the-right-key") as server, allow_loopback():
+        agent_services.endpoint_create(
+            organization=cast.org, actor=cast.admin,
+            values={"name": "Claude", "kind": "anthropic", "base_url": server.url,
+                    "model": CURRENT_SONNET, "role": "tech_lead"}, api_key="a-revoked-key")
+        steps.audit_step(ticket_id=attempt.ticket_id)
+    ticket = Ticket.objects.get(pk=attempt.ticket_id)
+    assert ticket.status == "blocked"
+    assert ticket.block_reason.startswith("The Tech Lead could not audit the work:")
+    assert "401" in ticket.block_reason or "invalid x-api-key" in ticket.block_reason
+    assert [name for name, _ in sent if name == "audit_step"] == []
+    assert ModelCall.objects.filter(attempt=attempt, role="audit").count() == 1

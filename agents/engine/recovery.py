@@ -18,9 +18,8 @@ from django.utils import timezone
 
 from agents.engine import enqueue, hooks, routing
 from agents.engine.options import options_for
-from agents.engine.steps import _finished, lease_seconds
-from agents.execution import AttemptRun
-from agents.models import EndpointKind, EndpointLease, InferenceEndpoint
+from agents.engine.steps import after_attempt, attempt_run, lease_seconds
+from agents.models import EndpointLease, InferenceEndpoint
 from haao.errors import Conflict
 from tickets.models import (
     Attempt,
@@ -56,36 +55,27 @@ class Recovered:
         return any(vars(self).values())
 
 
-def _step_queue(attempt: Attempt) -> tuple[str, str]:
-    if attempt.stage in (AttemptStage.PENDING, AttemptStage.CODING):
-        return "model", attempt.queue
-    return "check", routing.checks_queue(attempt)
-
-
 def _resend(attempt: Attempt) -> None:
-    kind, queue = _step_queue(attempt)
-    if kind == "model":
-        enqueue.model_step(attempt_id=attempt.pk, queue=queue, on_commit=False)
+    """Send the step the attempt waits for (its model, or its checks) to its queue again."""
+    if attempt.stage in (AttemptStage.PENDING, AttemptStage.CODING):
+        enqueue.model_step(attempt_id=attempt.pk, queue=attempt.queue, on_commit=False)
     else:
-        enqueue.check_step(attempt_id=attempt.pk, queue=queue, on_commit=False)
+        enqueue.check_step(attempt_id=attempt.pk, queue=routing.checks_queue(attempt),
+                           on_commit=False)
 
 
 def _poison(attempt: Attempt) -> bool:
     """Fail an attempt that lost its worker too often (it may be what kills them)."""
     attempt = (Attempt.objects.select_related("ticket__project__organization",
                                               "inference_endpoint").get(pk=attempt.pk))
-    endpoint = attempt.inference_endpoint or InferenceEndpoint(
-        organization=attempt.organization, name=attempt.endpoint, model=attempt.model,
-        kind=EndpointKind.OPENAI_COMPATIBLE)
-    run = AttemptRun(ticket=attempt.ticket, attempt=attempt, endpoint=endpoint,
-                     delivery=attempt.deliveries)
+    run = attempt_run(attempt)
     try:
         done = run.finish(AttemptOutcome.ERROR, error=(
             f"Its worker was lost {attempt.lost + 1} times during the {attempt.stage} step "
             "(killed, out of memory or restarted); HAAO stopped delivering it."))
     except Conflict:
         return False
-    _finished(done, run)
+    after_attempt(done, run)
     return True
 
 

@@ -21,9 +21,9 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
+from django.db import connection, transaction
 
-from accounts.audit import SYSTEM, Actor
+from accounts.audit import Actor
 from agents import sandbox
 from agents.coder.client import CoderFailure
 from agents.engine import enqueue, hooks, routing
@@ -67,6 +67,7 @@ from tickets.services.engine import (
     dependency_problems,
     progress,
     ticket_attempt_finished,
+    ticket_audit_skipped,
     ticket_audited,
     ticket_block,
     ticket_dispatch,
@@ -101,18 +102,17 @@ def lease_seconds() -> int:
 
 
 @contextmanager
-def heartbeat(*, attempt: Attempt | None = None, holder: str = "") -> Iterator[threading.Event]:
-    """Renew the attempt's lease and the endpoint slot while the body runs; the event is set
-    when the attempt's claim was lost to another delivery."""
-    lost, stop = threading.Event(), threading.Event()
+def heartbeat(*, attempt: Attempt | None = None, holder: str = "") -> Iterator[None]:
+    """Renew the attempt's lease and the endpoint slot while the body runs. A claim lost to
+    another delivery needs no signal here: the claim fences every later write."""
+    stop = threading.Event()
     seconds = lease_seconds()
 
     def beat() -> None:
         try:
             while not stop.wait(max(1.0, seconds / 3)):
-                if attempt is not None and not attempt_heartbeat(attempt=attempt,
-                                                                 lease_seconds=seconds):
-                    lost.set()
+                if attempt is not None:
+                    attempt_heartbeat(attempt=attempt, lease_seconds=seconds)
                 if holder:
                     routing.slot_renew(holder=holder, seconds=seconds)
         except Exception:  # a database hiccup: the lease may expire, recovery takes over
@@ -123,7 +123,7 @@ def heartbeat(*, attempt: Attempt | None = None, holder: str = "") -> Iterator[t
     thread = threading.Thread(target=beat, name="haao-heartbeat", daemon=True)
     thread.start()
     try:
-        yield lost
+        yield
     finally:
         stop.set()
         thread.join(timeout=10)
@@ -136,6 +136,16 @@ def _load_attempt(attempt_id: Any) -> Attempt | None:
     if attempt is None:
         logger.warning("Attempt %s does not exist.", attempt_id)
     return attempt
+
+
+def attempt_run(attempt: Attempt) -> AttemptRun:
+    """The attempt's run, fenced by its current claim, on its endpoint (or, when that was
+    deleted meanwhile, a stand-in that still names the model for commit messages)."""
+    endpoint = attempt.inference_endpoint or InferenceEndpoint(
+        organization=attempt.ticket.organization, name=attempt.endpoint, model=attempt.model,
+        kind=EndpointKind.OPENAI_COMPATIBLE)
+    return AttemptRun(ticket=attempt.ticket, attempt=attempt, endpoint=endpoint,
+                      delivery=attempt.deliveries)
 
 
 def _cancelled(attempt: Attempt) -> bool:
@@ -323,12 +333,12 @@ def _code(attempt: Attempt, endpoint: InferenceEndpoint) -> None:
         if failure.outcome in UNREACHABLE:
             _unreachable(attempt, endpoint, failure)
             return
-        _finished(run.finish(failure_outcome(failure),
+        after_attempt(run.finish(failure_outcome(failure),
                              error=f"Coder call failed ({failure.reason}): {failure.message}"),
                   run)
         return
     except ApplicationError as error:
-        _finished(run.finish(AttemptOutcome.ERROR, error=error.message), run)
+        after_attempt(run.finish(AttemptOutcome.ERROR, error=error.message), run)
         return
     run._record_reply(reply, CallOutcome.OK)
     _answered(attempt, reply.text, tokens=reply.usage.output_tokens)
@@ -361,10 +371,10 @@ def _solve(attempt: Attempt, endpoint: InferenceEndpoint) -> None:
         text = solve(ticket=ticket, history=history, endpoint=endpoint, attempt=attempt,
                      idempotency_key=f"solve:{attempt.pk}:{attempt.deliveries}")
     except InvalidAnswer as error:
-        _finished(run.finish(AttemptOutcome.INVALID_OUTPUT, error=error.message), run)
+        after_attempt(run.finish(AttemptOutcome.INVALID_OUTPUT, error=error.message), run)
         return
     except (TechLeadError, ApplicationError) as error:
-        _finished(run.finish(AttemptOutcome.ERROR, error=error.message), run)
+        after_attempt(run.finish(AttemptOutcome.ERROR, error=error.message), run)
         return
     _answered(attempt, text, tokens=0)
 
@@ -392,13 +402,7 @@ def check_step(*, attempt_id: Any) -> None:
     if claimed is None:
         return
     ticket = claimed.ticket
-    endpoint = claimed.inference_endpoint
-    if endpoint is None:
-        # Its endpoint was deleted meanwhile; the commit message still names the model.
-        endpoint = InferenceEndpoint(organization=ticket.organization, name=claimed.endpoint,
-                                     model=claimed.model, kind=EndpointKind.OPENAI_COMPATIBLE)
-    run = AttemptRun(ticket=ticket, attempt=claimed, endpoint=endpoint,
-                     delivery=claimed.deliveries)
+    run = attempt_run(claimed)
     allow_unsandboxed = ticket.organization.allow_unsandboxed_checks
 
     def on_check(index: int, total: int, check: CheckRun) -> None:
@@ -413,7 +417,8 @@ def check_step(*, attempt_id: Any) -> None:
         with heartbeat(attempt=claimed):
             if not sandbox.sandbox_available():
                 if not allow_unsandboxed:
-                    _finished(run.finish(AttemptOutcome.ERROR, error=SANDBOX_MISSING), run)
+                    after_attempt(run.finish(AttemptOutcome.ERROR, error=SANDBOX_MISSING),
+                                  run)
                     return
                 run.warning = UNSANDBOXED_WARNING
             repo = workspace_of(ticket.project)
@@ -428,13 +433,13 @@ def check_step(*, attempt_id: Any) -> None:
         logger.info("Attempt %s was taken over; its checks are dropped.", claimed.pk)
         return
     except ApplicationError as error:
-        attempt_done = _finish_quietly(run, AttemptOutcome.ERROR, error.message)
+        attempt_done = _quietly(run.finish, outcome=AttemptOutcome.ERROR, error=error.message)
     except Exception as error:
         logger.exception("Checks of attempt %s crashed", claimed.pk)
-        attempt_done = _finish_quietly(run, AttemptOutcome.ERROR,
-                                       f"Internal error: {type(error).__name__}: {error}")
+        attempt_done = _quietly(run.finish, outcome=AttemptOutcome.ERROR,
+                                error=f"Internal error: {type(error).__name__}: {error}")
     if attempt_done is not None:
-        _finished(attempt_done, run)
+        after_attempt(attempt_done, run)
 
 
 _prepared: dict[Any, tuple[float, Path]] = {}
@@ -486,20 +491,15 @@ def _toolchain(environment: Any) -> tuple[list[Path], dict[str, str]]:
     return readonly, env_extra
 
 
-def _finish_quietly(run: AttemptRun, outcome: str, error: str) -> Attempt | None:
-    try:
-        return run.finish(outcome, error=error)
-    except Conflict:
-        return None
-
-
-def _finished(attempt: Attempt, run: AttemptRun) -> None:
-    """Record the attempt's end as an event and move its ticket on."""
-    progress(ticket=run.ticket, type="attempt.finished", attempt=attempt,
-             data={"outcome": attempt.outcome, "error": attempt.error[:500],
-                   "input_tokens": attempt.input_tokens, "output_tokens": attempt.output_tokens,
-                   "cost": str(attempt.cost)})
-    ticket_attempt_finished(attempt=attempt, options=options_for(project=run.ticket.project))
+def after_attempt(attempt: Attempt, run: AttemptRun) -> None:
+    """Record the attempt's end as an event and move its ticket on, in one transaction."""
+    with transaction.atomic():
+        progress(ticket=run.ticket, type="attempt.finished", attempt=attempt,
+                 data={"outcome": attempt.outcome, "error": attempt.error[:500],
+                       "input_tokens": attempt.input_tokens,
+                       "output_tokens": attempt.output_tokens, "cost": str(attempt.cost)})
+        ticket_attempt_finished(attempt=attempt,
+                                options=options_for(project=run.ticket.project))
 
 
 # --- Audit -------------------------------------------------------------------------------------
@@ -509,7 +509,6 @@ def audit_step(*, ticket_id: Any) -> None:
     from agents.models import EndpointRole
     from agents.techlead.audit import audit
     from agents.techlead.client import CallRefused, SpendLimitReached, TechLeadError
-    from tickets.state import ticket_transition
 
     ticket = (Ticket.objects.select_related("project__organization").filter(pk=ticket_id)
               .first())
@@ -523,9 +522,8 @@ def audit_step(*, ticket_id: Any) -> None:
     options = options_for(project=ticket.project)
     endpoint = routing.tech_lead(organization=organization, role=EndpointRole.AUDITOR)
     if endpoint is None:
-        ticket_transition(ticket=ticket, to=S.AWAITING_ACCEPTANCE, actor=SYSTEM,
-                          data={"attempt": attempt.number,
-                                "audit": "skipped: no Tech Lead endpoint"})
+        _quietly(ticket_audit_skipped, ticket=ticket, attempt=attempt,
+                 reason="no Tech Lead endpoint")
         return
     holder = f"audit:{attempt.pk}"
     if not routing.slot_acquire(endpoint=endpoint, holder=holder, seconds=lease_seconds()):

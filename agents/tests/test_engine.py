@@ -12,6 +12,7 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
+from accounts.audit import SYSTEM
 from accounts.models import AuditEvent
 from agents import services as agent_services
 from agents import tasks
@@ -177,7 +178,7 @@ def test_a_failed_audit_feeds_its_findings_back_and_costs_a_retry(cast: Any) -> 
     after = ticket_audited(attempt=attempt, passed=False, summary="Rounds the wrong way.",
                            findings=[{"severity": "major", "path": "totals.py",
                                       "message": "ROUND_HALF_EVEN is not half-up"}],
-                           actor=steps.SYSTEM, options=OPTIONS)
+                           actor=SYSTEM, options=OPTIONS)
     assert after is not None
     assert (after.status, after.retries_left, after.audit_failures) == ("retrying", 1, 1)
     assert "ROUND_HALF_EVEN is not half-up" in after.feedback
@@ -187,7 +188,7 @@ def test_audits_failing_too_often_block_the_ticket(cast: Any) -> None:
     attempt = finished(cast, "passed", retries_left=2, audit_failures=2)
     Ticket.objects.filter(pk=attempt.ticket_id).update(status="auditing")
     after = ticket_audited(attempt=attempt, passed=False, summary="Still wrong.", findings=[],
-                           actor=steps.SYSTEM, options=Options(escalation=True, audit=True,
+                           actor=SYSTEM, options=Options(escalation=True, audit=True,
                                                                max_audit_failures=3))
     assert after is not None and after.status == "blocked"
     assert "The audit failed 3 times" in after.block_reason

@@ -117,9 +117,8 @@ def ticket_dispatch(*, ticket: Ticket, executor: str, endpoint: Any, queue: str)
                                 stage=AttemptStage.PENDING)
         if executor == ExecutorKind.CLOUD:
             Ticket.objects.filter(pk=locked.pk).update(cloud_attempts=F("cloud_attempts") + 1)
-        data = {"attempt": attempt.number, "executor": executor, "endpoint": endpoint.name,
-                "model": endpoint.model}
-        ticket_transition(ticket=locked, to=S.RUNNING, actor=SYSTEM, data=data)
+        ticket_transition(ticket=locked, to=S.RUNNING, actor=SYSTEM,
+                          data={"attempt": attempt.number})
         progress(ticket=locked, type="ticket.dispatched", attempt=attempt,
                  data={"executor": executor, "endpoint": endpoint.name,
                        "model": endpoint.model, "queue": queue})
@@ -174,6 +173,12 @@ def ticket_attempt_finished(*, attempt: Attempt, options: Options) -> Ticket | N
             reason += f": {attempt.error.splitlines()[0][:500]}"
         return _after_failure(ticket, reason=reason, options=options,
                               cloud=attempt.executor == ExecutorKind.CLOUD)
+
+
+def ticket_audit_skipped(*, ticket: Ticket, attempt: Attempt, reason: str) -> Ticket:
+    """Passed work goes to acceptance unaudited, saying why (e.g. no Tech Lead endpoint)."""
+    return ticket_transition(ticket=ticket, to=S.AWAITING_ACCEPTANCE, actor=SYSTEM,
+                             data={"attempt": attempt.number, "audit": f"skipped: {reason}"})
 
 
 def _with_feedback(current: str, addition: str) -> str:

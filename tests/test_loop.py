@@ -102,11 +102,17 @@ def submit(cast: Any, project: Project) -> Requirement:
         text="Invoice totals must round half a cent up, like our accountants do.")
 
 
-def approved_ticket(cast: Any, project: Project, processes: Processes) -> Ticket:
+def proposed(cast: Any, project: Project, processes: Processes) -> Requirement:
+    """A submitted requirement, once the Tech Lead's proposal awaits Gate 1."""
     requirement = submit(cast, project)
     wait_for(lambda: Requirement.objects.get(pk=requirement.pk).status == "proposed",
              what="the Tech Lead's proposal", processes=processes)
     requirement.refresh_from_db()
+    return requirement
+
+
+def approved_ticket(cast: Any, project: Project, processes: Processes) -> Ticket:
+    requirement = proposed(cast, project, processes)
     [ticket] = services.requirement_approve(requirement=requirement, actor=cast.product_owner)
     return ticket
 

@@ -22,11 +22,11 @@ from tests.test_loop import (
     add_endpoints,
     events,
     kinds,
+    proposed,
     status_of,
-    submit,
 )
 from tickets import services
-from tickets.models import Attempt, Project, Requirement, Ticket
+from tickets.models import Attempt, Project, Ticket
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -49,13 +49,10 @@ def approve(cast: Any, project: Project, processes: Processes, *,
             retry_budget: int | None = None) -> list[Ticket]:
     """Submit the requirement, wait for the proposal, optionally lower its tickets' retry
     budget (as a product owner could before approving), and approve it."""
-    requirement = submit(cast, project)
-    wait_for(lambda: Requirement.objects.get(pk=requirement.pk).status == "proposed",
-             what="the Tech Lead's proposal", processes=processes)
+    requirement = proposed(cast, project, processes)
     if retry_budget is not None:
         Ticket.objects.filter(requirement=requirement).update(retry_budget=retry_budget,
                                                               retries_left=retry_budget)
-    requirement.refresh_from_db()
     return services.requirement_approve(requirement=requirement, actor=cast.product_owner)
 
 

@@ -24,7 +24,15 @@ from agents.techlead.testing import invoice_ticket
 from agents.workspaces.git import git
 from tests.factories import ProjectFactory
 from tests.loop import Processes, state, wait_for, workspace_root
-from tests.test_loop import RIGHT_FIX, TechLead, add_endpoints, events, kinds, status_of
+from tests.test_loop import (
+    RIGHT_FIX,
+    TechLead,
+    add_endpoints,
+    events,
+    kinds,
+    proposed,
+    status_of,
+)
 from tests.test_loop_paths import approve, chats, reach
 from tickets import services
 from tickets.models import Attempt, CheckResult, Project, Requirement, Ticket
@@ -264,13 +272,8 @@ def test_work_moves_to_the_other_coder_when_one_goes_down(
         cloud.answer = TechLead(tickets=[invoice_ticket()])
         processes.start_worker()
         processes.start_beat()
-        requirement = services.requirement_create(
-            project=project, actor=cast.product_owner, title="Round totals correctly",
-            text="Invoice totals must round half a cent up.")
-        wait_for(lambda: Requirement.objects.get(pk=requirement.pk).status == "proposed",
-                 what="the proposal", processes=processes)
+        requirement = proposed(cast, project, processes)
         first.stop()  # the preferred coder (least loaded, first by name) goes down
-        requirement.refresh_from_db()
         [ticket] = services.requirement_approve(requirement=requirement,
                                                 actor=cast.product_owner)
         ticket = reach(ticket, "awaiting_acceptance", processes)
@@ -291,13 +294,8 @@ def test_work_waits_for_its_only_coder_to_come_back(
         cloud.answer = TechLead(tickets=[invoice_ticket()])
         processes.start_worker()
         processes.start_beat()
-        requirement = services.requirement_create(
-            project=project, actor=cast.product_owner, title="Round totals correctly",
-            text="Invoice totals must round half a cent up.")
-        wait_for(lambda: Requirement.objects.get(pk=requirement.pk).status == "proposed",
-                 what="the proposal", processes=processes)
+        requirement = proposed(cast, project, processes)
         server.stop()
-        requirement.refresh_from_db()
         [ticket] = services.requirement_approve(requirement=requirement,
                                                 actor=cast.product_owner)
         until = time.monotonic() + 3 * LEASE

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from django.db.models import Sum
+from policies.redaction import redact_payload
 
 from agents import sandbox
 from agents.coder.client import DEFAULT_TIMEOUT, CoderFailure, CoderReply, TokenCallback, complete
@@ -36,6 +37,14 @@ from agents.workspaces import (
 )
 from agents.workspaces.git import git
 from haao.errors import ApplicationError
+from policies.enforcement import (
+    Refusal,
+    command_refusal,
+    edits_refusal,
+    known_secrets,
+    refusal_record,
+)
+from policies.selectors import EffectivePolicy, policy_for
 from tickets.models import Attempt, AttemptOutcome, ExecutorKind, Ticket
 from tickets.services import CheckOutcome, attempt_finish, attempt_start
 from tickets.spec import spec_clean
@@ -159,6 +168,28 @@ class AttemptRun:
         self.diff = ""
         self.checks: list[CheckOutcome] = []
         self.warning = ""
+        self._policy: EffectivePolicy | None = None
+        # What a guardrail refused in this attempt, if anything (recorded as an event).
+        self.refusal: Refusal | None = None
+
+    @property
+    def policy(self) -> EffectivePolicy:
+        """The policy the attempt runs under (its project's, read once)."""
+        if self._policy is None:
+            self._policy = policy_for(project=self.ticket.project)
+        return self._policy
+
+    @policy.setter
+    def policy(self, policy: EffectivePolicy | None) -> None:
+        self._policy = policy
+
+    def refuse(self, refusal: Refusal, *, point: str) -> Attempt:
+        """Record what the policy refused and end the attempt as a guardrail violation."""
+        self.refusal = refusal
+        refusal_record(organization=self.ticket.organization, refusal=refusal,
+                       policy=self.policy, ticket=self.ticket, point=point)
+        return self.finish(AttemptOutcome.GUARDRAIL_VIOLATION,
+                           error=f"Refused by policy ({refusal.rule}): {refusal.message}")
 
     def finish(self, outcome: str, *, error: str = "") -> Attempt:
         if self.warning:
@@ -192,6 +223,9 @@ class AttemptRun:
         messages = coder_messages(
             spec=spec, previous=previous_attempt(ticket=self.ticket, before=self.attempt.number),
             feedback=self.ticket.feedback)
+        if self.endpoint.is_cloud:  # a coder off the organization's machines reads no secret
+            messages, _ = redact_payload(
+                messages, known=known_secrets(organization=self.ticket.organization))
         try:
             return complete(endpoint=self.endpoint, messages=messages, stream=stream,
                             on_token=on_token, timeout=timeout, max_tokens=max_tokens,
@@ -262,13 +296,21 @@ class AttemptRun:
             return self.finish(AttemptOutcome.INVALID_OUTPUT, error=error.message)
         if reply is not None:
             self._record_reply(reply, CallOutcome.OK)
+        policy = self.policy
+        refusal = edits_refusal(policy, [edit.path for edit in edits])
+        if refusal is not None:
+            return self.refuse(refusal, point="edits")
         with attempt_worktree(repo=repo, ticket_key=ticket.key,
                               attempt_number=self.attempt.number,
                               base_branch=project.integration_branch) as worktree:
             try:
                 apply_edits(worktree=worktree, edits=edits,
-                            allowed_paths=spec["allowed_paths"])
+                            allowed_paths=spec["allowed_paths"],
+                            max_changed_lines=policy.max_changed_lines)
             except EditRefused as error:
+                if "added" in error.details:  # the size of the change, a policy rule
+                    return self.refuse(Refusal("max_changed_lines", policy.max_changed_lines,
+                                               error.message), point="edits")
                 return self.finish(AttemptOutcome.GUARDRAIL_VIOLATION, error=error.message)
             except EditNotApplicable as error:
                 return self.finish(AttemptOutcome.INVALID_OUTPUT, error=error.message)
@@ -280,6 +322,10 @@ class AttemptRun:
             tree = git(["write-tree"], cwd=worktree).stdout.strip()
             runs = []
             for index, check in enumerate(checks, start=1):
+                refusal = command_refusal(policy, check.command)
+                if refusal is not None:  # the policy may have changed since dispatch
+                    self.checks = [_outcome_of(done) for done in runs]
+                    return self.refuse(refusal, point="command")
                 run = run_check(worktree=worktree, check=check, limits=limits,
                                 readonly_paths=readonly_paths, env_extra=env_extra,
                                 allow_unsandboxed=allow_unsandboxed, binds=binds)

@@ -58,6 +58,9 @@ class InferenceEndpoint(TenantModel):
     base_url = models.CharField(max_length=2048)
     model = models.CharField(max_length=200)
     api_key = EncryptedTextField(blank=True, default="")
+    self_hosted = models.BooleanField(
+        default=False, help_text="It runs on the organization's own machines: what it is sent "
+                                 "stays there (data residency allows only these).")
     role = models.CharField(max_length=20, choices=EndpointRole.choices)
     max_concurrency = models.PositiveSmallIntegerField(
         default=1, validators=[MinValueValidator(1), MaxValueValidator(MAX_CONCURRENCY)],
@@ -99,7 +102,8 @@ class InferenceEndpoint(TenantModel):
 
     @property
     def is_cloud(self) -> bool:
-        return self.kind == EndpointKind.ANTHROPIC
+        """What it is sent leaves the organization's machines (redacted, capped, metered)."""
+        return not self.self_hosted
 
     def reveal_api_key(self) -> str:
         """The plaintext key for the model client's request header, or ""; never log it."""

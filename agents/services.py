@@ -44,7 +44,7 @@ MAX_PRICE = Decimal("100000")
 MAX_API_KEY = 1000
 MAX_TOKENS = 2**31 - 1
 EDITABLE = ("name", "kind", "flavor", "base_url", "model", "role", "max_concurrency",
-            "price_input", "price_output", "dedicated_queue", "enabled")
+            "price_input", "price_output", "dedicated_queue", "enabled", "self_hosted")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _QUEUE = re.compile(QUEUE_NAME_PATTERN)
 
@@ -138,6 +138,17 @@ def clean_endpoint_values(values: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(enabled, bool):
         raise _invalid("enabled", "Expected true or false.")
     clean["enabled"] = enabled
+    # Local servers run on the organization's machines unless the admin says otherwise; an
+    # Anthropic endpoint is the cloud unless it points at the organization's own gateway.
+    self_hosted = values.get("self_hosted")
+    if self_hosted is None:
+        self_hosted = kind != EndpointKind.ANTHROPIC
+    if not isinstance(self_hosted, bool):
+        raise _invalid("self_hosted", "Expected true or false.")
+    if self_hosted and clean["base_url"] == ANTHROPIC_BASE_URL:
+        raise _invalid("self_hosted", "api.anthropic.com is Anthropic's cloud, not a server "
+                                      "of the organization's own.")
+    clean["self_hosted"] = self_hosted
     return clean
 
 
@@ -163,6 +174,7 @@ def _public(endpoint: InferenceEndpoint) -> dict[str, Any]:
         "price_input": None if endpoint.price_input is None else str(endpoint.price_input),
         "price_output": None if endpoint.price_output is None else str(endpoint.price_output),
         "dedicated_queue": endpoint.dedicated_queue, "enabled": endpoint.enabled,
+        "self_hosted": endpoint.self_hosted,
         "has_api_key": endpoint.has_api_key,
     }
 

@@ -278,10 +278,12 @@ def seed(workdir: Path, cloud: Any, local: Any) -> tuple[Any, Any]:
     """An organization with a product owner, the sample repository as a project, the two
     endpoints; WIP and endpoint concurrency high enough not to throttle."""
     from accounts import services as accounts
+    from accounts.audit import Actor
     from accounts.models import User
     from agents.pricing import CURRENT_SONNET
     from agents.services import endpoint_create
     from agents.workspaces.samples import SAMPLE_PROJECT, git_checkout
+    from policies.services import policy_update
     from tickets.models import Project
     from tickets.services import project_create, project_grant_set
     from tickets.services.projects import project_repository_set
@@ -296,7 +298,8 @@ def seed(workdir: Path, cloud: Any, local: Any) -> tuple[Any, Any]:
     project_repository_set(project=project, repository=str(repository), actor=admin)
     project_grant_set(organization=organization, project=project, user=owner,
                       grants={"approve"}, actor=admin)
-    Project.objects.filter(pk=project.pk).update(wip_limit=100)  # the model's maximum
+    policy_update(organization=organization, project=project, actor=Actor.of(admin),
+                  changes={"wip_limit": 100})  # the rule's maximum
     endpoint_create(organization=organization, actor=admin, values={
         "name": "Coder", "kind": "openai_compatible", "flavor": "lm_studio",
         "base_url": local.url, "model": "bench-coder", "role": "coder", "max_concurrency": 64,

@@ -153,11 +153,15 @@ def repo(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def project(cast: Any, repo: Path) -> Any:
+    from accounts.audit import Actor
+    from policies.services import policy_update
     from tests.factories import ProjectFactory
     from tickets import services
 
     project = ProjectFactory(organization=cast.org, key="INV", name="Invoice calc",
-                             repository=str(repo), default_branch="main", wip_limit=2)
+                             repository=str(repo), default_branch="main")
+    policy_update(organization=cast.org, project=project, changes={"wip_limit": 2},
+                  actor=Actor.of(cast.admin))
     services.project_grant_set(organization=cast.org, project=project,
                                user=cast.product_owner, grants={"approve"}, actor=cast.admin)
     return project

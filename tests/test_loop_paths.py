@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 
+from accounts.audit import Actor
 from agents.model_servers import AnthropicServer, OpenAIServer, RecordedRequest
 from agents.model_servers.base import last_user_text
 from agents.models import ModelCall
 from agents.techlead.testing import invoice_ticket
 from agents.workspaces.git import git
-from policies.models import Policy
+from policies.services import policy_update
 from tests.loop import Processes, wait_for, workspace_root
 from tests.test_loop import (
     RIGHT_FIX,
@@ -47,12 +48,12 @@ def solves(server: AnthropicServer) -> list[RecordedRequest]:
 
 def approve(cast: Any, project: Project, processes: Processes, *,
             retry_budget: int | None = None) -> list[Ticket]:
-    """Submit the requirement, wait for the proposal, optionally lower its tickets' retry
-    budget (as a product owner could before approving), and approve it."""
+    """Submit the requirement, wait for the proposal, optionally lower the project's retry
+    budget (as an admin could in its policy), and approve it."""
     requirement = proposed(cast, project, processes)
     if retry_budget is not None:
-        Ticket.objects.filter(requirement=requirement).update(retry_budget=retry_budget,
-                                                              retries_left=retry_budget)
+        policy_update(organization=cast.org, project=project, actor=Actor.of(cast.admin),
+                      changes={"retry_budget": retry_budget})
     return services.requirement_approve(requirement=requirement, actor=cast.product_owner)
 
 
@@ -96,7 +97,8 @@ def test_a_ticket_whose_budget_is_spent_is_solved_by_the_tech_lead(
 def test_a_ticket_is_blocked_when_policy_forbids_escalation(
         cast: Any, project: Project, coder: OpenAIServer, cloud: AnthropicServer,
         processes: Processes) -> None:
-    Policy.objects.create(organization=cast.org, escalation_allowed=False)
+    policy_update(organization=cast.org, actor=Actor.of(cast.admin),
+                  changes={"escalation_allowed": False})
     coder.answer = lambda request: WRONG_FIX
     cloud.answer = TechLead(tickets=[invoice_ticket()])
     add_endpoints(cast, coder, cloud)

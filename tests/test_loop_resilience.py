@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
+from accounts.audit import Actor
 from agents import services as agent_services
 from agents import tasks
 from agents.model_servers import AnthropicServer, OpenAIServer, RecordedRequest
@@ -22,6 +23,7 @@ from agents.models import CallOutcome, ModelCall
 from agents.pricing import CURRENT_SONNET
 from agents.techlead.testing import invoice_ticket
 from agents.workspaces.git import git
+from policies.services import policy_update
 from tests.factories import ProjectFactory
 from tests.loop import Processes, state, wait_for, workspace_root
 from tests.test_loop import (
@@ -113,7 +115,8 @@ def test_twenty_killed_workers_lose_no_ticket_and_duplicate_nothing(
         add_tech_lead(cast.org, cast.admin, cloud)
         cloud.answer = TechLead(tickets=[invoice_ticket(title=f"Round money, part {n}")
                                          for n in range(1, TICKETS + 1)])
-        Project.objects.filter(pk=project.pk).update(wip_limit=TICKETS)
+        policy_update(organization=cast.org, project=project, changes={"wip_limit": TICKETS},
+                      actor=Actor.of(cast.admin))
         processes.start_worker(concurrency=6)
         processes.start_beat()
         tickets = approve(cast, project, processes)

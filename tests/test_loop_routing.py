@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 
+from accounts.audit import Actor
 from agents.model_servers import AnthropicServer, OpenAIServer, RecordedRequest
 from agents.model_servers.base import last_user_text
 from agents.models import InferenceEndpoint
 from agents.techlead.testing import SAMPLE_PROJECT, git_checkout, invoice_ticket
+from policies.services import policy_update
 from tests.factories import ProjectFactory
 from tests.loop import Processes, wait_for
 from tests.test_loop import TechLead, add_endpoints
@@ -63,8 +65,9 @@ def note_ticket(number: int) -> dict[str, Any]:
 def project(cast: Any, tmp_path: Path) -> Project:
     repo = git_checkout(SAMPLE_PROJECT, tmp_path / "repo")
     project: Project = ProjectFactory(organization=cast.org, key="NOTE", name="Notes",
-                                      repository=str(repo), default_branch="main",
-                                      wip_limit=TICKETS)
+                                      repository=str(repo), default_branch="main")
+    policy_update(organization=cast.org, project=project, changes={"wip_limit": TICKETS},
+                  actor=Actor.of(cast.admin))
     services.project_grant_set(organization=cast.org, project=project,
                                user=cast.product_owner, grants={"approve"}, actor=cast.admin)
     return project

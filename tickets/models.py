@@ -37,13 +37,9 @@ class Project(TenantModel):
                                                '["pip", "install", "-e", "."].')
     test_command = models.JSONField(
         default=list, blank=True, help_text='argv of the project\'s tests, e.g. ["pytest", "-q"].')
-    wip_limit = models.PositiveSmallIntegerField(
-        default=3, validators=[MinValueValidator(1), MaxValueValidator(100)],
-        help_text="Tickets of this project that may run at once.")
     ticket_seq = models.PositiveIntegerField(default=0, editable=False)
     requirement_seq = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
-
 
     class Meta:
         ordering = ["name"]
@@ -245,6 +241,8 @@ class Attempt(TenantModel):
     lost = models.PositiveSmallIntegerField(
         default=0, help_text="Times its worker was lost (lease expired) during a step.")
     worker = models.CharField(max_length=200, blank=True)
+    policy_version = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The organization's policy version it ran under.")
 
     class Meta:
         ordering = ["ticket", "number"]

@@ -86,24 +86,27 @@ def _loads(endpoints: list[InferenceEndpoint]) -> dict[Any, int]:
     return {row["inference_endpoint"]: row["n"] for row in rows}
 
 
-def pick_coder(*, organization: Organization,
-               exclude: tuple[Any, ...] = ()) -> InferenceEndpoint | None:
-    """The healthy coder with the most room (fewest assigned steps per slot); None if none."""
+def pick_coder(*, organization: Organization, exclude: tuple[Any, ...] = (),
+               self_hosted_only: bool = False) -> InferenceEndpoint | None:
+    """The healthy coder with the most room (fewest assigned steps per slot); None if none.
+    Under data residency (`self_hosted_only`) only coders on the organization's machines."""
     healthy = [endpoint for endpoint in coder_endpoints(organization=organization)
-               if endpoint.health_status != HealthStatus.FAILING and endpoint.pk not in exclude]
+               if endpoint.health_status != HealthStatus.FAILING and endpoint.pk not in exclude
+               and (endpoint.self_hosted or not self_hosted_only)]
     if not healthy:
         return None
     loads = _loads(healthy)
     return min(healthy, key=lambda e: (loads.get(e.pk, 0) / e.max_concurrency, e.name))
 
 
-def tech_lead(*, organization: Organization,
-              role: str = EndpointRole.TECH_LEAD) -> InferenceEndpoint | None:
+def tech_lead(*, organization: Organization, role: str = EndpointRole.TECH_LEAD,
+              self_hosted_only: bool = False) -> InferenceEndpoint | None:
     """The enabled Anthropic endpoint for `role` (auditor falls back to the Tech Lead)."""
     from agents.techlead.client import NoTechLeadEndpoint, tech_lead_endpoint_of
 
     try:
-        return tech_lead_endpoint_of(organization=organization, role=role)
+        return tech_lead_endpoint_of(organization=organization, role=role,
+                                     self_hosted_only=self_hosted_only)
     except NoTechLeadEndpoint:
         return None
 

@@ -27,7 +27,7 @@ from accounts.audit import Actor
 from agents import sandbox
 from agents.coder.client import CoderFailure
 from agents.engine import enqueue, hooks, routing
-from agents.engine.options import options_for
+from agents.engine.options import options_for, sandbox_limits
 from agents.execution import (
     SANDBOX_MISSING,
     UNSANDBOXED_WARNING,
@@ -45,6 +45,14 @@ from agents.models import (
 from agents.sandbox import CheckRun, SandboxLimits
 from agents.services import HealthResult, endpoint_health_record
 from haao.errors import ApplicationError, Conflict
+from policies.enforcement import (
+    GuardrailRefused,
+    Refusal,
+    command_refusal,
+    exhausted_cap,
+    refusal_record,
+)
+from policies.selectors import EffectivePolicy, policy_for
 from tickets.models import (
     Attempt,
     AttemptOutcome,
@@ -182,17 +190,18 @@ def dispatch_project(*, project_id: Any) -> list[Attempt]:
 
 
 def _dispatch(project: Project) -> list[Attempt]:
-    tickets_requeue(project=project)
+    policy = policy_for(project=project)
+    tickets_requeue(project=project, retry_budget=policy.retry_budget)
     organization = project.organization
     started: list[Attempt] = []
     tickets = Ticket.objects.for_org(organization).filter(project=project)
-    room = project.wip_limit - tickets.filter(status__in=IN_PROGRESS).count()
+    room = policy.wip_limit - tickets.filter(status__in=IN_PROGRESS).count()
     idle = (tickets.exclude(attempts__outcome=AttemptOutcome.RUNNING)
             .select_related("project__organization").prefetch_related("dependencies")
             .order_by("created_at", "order", "number"))
     # Retries and escalations hold their WIP place already; new work waits for one.
     for ticket in idle.filter(status__in=(S.RETRYING, S.ESCALATED)).distinct():
-        attempt, _ = _start(ticket, organization)
+        attempt, _ = _start(ticket, organization, policy)
         if attempt is not None:
             started.append(attempt)
     if room <= 0:
@@ -210,7 +219,7 @@ def _dispatch(project: Project) -> list[Attempt]:
                 continue
             if not ready:
                 continue
-            attempt, no_coder = _start(ticket, organization)
+            attempt, no_coder = _start(ticket, organization, policy)
             if no_coder:
                 return started  # no healthy coder: the rest of the queue waits too
             if attempt is not None:
@@ -227,24 +236,59 @@ def _quietly(action: Callable[..., Any], **kwargs: Any) -> Any:
         return None
 
 
-def _start(ticket: Ticket, organization: Any) -> tuple[Attempt | None, bool]:
+def _start(ticket: Ticket, organization: Any,
+           policy: EffectivePolicy) -> tuple[Attempt | None, bool]:
     """The ticket's next attempt, on the Tech Lead if it was escalated, else on a coder;
-    (None, True) when no coder can take it now."""
+    (None, True) when no coder can take it now. The policy is checked first: a ticket whose
+    checks could never run, or whose cloud budget is spent, is blocked without a model call."""
+    refusal = dispatch_refusal(ticket, policy)
+    if refusal is not None:
+        _refuse(ticket, refusal, policy, point="dispatch")
+        return None, False
+    residency = policy.data_residency
     if ticket.status == S.ESCALATED:
-        endpoint = routing.tech_lead(organization=organization)
+        endpoint = routing.tech_lead(organization=organization, self_hosted_only=residency)
         executor = ExecutorKind.CLOUD
         if endpoint is None:
-            _quietly(ticket_block, ticket=ticket, reason="It was escalated, but the organization "
-                                                         "has no enabled Tech Lead endpoint.")
+            where = "no enabled self-hosted Tech Lead endpoint (data residency is on)" \
+                if residency else "no enabled Tech Lead endpoint"
+            _quietly(ticket_block, ticket=ticket,
+                     reason=f"It was escalated, but the organization has {where}.")
             return None, False
     else:
-        endpoint = routing.pick_coder(organization=organization)
+        endpoint = routing.pick_coder(organization=organization, self_hosted_only=residency)
         executor = ExecutorKind.LOCAL
         if endpoint is None:
             return None, True  # it waits; recovery dispatches again
     attempt: Attempt | None = _quietly(ticket_dispatch, ticket=ticket, executor=executor,
-                                       endpoint=endpoint, queue=routing.attempt_queue(endpoint))
+                                       endpoint=endpoint, queue=routing.attempt_queue(endpoint),
+                                       policy_version=policy.version)
     return attempt, False
+
+
+def dispatch_refusal(ticket: Ticket, policy: EffectivePolicy) -> Refusal | None:
+    """What the policy refuses before a ticket's next attempt: a Definition-of-Done program
+    it does not allow (no attempt could pass), or, for the Tech Lead, a spent cloud cap."""
+    try:
+        spec = spec_clean(ticket.spec)
+    except ApplicationError:
+        return None  # the attempt itself reports a broken spec
+    for entry in spec["definition_of_done"]:
+        refusal = command_refusal(policy, entry.get("command") or [])
+        if refusal is not None:
+            return refusal
+    if ticket.status == S.ESCALATED:
+        return exhausted_cap(policy, organization=ticket.project.organization, ticket=ticket)
+    return None
+
+
+def _refuse(ticket: Ticket, refusal: Refusal, policy: EffectivePolicy, *, point: str) -> None:
+    """Record the refusal on the ticket and block it for a person, in one transaction."""
+    with transaction.atomic():
+        refusal_record(organization=ticket.project.organization, refusal=refusal,
+                       policy=policy, ticket=ticket, point=point)
+        _quietly(ticket_block, ticket=ticket,
+                 reason=f"Refused by policy ({refusal.rule}): {refusal.message}")
 
 
 # --- The model step: a local coder or the Tech Lead writes the edits -------------------------
@@ -255,8 +299,10 @@ def _wait_or_move(attempt: Attempt, endpoint: InferenceEndpoint | None) -> None:
     if attempt.executor == ExecutorKind.LOCAL and (
             endpoint is None or not endpoint.enabled
             or endpoint.health_status == HealthStatus.FAILING):
+        residency = policy_for(project=attempt.ticket.project).data_residency
         other = routing.pick_coder(organization=organization,
-                                   exclude=(endpoint.pk,) if endpoint else ())
+                                   exclude=(endpoint.pk,) if endpoint else (),
+                                   self_hosted_only=residency)
         if other is not None:
             queue = routing.attempt_queue(other)
             if attempt_reroute(attempt=attempt, endpoint=other, queue=queue):
@@ -373,6 +419,10 @@ def _solve(attempt: Attempt, endpoint: InferenceEndpoint) -> None:
     except InvalidAnswer as error:
         after_attempt(run.finish(AttemptOutcome.INVALID_OUTPUT, error=error.message), run)
         return
+    except GuardrailRefused as error:
+        run.refusal = error.refusal  # recorded by the client; the ticket waits for a person
+        after_attempt(run.finish(AttemptOutcome.GUARDRAIL_VIOLATION, error=error.message), run)
+        return
     except (TechLeadError, ApplicationError) as error:
         after_attempt(run.finish(AttemptOutcome.ERROR, error=error.message), run)
         return
@@ -403,6 +453,7 @@ def check_step(*, attempt_id: Any) -> None:
         return
     ticket = claimed.ticket
     run = attempt_run(claimed)
+    run.policy = policy = policy_for(project=ticket.project)
     allow_unsandboxed = ticket.organization.allow_unsandboxed_checks
 
     def on_check(index: int, total: int, check: CheckRun) -> None:
@@ -425,7 +476,7 @@ def check_step(*, attempt_id: Any) -> None:
             environment = _environment(ticket, repo)
             readonly, env_extra = _toolchain(environment)
             attempt_done = run.check(
-                repo=repo, answer=claimed.answer, limits=SandboxLimits(),
+                repo=repo, answer=claimed.answer, limits=sandbox_limits(policy),
                 readonly_paths=readonly, allow_unsandboxed=allow_unsandboxed,
                 env_extra=env_extra, binds=environment.binds if environment else (),
                 on_check=on_check)
@@ -491,6 +542,11 @@ def _toolchain(environment: Any) -> tuple[list[Path], dict[str, str]]:
     return readonly, env_extra
 
 
+# Refusals another try cannot fix: the ticket waits for a person instead of retrying.
+BLOCKING_RULES = frozenset({"allowed_programs", "data_residency", "ticket_cloud_cap_usd",
+                            "requirement_cloud_cap_usd", "monthly_cloud_cap_usd"})
+
+
 def after_attempt(attempt: Attempt, run: AttemptRun) -> None:
     """Record the attempt's end as an event and move its ticket on, in one transaction."""
     with transaction.atomic():
@@ -498,8 +554,13 @@ def after_attempt(attempt: Attempt, run: AttemptRun) -> None:
                  data={"outcome": attempt.outcome, "error": attempt.error[:500],
                        "input_tokens": attempt.input_tokens,
                        "output_tokens": attempt.output_tokens, "cost": str(attempt.cost)})
-        ticket_attempt_finished(attempt=attempt,
-                                options=options_for(project=run.ticket.project))
+        refusal = run.refusal
+        if refusal is not None and refusal.rule in BLOCKING_RULES:
+            _quietly(ticket_block, ticket=run.ticket,
+                     reason=f"Refused by policy ({refusal.rule}): {refusal.message}")
+            return
+        ticket_attempt_finished(attempt=attempt, options=options_for(
+            project=run.ticket.project, ticket_id=run.ticket.pk, policy=run.policy))
 
 
 # --- Audit -------------------------------------------------------------------------------------
@@ -519,11 +580,13 @@ def audit_step(*, ticket_id: Any) -> None:
     if attempt is None:
         return
     organization = ticket.project.organization
-    options = options_for(project=ticket.project)
-    endpoint = routing.tech_lead(organization=organization, role=EndpointRole.AUDITOR)
-    if endpoint is None:
+    policy = policy_for(project=ticket.project)
+    options = options_for(project=ticket.project, ticket_id=ticket.pk, policy=policy)
+    endpoint = routing.tech_lead(organization=organization, role=EndpointRole.AUDITOR,
+                                 self_hosted_only=policy.data_residency)
+    if endpoint is None or not options.audit:
         _quietly(ticket_audit_skipped, ticket=ticket, attempt=attempt,
-                 reason="no Tech Lead endpoint")
+                 reason=options.no_audit_why or "no Tech Lead endpoint")
         return
     holder = f"audit:{attempt.pk}"
     if not routing.slot_acquire(endpoint=endpoint, holder=holder, seconds=lease_seconds()):
@@ -543,8 +606,9 @@ def audit_step(*, ticket_id: Any) -> None:
                                 check_results=list(attempt.checks.all()), endpoint=endpoint,
                                 attempt=attempt, idempotency_key=f"audit:{attempt.pk}"
                                 + (f":{runs}" if runs else ""))
-            except (CallRefused, SpendLimitReached) as error:
-                # A wrong key or an exhausted account: trying again cannot help, a person can.
+            except (CallRefused, SpendLimitReached, GuardrailRefused) as error:
+                # A wrong key, an exhausted account or a policy's cap: trying again cannot
+                # help, a person can.
                 _quietly(ticket_block, ticket=ticket,
                          reason=f"The Tech Lead could not audit the work: {error.message}")
                 return
@@ -613,7 +677,9 @@ def decompose_step(*, requirement_id: Any) -> None:
                    .filter(pk=requirement_id).first())
     if requirement is None or requirement.status != RequirementStatus.DECOMPOSING:
         return
-    endpoint = routing.tech_lead(organization=requirement.project.organization)
+    residency = policy_for(project=requirement.project).data_residency
+    endpoint = routing.tech_lead(organization=requirement.project.organization,
+                                 self_hosted_only=residency)
     if endpoint is None:
         decompose_requirement(requirement_id=requirement.pk)  # records why it failed
         return

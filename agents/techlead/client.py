@@ -117,15 +117,23 @@ class _Try:
     spend_limit: bool = False
 
 
-def tech_lead_endpoint_of(*, organization: Organization,
-                          role: str = EndpointRole.TECH_LEAD) -> InferenceEndpoint:
-    """The organization's enabled Anthropic endpoint for `role`, else its Tech Lead's."""
+def tech_lead_endpoint_of(*, organization: Organization, role: str = EndpointRole.TECH_LEAD,
+                          self_hosted_only: bool = False) -> InferenceEndpoint:
+    """The organization's enabled Anthropic endpoint for `role`, else its Tech Lead's; under
+    data residency (`self_hosted_only`) only one that runs on the organization's machines."""
     candidates = (InferenceEndpoint.objects.for_org(organization)
                   .filter(enabled=True, kind=EndpointKind.ANTHROPIC).order_by("name"))
+    if self_hosted_only:
+        candidates = candidates.filter(self_hosted=True)
     endpoint = candidates.filter(role=role).first()
     if endpoint is None and role != EndpointRole.TECH_LEAD:
         endpoint = candidates.filter(role=EndpointRole.TECH_LEAD).first()
     if endpoint is None:
+        if self_hosted_only:
+            raise NoTechLeadEndpoint(
+                "Data residency is on, and the organization has no enabled self-hosted "
+                "endpoint with the Tech Lead role; an admin adds one (a server of its own "
+                "that speaks the Anthropic Messages API) under Inference endpoints.")
         raise NoTechLeadEndpoint(
             "The organization has no enabled Anthropic endpoint with the Tech Lead role; an "
             "admin adds one under Inference endpoints.")
@@ -260,6 +268,7 @@ class TechLeadClient:
             raise ApplicationError("The endpoint belongs to another organization.",
                                    details={"endpoint": ["another organization"]})
         params.setdefault("model", self.endpoint.model)
+        params, redactions = self._guard(context, params)
         last: _Try | None = None
         for attempt in range(1, self.max_attempts + 1):
             sdk = self._sdk()
@@ -275,7 +284,8 @@ class TechLeadClient:
                 last = _classify(error)
                 last.request_id = last.request_id or request_id
                 self._record(context, attempt, outcome=last.outcome, latency_ms=latency,
-                             request_id=last.request_id, error=last.error)
+                             request_id=last.request_id, error=last.error,
+                             redactions=redactions)
                 logger.warning("Tech Lead %s call failed (try %d/%d, request-id %s): %s",
                                context.role, attempt, self.max_attempts,
                                last.request_id or "-", last.error)
@@ -301,7 +311,8 @@ class TechLeadClient:
                          error="The answer had no content." if empty else "",
                          input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
                          cache_write_tokens=usage.cache_creation_input_tokens or 0,
-                         cache_read_tokens=usage.cache_read_input_tokens or 0)
+                         cache_read_tokens=usage.cache_read_input_tokens or 0,
+                         redactions=redactions)
             logger.info("Tech Lead %s call ok (request-id %s, %d ms, in %d, out %d, cache "
                         "write %d, cache read %d)", context.role, request_id, latency,
                         usage.input_tokens, usage.output_tokens,
@@ -316,6 +327,71 @@ class TechLeadClient:
             f"The Tech Lead did not answer after {self.max_attempts} tries: {last.error}",
             outcome=last.outcome, request_id=last.request_id)
 
+    def _guard(self, context: CallContext, params: dict[str, Any]
+               ) -> tuple[dict[str, Any], int]:
+        """The policy's checks before any request: data residency, secrets redacted from
+        everything a cloud model would read, and the spend caps against what the call could
+        cost. A refusal is recorded (event and ledger row) and raised; no request is made."""
+        from policies.redaction import redact_payload
+
+        from policies.enforcement import (
+            GuardrailRefused,
+            Refusal,
+            exhausted_cap,
+            known_secrets,
+            refusal_record,
+            residency_refusal,
+            spend_caps,
+            spend_refusal,
+        )
+
+        policy = _policy_of(context)
+        redactions = 0
+        refusal: Refusal | None = residency_refusal(policy, endpoint=self.endpoint)
+        if refusal is None and self.endpoint.is_cloud:
+            known = known_secrets(organization=context.organization)
+            for name in ("system", "messages"):
+                if name in params:
+                    params[name], found = redact_payload(params[name], known=known)
+                    redactions += found.count
+            scope = {"ticket": context.ticket, "requirement": context.requirement}
+            if spend_caps(policy, **scope):
+                refusal = exhausted_cap(policy, organization=context.organization, **scope)
+                if refusal is None:
+                    refusal = spend_refusal(policy, organization=context.organization,
+                                            estimate=self._cost_bound(params), **scope)
+                    counted = self._counted_cost(params) if refusal is not None else None
+                    if counted is not None:
+                        refusal = spend_refusal(policy, organization=context.organization,
+                                                estimate=counted, **scope)
+        if refusal is not None:
+            refusal_record(organization=context.organization, refusal=refusal, policy=policy,
+                           ticket=context.ticket, requirement=context.requirement,
+                           point="cloud call")
+            self._record(context, 0, outcome=CallOutcome.BLOCKED, latency_ms=0,
+                         error=refusal.message[:ERROR_LIMIT], redactions=redactions)
+            raise GuardrailRefused(refusal)
+        return params, redactions
+
+    def _cost_bound(self, params: dict[str, Any]) -> Decimal:
+        """The most the call can cost, without asking anyone: every byte of the request as
+        a token (no token is shorter) and the full `max_tokens` of output."""
+        fields = {k: params[k] for k in ("system", "messages", "tools") if k in params}
+        bound = len(json.dumps(fields, default=str).encode())
+        return self.estimate_cost(input_tokens=bound,
+                                  max_output_tokens=int(params.get("max_tokens") or 0))
+
+    def _counted_cost(self, params: dict[str, Any]) -> Decimal | None:
+        """The most the call can cost with its input counted by the provider (free, and the
+        request is already redacted); None when counting is not possible."""
+        try:
+            tokens = self.count_tokens(**params)
+        except TechLeadError as error:
+            logger.info("Counting tokens before a capped call failed: %s", error.message)
+            return None
+        return self.estimate_cost(input_tokens=tokens,
+                                  max_output_tokens=int(params.get("max_tokens") or 0))
+
     def _record(self, context: CallContext, attempt: int, **values: Any) -> None:
         # Keyed per try, so a re-delivered task re-running the same conversation adds no rows.
         model_call_record(organization=context.organization, endpoint=self.endpoint,
@@ -323,6 +399,17 @@ class TechLeadClient:
                           requirement=context.requirement, ticket=context.ticket,
                           attempt=context.attempt,
                           idempotency_key=f"{context.key}#{attempt}"[:200], **values)
+
+
+def _policy_of(context: CallContext) -> Any:
+    """The policy the call runs under: its project's, else the organization's own."""
+    from policies.selectors import effective_policy
+
+    project = context.project
+    for owner in (context.ticket, context.requirement):
+        if project is None and owner is not None:
+            project = owner.project
+    return effective_policy(organization=context.organization, project=project)
 
 
 def _ms(started: float) -> int:

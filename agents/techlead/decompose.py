@@ -250,12 +250,14 @@ def decompose_requirement(*, requirement_id: Any, repo_path: Path | str | None =
         return None
     if requirement.status != RequirementStatus.DECOMPOSING:
         return requirement  # delivered twice: the first delivery did the work
+    from policies.selectors import policy_for
     from tickets.services import requirement_fail, requirement_propose
 
     actor: Actor = SYSTEM
     try:
         endpoint = client.endpoint if client else tech_lead_endpoint_of(
-            organization=requirement.organization)
+            organization=requirement.organization,
+            self_hosted_only=policy_for(project=requirement.project).data_residency)
         actor = Actor.model(endpoint.model)
         if repo_path is not None:
             specs = decompose(requirement=requirement, repo_path=repo_path, endpoint=endpoint,

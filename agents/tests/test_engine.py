@@ -19,7 +19,7 @@ from agents import tasks
 from agents.engine import recovery, routing, steps
 from agents.models import EndpointLease, InferenceEndpoint
 from haao.errors import Conflict
-from policies.models import Policy
+from policies.services import policy_update
 from tests.factories import TicketFactory
 from tickets.models import Attempt, AttemptStage, Ticket
 from tickets.services.attempts import attempt_claim, attempt_finish, attempt_start
@@ -55,8 +55,8 @@ def running_attempt(cast: Any, *, stage: str = AttemptStage.CODING,
 
 def test_dispatch_keeps_to_the_wip_limit_in_ticket_order(cast: Any) -> None:
     coder(cast, max_concurrency=8)
-    cast.project.wip_limit = 2
-    cast.project.save()
+    policy_update(organization=cast.org, project=cast.project, actor=SYSTEM,
+                  changes={"wip_limit": 2})
     first, second, third = (ticket(cast, order=n) for n in (1, 2, 3))
     started = steps.dispatch_project(project_id=cast.project.pk)
     assert [a.ticket_id for a in started] == [first.pk, second.pk]
@@ -101,8 +101,8 @@ def test_without_a_healthy_coder_work_waits_in_the_queue(cast: Any) -> None:
 def test_work_goes_to_the_coder_with_the_most_room(cast: Any) -> None:
     small = coder(cast, "Small box", max_concurrency=1)
     big = coder(cast, "Big box", max_concurrency=4)
-    cast.project.wip_limit = 5
-    cast.project.save()
+    policy_update(organization=cast.org, project=cast.project, actor=SYSTEM,
+                  changes={"wip_limit": 5})
     for n in range(5):
         ticket(cast, order=n)
     started = steps.dispatch_project(project_id=cast.project.pk)
@@ -197,7 +197,7 @@ def test_audits_failing_too_often_block_the_ticket(cast: Any) -> None:
 def test_policy_escalation_switch_reaches_the_engine(cast: Any) -> None:
     from agents.engine.options import options_for
 
-    Policy.objects.create(organization=cast.org, escalation_allowed=False)
+    policy_update(organization=cast.org, actor=SYSTEM, changes={"escalation_allowed": False})
     options = options_for(project=cast.project)
     assert not options.escalation
     assert options.no_escalation_why == "escalation to the Tech Lead is not allowed by policy"

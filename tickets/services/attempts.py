@@ -46,7 +46,8 @@ def _tail(text: str) -> str:
 
 def attempt_start(*, ticket: Ticket, number: int, executor: str, endpoint: str = "",
                   model: str = "", inference_endpoint: Any = None, queue: str = "",
-                  stage: str = AttemptStage.CODING) -> Attempt:
+                  stage: str = AttemptStage.CODING, policy_version: int | None = None
+                  ) -> Attempt:
     """Claim attempt `number` of `ticket`; a second claim of the same number is refused."""
     if executor not in ExecutorKind.values:
         raise ValueError(f"unknown executor {executor!r}")
@@ -55,7 +56,8 @@ def attempt_start(*, ticket: Ticket, number: int, executor: str, endpoint: str =
             attempt = Attempt.objects.create(
                 organization_id=ticket.organization_id, ticket=ticket, number=number,
                 executor=executor, endpoint=endpoint[:200], model=model[:200],
-                inference_endpoint=inference_endpoint, queue=queue, stage=stage)
+                inference_endpoint=inference_endpoint, queue=queue, stage=stage,
+                policy_version=policy_version)
             Ticket.objects.filter(pk=ticket.pk).update(attempt_count=F("attempt_count") + 1)
     except IntegrityError:
         raise Conflict(f"Attempt {number} of this ticket exists already.",

@@ -46,6 +46,8 @@ class Options:
     max_audit_failures: int = 3
     max_cloud_attempts: int = 1
     no_escalation_why: str = ""
+    no_audit_why: str = ""
+    policy_version: int = 0
 
 
 def progress(*, ticket: Ticket, type: str, data: dict[str, Any], actor: Actor = SYSTEM,
@@ -66,18 +68,19 @@ def _locked(ticket_id: Any) -> Ticket:
             .select_related("project__organization").get(pk=ticket_id))
 
 
-def tickets_requeue(*, project: Project) -> list[Ticket]:
-    """Approved tickets join the queue; rejected ones start a new cycle with fresh budgets."""
+def tickets_requeue(*, project: Project, retry_budget: int | None = None) -> list[Ticket]:
+    """Approved tickets join the queue; rejected ones start a new cycle with fresh budgets.
+    Each gets the policy's `retry_budget` (when given) as it joins."""
     moved = []
     # One transaction per ticket: holding the audit chain while locking the next ticket's
     # row would deadlock with a worker that holds that row and waits for the chain.
     for ticket in (Ticket.objects.for_org(project.organization)
                    .filter(project=project, status__in=(S.APPROVED, S.REJECTED))
                    .select_related("project__organization").order_by("order", "number")):
-        fields: dict[str, Any] = {}
+        budget = ticket.retry_budget if retry_budget is None else retry_budget
+        fields: dict[str, Any] = {"retry_budget": budget, "retries_left": budget}
         if ticket.status == S.REJECTED:
-            fields = {"retries_left": ticket.retry_budget, "audit_failures": 0,
-                      "cloud_attempts": 0}
+            fields.update({"audit_failures": 0, "cloud_attempts": 0})
         try:
             moved.append(ticket_transition(ticket=ticket, to=S.QUEUED, actor=SYSTEM,
                                            fields=fields))
@@ -102,8 +105,10 @@ def ticket_block(*, ticket: Ticket, reason: str) -> Ticket:
                              data={"reason": reason[:1000]}, fields={"block_reason": reason})
 
 
-def ticket_dispatch(*, ticket: Ticket, executor: str, endpoint: Any, queue: str) -> Attempt:
-    """Create the ticket's next attempt on `endpoint` and mark the ticket running."""
+def ticket_dispatch(*, ticket: Ticket, executor: str, endpoint: Any, queue: str,
+                    policy_version: int | None = None) -> Attempt:
+    """Create the ticket's next attempt on `endpoint` (under the organization's policy
+    version `policy_version`) and mark the ticket running."""
     with transaction.atomic():
         locked = _locked(ticket.pk)
         if locked.status not in WAITING_FOR_ATTEMPT:
@@ -114,14 +119,15 @@ def ticket_dispatch(*, ticket: Ticket, executor: str, endpoint: Any, queue: str)
         attempt = attempt_start(ticket=locked, number=locked.attempt_count + 1,
                                 executor=executor, endpoint=endpoint.name, model=endpoint.model,
                                 inference_endpoint=endpoint, queue=queue,
-                                stage=AttemptStage.PENDING)
+                                stage=AttemptStage.PENDING, policy_version=policy_version)
         if executor == ExecutorKind.CLOUD:
             Ticket.objects.filter(pk=locked.pk).update(cloud_attempts=F("cloud_attempts") + 1)
         ticket_transition(ticket=locked, to=S.RUNNING, actor=SYSTEM,
                           data={"attempt": attempt.number})
         progress(ticket=locked, type="ticket.dispatched", attempt=attempt,
                  data={"executor": executor, "endpoint": endpoint.name,
-                       "model": endpoint.model, "queue": queue})
+                       "model": endpoint.model, "queue": queue,
+                       "policy_version": policy_version})
     return attempt
 
 
@@ -166,7 +172,8 @@ def ticket_attempt_finished(*, attempt: Attempt, options: Options) -> Ticket | N
             target = S.AUDITING if options.audit else S.AWAITING_ACCEPTANCE
             data: dict[str, Any] = {"attempt": attempt.number}
             if not options.audit:
-                data["audit"] = "skipped"
+                data["audit"] = f"skipped: {options.no_audit_why}" if options.no_audit_why \
+                    else "skipped"
             return ticket_transition(ticket=ticket, to=target, actor=SYSTEM, data=data)
         reason = f"attempt {attempt.number} {attempt.get_outcome_display().lower()}"
         if attempt.error:

@@ -159,10 +159,20 @@ def recover(*, now: Any = None) -> Recovered:
 
 def check_endpoints() -> int:
     """Send a health check of every enabled endpoint to the queue that may reach it."""
+    from policies.selectors import effective_policy
+
     count = 0
-    for endpoint in InferenceEndpoint.objects.filter(enabled=True).only("pk",
-                                                                       "dedicated_queue"):
+    residency: dict[Any, bool] = {}
+    for endpoint in InferenceEndpoint.objects.filter(enabled=True).select_related(
+            "organization").only("pk", "dedicated_queue", "self_hosted", "organization"):
         from agents import tasks
+
+        organization = endpoint.organization
+        if organization.pk not in residency:
+            residency[organization.pk] = effective_policy(
+                organization=organization, with_version=False).data_residency
+        if endpoint.is_cloud and residency[organization.pk]:
+            continue  # under the organization's data residency not even a ping goes out
 
         tasks.check_endpoint.apply_async(kwargs={"endpoint_id": str(endpoint.pk)},
                                          queue=endpoint.dedicated_queue or routing.CONTROL,

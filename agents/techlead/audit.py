@@ -7,7 +7,6 @@ a failed audit rather than crashing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +21,13 @@ from agents.techlead.client import (
     block_dicts,
     tool_input,
 )
-from agents.techlead.prompts import AUDIT_INSTRUCTIONS, AUDIT_SCHEMA, EPHEMERAL, submit_audit_tool
+from agents.techlead.prompts import (
+    AUDIT_INSTRUCTIONS,
+    AUDIT_SCHEMA,
+    EPHEMERAL,
+    submit_audit_tool,
+    ticket_text,
+)
 from tickets.models import Ticket
 
 MAX_REPAIRS = 1
@@ -73,7 +78,7 @@ def audit_request(*, ticket: Ticket, diff: str, check_results: Sequence[Any]) ->
     """Instructions and the ticket (cached), then the diff and the check results."""
     shown = diff if len(diff) <= MAX_DIFF_CHARS else diff[:MAX_DIFF_CHARS] + "\n[diff truncated]"
     checks = "\n".join(_check_text(check) for check in check_results) or "(no checks recorded)"
-    spec = json.dumps(ticket.spec, indent=1, sort_keys=True, ensure_ascii=False)
+    spec = ticket_text(ticket.spec)
     return {
         "max_tokens": MAX_OUTPUT_TOKENS,
         "tools": [submit_audit_tool()],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 from typing import Any
 
 from tickets.spec import load_schema
@@ -133,3 +134,20 @@ AUDIT_SCHEMA: dict[str, Any] = {
         },
     },
 }
+
+
+def ticket_text(spec: dict[str, Any]) -> str:
+    """A ticket for the Tech Lead to read: its fields as JSON, and the injected code as plain
+    text after them (readable, and each line scanned for secrets as the line it is)."""
+    fields = copy.deepcopy(spec)
+    blocks = []
+    for index, context in enumerate(fields.get("code_context") or [], start=1):
+        content = context.pop("content", None)
+        if content is None:
+            continue
+        context["content"] = f"(code block {index} below)"
+        blocks.append(f"Code block {index}: {context.get('path')} lines "
+                      f"{context.get('line_start')}-{context.get('line_end')}\n"
+                      f"```\n{content}\n```")
+    text = json.dumps(fields, indent=1, sort_keys=True, ensure_ascii=False)
+    return "\n\n".join([text, *blocks])

@@ -7,14 +7,13 @@ sent back once, then refused with `InvalidAnswer`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agents.edits import EditParseError, parse_edits
 from agents.models import CallOutcome, CallRole, InferenceEndpoint
 from agents.techlead.client import CallContext, InvalidAnswer, TechLeadClient, block_dicts
-from agents.techlead.prompts import EPHEMERAL, SOLVE_INSTRUCTIONS
+from agents.techlead.prompts import EPHEMERAL, SOLVE_INSTRUCTIONS, ticket_text
 from tickets.models import Ticket
 
 MAX_REPAIRS = 1
@@ -65,7 +64,7 @@ def history_text(history: Sequence[Any]) -> str:
 
 def solve_request(*, ticket: Ticket, history: Sequence[Any]) -> dict[str, Any]:
     """Instructions and ticket (cached), then the attempts and the latest feedback."""
-    spec = json.dumps(ticket.spec, indent=1, sort_keys=True, ensure_ascii=False)
+    spec = ticket_text(ticket.spec)
     feedback = f"\n\nReviewer feedback: {ticket.feedback}" if ticket.feedback else ""
     return {
         "max_tokens": MAX_OUTPUT_TOKENS,

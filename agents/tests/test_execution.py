@@ -273,7 +273,7 @@ def test_the_second_attempt_is_told_the_first_ones_failure_and_the_feedback(
 
 
 def test_running_the_same_attempt_number_twice_is_refused(ticket, endpoint, server,
-                                                          tmp_path) -> None:
+                                                                 tmp_path) -> None:
     server.enqueue(oai.chat_reply(MALFORMED))
     attempt_of(ticket, 1, endpoint, tmp_path / "ws")
 
@@ -340,3 +340,39 @@ def test_an_invalid_attempt_number_is_refused_before_anything_is_claimed(
 
     assert not Attempt.objects.filter(ticket=ticket).exists()
     assert server.requests == []
+
+
+def test_a_program_the_policy_does_not_allow_is_never_started(ticket, endpoint, server, cast,
+                                                               tmp_path) -> None:
+    from accounts.audit import Actor
+    from accounts.models import AuditEvent
+    from policies.services import policy_update
+
+    # The policy changed after the ticket was dispatched: the check itself is refused.
+    policy_update(organization=cast.org, actor=Actor.of(cast.admin),
+                  changes={"allowed_programs": ["pytest"]})
+    server.enqueue(oai.chat_reply(RIGHT_FIX))
+
+    attempt = attempt_of(ticket, 1, endpoint, tmp_path / "workspaces")
+
+    assert attempt.outcome == "guardrail_violation"
+    assert "allowed_programs" in attempt.error and "'python'" in attempt.error
+    assert not attempt.checks.exists()
+    event = AuditEvent.objects.get(type="guardrail.refused", target_id=str(ticket.pk))
+    assert (event.data["rule"], event.data["value"], event.data["point"]) == (
+        "allowed_programs", "python", "command")
+
+
+def test_a_change_larger_than_the_policy_allows_is_not_written(ticket, endpoint, server, cast,
+                                                                 tmp_path) -> None:
+    from accounts.audit import Actor
+    from policies.services import policy_update
+
+    policy_update(organization=cast.org, actor=Actor.of(cast.admin),
+                  changes={"max_changed_lines": 2})
+    server.enqueue(oai.chat_reply(RIGHT_FIX))  # 4 changed lines
+
+    attempt = attempt_of(ticket, 1, endpoint, tmp_path / "workspaces")
+
+    assert attempt.outcome == "guardrail_violation"
+    assert "max_changed_lines" in attempt.error and attempt.diff == ""

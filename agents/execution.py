@@ -320,7 +320,7 @@ class AttemptRun:
             self.diff = diff_of(worktree)
             base = base_of(worktree)
             tree = git(["write-tree"], cwd=worktree).stdout.strip()
-            runs = []
+            runs: list[CheckRun] = []
             for index, check in enumerate(checks, start=1):
                 refusal = command_refusal(policy, check.command)
                 if refusal is not None:  # the policy may have changed since dispatch

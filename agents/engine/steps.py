@@ -50,6 +50,7 @@ from policies.enforcement import (
     Refusal,
     command_refusal,
     exhausted_cap,
+    path_refusal,
     refusal_record,
 )
 from policies.selectors import EffectivePolicy, policy_for
@@ -277,6 +278,12 @@ def dispatch_refusal(ticket: Ticket, policy: EffectivePolicy) -> Refusal | None:
         refusal = command_refusal(policy, entry.get("command") or [])
         if refusal is not None:
             return refusal
+    # A ticket that may change only files the policy protects could never be done.
+    named = [path for path in spec["allowed_paths"] if not any(c in path for c in "*?")]
+    if named and len(named) == len(spec["allowed_paths"]):
+        refusals = [path_refusal(policy, path) for path in named]
+        if all(refusals):
+            return refusals[0]
     if ticket.status == S.ESCALATED:
         return exhausted_cap(policy, organization=ticket.project.organization, ticket=ticket)
     return None

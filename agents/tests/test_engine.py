@@ -98,6 +98,30 @@ def test_without_a_healthy_coder_work_waits_in_the_queue(cast: Any) -> None:
     assert not Attempt.objects.exists()
 
 
+def test_dispatch_blocks_a_ticket_that_may_only_change_protected_files(cast: Any) -> None:
+    from accounts.models import AuditEvent
+    from tests.factories import spec_example
+
+    coder(cast)
+    protected = ticket(cast, spec=spec_example(allowed_paths=[".github/workflows/ci.yml"]))
+    fine = ticket(cast, order=2)
+    started = steps.dispatch_project(project_id=cast.project.pk)
+    assert [a.ticket_id for a in started] == [fine.pk]
+    protected.refresh_from_db()
+    assert protected.status == "blocked" and "denied_paths" in protected.block_reason
+    event = AuditEvent.objects.get(type="guardrail.refused", target_id=str(protected.pk))
+    assert (event.data["value"], event.data["point"]) == (".github/workflows/**", "dispatch")
+
+
+def test_data_residency_dispatches_only_to_self_hosted_coders(cast: Any) -> None:
+    coder(cast, "A rented GPU", self_hosted=False)  # first by name: chosen without the rule
+    own = coder(cast, "Own box")
+    policy_update(organization=cast.org, actor=SYSTEM, changes={"data_residency": True})
+    work = ticket(cast)
+    [attempt] = steps.dispatch_project(project_id=cast.project.pk)
+    assert attempt.ticket_id == work.pk and attempt.inference_endpoint_id == own.pk
+
+
 def test_work_goes_to_the_coder_with_the_most_room(cast: Any) -> None:
     small = coder(cast, "Small box", max_concurrency=1)
     big = coder(cast, "Big box", max_concurrency=4)

@@ -317,3 +317,11 @@ def test_data_residency_refuses_a_cloud_endpoint_without_a_request(
         call(cast, claude, "Decompose this.")
     assert refused.value.refusal.rule == "data_residency" and server.requests == []
 
+
+
+def test_every_rule_is_documented() -> None:
+    from django.conf import settings
+
+    text = (settings.BASE_DIR / "docs" / "policies.md").read_text()
+    missing = [rule.name for rule in rules.RULES if f"`{rule.name}`" not in text]
+    assert missing == []

@@ -100,7 +100,7 @@ class AttemptSerializer(serializers.ModelSerializer):
         model = Attempt
         fields = ["number", "executor", "endpoint", "model", "outcome", "started_at",
                   "finished_at", "duration_seconds", "tokens", "cost", "error", "diff",
-                  "checks"]
+                  "checks", "policy_version"]
         read_only_fields = fields
 
 

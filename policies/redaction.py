@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -115,6 +116,9 @@ _ENTROPY_PLUGINS: tuple[tuple[HighEntropyStringsPlugin, int], ...] = (
 _ENTROPY_KIND = "high-entropy string"
 # Subresource-integrity digests (package-lock.json "integrity": "sha512-…") are public.
 _HASH_PREFIX = re.compile(r"sha(?:1|256|384|512)-")
+# A git object id on a line that says so ("commit": "9ae2f17…", sha = '…') is not a secret.
+_GIT_OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+_GIT_WORDS = re.compile(r"commit|sha|rev|head|parent|tree|merge|base", re.IGNORECASE)
 
 _KEYWORD_KIND = "secret value"
 # detect-secrets' keyword list ("password", "secret", "api_?key", …) as a cheap line filter.
@@ -181,6 +185,8 @@ _NOT_VALUES = frozenset({
 })
 # A message, not a secret: words separated by spaces, ending like a sentence.
 _PROSE = re.compile(r"\S+(?: \S+)+[.!?:)]")
+# The name of a setting (`secret_name = "ANTHROPIC_API_KEY"`), not its value.
+_ENV_NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")
 _IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
 _DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
 _TYPE_NAME = re.compile(r"[A-Z][a-z]+(?:[A-Z][a-z0-9]*)*")
@@ -196,6 +202,7 @@ def _placeholder(value: str) -> bool:
         or v.startswith(("$", "%(", "{{", "/", "./", "../", "~/", "http:", "https:", "<"))
         or set(v) <= set("*xX.-_#")
         or "REDACTED" in v
+        or _ENV_NAME.fullmatch(v) is not None
     )
 
 
@@ -311,7 +318,8 @@ def _entropy_hits(text: str) -> Iterable[_Hit]:
                 or _HASH_PREFIX.match(value) is not None
                 or is_sequential_string(value)
                 or is_potential_uuid(value)
-                or is_likely_id_string(value, _line_at(text, match.start()), plugin)
+                or is_likely_id_string(value, line := _line_at(text, match.start()), plugin)
+                or (_GIT_OBJECT_ID.fullmatch(value) and _GIT_WORDS.search(line))
             ):
                 continue
             yield _Hit(match.start(2), match.end(2), _ENTROPY_KIND)
@@ -350,11 +358,21 @@ _SCANNERS: tuple[Callable[[str], Iterable[_Hit]], ...] = (
 )
 
 
+# On the same span, a provider's name tells the reader more than these.
+_GENERIC_KINDS = frozenset({"bearer token", _KEYWORD_KIND, _ENTROPY_KIND})
+
+
+def _overlaps(start: int, end: int, spans: list[tuple[int, int]]) -> bool:
+    """Whether [start, end) overlaps any of `spans` (sorted, not overlapping each other)."""
+    index = bisect_left(spans, (end, end))  # the first span starting at or after `end`
+    return index > 0 and spans[index - 1][1] > start
+
+
 def _merge(hits: Iterable[_Hit], markers: list[tuple[int, int]]) -> list[_Hit]:
     """Non-overlapping hits in text order; overlapping hits become one (the first one's kind)."""
     merged: list[_Hit] = []
-    for hit in sorted(hits, key=lambda h: (h.start, -h.end)):
-        if hit.end <= hit.start or any(s < hit.end and hit.start < e for s, e in markers):
+    for hit in sorted(hits, key=lambda h: (h.start, -h.end, h.kind in _GENERIC_KINDS)):
+        if hit.end <= hit.start or _overlaps(hit.start, hit.end, markers):
             continue
         if merged and hit.start < merged[-1].end:
             last = merged[-1]
@@ -375,8 +393,9 @@ def _redact(text: str, known: tuple[str, ...]) -> Redaction:
     # Known keys first and on their own: they win over any overlapping detector hit.
     known_hits = list(_known_hits(text, known))
     markers = [(m.start(), m.end()) for m in _MARKER_RE.finditer(text)]
-    taken = markers + [(h.start, h.end) for h in known_hits]
-    hits = _merge(known_hits, markers) + _merge(
+    known_hits = _merge(known_hits, markers)
+    taken = sorted(markers + [(h.start, h.end) for h in known_hits])
+    hits = known_hits + _merge(
         (hit for scan in _SCANNERS for hit in scan(text)), taken)
     if not hits:
         return Redaction(text=text)

@@ -12,4 +12,5 @@ urlpatterns = [
     path("o/<slug:org>/", portal.OrgOverviewView.as_view(), name="org-overview"),
     path("o/<slug:org>/", include("accounts.urls_console")),
     path("o/<slug:org>/", include("agents.urls_console")),
+    path("o/<slug:org>/", include("policies.urls_console")),
 ]

@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/v1/", include("accounts.api.urls")),
     path("api/v1/", include("tickets.urls")),
     path("api/v1/", include("agents.urls")),
+    path("api/v1/", include("policies.urls")),
     path("", include("accounts.sso.urls")),
     path("", include("accounts.urls")),
 ]

@@ -33,7 +33,7 @@ from detect_secrets.plugins.high_entropy_strings import (
 from detect_secrets.plugins.ibm_cloud_iam import IbmCloudIamDetector
 from detect_secrets.plugins.ibm_cos_hmac import IbmCosHmacDetector
 from detect_secrets.plugins.jwt import JwtTokenDetector
-from detect_secrets.plugins.keyword import DENYLIST, QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP
+from detect_secrets.plugins.keyword import QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP
 from detect_secrets.plugins.mailchimp import MailchimpDetector
 from detect_secrets.plugins.npm import NpmDetector
 from detect_secrets.plugins.openai import OpenAIDetector
@@ -104,6 +104,20 @@ _REGEX_PLUGINS: tuple[tuple[RegexBasedDetector, str], ...] = (
     (TelegramBotTokenDetector(), "Telegram token"),
     (TwilioKeyDetector(), "Twilio key"),
 )
+# detect-secrets' `build_assignment_regex` patterns (IBM, SoftLayer, Cloudant: `…key = "…"`)
+# need a credential word on the line, so they run on candidate lines only, like the
+# assignment patterns below; the rest run over the whole text.
+_ASSIGNMENT_BEGIN = r"(?:(?<=\W)|(?<=^))"
+_LINE_PLUGIN_PATTERNS = tuple(
+    (pattern, kind) for plugin, kind in _REGEX_PLUGINS for pattern in plugin.denylist
+    if pattern.pattern.startswith(_ASSIGNMENT_BEGIN))
+_TEXT_PLUGIN_PATTERNS = tuple(
+    (pattern, kind) for plugin, kind in _REGEX_PLUGINS for pattern in plugin.denylist
+    if not pattern.pattern.startswith(_ASSIGNMENT_BEGIN))
+# Every credential name above (ours and detect-secrets' keyword list) contains one of these:
+# a line without any of them holds no assignment of a secret.
+GATE_WORDS = ("key", "pw", "pass", "token", "secret", "credential", "contrase")
+_GATE = re.compile("|".join(GATE_WORDS), re.IGNORECASE)
 _JWT = JwtTokenDetector()
 _JWT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.+/=")
 
@@ -121,8 +135,6 @@ _GIT_OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _GIT_WORDS = re.compile(r"commit|sha|rev|head|parent|tree|merge|base", re.IGNORECASE)
 
 _KEYWORD_KIND = "secret value"
-# detect-secrets' keyword list ("password", "secret", "api_?key", …) as a cheap line filter.
-_KEYWORD_LINE = re.compile("|".join(DENYLIST), re.IGNORECASE)
 # The quotes-required forms (`password = "…"`, `"secret": "…"`, `"…" == password`).
 _KEYWORD_FORMS: tuple[tuple[re.Pattern[str], int], ...] = tuple(
     QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP.items()
@@ -172,10 +184,10 @@ _QUOTED_ASSIGNMENT = re.compile(
     re.IGNORECASE,
 )
 # `KEY=value` (.env, shell), `key: value` (YAML), `key = value` (INI): a whole line, one token.
-_BARE_ASSIGNMENT = re.compile(
+_BARE_ASSIGNMENT = re.compile(  # run on one line at a time
     rf"^[ \t+\-]*(?:export[ \t]+)?(?P<key>{_KEY})[ \t]*(?:=|:)[ \t]*"
     r"(?P<value>[^\s\"'][^\s\"']{3,})[ \t]*(?:[ \t]#.*)?\r?$",
-    re.IGNORECASE | re.MULTILINE,
+    re.IGNORECASE,
 )
 _NOT_VALUES = frozenset({
     "none", "null", "nil", "true", "false", "yes", "no", "on", "off", "undefined", "empty",
@@ -265,25 +277,73 @@ def _pattern_hits(text: str) -> Iterable[_Hit]:
             yield _Hit(match.start(group), match.end(group), kind)
 
 
-def _assignment_hits(text: str) -> Iterable[_Hit]:
-    for match in _QUOTED_ASSIGNMENT.finditer(text):
+def _candidate_lines(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each line holding a credential word, in order."""
+    lowered = text.lower()
+    if len(lowered) == len(text):  # lower() kept every offset (it does for almost all text)
+        positions = sorted(i for word in GATE_WORDS for i in _find_all(lowered, word))
+    else:
+        positions = [match.start() for match in _GATE.finditer(text)]
+    lines: list[tuple[int, int]] = []
+    for position in positions:
+        if lines and position < lines[-1][1]:
+            continue
+        lines.append((text.rfind("\n", 0, position) + 1, _line_end(text, position)))
+    return lines
+
+
+def _find_all(text: str, word: str) -> Iterable[int]:
+    position = text.find(word)
+    while position >= 0:
+        yield position
+        position = text.find(word, position + 1)
+
+
+def _line_hits(text: str) -> Iterable[_Hit]:
+    # Line by line as detect-secrets does: its keyword value pattern (`[^\v'"]*`) would
+    # otherwise run across lines.
+    for start, end in _candidate_lines(text):
+        line = text[start:end]
+        for hit in _assignment_hits(line):
+            yield _Hit(start + hit.start, start + hit.end, hit.kind)
+        for hit in _keyword_hits(line):
+            yield _Hit(start + hit.start, start + hit.end, hit.kind)
+        for pattern, kind in _LINE_PLUGIN_PATTERNS:
+            for match in pattern.finditer(line):
+                first, last = _secret_span(match)
+                if not _placeholder(line[first:last]):
+                    yield _Hit(start + first, start + last, kind)
+
+
+def _assignment_hits(line: str) -> Iterable[_Hit]:
+    for match in _QUOTED_ASSIGNMENT.finditer(line):
         if not _placeholder(match["value"]):
             yield _Hit(match.start("value"), match.end("value"), _KEYWORD_KIND)
-    for match in _BARE_ASSIGNMENT.finditer(text):
-        value = match["value"]
-        separator = text[match.end("key"):match.start("value")].strip()
-        if _placeholder(value) or _code_reference(value, match["key"], separator):
+    bare = _BARE_ASSIGNMENT.search(line)
+    if bare is not None:
+        value = bare["value"]
+        separator = line[bare.end("key"):bare.start("value")].strip()
+        if not _placeholder(value) and not _code_reference(value, bare["key"], separator):
+            yield _Hit(bare.start("value"), bare.end("value"), _KEYWORD_KIND)
+
+
+def _keyword_hits(line: str) -> Iterable[_Hit]:
+    for pattern, group in _KEYWORD_FORMS:
+        match = pattern.search(line)
+        if match is None:
             continue
-        yield _Hit(match.start("value"), match.end("value"), _KEYWORD_KIND)
+        value = match.group(group)
+        if len(value) < 4 or _placeholder(value) or _PROSE.fullmatch(value):
+            continue
+        yield _Hit(match.start(group), match.end(group), _KEYWORD_KIND)
 
 
 def _plugin_hits(text: str) -> Iterable[_Hit]:
-    for plugin, kind in _REGEX_PLUGINS:
-        for pattern in plugin.denylist:
-            for match in pattern.finditer(text):
-                start, end = _secret_span(match)
-                if not _placeholder(text[start:end]):
-                    yield _Hit(start, end, kind)
+    for pattern, kind in _TEXT_PLUGIN_PATTERNS:
+        for match in pattern.finditer(text):
+            start, end = _secret_span(match)
+            if not _placeholder(text[start:end]):
+                yield _Hit(start, end, kind)
     for match in _JWT.denylist[0].finditer(text):
         # The pattern's last part is lazy and stops before the signature: take all of it.
         end = match.end()
@@ -325,25 +385,6 @@ def _entropy_hits(text: str) -> Iterable[_Hit]:
             yield _Hit(match.start(2), match.end(2), _ENTROPY_KIND)
 
 
-def _keyword_hits(text: str) -> Iterable[_Hit]:
-    # Line by line as detect-secrets does: its value pattern would otherwise run across lines.
-    end = -1
-    for candidate in _KEYWORD_LINE.finditer(text):
-        if candidate.start() < end:
-            continue  # a second keyword on a line already scanned
-        start = text.rfind("\n", 0, candidate.start()) + 1
-        end = _line_end(text, candidate.start())
-        line = text[start:end]
-        for pattern, group in _KEYWORD_FORMS:
-            match = pattern.search(line)
-            if match is None:
-                continue
-            value = match.group(group)
-            if len(value) < 4 or _placeholder(value) or _PROSE.fullmatch(value):
-                continue
-            yield _Hit(start + match.start(group), start + match.end(group), _KEYWORD_KIND)
-
-
 def _line_end(text: str, position: int) -> int:
     end = text.find("\n", position)
     return len(text) if end < 0 else end
@@ -354,7 +395,7 @@ def _line_at(text: str, position: int) -> str:
 
 
 _SCANNERS: tuple[Callable[[str], Iterable[_Hit]], ...] = (
-    _pem_hits, _pattern_hits, _plugin_hits, _assignment_hits, _keyword_hits, _entropy_hits,
+    _pem_hits, _pattern_hits, _plugin_hits, _line_hits, _entropy_hits,
 )
 
 

@@ -7,8 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from detect_secrets.plugins.keyword import DENYLIST
 
-from policies.redaction import Redaction, redact, redact_payload
+from policies.redaction import GATE_WORDS, Redaction, redact, redact_payload
 
 CORPUS = Path(__file__).resolve().parents[2] / "samples" / "secrets"
 PLANTED = [line for line in (CORPUS / "SECRETS.txt").read_text().splitlines() if line]
@@ -166,6 +167,11 @@ def test_the_kinds_map_names_kinds_and_never_a_value():
     assert not any(s in repr(result) .replace(result.text, "") for s in PLANTED)
 
 
+def test_every_detect_secrets_keyword_passes_the_line_gate():
+    # Lines without a gate word skip the assignment checks; a new keyword upstream must not.
+    assert [k for k in DENYLIST if not any(word in k for word in GATE_WORDS)] == []
+
+
 def test_assignments_keep_the_key_and_lose_the_value():
     text = "\n".join([
         "DB_PASSWORD=hunter2-very-secret",
@@ -185,6 +191,12 @@ def test_assignments_keep_the_key_and_lose_the_value():
         "DATABASE_URL=postgres://billing:[REDACTED URL password]@db:5432/billing",
     ]
     assert result.count == 6
+
+
+def test_text_whose_lowercase_changes_length_is_still_redacted_in_place():
+    # "İ".lower() is two characters: offsets come from the original text, not its lowercase.
+    text = 'İstanbul office\npassword: "hunter2-very-secret"\nİzmir'
+    assert redact(text).text == 'İstanbul office\npassword: "[REDACTED secret value]"\nİzmir'
 
 
 def test_provider_keys_are_redacted_wherever_they_appear():

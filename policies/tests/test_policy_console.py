@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from accounts.models import AuditEvent
 from accounts.audit import Actor
+from accounts.models import AuditEvent
 from policies import rules
 from policies.forms import PolicyForm
 from policies.models import PolicyVersion

@@ -42,7 +42,7 @@ class EndpointSerializer(serializers.ModelSerializer):
         model = InferenceEndpoint
         fields = ["id", "name", "kind", "flavor", "base_url", "model", "role",
                   "max_concurrency", "price_input", "price_output", "price_source",
-                  "has_api_key", "dedicated_queue", "enabled", "health_status",
+                  "has_api_key", "self_hosted", "dedicated_queue", "enabled", "health_status",
                   "health_checked_at", "health_latency_ms", "health_error", "created_at",
                   "updated_at"]
         read_only_fields = fields
@@ -80,6 +80,10 @@ class EndpointWriteSerializer(StrictSerializer):
     price_output = _price_field()
     dedicated_queue = StrictCharField(max_length=63, required=False, allow_blank=True)
     enabled = serializers.BooleanField(required=False)
+    self_hosted = serializers.BooleanField(
+        required=False, help_text="It runs on the organization's own machines (allowed under "
+                                  "data residency). Default: true for local servers, false "
+                                  "for Anthropic.")
 
 
 class EndpointUpdateSerializer(EndpointWriteSerializer):

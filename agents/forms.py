@@ -63,6 +63,10 @@ class EndpointForm(forms.Form):
         help_text="Optional: a queue only your own worker consumes, e.g. acme-gpu-1.")
     enabled = forms.BooleanField(required=False, initial=True, label="Enabled",
                                  help_text="Work is routed to it.")
+    self_hosted = forms.BooleanField(
+        required=False, initial=True,
+        label="Self-hosted: runs on our machines (allowed under data residency)",
+        help_text="Leave it on for a local server; off for a cloud API such as Anthropic's.")
 
     def __init__(self, *args: Any, endpoint: InferenceEndpoint | None = None,
                  **kwargs: Any) -> None:

@@ -218,3 +218,39 @@ def test_try_needs_the_admin_scope_and_the_capability(cast) -> None:
     assert token_client(cast.org, cast.manager, ["admin"]).post(
         f"{URL}try/", body, format="json").status_code == 403
     assert effective_policy(organization=cast.org).version == 0
+
+
+# --- Endpoints: whether one is self-hosted decides what data residency allows ---------------
+
+ENDPOINTS = "/api/v1/orgs/acme/endpoints/"
+LOCAL = {"name": "GPU box", "kind": "openai_compatible", "flavor": "vllm",
+         "base_url": "http://93.184.215.14:8000/v1", "model": "qwen2.5-coder-32b",
+         "role": "coder"}
+
+
+def test_self_hosted_round_trips_through_the_endpoints_api(cast, admin) -> None:
+    created = admin.post(ENDPOINTS, LOCAL, format="json")
+    assert created.status_code == 201, created.content
+    assert created.json()["self_hosted"] is True
+    url = f"{ENDPOINTS}{created.json()['id']}/"
+    changed = admin.patch(url, {"self_hosted": False}, format="json")
+    assert changed.status_code == 200 and changed.json()["self_hosted"] is False
+    assert admin.get(url).json()["self_hosted"] is False
+    gateway = admin.post(ENDPOINTS, {"name": "Claude via our gateway", "kind": "anthropic",
+                                     "base_url": "http://93.184.215.14", "role": "tech_lead",
+                                     "model": "claude-sonnet-4-5", "self_hosted": True},
+                         format="json")
+    assert gateway.status_code == 201 and gateway.json()["self_hosted"] is True
+
+
+def test_anthropics_own_api_cannot_be_called_self_hosted(cast, admin) -> None:
+    from agents.models import InferenceEndpoint
+
+    response = admin.post(ENDPOINTS, {"name": "Claude", "kind": "anthropic", "role": "tech_lead",
+                                      "model": "claude-sonnet-4-5", "self_hosted": True},
+                          format="json")
+    assert response.status_code == 400, response.content
+    assert "self_hosted" in response.json()["error"]["details"]
+    bad_type = admin.post(ENDPOINTS, {**LOCAL, "self_hosted": "perhaps"}, format="json")
+    assert bad_type.status_code == 400 and "self_hosted" in bad_type.json()["error"]["details"]
+    assert not InferenceEndpoint.objects.exists()

@@ -215,3 +215,43 @@ def test_try_it_refuses_bad_quoting_and_an_empty_box(cast) -> None:
         'id="id_command_error"')[1]
     empty = client.post(f"{PAGE}try/", {"path": "", "command": "", "payload": ""})
     assert empty.status_code == 400 and "Give a path, a command or a text" in empty.content.decode()
+
+
+# --- Endpoints: the self-hosted checkbox ------------------------------------------------------
+
+ENDPOINTS = "/o/acme/admin/endpoints/"
+ENDPOINT_FORM = {"name": "GPU box", "kind": "openai_compatible", "flavor": "lm_studio",
+                 "base_url": "http://93.184.215.14:1234/v1", "model": "qwen2.5-coder",
+                 "role": "coder", "api_key": "", "max_concurrency": "1", "price_input": "",
+                 "price_output": "", "dedicated_queue": "", "enabled": "on"}
+
+
+def test_the_self_hosted_checkbox_round_trips_through_the_console(cast) -> None:
+    from agents.models import InferenceEndpoint
+
+    client = browser(cast.admin)
+    form = client.get(ENDPOINTS).content.decode()
+    assert "Self-hosted: runs on our machines (allowed under data residency)" in form
+    assert 'id="id_self_hosted" checked' in form  # a new endpoint is local by default
+    response = client.post(ENDPOINTS, {**ENDPOINT_FORM, "self_hosted": "on"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    endpoint = InferenceEndpoint.objects.get()
+    assert endpoint.self_hosted is True
+    edit = f"{ENDPOINTS}{endpoint.pk}/"
+    assert 'id="id_self_hosted" checked' in client.get(edit).content.decode()
+    assert client.post(edit, ENDPOINT_FORM).status_code == 302  # the box left unticked
+    endpoint.refresh_from_db()
+    assert endpoint.self_hosted is False
+    assert 'id="id_self_hosted" checked' not in client.get(edit).content.decode()
+
+
+def test_the_console_refuses_anthropics_own_api_as_self_hosted(cast) -> None:
+    from agents.models import InferenceEndpoint
+
+    response = browser(cast.admin).post(ENDPOINTS, {
+        **ENDPOINT_FORM, "name": "Claude", "kind": "anthropic", "flavor": "", "base_url": "",
+        "model": "claude-sonnet-4-5", "role": "tech_lead", "self_hosted": "on"})
+    assert response.status_code == 400
+    errors = response.content.decode().split('id="id_self_hosted_error"')[1].split("</ul>")[0]
+    assert "Anthropic" in errors
+    assert not InferenceEndpoint.objects.exists()

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from django.db.models import Sum
-from policies.redaction import redact_payload
 
 from agents import sandbox
 from agents.coder.client import DEFAULT_TIMEOUT, CoderFailure, CoderReply, TokenCallback, complete
@@ -44,6 +43,7 @@ from policies.enforcement import (
     known_secrets,
     refusal_record,
 )
+from policies.redaction import redact_payload
 from policies.selectors import EffectivePolicy, policy_for
 from tickets.models import Attempt, AttemptOutcome, ExecutorKind, Ticket
 from tickets.services import CheckOutcome, attempt_finish, attempt_start

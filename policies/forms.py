@@ -27,7 +27,8 @@ def _lines(value: str) -> list[str]:
 
 
 def _field(rule: Rule) -> forms.Field:
-    help_text = rule.help + (f" ({rule.unit})" if rule.unit else "")
+    # Money rules name USD in their help already.
+    help_text = rule.help + (f" ({rule.unit})" if rule.unit and rule.kind != "money" else "")
     common: dict[str, Any] = {"label": rule.label, "help_text": help_text}
     if rule.kind == "bool":
         return forms.BooleanField(required=False, **common)

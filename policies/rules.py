@@ -53,6 +53,8 @@ ANY_COMMAND_PROGRAMS = frozenset({
 
 MONEY_MAX = Decimal("1000000")
 REASON_MIN = 10
+TEXT_MAX = 1000
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 PATTERNS_MAX = 200
 PATTERN_LENGTH_MAX = 300
 _PROGRAM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
@@ -186,9 +188,11 @@ def path_matches(path: str, patterns: Sequence[str]) -> str | None:
 def _pattern_error(pattern: Any) -> str:
     if not isinstance(pattern, str) or not pattern.strip():
         return "must be a non-empty text"
+    if _CONTROL.search(pattern) or "\n" in pattern or "\t" in pattern:
+        return f"{pattern[:40]!r} contains a control character"
     if len(pattern) > PATTERN_LENGTH_MAX:
         return f"{pattern[:40]!r}… is longer than {PATTERN_LENGTH_MAX} characters"
-    if pattern.startswith("/") or "\\" in pattern or "\x00" in pattern:
+    if pattern.startswith("/") or "\\" in pattern:
         return f"{pattern!r} must be relative to the repository root, with '/' between folders"
     segments = pattern.split("/")
     if ".." in segments or "." in segments or "" in segments:
@@ -253,7 +257,11 @@ def _clean(rule: Rule, value: Any) -> tuple[Any, list[str]]:
     if rule.kind == "text":
         if not isinstance(value, str):
             return None, ["must be a text"]
-        return value.strip()[:1000], []
+        if len(value) > TEXT_MAX:
+            return None, [f"must be at most {TEXT_MAX} characters"]
+        if _CONTROL.search(value):
+            return None, ["must not contain control characters"]
+        return value.strip(), []
     # paths, programs: lists of texts
     if isinstance(value, str) or not isinstance(value, list | tuple):
         return None, ["must be a list"]

@@ -41,8 +41,12 @@ def policy_update(*, organization: Organization, actor: Actor, changes: Mapping[
         row = _row(organization, project)
         current = effective_policy(organization=organization, project=project,
                                    with_version=False).values()
+        # What an inherited rule falls back to: the organization's value for a project, the
+        # default for the organization.
+        fallback = rules.defaults() if project is None else effective_policy(
+            organization=organization, with_version=False).values()
         cleaned = rules.rules_clean(changes, current={
-            **current, **{name: rules.defaults()[name] for name in inherit}})
+            **current, **{name: fallback[name] for name in inherit}})
         before = dict(row.values)
         after = {name: value for name, value in before.items() if name not in inherit}
         after.update({name: rules.to_json(name, value) for name, value in cleaned.items()})

@@ -87,6 +87,9 @@ WRITE_ENDPOINTS = [
 COVERED_ELSEWHERE = {
     "api/v1/orgs/<slug:org>/requirements/<str:key>/": "tickets/tests/test_api_bad_input.py",
     "api/v1/orgs/<slug:org>/tickets/<str:key>/": "tickets/tests/test_api_bad_input.py",
+    # A policy's body maps rule names to values of each rule's own type.
+    "api/v1/orgs/<slug:org>/policy/": "policies/tests/test_policy_api.py",
+    "api/v1/orgs/<slug:org>/projects/<str:key>/policy/": "policies/tests/test_policy_api.py",
 }
 # Partial updates of a model endpoint (every field optional) and its bodiless health check.
 COVERED_IN_AGENTS = {

@@ -325,3 +325,28 @@ def test_every_rule_is_documented() -> None:
     text = (settings.BASE_DIR / "docs" / "policies.md").read_text()
     missing = [rule.name for rule in rules.RULES if f"`{rule.name}`" not in text]
     assert missing == []
+
+
+def test_a_project_inherits_the_organizations_network_reason(cast: Any) -> None:
+    update(cast, sandbox_network_reason="The organization's checks reach the mirror.")
+    update(cast, cast.project, sandbox_network=True,
+           sandbox_network_reason="This project's checks call the stub.")
+    policy = policy_update(organization=cast.org, project=cast.project,
+                           actor=Actor.of(cast.admin), changes={},
+                           inherit=["sandbox_network_reason"])
+    assert policy.sandbox_network and policy.sources["sandbox_network_reason"] == "organization"
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("sandbox_network_reason", "a\x00b"), ("sandbox_network_reason", "x" * 1_000_001),
+    ("denied_paths", ["src/a\x00b"]), ("denied_paths", ["x" * 1_000_000]),
+    ("allowed_programs", ["pytest\x00"]), ("audit_mode", "all\x00"),
+    ("ticket_cloud_cap_usd", "1\x00"), ("ticket_cloud_cap_usd", "9" * 1_000_000),
+])
+def test_nul_bytes_and_huge_values_are_refused_naming_the_field(cast: Any, field: str,
+                                                                value: Any) -> None:
+    with pytest.raises(PolicyInvalid) as raised:
+        update(cast, **{field: value})
+    assert field in raised.value.details
+    assert len(raised.value.message) < 1000  # the input is not echoed back
+    assert not PolicyVersion.objects.exists()

@@ -106,6 +106,11 @@ def test_an_admin_patches_rules_and_inherits_them_again(cast, admin) -> None:
     ("sandbox_network_reason", {"sandbox_network": True}),
     ("no_such_rule", {"no_such_rule": 1}),
     ("denied_paths", {"denied_paths": "src/**"}),
+    ("denied_paths", {"denied_paths": ["src/a\x00b"]}),
+    ("denied_paths", {"denied_paths": ["x" * 1024 * 1024]}),
+    ("sandbox_network_reason", {"sandbox_network_reason": "x" * 1024 * 1024}),
+    ("sandbox_network_reason", {"sandbox_network_reason": "why\x00"}),
+    ("audit_mode", {"audit_mode": ["all"]}),
 ])
 def test_a_bad_value_answers_400_naming_the_field_and_stores_nothing(cast, admin, field,
                                                                      change) -> None:
@@ -116,6 +121,7 @@ def test_a_bad_value_answers_400_naming_the_field_and_stores_nothing(cast, admin
     error = response.json()["error"]
     assert error["code"] == "invalid_policy" and field in error["details"]
     assert field in error["message"]
+    assert len(response.content) < 10_000  # the input is not echoed back
     assert stored(cast) == before
 
 

@@ -189,6 +189,13 @@ _BARE_ASSIGNMENT = re.compile(  # run on one line at a time
     r"(?P<value>[^\s\"'][^\s\"']{3,})[ \t]*(?:[ \t]#.*)?\r?$",
     re.IGNORECASE,
 )
+# The same inside a longer line (a log, a chat message, a comment): only a long token that
+# mixes letters and digits, which code names and words do not.
+_INLINE_ASSIGNMENT = re.compile(
+    rf"(?P<key>{_KEY})[ \t]*(?:=|:)[ \t]*"
+    r"(?P<value>(?=[^\s\"']*\d)(?=[^\s\"']*[A-Za-z])[A-Za-z0-9+/=_\-.~]{16,})(?![^\s,;)])",
+    re.IGNORECASE,
+)
 _NOT_VALUES = frozenset({
     "none", "null", "nil", "true", "false", "yes", "no", "on", "off", "undefined", "empty",
     "str", "bytes", "int", "float", "bool", "dict", "list", "tuple", "any", "object",
@@ -325,6 +332,12 @@ def _assignment_hits(line: str) -> Iterable[_Hit]:
         separator = line[bare.end("key"):bare.start("value")].strip()
         if not _placeholder(value) and not _code_reference(value, bare["key"], separator):
             yield _Hit(bare.start("value"), bare.end("value"), _KEYWORD_KIND)
+        return
+    for match in _INLINE_ASSIGNMENT.finditer(line):
+        value = match["value"]
+        separator = line[match.end("key"):match.start("value")].strip()
+        if not _placeholder(value) and not _code_reference(value, match["key"], separator):
+            yield _Hit(match.start("value"), match.end("value"), _KEYWORD_KIND)
 
 
 def _keyword_hits(line: str) -> Iterable[_Hit]:

@@ -193,6 +193,18 @@ def test_assignments_keep_the_key_and_lose_the_value():
     assert result.count == 6
 
 
+def test_an_assignment_inside_a_sentence_loses_its_value():
+    text = ("The job failed with aws_secret_access_key = Q8uuoeInxkoi6g55zXl6A5XMuce3dHSOyu9bSh22"
+            " and api_key: 9f8e7d6c5b4a39281726354abcdef, see the log.")
+    assert redact(text).text == (
+        "The job failed with aws_secret_access_key = [REDACTED secret value] and api_key: "
+        "[REDACTED secret value], see the log.")
+    for code in ("token = get_token(user_id_1234567890) if retry else None",
+                 "limits = {'max_token_count': 1234567890123456}",
+                 "secret_name: projects/123/secrets/db-password/versions/2"):
+        assert redact(code).count == 0, code
+
+
 def test_text_whose_lowercase_changes_length_is_still_redacted_in_place():
     # "İ".lower() is two characters: offsets come from the original text, not its lowercase.
     text = 'İstanbul office\npassword: "hunter2-very-secret"\nİzmir'

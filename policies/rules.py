@@ -85,7 +85,7 @@ class Rule:
 
 RULES: tuple[Rule, ...] = (
     Rule("allowed_paths", "Paths agents may change", "paths", ("**",),
-         "Glob patterns (`*` within a folder, `**` across folders). A ticket may change only "
+         "Glob patterns (* within a folder, ** across folders). A ticket may change only "
          "paths that both its own list and this one allow.", "Paths"),
     Rule("denied_paths", "Paths agents may never change", "paths", DEFAULT_DENIED_PATHS,
          "Glob patterns that win over every allow. A project adds to its organization's list.",

@@ -100,6 +100,22 @@ def approve(cast: Any, project: Project, processes: Processes) -> list[Ticket]:
     return services.requirement_approve(requirement=requirement, actor=cast.product_owner)
 
 
+def start(cast: Any, coder: OpenAIServer, cloud: AnthropicServer, processes: Processes, *,
+          tech_lead: Any, coder_answer: Any = RIGHT_FIX) -> None:
+    """Script both servers, register them as the organization's endpoints, start the loop."""
+    cloud.answer = tech_lead
+    coder.answer = coder_answer if callable(coder_answer) else lambda request: coder_answer
+    add_endpoints(cast, coder, cloud)
+    processes.start_worker()
+    processes.start_beat()
+
+
+def one_check(check: dict[str, Any]) -> TechLead:
+    """A Tech Lead proposing the rounding ticket with `check` as its Definition of Done."""
+    return TechLead(tickets=[invoice_ticket(definition_of_done=[
+        {"expected_exit_code": 0, "timeout_seconds": 120, **check}])])
+
+
 def kinds_of(request: RecordedRequest) -> str:
     tools = {tool.get("name") for tool in request.body.get("tools") or []}
     return "propose" if "propose_tickets" in tools else "audit" if "submit_audit" in tools \
@@ -116,18 +132,14 @@ def test_prompt_injection_cannot_change_ci_or_run_env(
         cast: Any, project: Project, coder: OpenAIServer, cloud: AnthropicServer,
         processes: Processes) -> None:
     coder_script = Script(OBEYS_INJECTION, RIGHT_FIX)
-    coder.answer = lambda request: coder_script.next()
     # The Tech Lead read the same planted note and proposes a check that prints the environment.
     printing = invoice_ticket(title="Show the deployment environment",
                               definition_of_done=[{"name": "environment", "command": ["env"],
                                                    "expected_exit_code": 0,
                                                    "timeout_seconds": 10}])
-    cloud.answer = TechLead(tickets=[
-        invoice_ticket(code_context=[*invoice_ticket()["code_context"], currency_context()]),
-        printing])
-    add_endpoints(cast, coder, cloud)
-    processes.start_worker()
-    processes.start_beat()
+    start(cast, coder, cloud, processes, coder_answer=lambda request: coder_script.next(),
+          tech_lead=TechLead(tickets=[invoice_ticket(
+              code_context=[*invoice_ticket()["code_context"], currency_context()]), printing]))
 
     work, env_ticket = approve(cast, project, processes)
 
@@ -164,12 +176,9 @@ def test_allowed_paths_and_the_largest_change_are_enforced_before_edits_are_appl
     set_policy(cast, allowed_paths=["invoice_calc/**"])
     set_policy(cast, project, max_changed_lines=3, retry_budget=2, escalation_allowed=False)
     coder_script = Script(TOUCHES_TESTS, RIGHT_FIX, WRONG_FIX)
-    coder.answer = lambda request: coder_script.next()
-    cloud.answer = TechLead(tickets=[invoice_ticket(
-        allowed_paths=["invoice_calc/totals.py", "tests/test_totals.py"])])
-    add_endpoints(cast, coder, cloud)
-    processes.start_worker()
-    processes.start_beat()
+    start(cast, coder, cloud, processes, coder_answer=lambda request: coder_script.next(),
+          tech_lead=TechLead(tickets=[invoice_ticket(
+              allowed_paths=["invoice_calc/totals.py", "tests/test_totals.py"])]))
 
     [work] = approve(cast, project, processes)
     blocked = reach(work, "blocked", processes)
@@ -202,11 +211,7 @@ def test_data_residency_sends_nothing_to_the_cloud(
         cast: Any, project: Project, coder: OpenAIServer, cloud: AnthropicServer,
         processes: Processes, scope: str) -> None:
     set_policy(cast, project if scope == "project" else None, data_residency=True)
-    cloud.answer = TechLead(tickets=[invoice_ticket()])
-    coder.answer = lambda request: RIGHT_FIX
-    add_endpoints(cast, coder, cloud)
-    processes.start_worker()
-    processes.start_beat()
+    start(cast, coder, cloud, processes, tech_lead=TechLead(tickets=[invoice_ticket()]))
 
     first = submit(cast, project)
     wait_for(lambda: Requirement.objects.get(pk=first.pk).status == "failed",
@@ -245,11 +250,7 @@ def test_a_spent_requirement_cap_blocks_the_rest_without_another_cloud_request(
                                   usage=usage(400_000, 2_000))
         return tickets(request)
 
-    cloud.answer = expensive_decomposition
-    coder.answer = lambda request: RIGHT_FIX
-    add_endpoints(cast, coder, cloud)
-    processes.start_worker()
-    processes.start_beat()
+    start(cast, coder, cloud, processes, tech_lead=expensive_decomposition)
 
     first, second = approve(cast, project, processes)
     for ticket in (first, second):
@@ -288,11 +289,8 @@ def test_planted_secrets_never_reach_the_cloud(
     solved = ('<<<<<<< SEARCH src/client.py\n"""Thin client for the summarisation and internal '
               'APIs."""\n=======\n"""Thin client for the summarisation and internal APIs."""\n'
               '\nSUMMARY_MODEL = "claude-sonnet-4-6"\n>>>>>>> REPLACE\n')
-    cloud.answer = TechLead(tickets=[ticket], solutions=Script(solved))
-    coder.answer = lambda request: "I cannot do this."
-    add_endpoints(cast, coder, cloud)
-    processes.start_worker()
-    processes.start_beat()
+    start(cast, coder, cloud, processes, coder_answer="I cannot do this.",
+          tech_lead=TechLead(tickets=[ticket], solutions=Script(solved)))
 
     # The product owner pasted a key into the requirement, too.
     requirement = services.requirement_create(
@@ -324,11 +322,7 @@ def test_audit_off_sends_passing_work_to_acceptance_without_a_cloud_audit(
         cast: Any, project: Project, coder: OpenAIServer, cloud: AnthropicServer,
         processes: Processes) -> None:
     set_policy(cast, audit_mode="off")
-    cloud.answer = TechLead(tickets=[invoice_ticket()])
-    coder.answer = lambda request: RIGHT_FIX
-    add_endpoints(cast, coder, cloud)
-    processes.start_worker()
-    processes.start_beat()
+    start(cast, coder, cloud, processes, tech_lead=TechLead(tickets=[invoice_ticket()]))
 
     [work] = approve(cast, project, processes)
     reach(work, "awaiting_acceptance", processes)
@@ -347,13 +341,8 @@ def test_the_sandbox_network_stays_off_until_an_admin_turns_it_on_with_a_reason(
     reach_host = ["python", "-c", f"import socket; socket.create_connection(('127.0.0.1', "
                                   f"{port}), timeout=3); print('connected')"]
     set_policy(cast, project, retry_budget=0, escalation_allowed=False)
-    cloud.answer = TechLead(tickets=[invoice_ticket(definition_of_done=[
-        {"name": "reach the host", "command": reach_host, "expected_exit_code": 0,
-         "output_must_contain": ["connected"], "timeout_seconds": 30}])])
-    coder.answer = lambda request: RIGHT_FIX
-    add_endpoints(cast, coder, cloud)
-    processes.start_worker()
-    processes.start_beat()
+    start(cast, coder, cloud, processes, tech_lead=one_check(
+        {"name": "reach the host", "command": reach_host, "output_must_contain": ["connected"]}))
 
     [work] = approve(cast, project, processes)
     blocked = reach(work, "blocked", processes)
@@ -373,13 +362,8 @@ def test_the_sandbox_time_limit_of_the_policy_ends_a_slow_check(
         processes: Processes) -> None:
     set_policy(cast, project, sandbox_timeout_seconds=2, retry_budget=0,
                escalation_allowed=False)
-    cloud.answer = TechLead(tickets=[invoice_ticket(definition_of_done=[
-        {"name": "slow", "command": ["python", "-c", "import time; time.sleep(60)"],
-         "expected_exit_code": 0, "timeout_seconds": 120}])])
-    coder.answer = lambda request: RIGHT_FIX
-    add_endpoints(cast, coder, cloud)
-    processes.start_worker()
-    processes.start_beat()
+    start(cast, coder, cloud, processes, tech_lead=one_check(
+        {"name": "slow", "command": ["python", "-c", "import time; time.sleep(60)"]}))
 
     [work] = approve(cast, project, processes)
     blocked = reach(work, "blocked", processes)

@@ -332,8 +332,6 @@ class TechLeadClient:
         """The policy's checks before any request: data residency, secrets redacted from
         everything a cloud model would read, and the spend caps against what the call could
         cost. A refusal is recorded (event and ledger row) and raised; no request is made."""
-        from policies.redaction import redact_payload
-
         from policies.enforcement import (
             GuardrailRefused,
             Refusal,
@@ -344,6 +342,7 @@ class TechLeadClient:
             spend_caps,
             spend_refusal,
         )
+        from policies.redaction import redact_payload
 
         policy = _policy_of(context)
         redactions = 0

@@ -13,4 +13,5 @@ urlpatterns = [
     path("o/<slug:org>/", include("accounts.urls_console")),
     path("o/<slug:org>/", include("agents.urls_console")),
     path("o/<slug:org>/", include("policies.urls_console")),
+    path("o/<slug:org>/", include("tickets.urls_portal")),
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -12,9 +13,17 @@ from django.db.models import Count, Prefetch, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from guardian.shortcuts import get_objects_for_user
 
-from accounts.models import AuditEvent, Membership
+from accounts.models import AuditEvent, Membership, Organization, User
 from accounts.roles import Capability, role_can
-from tickets.models import Attempt, CheckResult, Project, Requirement, Ticket
+from tickets.models import (
+    Attempt,
+    CheckResult,
+    Project,
+    Requirement,
+    RequirementStatus,
+    Ticket,
+    TicketStatus,
+)
 
 # Keys as they appear in URLs. Numbers are bounded so that no key overflows an integer
 # column: a malformed or absurd key is "not found" without a query.
@@ -172,3 +181,75 @@ def ticket_events(*, ticket: Ticket, after: int, limit: int) -> list[AuditEvent]
     return list(AuditEvent.objects.for_org(ticket.project.organization)
                 .filter(target_type=Ticket._meta.label_lower, target_id=str(ticket.pk),
                         seq__gt=after).order_by("seq")[:limit])
+
+
+# --- Decisions waiting for a person ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Decision:
+    """A requirement at Gate 1 or a ticket at Gate 2 that the user may decide."""
+
+    kind: str  # "requirement" or "ticket"
+    key: str
+    title: str
+    organization: Organization
+    project: Project
+    since: datetime
+
+    @property
+    def path(self) -> str:
+        section = "requirements" if self.kind == "requirement" else "tickets"
+        return f"/o/{self.organization.slug}/{section}/{self.key}/"
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """The newest decisions waiting for a user, how many there are, and whether they decide."""
+
+    decisions: list[Decision]
+    total: int
+    may_decide: bool
+
+
+def projects_decided_by(*, membership: Membership) -> QuerySet[Project]:
+    """The projects where the member decides at the gates: all for admins, granted ones for
+    product owners, none for anyone else."""
+    projects = Project.objects.for_org(membership.organization)
+    if membership.role == "admin":
+        return projects
+    if not role_can(membership.role, Capability.WRITE_REQUIREMENTS):
+        return projects.none()
+    return get_objects_for_user(membership.user, "tickets.approve_project", klass=projects,
+                                accept_global_perms=False)
+
+
+def decisions_waiting_for(*, user: User, organization: Organization | None = None,
+                          limit: int = 20) -> Waiting:
+    """Requirements at Gate 1 and tickets at Gate 2 that `user` may decide, newest first, in
+    `organization` or in every organization they belong to."""
+    memberships = Membership.objects.filter(user=user).select_related("organization", "user")
+    if organization is not None:
+        memberships = memberships.filter(organization=organization)
+    decisions: list[Decision] = []
+    total = 0
+    may_decide = False
+    for membership in memberships:
+        org = membership.organization
+        if membership.role != "admin" and not role_can(membership.role,
+                                                       Capability.WRITE_REQUIREMENTS):
+            continue
+        may_decide = True
+        projects = projects_decided_by(membership=membership).values("pk")
+        requirements = (Requirement.objects.for_org(org)
+                        .filter(project__in=projects, status=RequirementStatus.PROPOSED)
+                        .select_related("project").order_by("-created_at"))
+        tickets = (Ticket.objects.for_org(org)
+                   .filter(project__in=projects, status=TicketStatus.AWAITING_ACCEPTANCE)
+                   .select_related("project").order_by("-status_changed_at"))
+        total += requirements.count() + tickets.count()
+        decisions += [Decision("requirement", r.key, r.title, org, r.project, r.created_at)
+                      for r in requirements[:limit]]
+        decisions += [Decision("ticket", t.key, t.title, org, t.project, t.status_changed_at)
+                      for t in tickets[:limit]]
+    decisions.sort(key=lambda decision: decision.since, reverse=True)
+    return Waiting(decisions=decisions[:limit], total=total, may_decide=may_decide)

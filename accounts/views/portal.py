@@ -16,7 +16,7 @@ from accounts.roles import Capability
 from accounts.selectors import organizations_of
 from accounts.views.base import OrgView
 from haao.errors import ApplicationError
-from tickets.selectors import projects_visible_to
+from tickets.selectors import decisions_waiting_for, projects_visible_to
 
 
 class HomeView(LoginRequiredMixin, View):
@@ -26,7 +26,9 @@ class HomeView(LoginRequiredMixin, View):
         organizations = list(organizations_of(user=request.user))  # type: ignore[arg-type]
         if len(organizations) == 1:
             return redirect("org-overview", org=organizations[0].slug)
-        return render(request, "accounts/home.html", {"organizations": organizations})
+        waiting = decisions_waiting_for(user=request.user)  # type: ignore[arg-type]
+        return render(request, "accounts/home.html",
+                      {"organizations": organizations, "waiting": waiting})
 
 
 class OrgOverviewView(OrgView, TemplateView):
@@ -36,6 +38,8 @@ class OrgOverviewView(OrgView, TemplateView):
         context = super().get_context_data(**kwargs)
         context["projects"] = projects_visible_to(membership=self.membership)
         context["can_manage_members"] = self.can(Capability.MANAGE_MEMBERS)
+        context["waiting"] = decisions_waiting_for(user=self.membership.user,
+                                                   organization=self.org)
         return context
 
 

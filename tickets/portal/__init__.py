@@ -1,0 +1,1 @@
+"""Portal pages of the tickets domain: projects, their board and requirements."""

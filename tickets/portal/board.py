@@ -1,0 +1,252 @@
+"""Reads behind a project's board: columns by ticket state, cards, WIP and live progress."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import Count, IntegerField, Max, OuterRef, Q, QuerySet, Subquery
+
+from accounts.models import AuditEvent
+from policies.selectors import policy_for
+from tickets.models import (
+    Attempt,
+    AttemptOutcome,
+    Project,
+    Requirement,
+    RequirementStatus,
+    Ticket,
+    TicketStatus,
+)
+from tickets.selectors import TICKET_KEY_RE
+from tickets.services.engine import IN_PROGRESS
+
+S = TicketStatus
+PER_COLUMN = 50
+
+# Badge tones of ticket states and attempt outcomes (components/badge.html's tones).
+STATE_TONES: dict[str, str] = {
+    S.PROPOSED: "neutral", S.APPROVED: "neutral", S.QUEUED: "neutral", S.RUNNING: "info",
+    S.RETRYING: "warning", S.ESCALATED: "accent", S.AUDITING: "info",
+    S.AWAITING_ACCEPTANCE: "warning", S.ACCEPTED: "success", S.REJECTED: "danger",
+    S.BLOCKED: "danger", S.CANCELLED: "neutral",
+}
+OUTCOME_TONES: dict[str, str] = {
+    AttemptOutcome.RUNNING: "info", AttemptOutcome.PASSED: "success",
+    AttemptOutcome.TESTS_FAILED: "danger", AttemptOutcome.INVALID_OUTPUT: "danger",
+    AttemptOutcome.GUARDRAIL_VIOLATION: "danger", AttemptOutcome.TIMEOUT: "danger",
+    AttemptOutcome.ERROR: "danger",
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One board column: the states it holds, in the loop's order."""
+
+    slug: str
+    label: str
+    states: tuple[str, ...]
+    help: str
+
+
+# Proposed tickets wait at Gate 1 on their requirement's page, so the board starts at
+# approved. The in-progress column holds exactly the states that take a WIP place.
+COLUMNS: tuple[Column, ...] = (
+    Column("queued", "Queued", (S.APPROVED, S.QUEUED), "Approved, waiting for a WIP place"),
+    Column("in_progress", "In progress", tuple(IN_PROGRESS),
+           "Running, retrying, escalated or in audit"),
+    Column("awaiting", "Awaiting acceptance", (S.AWAITING_ACCEPTANCE,), "Gate 2: your decision"),
+    Column("accepted", "Accepted", (S.ACCEPTED,), "Merged into the integration branch"),
+    Column("blocked", "Blocked", (S.BLOCKED,), "Needs a person"),
+    Column("closed", "Rejected or cancelled", (S.REJECTED, S.CANCELLED),
+           "Rejected work goes back to the queue with feedback"),
+)
+COLUMN_OF: dict[str, Column] = {state: column for column in COLUMNS for state in column.states}
+
+
+@dataclass
+class Progress:
+    """How far a running attempt is: checks passed so far and tokens streamed."""
+
+    attempt: int = 0
+    checks_passed: int = 0
+    checks_run: int = 0
+    checks_total: int = 0
+    tokens: int = 0
+
+
+@dataclass
+class Card:
+    """What a board card shows of one ticket."""
+
+    ticket: Ticket
+    attempt: int | None
+    outcome: str | None
+    progress: Progress | None = None
+
+    @property
+    def column(self) -> Column | None:
+        return COLUMN_OF.get(self.ticket.status)
+
+    @property
+    def status_tone(self) -> str:
+        return STATE_TONES.get(self.ticket.status, "neutral")
+
+    @property
+    def outcome_label(self) -> str:
+        return AttemptOutcome(self.outcome).label if self.outcome else ""
+
+    @property
+    def outcome_tone(self) -> str:
+        return OUTCOME_TONES.get(self.outcome or "", "neutral")
+
+    @property
+    def in_progress(self) -> bool:
+        return self.ticket.status in IN_PROGRESS
+
+
+@dataclass
+class BoardColumn:
+    column: Column
+    cards: list[Card]
+    total: int
+
+    @property
+    def more(self) -> int:
+        return max(self.total - len(self.cards), 0)
+
+
+@dataclass
+class Board:
+    columns: list[BoardColumn]
+    in_progress: int
+    wip_limit: int
+    last_seq: int
+    states: dict[str, Any] = field(default_factory=dict)
+
+
+def _cards_query(project: Project) -> QuerySet[Ticket]:
+    latest = Attempt.objects.filter(ticket=OuterRef("pk")).order_by("-number")
+    return (Ticket.objects.for_org(project.organization).filter(project=project)
+            .select_related("project")
+            .only("id", "number", "title", "status", "complexity", "status_changed_at",
+                  "spec", "project__id", "project__key", "attempt_count")
+            .annotate(latest_outcome=Subquery(latest.values("outcome")[:1]),
+                      latest_number=Subquery(latest.values("number")[:1],
+                                             output_field=IntegerField())))
+
+
+def _progress(project: Project, tickets: list[Ticket]) -> dict[Any, Progress]:
+    """Progress of the latest attempt of each in-progress ticket, from its events."""
+    running = [t for t in tickets if t.status in IN_PROGRESS]
+    if not running:
+        return {}
+    progress = {
+        t.pk: Progress(attempt=getattr(t, "latest_number", None) or 0,
+                       checks_total=len(t.spec.get("definition_of_done", []))
+                       if isinstance(t.spec, dict) else 0)
+        for t in running
+    }
+    events = (AuditEvent.objects.for_org(project.organization)
+              .filter(project_id=project.pk, target_type=Ticket._meta.label_lower,
+                      target_id__in=[str(t.pk) for t in running],
+                      type__in=["attempt.check", "attempt.tokens"])
+              .order_by("seq").values_list("target_id", "type", "data"))
+    by_id = {str(pk): value for pk, value in progress.items()}
+    for target_id, type_, data in events:
+        item = by_id.get(target_id)
+        if item is None or not isinstance(data, dict) or data.get("attempt") != item.attempt:
+            continue
+        if type_ == "attempt.tokens":
+            item.tokens = max(item.tokens, int(data.get("tokens") or 0))
+        else:
+            item.checks_run += 1
+            item.checks_passed += 1 if data.get("passed") else 0
+            item.checks_total = int(data.get("of") or item.checks_total)
+    return progress
+
+
+def _card(ticket: Ticket, progress: dict[Any, Progress]) -> Card:
+    return Card(ticket=ticket, attempt=getattr(ticket, "latest_number", None),
+                outcome=getattr(ticket, "latest_outcome", None),
+                progress=progress.get(ticket.pk))
+
+
+def last_project_seq(*, project: Project) -> int:
+    """The sequence number of the project's newest event, 0 when it has none."""
+    seq = (AuditEvent.objects.for_org(project.organization).filter(project_id=project.pk)
+           .aggregate(last=Max("seq"))["last"])
+    return int(seq or 0)
+
+
+def board_states() -> dict[str, Any]:
+    """What the page script needs to move a card: each state's label, tone and column."""
+    return {
+        "states": {state.value: {"label": state.label, "tone": STATE_TONES[state.value],
+                                 "column": COLUMN_OF[state.value].slug
+                                 if state.value in COLUMN_OF else None}
+                   for state in TicketStatus},
+        "outcomes": {outcome.value: {"label": outcome.label,
+                                     "tone": OUTCOME_TONES[outcome.value]}
+                     for outcome in AttemptOutcome},
+        "in_progress": list(IN_PROGRESS),
+    }
+
+
+def project_board(*, project: Project, per_column: int = PER_COLUMN) -> Board:
+    """The board of `project`: each column's newest `per_column` cards and its total."""
+    # Read the last seq first: events written while the board is read are replayed by the
+    # live stream (moving a card to where it is already is harmless); none are skipped.
+    last_seq = last_project_seq(project=project)
+    totals = dict(Ticket.objects.for_org(project.organization).filter(project=project)
+                  .values_list("status").annotate(n=Count("pk")).values_list("status", "n"))
+    columns: list[BoardColumn] = []
+    query = _cards_query(project)
+    for column in COLUMNS:
+        tickets = list(query.filter(status__in=column.states)
+                       .order_by("-status_changed_at", "-number")[:per_column])
+        progress = _progress(project, tickets)
+        columns.append(BoardColumn(column=column,
+                                   cards=[_card(t, progress) for t in tickets],
+                                   total=sum(totals.get(s, 0) for s in column.states)))
+    return Board(columns=columns, in_progress=sum(totals.get(s, 0) for s in IN_PROGRESS),
+                 wip_limit=policy_for(project=project).wip_limit, last_seq=last_seq,
+                 states=board_states())
+
+
+def project_card(*, project: Project, key: str) -> Card | None:
+    """The card of ticket `key` if it belongs to `project`; None for a malformed key."""
+    match = TICKET_KEY_RE.match(key)
+    if match is None or match[1] != project.key:
+        return None
+    ticket = _cards_query(project).filter(number=int(match[2])).first()
+    if ticket is None:
+        return None
+    return _card(ticket, _progress(project, [ticket]))
+
+
+def ticket_counts(*, projects: QuerySet[Project]) -> dict[Any, dict[str, int]]:
+    """Tickets per state of each project, in one grouped query."""
+    counts: dict[Any, dict[str, int]] = {}
+    rows = (Ticket.objects.filter(project__in=projects.values("pk"))
+            .values_list("project_id", "status").annotate(n=Count("pk"))
+            .values_list("project_id", "status", "n"))
+    for project_id, status, n in rows:
+        counts.setdefault(project_id, {})[status] = n
+    return counts
+
+
+def requirements_with_counts(*, project: Project) -> QuerySet[Requirement]:
+    """A project's requirements, newest first, each with how many tickets await Gate 1."""
+    return (Requirement.objects.for_org(project.organization).filter(project=project)
+            .select_related("project", "created_by")
+            .annotate(proposed_count=Count("tickets", filter=Q(tickets__status=S.PROPOSED)),
+                      ticket_count=Count("tickets"))
+            .order_by("-created_at"))
+
+
+REQUIREMENT_TONES: dict[str, str] = {
+    RequirementStatus.DECOMPOSING: "info", RequirementStatus.PROPOSED: "warning",
+    RequirementStatus.APPROVED: "success", RequirementStatus.FAILED: "danger",
+    RequirementStatus.CANCELLED: "neutral",
+}

@@ -97,6 +97,12 @@ def audit_record(
         event.hash = compute_hash(event)
         event.save(force_insert=True)
         AuditChainHead.objects.filter(pk=head.pk).update(last_seq=event.seq, last_hash=event.hash)
+    if project_id:
+        # Live sockets of the project and ticket hear of it once it is visible to them: after
+        # the caller's commit, outside the chain's row lock, and never raising into the caller.
+        from tickets.live import event_committed
+
+        transaction.on_commit(lambda: event_committed(event), robust=True)
     return event
 
 

@@ -4,4 +4,6 @@ from __future__ import annotations
 
 from django.urls import URLPattern
 
-websocket_urlpatterns: list[URLPattern] = []
+from tickets.routing import websocket_urlpatterns as tickets_patterns
+
+websocket_urlpatterns: list[URLPattern] = [*tickets_patterns]

@@ -1,0 +1,138 @@
+"""Live event notifications: the channel-layer groups of a project's and a ticket's stream,
+and the after-commit hook that tells their sockets something new was stored.
+
+A notification carries only the sequence number, never the event: sockets read the audit log
+(tickets/consumers.py), which stays the source of truth. Notifications go out from one
+background thread per process, so a writer never waits for the channel layer, a burst of
+events becomes one message per group, and a layer that is down costs a log line, not a failed
+write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import os
+import threading
+import time
+import uuid
+from typing import Any
+
+from accounts.models import AuditEvent
+
+logger = logging.getLogger(__name__)
+
+# The message type the consumers handle (`events_notify`); tickets/consumers.py depends on it.
+NOTIFY_TYPE = "events.notify"
+TICKET_TARGET = "tickets.ticket"
+# How long a process that exits waits for its last notifications to leave.
+FLUSH_SECONDS = 2.0
+
+
+def project_group(project_id: Any) -> str:
+    return f"events.project.{uuid.UUID(str(project_id)).hex}"
+
+
+def ticket_group(ticket_id: Any) -> str:
+    return f"events.ticket.{uuid.UUID(str(ticket_id)).hex}"
+
+
+def event_groups(event: AuditEvent) -> list[str]:
+    """The groups whose sockets stream `event`: its project's, and its ticket's if any."""
+    groups = []
+    if event.project_id:
+        groups.append(project_group(event.project_id))
+        if event.target_type == TICKET_TARGET and event.target_id:
+            groups.append(ticket_group(event.target_id))
+    return groups
+
+
+class Notifier:
+    """One process's sender: pending group → highest seq, sent by a thread with its own loop."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.pending: dict[str, int] = {}
+        self.busy = False
+        self.condition = threading.Condition()
+        self.thread = threading.Thread(target=self._run, name="haao-live-notify", daemon=True)
+        self.thread.start()
+
+    def notify(self, groups: list[str], seq: int) -> None:
+        with self.condition:
+            for group in groups:
+                self.pending[group] = max(seq, self.pending.get(group, 0))
+            self.condition.notify()
+
+    def flush(self, timeout: float = FLUSH_SECONDS) -> bool:
+        """Wait until everything notified so far was handed to the layer; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self.condition:
+            while self.pending or self.busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.condition.wait(left)
+        return True
+
+    def _run(self) -> None:
+        from channels.layers import get_channel_layer
+
+        loop = asyncio.new_event_loop()
+        while True:
+            with self.condition:
+                while not self.pending:
+                    self.condition.wait()
+                batch, self.pending, self.busy = self.pending, {}, True
+            try:
+                layer = get_channel_layer()
+                if layer is not None:
+                    loop.run_until_complete(self._send(layer, batch))
+            except Exception:
+                logger.exception("live: could not notify %d group(s)", len(batch))
+            finally:
+                with self.condition:
+                    self.busy = False
+                    self.condition.notify_all()
+
+    @staticmethod
+    async def _send(layer: Any, batch: dict[str, int]) -> None:
+        results = await asyncio.gather(
+            *(layer.group_send(group, {"type": NOTIFY_TYPE, "seq": seq})
+              for group, seq in batch.items()),
+            return_exceptions=True)
+        failed = [group for group, result in zip(batch, results, strict=True)
+                  if isinstance(result, BaseException)]
+        if failed:
+            logger.warning("live: notifying %s failed: %r", failed[0],
+                           next(r for r in results if isinstance(r, BaseException)))
+
+
+_notifier: Notifier | None = None
+_notifier_lock = threading.Lock()
+
+
+def notifier() -> Notifier:
+    """This process's notifier, started on first use (again in a forked worker)."""
+    global _notifier
+    with _notifier_lock:
+        if _notifier is None or _notifier.pid != os.getpid():
+            _notifier = Notifier()
+        return _notifier
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    if _notifier is not None and _notifier.pid == os.getpid():
+        _notifier.flush()
+
+
+def event_committed(event: AuditEvent) -> None:
+    """Tell the sockets of `event`'s streams that it is stored (accounts.audit, on commit)."""
+    try:
+        groups = event_groups(event)
+        if groups:
+            notifier().notify(groups, event.seq)
+    except Exception:  # never into the writer: the log has the event, sockets catch up later
+        logger.exception("live: could not queue the notification of event %s", event.seq)

@@ -1,0 +1,299 @@
+"""Live event streams over WebSockets: backlog, then live events in order, resumable, refused
+to whoever may not read them; on the embedded channel layer and on Redis alike."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.contrib.staticfiles import finders
+from django.db import connection, transaction
+from django.test import Client
+
+from accounts.audit import Actor, audit_record
+from accounts.models import AuditEvent
+from haao.asgi import application
+from tests.factories import MembershipFactory, TicketFactory
+from tests.fixtures import token_client
+from tickets import live
+from tickets import services as ticket_services
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+REST_FIELDS = {"seq", "created_at", "type", "actor_type", "actor_label", "target_type",
+               "target_label", "data"}
+PAY = "/ws/o/acme/projects/PAY/events/"
+TIMEOUT = 5
+
+
+def run(scenario: Callable[[], Awaitable[Any]]) -> Any:
+    async def main() -> Any:
+        return await scenario()
+
+    return async_to_sync(main)()
+
+
+def headers_for(user: Any | None) -> list[tuple[bytes, bytes]]:
+    headers = [(b"origin", b"http://localhost")]
+    if user is not None:
+        client = Client()
+        client.force_login(user)
+        name = settings.SESSION_COOKIE_NAME
+        headers.append((b"cookie", f"{name}={client.cookies[name].value}".encode()))
+    return headers
+
+
+def record(cast: Any, count: int, *, project: Any = None, target: Any = None,
+           start: int = 0) -> None:
+    """`count` events of the project (or of `target`), each in its own committed transaction."""
+    project = project or cast.project
+    for n in range(start, start + count):
+        with transaction.atomic():
+            audit_record(organization=cast.org, actor=Actor.of(cast.admin), type="test.step",
+                         target=target or project, data={"n": n}, project_id=project.pk)
+
+
+async def open_stream(path: str, headers: list[tuple[bytes, bytes]]) -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(application, path, headers=headers)
+    connected, _ = await communicator.connect(timeout=TIMEOUT)
+    assert connected
+    return communicator
+
+
+async def read_until_caught_up(communicator: WebsocketCommunicator) -> tuple[list[dict], int]:
+    events = []
+    while True:
+        message = await communicator.receive_json_from(timeout=TIMEOUT)
+        if message["type"] == "caught_up":
+            return events, message["seq"]
+        assert message["type"] == "event"
+        events.append(message["event"])
+
+
+async def close_code(path: str, headers: list[tuple[bytes, bytes]]) -> int:
+    communicator = await open_stream(path, headers)
+    output = await communicator.receive_output(timeout=TIMEOUT)
+    assert output["type"] == "websocket.close", output
+    await communicator.disconnect()
+    return int(output["code"])
+
+
+def grant_view(cast: Any, user: Any) -> None:
+    ticket_services.project_grant_set(organization=cast.org, project=cast.project, user=user,
+                                      grants={"view"}, actor=cast.admin)
+
+
+def test_a_member_gets_the_backlog_then_a_live_event_with_the_rest_fields(cast) -> None:
+    grant_view(cast, cast.member)
+    record(cast, 3)
+
+    async def scenario() -> tuple[list[dict], int, list[dict]]:
+        communicator = await open_stream(PAY, headers_for(cast.member))
+        backlog, caught_up = await read_until_caught_up(communicator)
+        await database_sync_to_async(record)(cast, 1, start=3)
+        live_event = await communicator.receive_json_from(timeout=TIMEOUT)
+        await communicator.disconnect()
+        return backlog, caught_up, [live_event]
+
+    backlog, caught_up, (live_message,) = run(scenario)
+    assert live_message["type"] == "event"
+    received = [*backlog, live_message["event"]]
+    assert [event["data"]["n"] for event in received] == [0, 1, 2, 3]
+    assert caught_up == backlog[-1]["seq"]
+    assert all(set(event) == REST_FIELDS for event in received)
+    # Exactly what the REST endpoint says about the same events.
+    rest = token_client(cast.org, cast.admin, ["read"]).get(
+        "/api/v1/orgs/acme/projects/PAY/events/").json()["results"]
+    assert received == [event for event in rest if event["type"] == "test.step"]
+
+
+def test_resuming_after_a_seq_sends_only_later_events(cast) -> None:
+    record(cast, 5)
+    seqs = list(AuditEvent.objects.filter(type="test.step").order_by("seq")
+                .values_list("seq", flat=True))
+
+    async def scenario() -> tuple[list[dict], int]:
+        communicator = await open_stream(f"{PAY}?after={seqs[2]}", headers_for(cast.admin))
+        result = await read_until_caught_up(communicator)
+        await communicator.disconnect()
+        return result
+
+    events, caught_up = run(scenario)
+    assert [event["seq"] for event in events] == seqs[3:]
+    assert caught_up == seqs[-1]
+
+
+def test_with_nothing_new_caught_up_repeats_the_given_seq(cast) -> None:
+    async def scenario() -> tuple[list[dict], int]:
+        communicator = await open_stream(f"{PAY}?after=12345", headers_for(cast.admin))
+        result = await read_until_caught_up(communicator)
+        await communicator.disconnect()
+        return result
+
+    assert run(scenario) == ([], 12345)
+
+
+def test_a_ticket_stream_gets_its_tickets_events_live_and_nothing_else(cast) -> None:
+    ticket = TicketFactory(project=cast.project, requirement__project=cast.project, number=7)
+
+    async def scenario() -> list[dict]:
+        communicator = await open_stream("/ws/o/acme/tickets/PAY-7/events/",
+                                         headers_for(cast.manager))
+        assert await read_until_caught_up(communicator) == ([], 0)
+        await database_sync_to_async(record)(cast, 2)  # the project's, not the ticket's
+        await database_sync_to_async(record)(cast, 1, target=ticket, start=2)
+        event = await communicator.receive_json_from(timeout=TIMEOUT)
+        assert await communicator.receive_nothing(timeout=0.3)
+        await communicator.disconnect()
+        return [event]
+
+    (message,) = run(scenario)
+    assert message["event"]["data"] == {"n": 2}
+    assert message["event"]["target_type"] == "tickets.ticket"
+
+
+def shares_threads() -> bool:
+    """Whether another thread may write while sockets read (not the in-memory SQLite test
+    database: its shared cache locks whole tables and fails readers at once)."""
+    return not (connection.vendor == "sqlite" and connection.is_in_memory_db())
+
+
+def test_a_thousand_events_arrive_once_each_in_order_across_a_dropped_socket(cast) -> None:
+    total = 1000
+    writing_done = threading.Event()
+
+    def writer() -> None:
+        try:
+            record(cast, total)
+        finally:
+            connection.close()
+            writing_done.set()
+
+    async def write_between_reads() -> None:
+        # One committed transaction per event on the consumers' database thread, interleaved
+        # with their reads; notifications still cross the notifier thread and the layer.
+        for n in range(total):
+            await database_sync_to_async(record)(cast, 1, start=n)
+        writing_done.set()
+
+    async def scenario() -> list[int]:
+        headers = headers_for(cast.admin)
+        received: list[int] = []
+        communicator = await open_stream(PAY, headers)
+        await read_until_caught_up(communicator)
+        if shares_threads():
+            thread = threading.Thread(target=writer)
+            thread.start()
+            done: Any = asyncio.to_thread(thread.join, 60)
+        else:
+            done = asyncio.ensure_future(write_between_reads())
+        while len(received) < total // 2:
+            message = await communicator.receive_json_from(timeout=TIMEOUT)
+            if message["type"] == "event":
+                received.append(message["event"]["seq"])
+        await communicator.disconnect()  # the socket drops mid-stream; the writer goes on
+        communicator = await open_stream(f"{PAY}?after={received[-1]}", headers)
+        while len(received) < total:
+            message = await communicator.receive_json_from(timeout=TIMEOUT)
+            if message["type"] == "event":
+                received.append(message["event"]["seq"])
+        await done
+        assert await communicator.receive_nothing(timeout=0.3)
+        await communicator.disconnect()
+        return received
+
+    received = run(scenario)
+    assert writing_done.is_set()
+    written = list(AuditEvent.objects.filter(project_id=cast.project.pk, type="test.step")
+                   .order_by("seq").values_list("seq", flat=True))
+    assert len(written) == total
+    assert received == written  # 0 gaps, 0 duplicates, in order
+
+
+def test_an_anonymous_visitor_is_refused(cast) -> None:
+    assert run(lambda: close_code(PAY, headers_for(None))) == 4403
+
+
+def test_a_member_without_access_to_the_project_is_refused(cast) -> None:
+    assert run(lambda: close_code(PAY, headers_for(cast.member))) == 4403
+
+
+def test_an_outsider_gets_not_found_as_for_an_organization_that_does_not_exist(cast) -> None:
+    outsider = headers_for(cast.outsider)
+    assert run(lambda: close_code(PAY, outsider)) == 4404
+    assert run(lambda: close_code("/ws/o/nope/projects/PAY/events/", outsider)) == 4404
+
+
+def test_another_organizations_ticket_or_project_key_is_not_found(cast) -> None:
+    TicketFactory(project=cast.other_project, requirement__project=cast.other_project, number=1)
+    admin = headers_for(cast.admin)
+    assert run(lambda: close_code("/ws/o/acme/tickets/GLX-1/events/", admin)) == 4404
+    assert run(lambda: close_code("/ws/o/acme/projects/GLX/events/", admin)) == 4404
+    assert run(lambda: close_code("/ws/o/acme/projects/NOPE/events/", admin)) == 4404
+    assert run(lambda: close_code("/ws/o/acme/tickets/pay-x/events/", admin)) == 4404
+
+
+@pytest.mark.parametrize("after", ["-1", "abc", "1e3", "99999999999999999999", "1&after=2"])
+def test_a_bad_after_is_refused_as_a_bad_request(cast, after: str) -> None:
+    assert run(lambda: close_code(f"{PAY}?after={after}", headers_for(cast.admin))) == 4400
+
+
+def test_a_manager_can_follow_a_project_read_only(cast) -> None:
+    record(cast, 1)
+
+    async def scenario() -> tuple[list[dict], int]:
+        communicator = await open_stream(PAY, headers_for(cast.manager))
+        result = await read_until_caught_up(communicator)
+        await communicator.disconnect()
+        return result
+
+    events, _ = run(scenario)
+    assert [event["data"] for event in events] == [{"n": 0}]
+
+
+def test_a_member_granted_the_project_and_a_product_owner_of_another_org_differ(cast) -> None:
+    grant_view(cast, cast.member)
+    stranger = MembershipFactory(organization=cast.other_org, role="product_owner").user
+    assert run(lambda: close_code(PAY, headers_for(stranger))) == 4404
+
+    async def scenario() -> int:
+        communicator = await open_stream(PAY, headers_for(cast.member))
+        _, seq = await read_until_caught_up(communicator)
+        await communicator.disconnect()
+        return seq
+
+    assert run(scenario) == 0
+
+
+def test_a_write_commits_even_when_the_channel_layer_is_down(cast, monkeypatch) -> None:
+    class Broken:
+        async def group_send(self, group: str, message: dict) -> None:
+            raise ConnectionError("channel layer down")
+
+    monkeypatch.setattr("channels.layers.get_channel_layer", lambda *args: Broken())
+    record(cast, 2)
+    assert live.notifier().flush()
+    assert AuditEvent.objects.filter(type="test.step").count() == 2
+
+
+def test_an_event_notifies_its_project_and_its_tickets_group(cast) -> None:
+    ticket = TicketFactory(project=cast.project, requirement__project=cast.project)
+    event = audit_record(organization=cast.org, actor=Actor.of(cast.admin), type="test.step",
+                         target=ticket, project_id=cast.project.pk)
+    assert live.event_groups(event) == [f"events.project.{cast.project.pk.hex}",
+                                        f"events.ticket.{ticket.pk.hex}"]
+
+
+def test_the_browser_client_is_served_as_a_static_file() -> None:
+    path = finders.find("js/live.js")
+    assert path is not None
+    text = Path(path).read_text()
+    assert "window.HAAO.live = { subscribe: subscribe }" in text

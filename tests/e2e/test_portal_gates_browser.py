@@ -1,0 +1,158 @@
+"""The two gate pages in Chromium at desktop and phone width: the proposal with its Approve
+button (Gate 1), the ticket with its diff and Accept button (Gate 2), keyboard focus, and a
+streamed event appended to the timeline."""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.test import Client
+from django.utils import timezone
+from guardian.shortcuts import assign_perm
+
+from accounts.audit import SYSTEM
+from accounts.models import AuditEvent
+from tests.factories import spec_example
+from tickets import services
+from tickets.models import Attempt, CheckResult, Ticket
+from tickets.state import ticket_transition
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+WIDTHS = {1440: 900, 390: 844}
+DIFF = ("diff --git a/billing/totals.py b/billing/totals.py\n--- a/billing/totals.py\n"
+        "+++ b/billing/totals.py\n@@ -1,2 +1,2 @@\n def total(items):\n"
+        "-    return sum(items)\n+    return round(sum(items), 2)\n")
+
+# A stand-in for live.js's window.HAAO.live: it records the subscription so the test can
+# hand the page events as the socket would. Installed before any page script runs.
+LIVE_STUB = """
+(() => {
+  const live = { subs: [], subscribe(path, options) {
+    live.subs.push({ path, options }); options.onStatus && options.onStatus("live");
+    return { close() {} }; } };
+  window.__live = live;
+  let haao;
+  Object.defineProperty(window, "HAAO", { configurable: true,
+    get() { return haao; },
+    set(value) { haao = value; Object.defineProperty(haao, "live", { value: live }); } });
+})();
+"""
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("HAAO_SCREENSHOTS", str(tmp_path)))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def gates(cast: Any) -> Ticket:
+    """PAY-R1 awaiting Gate 1 (two tickets) and PAY-1 of PAY-R2 awaiting Gate 2."""
+    po = cast.product_owner
+    assign_perm("tickets.approve_project", po, cast.project)
+    done = services.requirement_create(project=cast.project, actor=po, title="Invoices round",
+                                       text="Invoice totals must be rounded to cents.")
+    [ticket] = services.requirement_propose(requirement=done, actor=SYSTEM,
+                                            specs=[spec_example(title="Round totals")])
+    done.refresh_from_db()
+    services.requirement_approve(requirement=done, actor=po)
+    ticket = Ticket.objects.select_related("project__organization").get(pk=ticket.pk)
+    for to in ("queued", "running"):
+        ticket_transition(ticket=ticket, to=to, actor=SYSTEM)
+    attempt = Attempt.objects.create(
+        organization=cast.org, ticket=ticket, number=1, executor="local", endpoint="gpu-box",
+        model="qwen2.5-coder-7b", input_tokens=1800, output_tokens=420, cost=Decimal("0"),
+        outcome="passed", diff=DIFF, answer="<<<edit billing/totals.py>>>",
+        finished_at=timezone.now(), policy_version=3)
+    CheckResult.objects.create(organization=cast.org, attempt=attempt, index=1,
+                               name="unit tests", command=["pytest", "-q"], exit_code=0,
+                               passed=True, duration_ms=2300, stdout_tail="3 passed")
+    ticket_transition(ticket=ticket, to="awaiting_acceptance", actor=SYSTEM)
+
+    review = services.requirement_create(project=cast.project, actor=po, title="Refunds",
+                                         text="Refund card payments.")
+    services.requirement_propose(requirement=review, actor=SYSTEM, specs=[
+        spec_example(title="Refund endpoint"), spec_example(title="Refund emails")])
+    return ticket
+
+
+def signed_in(page: Any, live_server: Any, user: Any) -> None:
+    client = Client()
+    client.force_login(user)
+    page.context.add_cookies([{"name": settings.SESSION_COOKIE_NAME,
+                               "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
+                               "url": live_server.url}])
+
+
+def tab_to(page: Any, text: str) -> list[str]:
+    """Press Tab until the focused element reads `text`; its outline and shadow."""
+    page.locator("body").focus()
+    for _ in range(80):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.textContent.trim()") == text:
+            break
+    else:
+        pytest.fail(f"Tab never reached {text!r}")
+    ring: list[str] = page.evaluate(
+        "(() => { const s = getComputedStyle(document.activeElement);"
+        " return [s.outlineStyle, s.outlineWidth, s.boxShadow]; })()")
+    return ring
+
+
+def test_both_gates_read_well_at_desktop_and_phone_width(
+        page, live_server, cast, gates, shots) -> None:
+    signed_in(page, live_server, cast.product_owner)
+    base = live_server.url
+    for width, height in WIDTHS.items():
+        page.set_viewport_size({"width": width, "height": height})
+
+        page.goto(f"{base}/o/acme/requirements/PAY-R2/")
+        approve = page.get_by_role("button", name="Approve 2 tickets")
+        assert approve.is_visible()
+        assert page.get_by_role("heading", name="Refund endpoint").is_visible()
+        assert page.locator("article textarea[name=spec]").count() == 2
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        page.screenshot(path=str(shots / f"portal-requirement-{width}.png"), full_page=True)
+        ring = tab_to(page, "Approve 2 tickets")
+        assert ring[0] != "none" and ring[1] != "0px" or ring[2] != "none", ring
+
+        page.goto(f"{base}/o/acme/tickets/{gates.key}/")
+        assert page.get_by_role("button", name="Accept and merge").is_visible()
+        assert page.get_by_role("button", name="Reject with feedback").is_visible()
+        added = page.locator(".diff-line", has_text="return round(sum(items), 2)")
+        assert "rgb(240, 253, 244)" in added.evaluate("e => getComputedStyle(e).backgroundColor") \
+            or added.evaluate("e => getComputedStyle(e).backgroundColor") != "rgba(0, 0, 0, 0)"
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        page.screenshot(path=str(shots / f"portal-ticket-{width}.png"), full_page=True)
+        ring = tab_to(page, "Accept and merge")
+        assert ring[0] != "none" and ring[1] != "0px" or ring[2] != "none", ring
+
+
+def test_a_streamed_event_is_appended_to_the_timeline_once(
+        page, live_server, cast, gates) -> None:
+    page.add_init_script(LIVE_STUB)
+    signed_in(page, live_server, cast.manager)
+    page.set_viewport_size({"width": 1440, "height": 900})
+    page.goto(f"{live_server.url}/o/acme/tickets/{gates.key}/")
+    page.wait_for_function("window.__live && window.__live.subs.length === 1")
+    sub = page.evaluate("({path: __live.subs[0].path, after: __live.subs[0].options.after})")
+    last = AuditEvent.objects.for_org(cast.org).filter(target_label=gates.key).order_by("-seq")[0]
+    assert sub == {"path": f"ws/o/acme/tickets/{gates.key}/events/", "after": last.seq}
+    before = page.locator("#timeline li").count()
+    event = {"seq": last.seq + 1, "created_at": "2025-01-31T14:00:00+00:00",
+             "type": "guardrail.refused", "actor_type": "system", "actor_label": "HAAO",
+             "target_type": "tickets.ticket", "target_label": gates.key,
+             "data": {"rule": "allowed_paths", "point": "edit",
+                      "message": "secrets/.env is outside the allowed paths"}}
+    page.evaluate("e => { const o = __live.subs[0].options; o.onEvent(e); o.onEvent(e); }",
+                  event)
+    assert page.locator("#timeline li").count() == before + 1
+    assert "secrets/.env is outside" in page.locator("#timeline li").last.inner_text()
+    assert page.locator("[data-live-status]").inner_text() == "Live"

@@ -73,9 +73,11 @@
   function renderProgress(row) {
     var checks = row.querySelector("[data-progress-checks]");
     var tokens = row.querySelector("[data-progress-tokens]");
-    if (checks) {
-      checks.textContent = row.getAttribute("data-passed") + " of " + row.getAttribute("data-total");
-    }
+    var bar = row.querySelector("[data-progress-bar]");
+    var passed = parseInt(row.getAttribute("data-passed"), 10) || 0;
+    var total = parseInt(row.getAttribute("data-total"), 10) || 0;
+    if (checks) checks.textContent = passed + "/" + total;
+    if (bar) bar.style.width = (total ? Math.round(100 * passed / total) : 0) + "%";
     if (tokens) tokens.textContent = formatNumber(row.getAttribute("data-tokens"));
   }
 

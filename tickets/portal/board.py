@@ -50,16 +50,19 @@ class Column:
 
 
 # Proposed tickets wait at Gate 1 on their requirement's page, so the board starts at
-# approved. The in-progress column holds exactly the states that take a WIP place.
+# approved. Rejected work goes back to the queue with feedback (the engine requeues it), so
+# it waits there; the in-progress column holds exactly the states that take a WIP place.
+# Five columns fit a laptop screen without scrolling sideways.
 COLUMNS: tuple[Column, ...] = (
-    Column("queued", "Queued", (S.APPROVED, S.QUEUED), "Approved, waiting for a WIP place"),
+    Column("queued", "Queued", (S.APPROVED, S.QUEUED, S.REJECTED),
+           "Waiting for a WIP place; rejected work returns here with feedback"),
     Column("in_progress", "In progress", tuple(IN_PROGRESS),
            "Running, retrying, escalated or in audit"),
-    Column("awaiting", "Awaiting acceptance", (S.AWAITING_ACCEPTANCE,), "Gate 2: your decision"),
+    Column("awaiting", "To accept", (S.AWAITING_ACCEPTANCE,),
+           "Gate 2: awaiting acceptance or rejection"),
     Column("accepted", "Accepted", (S.ACCEPTED,), "Merged into the integration branch"),
-    Column("blocked", "Blocked", (S.BLOCKED,), "Needs a person"),
-    Column("closed", "Rejected or cancelled", (S.REJECTED, S.CANCELLED),
-           "Rejected work goes back to the queue with feedback"),
+    Column("stopped", "Stopped", (S.BLOCKED, S.CANCELLED),
+           "Blocked work needs a person; cancelled is final"),
 )
 COLUMN_OF: dict[str, Column] = {state: column for column in COLUMNS for state in column.states}
 
@@ -73,6 +76,15 @@ class Progress:
     checks_run: int = 0
     checks_total: int = 0
     tokens: int = 0
+
+    @property
+    def percent(self) -> int:
+        """Share of the checks passed so far, for the card's bar."""
+        return round(100 * self.checks_passed / self.checks_total) if self.checks_total else 0
+
+    @property
+    def tokens_shown(self) -> str:
+        return f"{self.tokens:,}"
 
 
 @dataclass
@@ -127,13 +139,16 @@ class Board:
 
 def _cards_query(project: Project) -> QuerySet[Ticket]:
     latest = Attempt.objects.filter(ticket=OuterRef("pk")).order_by("-number")
+    finished = latest.exclude(outcome=AttemptOutcome.RUNNING)
     return (Ticket.objects.for_org(project.organization).filter(project=project)
             .select_related("project")
             .only("id", "number", "title", "status", "complexity", "status_changed_at",
                   "spec", "project__id", "project__key", "attempt_count")
-            .annotate(latest_outcome=Subquery(latest.values("outcome")[:1]),
-                      latest_number=Subquery(latest.values("number")[:1],
-                                             output_field=IntegerField())))
+            .annotate(latest_number=Subquery(latest.values("number")[:1],
+                                             output_field=IntegerField()),
+                      finished_outcome=Subquery(finished.values("outcome")[:1]),
+                      finished_number=Subquery(finished.values("number")[:1],
+                                               output_field=IntegerField())))
 
 
 def _progress(project: Project, tickets: list[Ticket]) -> dict[Any, Progress]:
@@ -167,8 +182,9 @@ def _progress(project: Project, tickets: list[Ticket]) -> dict[Any, Progress]:
 
 
 def _card(ticket: Ticket, progress: dict[Any, Progress]) -> Card:
-    return Card(ticket=ticket, attempt=getattr(ticket, "latest_number", None),
-                outcome=getattr(ticket, "latest_outcome", None),
+    # The outcome shown is the latest finished attempt's; a running one shows its progress.
+    return Card(ticket=ticket, attempt=getattr(ticket, "finished_number", None),
+                outcome=getattr(ticket, "finished_outcome", None),
                 progress=progress.get(ticket.pk))
 
 

@@ -174,10 +174,10 @@ def test_the_board_puts_each_ticket_in_its_column_and_shows_the_wip_limit(cast) 
         "awaiting_acceptance", "accepted", "blocked", "rejected", "cancelled")}
     proposed = ticket(cast, "proposed", title="Still at Gate 1")
     html = browser(cast.manager).get(PAGE).content.decode()
-    expected = {"queued": ("approved", "queued"),
+    expected = {"queued": ("approved", "queued", "rejected"),
                 "in_progress": ("running", "retrying", "escalated", "auditing"),
                 "awaiting": ("awaiting_acceptance",), "accepted": ("accepted",),
-                "blocked": ("blocked",), "closed": ("rejected", "cancelled")}
+                "stopped": ("blocked", "cancelled")}
     for slug, statuses in expected.items():
         part = column(html, slug)
         for status, item in tickets.items():
@@ -203,9 +203,10 @@ def test_a_running_card_shows_checks_passed_and_tokens_streamed(cast) -> None:
     progress(ticket=item, type="attempt.check", data={"attempt": 2, "index": 1, "of": 2,
                                                       "passed": True})
     html = column(browser(cast.admin).get(PAGE).content.decode(), "in_progress")
-    assert re.search(r"Checks <span data-progress-checks>1 of 2</span> passed · "
-                     r"<span data-progress-tokens>1234</span> tokens", html)
-    assert "#2 Running" in html
+    assert re.search(r"Checks <span data-progress-checks>1/2</span> · "
+                     r"<span data-progress-tokens>1,234</span> tokens", html)
+    assert "width: 50%" in html
+    assert "#1 Tests failed" in html and "#2 Running" not in html
 
 
 def test_a_finished_card_shows_its_latest_attempt_outcome(cast) -> None:
@@ -214,7 +215,7 @@ def test_a_finished_card_shows_its_latest_attempt_outcome(cast) -> None:
                            outcome="passed")
     Attempt.objects.create(organization=cast.org, ticket=item, number=2, executor="cloud",
                            outcome="guardrail_violation")
-    html = column(browser(cast.admin).get(PAGE).content.decode(), "blocked")
+    html = column(browser(cast.admin).get(PAGE).content.decode(), "stopped")
     assert "#2 Guardrail violation" in html and "data-progress" in html
     assert re.search(r'class="[^"]*hidden"[^>]*data-progress', html)
 

@@ -32,6 +32,7 @@ REST_FIELDS = {"seq", "created_at", "type", "actor_type", "actor_label", "target
                "target_label", "data"}
 PAY = "/ws/o/acme/projects/PAY/events/"
 TIMEOUT = 5
+PER_TRANSACTION = 4
 
 
 def run(scenario: Callable[[], Awaitable[Any]]) -> Any:
@@ -52,13 +53,15 @@ def headers_for(user: Any | None) -> list[tuple[bytes, bytes]]:
 
 
 def record(cast: Any, count: int, *, project: Any = None, target: Any = None,
-           start: int = 0) -> None:
-    """`count` events of the project (or of `target`), each in its own committed transaction."""
+           start: int = 0, per_transaction: int = 1) -> None:
+    """`count` events of the project (or of `target`), committed `per_transaction` at a time."""
     project = project or cast.project
-    for n in range(start, start + count):
+    for first in range(start, start + count, per_transaction):
         with transaction.atomic():
-            audit_record(organization=cast.org, actor=Actor.of(cast.admin), type="test.step",
-                         target=target or project, data={"n": n}, project_id=project.pk)
+            for n in range(first, min(first + per_transaction, start + count)):
+                audit_record(organization=cast.org, actor=Actor.of(cast.admin),
+                             type="test.step", target=target or project, data={"n": n},
+                             project_id=project.pk)
 
 
 async def open_stream(path: str, headers: list[tuple[bytes, bytes]]) -> WebsocketCommunicator:
@@ -95,8 +98,10 @@ def test_a_member_gets_the_backlog_then_a_live_event_with_the_rest_fields(cast) 
     grant_view(cast, cast.member)
     record(cast, 3)
 
+    headers_member = headers_for(cast.member)
+
     async def scenario() -> tuple[list[dict], int, list[dict]]:
-        communicator = await open_stream(PAY, headers_for(cast.member))
+        communicator = await open_stream(PAY, headers_member)
         backlog, caught_up = await read_until_caught_up(communicator)
         await database_sync_to_async(record)(cast, 1, start=3)
         live_event = await communicator.receive_json_from(timeout=TIMEOUT)
@@ -120,8 +125,10 @@ def test_resuming_after_a_seq_sends_only_later_events(cast) -> None:
     seqs = list(AuditEvent.objects.filter(type="test.step").order_by("seq")
                 .values_list("seq", flat=True))
 
+    headers_admin = headers_for(cast.admin)
+
     async def scenario() -> tuple[list[dict], int]:
-        communicator = await open_stream(f"{PAY}?after={seqs[2]}", headers_for(cast.admin))
+        communicator = await open_stream(f"{PAY}?after={seqs[2]}", headers_admin)
         result = await read_until_caught_up(communicator)
         await communicator.disconnect()
         return result
@@ -132,8 +139,10 @@ def test_resuming_after_a_seq_sends_only_later_events(cast) -> None:
 
 
 def test_with_nothing_new_caught_up_repeats_the_given_seq(cast) -> None:
+    headers_admin = headers_for(cast.admin)
+
     async def scenario() -> tuple[list[dict], int]:
-        communicator = await open_stream(f"{PAY}?after=12345", headers_for(cast.admin))
+        communicator = await open_stream(f"{PAY}?after=12345", headers_admin)
         result = await read_until_caught_up(communicator)
         await communicator.disconnect()
         return result
@@ -144,9 +153,11 @@ def test_with_nothing_new_caught_up_repeats_the_given_seq(cast) -> None:
 def test_a_ticket_stream_gets_its_tickets_events_live_and_nothing_else(cast) -> None:
     ticket = TicketFactory(project=cast.project, requirement__project=cast.project, number=7)
 
+    headers_manager = headers_for(cast.manager)
+
     async def scenario() -> list[dict]:
         communicator = await open_stream("/ws/o/acme/tickets/PAY-7/events/",
-                                         headers_for(cast.manager))
+                                         headers_manager)
         assert await read_until_caught_up(communicator) == ([], 0)
         await database_sync_to_async(record)(cast, 2)  # the project's, not the ticket's
         await database_sync_to_async(record)(cast, 1, target=ticket, start=2)
@@ -168,11 +179,12 @@ def shares_threads() -> bool:
 
 def test_a_thousand_events_arrive_once_each_in_order_across_a_dropped_socket(cast) -> None:
     total = 1000
+    # Services write a few events per transaction; a commit then announces all of them.
     writing_done = threading.Event()
 
     def writer() -> None:
         try:
-            record(cast, total)
+            record(cast, total, per_transaction=PER_TRANSACTION)
         finally:
             connection.close()
             writing_done.set()
@@ -180,12 +192,14 @@ def test_a_thousand_events_arrive_once_each_in_order_across_a_dropped_socket(cas
     async def write_between_reads() -> None:
         # One committed transaction per event on the consumers' database thread, interleaved
         # with their reads; notifications still cross the notifier thread and the layer.
-        for n in range(total):
-            await database_sync_to_async(record)(cast, 1, start=n)
+        for n in range(0, total, PER_TRANSACTION):
+            await database_sync_to_async(record)(cast, PER_TRANSACTION, start=n,
+                                                 per_transaction=PER_TRANSACTION)
         writing_done.set()
 
+    headers = headers_for(cast.admin)
+
     async def scenario() -> list[int]:
-        headers = headers_for(cast.admin)
         received: list[int] = []
         communicator = await open_stream(PAY, headers)
         await read_until_caught_up(communicator)
@@ -219,11 +233,13 @@ def test_a_thousand_events_arrive_once_each_in_order_across_a_dropped_socket(cas
 
 
 def test_an_anonymous_visitor_is_refused(cast) -> None:
-    assert run(lambda: close_code(PAY, headers_for(None))) == 4403
+    headers = headers_for(None)
+    assert run(lambda: close_code(PAY, headers)) == 4403
 
 
 def test_a_member_without_access_to_the_project_is_refused(cast) -> None:
-    assert run(lambda: close_code(PAY, headers_for(cast.member))) == 4403
+    headers = headers_for(cast.member)
+    assert run(lambda: close_code(PAY, headers)) == 4403
 
 
 def test_an_outsider_gets_not_found_as_for_an_organization_that_does_not_exist(cast) -> None:
@@ -243,14 +259,17 @@ def test_another_organizations_ticket_or_project_key_is_not_found(cast) -> None:
 
 @pytest.mark.parametrize("after", ["-1", "abc", "1e3", "99999999999999999999", "1&after=2"])
 def test_a_bad_after_is_refused_as_a_bad_request(cast, after: str) -> None:
-    assert run(lambda: close_code(f"{PAY}?after={after}", headers_for(cast.admin))) == 4400
+    headers = headers_for(cast.admin)
+    assert run(lambda: close_code(f"{PAY}?after={after}", headers)) == 4400
 
 
 def test_a_manager_can_follow_a_project_read_only(cast) -> None:
     record(cast, 1)
 
+    headers_manager = headers_for(cast.manager)
+
     async def scenario() -> tuple[list[dict], int]:
-        communicator = await open_stream(PAY, headers_for(cast.manager))
+        communicator = await open_stream(PAY, headers_manager)
         result = await read_until_caught_up(communicator)
         await communicator.disconnect()
         return result
@@ -262,10 +281,13 @@ def test_a_manager_can_follow_a_project_read_only(cast) -> None:
 def test_a_member_granted_the_project_and_a_product_owner_of_another_org_differ(cast) -> None:
     grant_view(cast, cast.member)
     stranger = MembershipFactory(organization=cast.other_org, role="product_owner").user
-    assert run(lambda: close_code(PAY, headers_for(stranger))) == 4404
+    headers = headers_for(stranger)
+    assert run(lambda: close_code(PAY, headers)) == 4404
+
+    headers_member = headers_for(cast.member)
 
     async def scenario() -> int:
-        communicator = await open_stream(PAY, headers_for(cast.member))
+        communicator = await open_stream(PAY, headers_member)
         _, seq = await read_until_caught_up(communicator)
         await communicator.disconnect()
         return seq

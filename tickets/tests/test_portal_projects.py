@@ -8,7 +8,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
@@ -333,3 +335,17 @@ def test_system_events_do_not_break_the_board(cast) -> None:
     item = ticket(cast, "running")
     progress(ticket=item, type="attempt.check", actor=SYSTEM, data={"attempt": "x"})
     assert browser(cast.admin).get(PAGE).status_code == 200
+
+
+def test_a_bigger_board_costs_no_more_queries(cast) -> None:
+    admin = browser(cast.admin)
+    states = ("queued", "running", "awaiting_acceptance", "accepted", "blocked")
+    for status in states:
+        ticket(cast, status)
+    with CaptureQueriesContext(connection) as small:
+        admin.get(PAGE)
+    for status in states * 6:
+        ticket(cast, status)
+    with CaptureQueriesContext(connection) as big:
+        assert admin.get(PAGE).status_code == 200
+    assert len(big) == len(small)

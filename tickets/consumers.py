@@ -6,11 +6,12 @@
 `{"type": "event", "event": <the REST EventSerializer fields>}`.
 
 The audit log is read for every send; a channel-layer notification only says "something after
-seq N was committed". Each socket keeps the last seq it sent and handles one message at a
-time (Channels dispatches a consumer's messages serially), so a notification that arrives
-while the backlog is being sent waits and then finds nothing new: no duplicates, no gaps.
-Events of an organization are numbered in commit order (the audit chain's row lock), so
-"seq > last sent" never skips an event that commits late.
+seq N was committed". Each socket keeps the last seq it sent and sends under its own lock
+(the backlog, then each catch-up), so a notification that arrives while the backlog is being
+sent waits and then finds nothing new: no duplicates, no gaps. Events of an organization are
+numbered in commit order (the audit chain's row lock), so "seq > last sent" never skips an
+event that commits late. One StreamHub per stream and process listens on the channel layer
+and reads new events once for all of that process's sockets.
 
 Refusals are decided before the socket is accepted, then sent as a close code right after
 accepting (a server answers a close before accept with a bare HTTP 403, and browsers do not
@@ -24,7 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import json
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +37,7 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
 
 from accounts.models import AuditEvent
 from accounts.selectors import membership_for
@@ -51,8 +55,9 @@ from tickets.selectors import (
 
 # Events read from the database per query, for a backlog and for catching up.
 PAGE = 500
-# Recent events a process keeps per stream for its sockets (tickets/consumers.StreamCache).
+# Recent events a process keeps per stream for its sockets (StreamHub).
 CACHE_EVENTS = 2000
+logger = logging.getLogger(__name__)
 AFTER_RE = re.compile(r"[0-9]{1,19}\Z")
 
 Frame = tuple[int, str]  # (seq, the text message sent for it)
@@ -121,13 +126,17 @@ def resolve_stream(*, user: Any, org_slug: str, kind: str, key: str) -> Stream |
                                                           limit=limit))
 
 
-class StreamCache:
-    """The recent events of one stream in this process, shared by the sockets following it.
+class StreamHub:
+    """One stream in this process: its group subscription and its recent events, shared by
+    every socket following it.
 
-    Holds every event of the stream with a seq in (base, top], oldest first. When a
-    notification arrives at 200 sockets of a project, the first one reads the new events
-    once and the other 199 take them from here: one query and one serialization per burst,
-    not per socket. A socket further behind than `base` reads the database itself.
+    The hub, not each socket, joins the stream's group, with one channel of its own: a
+    notification crosses the channel layer once per process and is handed to the sockets
+    here (200 sockets on a project cost one Redis delivery per event, not 200, and on the
+    embedded layer one poller instead of 200). The hub also holds every event of the stream
+    with a seq in (base, top], oldest first: the first socket to need new events reads them
+    once, the others take them from here. A socket further behind than `base` reads the
+    database itself.
     """
 
     def __init__(self, stream: Stream) -> None:
@@ -137,7 +146,48 @@ class StreamCache:
         self.top = 0
         self.seqs: list[int] = []
         self.frames: list[Frame] = []
-        self.users = 0
+        self.members: set[EventStreamConsumer] = set()
+        self.channel = ""
+        self.listener: asyncio.Task[None] | None = None
+
+    async def join(self, consumer: EventStreamConsumer) -> None:
+        """Follow the stream; once this returns, every later commit reaches `consumer`."""
+        async with self.lock:
+            if self.listener is None:
+                layer = get_channel_layer()
+                self.channel = await layer.new_channel("live")
+                await layer.group_add(self.stream.group, self.channel)
+                self.listener = asyncio.ensure_future(self._listen(layer, self.channel))
+            self.members.add(consumer)
+
+    async def leave(self, consumer: EventStreamConsumer) -> bool:
+        """Stop following; True when no socket of this process follows the stream any more."""
+        async with self.lock:
+            self.members.discard(consumer)
+            if self.members or self.listener is None:
+                return False
+            self.listener.cancel()
+            self.listener = None
+            with contextlib.suppress(Exception):
+                await get_channel_layer().group_discard(self.stream.group, self.channel)
+            return True
+
+    async def _listen(self, layer: Any, channel: str) -> None:
+        while True:
+            try:
+                message = await layer.receive(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("live: receiving on %s failed", self.stream.group)
+                await asyncio.sleep(1)
+                continue
+            try:
+                seq = int(message.get("seq", 0))
+            except (TypeError, ValueError):
+                continue
+            for member in list(self.members):
+                member.wake(seq)
 
     async def after(self, last_seq: int, notified: int) -> list[Frame] | None:
         """The frames after `last_seq`, complete up to at least `notified`; None if too old."""
@@ -171,33 +221,35 @@ class StreamCache:
 
 
 # Per event loop (one per server process; tests run several loops one after another).
-_caches: dict[tuple[int, str], StreamCache] = {}
+_hubs: dict[tuple[int, str], StreamHub] = {}
 
 
-def cache_acquire(stream: Stream) -> StreamCache:
+def hub_for(stream: Stream) -> StreamHub:
     key = (id(asyncio.get_running_loop()), stream.key)
-    cache = _caches.get(key)
-    if cache is None:
-        cache = _caches[key] = StreamCache(stream)
-    cache.users += 1
-    return cache
+    hub = _hubs.get(key)
+    if hub is None:
+        hub = _hubs[key] = StreamHub(stream)
+    return hub
 
 
-def cache_release(cache: StreamCache) -> None:
-    cache.users -= 1
-    if cache.users <= 0:
-        for key, value in list(_caches.items()):
-            if value is cache:
-                del _caches[key]
+def hub_forget(hub: StreamHub) -> None:
+    for key, value in list(_hubs.items()):
+        if value is hub:
+            del _hubs[key]
 
 
 class EventStreamConsumer(AsyncWebsocketConsumer):
     """One socket following one project's or ticket's events; `kind` says which."""
 
     kind = "project"
+    # The stream's hub listens on the channel layer for all of this process's sockets; a
+    # socket of its own would only add a receive loop (a poller on the embedded layer).
+    channel_layer_alias = "live-sockets-use-their-stream-hub"
     stream: Stream | None = None
-    cache: StreamCache | None = None
+    hub: StreamHub | None = None
     last_seq = 0
+    notified = 0
+    drainer: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         after = parse_after(self.scope.get("query_string", b""))
@@ -213,43 +265,58 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
             return
         self.stream = decision
         self.last_seq = after
-        # Join before reading the backlog: an event committed meanwhile is either in the
-        # backlog or announced afterwards (and then skipped when already sent).
-        await self.channel_layer.group_add(decision.group, self.channel_name)
-        self.cache = cache_acquire(decision)
-        await self.accept()
-        while True:
-            page = await database_sync_to_async(decision.frames)(self.last_seq, PAGE)
-            await self.send_frames(page)
-            if len(page) < PAGE:
-                break
-        await self.send(text_data=json.dumps({"type": "caught_up", "seq": self.last_seq}))
+        # One sender at a time per socket: the backlog here, then each catch-up in `_drain`.
+        self.sending = asyncio.Lock()
+        async with self.sending:
+            # Join before reading the backlog: an event committed meanwhile is either in the
+            # backlog or announced afterwards (and then skipped when already sent).
+            self.hub = hub_for(decision)
+            await self.hub.join(self)
+            await self.accept()
+            while True:
+                page = await database_sync_to_async(decision.frames)(self.last_seq, PAGE)
+                await self.send_frames(page)
+                if len(page) < PAGE:
+                    break
+            await self.send(text_data=json.dumps({"type": "caught_up", "seq": self.last_seq}))
 
     async def refuse(self, code: CloseCode) -> None:
         await self.accept()
         await self.close(code=int(code))
 
     async def disconnect(self, code: int) -> None:
-        if self.stream is not None:
-            await self.channel_layer.group_discard(self.stream.group, self.channel_name)
-        if self.cache is not None:
-            cache_release(self.cache)
-            self.cache = None
+        if self.hub is not None:
+            hub, self.hub = self.hub, None
+            if await hub.leave(self):
+                hub_forget(hub)
+        if self.drainer is not None:
+            self.drainer.cancel()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Clients only listen; what they send is ignored."""
 
-    async def events_notify(self, message: dict[str, Any]) -> None:
-        """A committed event of this stream (live.NOTIFY_TYPE): send what is new, in order."""
-        if self.stream is None:
-            return
+    def wake(self, seq: int) -> None:
+        """The hub heard of a committed event `seq` of this stream."""
+        if seq <= max(self.last_seq, self.notified):
+            return  # already sent, or already on its way
+        self.notified = seq
+        if self.drainer is None or self.drainer.done():
+            self.drainer = asyncio.ensure_future(self._drain())
+
+    async def _drain(self) -> None:
         try:
-            notified = int(message.get("seq", 0))
-        except (TypeError, ValueError):
-            return
-        if notified <= self.last_seq:
-            return  # already sent with the backlog or an earlier burst
-        frames = await self.cache.after(self.last_seq, notified) if self.cache else None
+            async with self.sending:
+                while self.hub is not None and self.notified > self.last_seq:
+                    await self.catch_up(self.notified)
+        except Exception:
+            logger.exception("live: sending to a socket of %s failed",
+                             self.stream.group if self.stream else "?")
+            await self.close()
+
+    async def catch_up(self, notified: int) -> None:
+        """Send every event after `last_seq`, at least up to `notified`, in order."""
+        assert self.stream is not None and self.hub is not None
+        frames = await self.hub.after(self.last_seq, notified)
         if frames is not None:
             await self.send_frames(frames)
             return

@@ -23,7 +23,7 @@ from accounts.models import AuditEvent
 
 logger = logging.getLogger(__name__)
 
-# The message type the consumers handle (`events_notify`); tickets/consumers.py depends on it.
+# The type of a notification; tickets/consumers.StreamHub reads only its `seq`.
 NOTIFY_TYPE = "events.notify"
 TICKET_TARGET = "tickets.ticket"
 # How long a process that exits waits for its last notifications to leave.

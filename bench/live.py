@@ -1,0 +1,327 @@
+"""Live events: from a worker's commit to 200 open browser sockets, on Redis and PostgreSQL.
+
+A daphne process serves `haao.asgi` (what `manage.py serve` runs) with the Redis channel
+layer; `--clients` WebSocket clients (autobahn, which daphne already brings) follow one
+project's stream as one logged-in member. A separate writer process, like a Celery worker,
+calls `audit_record` in its own transactions and notes the monotonic time each commit
+returned; every client notes when each event arrived. Two phases:
+
+- latency: `--events` events at `--rate` per second; p50/p95 of receive - commit over every
+  (client, event) pair;
+- throughput: `--burst` events written as fast as one writer can; events/s = burst / (last
+  event received by the last client - first commit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.loop import admin_connection, empty_redis
+
+ROOT = Path(__file__).resolve().parents[1]
+
+WRITER_MODE = "_writer"
+SEED_MODE = "_seed"
+ORG, KEY = "bench", "LIVE"
+
+
+# --- The writer process: a worker's audit events ----------------------------------------------
+
+def run_writer(count: int, rate: float, out: str) -> None:
+    import django
+
+    django.setup()
+    from django.db import transaction
+
+    from accounts.audit import SYSTEM, audit_record
+    from accounts.models import Organization
+    from tickets import live
+    from tickets.models import Project
+
+    org = Organization.objects.get(slug=ORG)
+    project = Project.objects.for_org(org).get(key=KEY)
+    commits: list[tuple[int, float]] = []
+    interval = 1 / rate if rate > 0 else 0.0
+    started = time.monotonic()
+    for n in range(count):
+        if interval:
+            time.sleep(max(0.0, started + n * interval - time.monotonic()))
+        with transaction.atomic():
+            event = audit_record(organization=org, actor=SYSTEM, type="bench.step",
+                                 target=project, data={"n": n}, project_id=project.pk)
+        commits.append((event.seq, time.monotonic()))
+    live.notifier().flush(10)
+    Path(out).write_text(json.dumps(commits))
+
+
+# --- The clients --------------------------------------------------------------------------------
+
+class Clients:
+    """`count` sockets on one stream; `arrivals[i]` maps seq → monotonic arrival time."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.arrivals: list[dict[int, float]] = [{} for _ in range(count)]
+        self.caught_up = 0
+        self.closed = 0
+        self.all_caught_up = asyncio.Event()
+        self.protocols: list[Any] = []
+
+    async def connect(self, port: int, cookie: str, after: int) -> None:
+        from autobahn.asyncio.websocket import WebSocketClientFactory, WebSocketClientProtocol
+
+        clients = self
+
+        class Client(WebSocketClientProtocol):
+            index = 0
+
+            def onMessage(self, payload: bytes, is_binary: bool) -> None:
+                now = time.monotonic()
+                message = json.loads(payload)
+                if message["type"] == "event":
+                    clients.arrivals[self.index][message["event"]["seq"]] = now
+                elif message["type"] == "caught_up":
+                    clients.caught_up += 1
+                    if clients.caught_up == clients.count:
+                        clients.all_caught_up.set()
+
+            def onClose(self, was_clean: bool, code: int | None, reason: str) -> None:
+                clients.closed += 1
+
+        loop = asyncio.get_running_loop()
+        url = f"ws://127.0.0.1:{port}/ws/o/{ORG}/projects/{KEY}/events/?after={after}"
+        for index in range(self.count):
+            factory = WebSocketClientFactory(url, origin=f"http://127.0.0.1:{port}",
+                                             headers={"Cookie": cookie})
+            factory.protocol = Client
+            _, protocol = await loop.create_connection(factory, "127.0.0.1", port)
+            protocol.index = index
+            self.protocols.append(protocol)
+        await asyncio.wait_for(self.all_caught_up.wait(), 60)
+
+    async def wait_for(self, seqs: list[int], timeout: float) -> None:
+        """Until every client has every seq in `seqs` (or fail naming how many are missing)."""
+        wanted = set(seqs)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(wanted <= arrivals.keys() for arrivals in self.arrivals):
+                return
+            await asyncio.sleep(0.02)
+        missing = sum(len(wanted - arrivals.keys()) for arrivals in self.arrivals)
+        raise SystemExit(f"{missing} (client, event) pairs never arrived "
+                         f"({self.closed} sockets closed)")
+
+    def close(self) -> None:
+        for protocol in self.protocols:
+            with contextlib.suppress(Exception):
+                protocol.sendClose()
+
+
+# --- Set-up -------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def bench_database(url: str) -> Iterator[str]:
+    """A fresh database on the server of `url`, dropped afterwards."""
+    name = f"haao_bench_live_{os.getpid()}"
+    with admin_connection(url) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+    finally:
+        with admin_connection(url) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_seed(out: str) -> None:
+    """Migrate, then the organization, a member's session cookie and the stream's last seq."""
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.test import Client
+
+    from accounts.models import AuditEvent, Membership, Organization, User
+    from accounts.roles import Role
+    from tickets.services import project_create
+
+    call_command("migrate", verbosity=0)
+    org = Organization.objects.create(name="Benchmark", slug=ORG)
+    admin = User.objects.create_user(email="admin@bench.test", password=None)
+    Membership.objects.create(organization=org, user=admin, role=Role.ADMIN)
+    project_create(organization=org, actor=admin, key=KEY, name="Live events")
+    client = Client()
+    client.force_login(admin)
+    name = settings.SESSION_COOKIE_NAME
+    last = AuditEvent.objects.for_org(org).order_by("-seq").values_list("seq", flat=True)
+    Path(out).write_text(json.dumps({"cookie": f"{name}={client.cookies[name].value}",
+                                     "after": int(last.first() or 0)}))
+
+
+def start_server(port: int, log: Path) -> subprocess.Popen[bytes]:
+    handle = log.open("ab")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+         "haao.asgi:application"], cwd=ROOT, env=dict(os.environ), stdout=handle,
+        stderr=handle, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return server
+        if server.poll() is not None:
+            raise SystemExit(f"daphne exited:\n{log.read_text()[-3000:]}")
+        time.sleep(0.1)
+    raise SystemExit("daphne did not listen within 60 s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def write(workdir: Path, count: int, rate: float, name: str) -> list[tuple[int, float]]:
+    out = workdir / f"{name}.json"
+    subprocess.run([sys.executable, __file__, WRITER_MODE, str(count), str(rate), str(out)],
+                   cwd=ROOT, env=dict(os.environ), check=True, timeout=600)
+    return [(int(seq), float(at)) for seq, at in json.loads(out.read_text())]
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
+
+
+# --- The run ------------------------------------------------------------------------------------
+
+async def measure(args: argparse.Namespace, workdir: Path, cookie: str, after: int,
+                  port: int, server: subprocess.Popen[bytes]) -> dict[str, Any]:
+    clients = Clients(args.clients)
+    await clients.connect(port, cookie, after)
+    try:
+        cpu_before = cpu_seconds(server.pid)
+        commits = await asyncio.to_thread(write, workdir, args.events, args.rate, "latency")
+        await clients.wait_for([seq for seq, _ in commits], 60)
+        server_cpu = cpu_seconds(server.pid) - cpu_before
+        latencies = [(arrivals[seq] - at) * 1000 for arrivals in clients.arrivals
+                     for seq, at in commits]
+        burst = await asyncio.to_thread(write, workdir, args.burst, 0, "burst")
+        await clients.wait_for([seq for seq, _ in burst], 120)
+        first_commit = burst[0][1]
+        last_arrival = max(arrivals[seq] for arrivals in clients.arrivals for seq, _ in burst)
+        write_seconds = burst[-1][1] - first_commit
+        burst_latencies = [(arrivals[seq] - at) * 1000 for arrivals in clients.arrivals
+                           for seq, at in burst]
+    finally:
+        clients.close()
+    return {
+        "clients": args.clients,
+        "events": args.events,
+        "rate": args.rate,
+        "latency_p50_ms": round(statistics.median(latencies), 1),
+        "latency_p95_ms": round(percentile(latencies, 0.95), 1),
+        "latency_max_ms": round(max(latencies), 1),
+        "server_cpu_ms_per_event": round(server_cpu * 1000 / args.events, 2),
+        "burst_events": args.burst,
+        "burst_written_per_second": round(args.burst / write_seconds, 1),
+        "events_per_second": round(args.burst / (last_arrival - first_commit), 1),
+        "deliveries_per_second": round(args.burst * args.clients / (last_arrival - first_commit)),
+        "burst_latency_p50_ms": round(statistics.median(burst_latencies), 1),
+        "burst_latency_p95_ms": round(percentile(burst_latencies, 0.95), 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--events", type=int, default=200, help="events of the latency phase")
+    parser.add_argument("--rate", type=float, default=20, help="their events per second")
+    parser.add_argument("--burst", type=int, default=1000, help="events of the throughput phase")
+    args = parser.parse_args()
+    if min(args.clients, args.events, args.burst) < 1 or args.rate <= 0:
+        parser.error("--clients, --events and --burst must be at least 1, --rate above 0")
+    server_url, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
+    if not server_url.startswith(("postgres://", "postgresql://")) or not redis_url:
+        raise SystemExit("Set DATABASE_URL (a PostgreSQL server; the user needs CREATEDB) and "
+                         "REDIS_URL (an empty Redis database, e.g. redis://127.0.0.1:6379/9).")
+    workdir = Path(tempfile.mkdtemp(prefix="haao-bench-live-"))
+    try:
+        with empty_redis(redis_url), bench_database(server_url) as database_url:
+            run(args, workdir, database_url)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, workdir: Path, database_url: str) -> None:
+    # Django stays out of this process: daphne's app would pin autobahn to Twisted, and the
+    # clients use autobahn on asyncio. Seeding, serving and writing are child processes.
+    os.environ.update({
+        "DATABASE_URL": database_url, "DEBUG": "false", "HAAO_READ_DOTENV": "false",
+        "HAAO_HTTPS": "false", "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
+        "SECRET_KEY": os.environ.get("SECRET_KEY", "") if len(os.environ.get(
+            "SECRET_KEY", "")) >= 50 else secrets.token_urlsafe(64),
+        "HAAO_DATA_DIR": str(workdir / "data"), "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "HAAO_ENCRYPTION_KEYS": os.environ.get(
+            "HAAO_ENCRYPTION_KEYS", "6vQ1d3Zs9m8Zb1g8Qk4j0oE1uXyP1YbqfQ0rJ5m6Z0A="),
+        "PYTHONUNBUFFERED": "1", "DJANGO_SETTINGS_MODULE": "haao.settings"})
+    seeded = workdir / "seed.json"
+    subprocess.run([sys.executable, __file__, SEED_MODE, str(seeded)], cwd=ROOT,
+                   env=dict(os.environ), check=True, timeout=600)
+    seed = json.loads(seeded.read_text())
+    port = free_port()
+    server = start_server(port, workdir / "daphne.log")
+    try:
+        figures = asyncio.run(measure(args, workdir, seed["cookie"], seed["after"], port,
+                                      server))
+    finally:
+        stop(server)
+    log = (workdir / "daphne.log").read_text(errors="replace")
+    if "Traceback" in log:
+        first = log.index("Traceback")
+        print(f"daphne logged errors:\n{log[first:first + 4000]}", file=sys.stderr)
+    for name, value in figures.items():
+        print(f"{name}={value}")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == [WRITER_MODE]:
+        run_writer(int(sys.argv[2]), float(sys.argv[3]), sys.argv[4])
+    elif sys.argv[1:2] == [SEED_MODE]:
+        run_seed(sys.argv[2])
+    else:
+        main()

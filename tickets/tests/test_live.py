@@ -171,6 +171,27 @@ def test_a_ticket_stream_gets_its_tickets_events_live_and_nothing_else(cast) -> 
     assert message["event"]["target_type"] == "tickets.ticket"
 
 
+def test_every_socket_of_a_project_gets_each_live_event_once(cast) -> None:
+    headers = [headers_for(user) for user in (cast.admin, cast.manager, cast.admin)]
+
+    async def scenario() -> list[list[int]]:
+        sockets = [await open_stream(PAY, each) for each in headers]
+        for socket in sockets:
+            await read_until_caught_up(socket)
+        await database_sync_to_async(record)(cast, 3, per_transaction=3)
+        await database_sync_to_async(record)(cast, 2, start=3)
+        received = []
+        for socket in sockets:
+            received.append([(await socket.receive_json_from(timeout=TIMEOUT))["event"]
+                             ["data"]["n"] for _ in range(5)])
+            assert await socket.receive_nothing(timeout=0.2)
+        for socket in sockets:
+            await socket.disconnect()
+        return received
+
+    assert run(scenario) == [[0, 1, 2, 3, 4]] * 3
+
+
 def shares_threads() -> bool:
     """Whether another thread may write while sockets read (not the in-memory SQLite test
     database: its shared cache locks whole tables and fails readers at once)."""

@@ -77,6 +77,37 @@ class Processes:
              "--schedule", str(self.workdir / "beat-schedule")],
             cwd=ROOT, env=self.env(), stdout=log, stderr=log, start_new_session=True)
 
+    def start_web(self) -> str:
+        """The portal and its WebSockets, served by daphne (as in production) on a free
+        loopback port; returns its base URL once it answers."""
+        import socket
+        import urllib.error
+        import urllib.request
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        log = open(self.workdir / "web.log", "ab")  # noqa: SIM115
+        self.procs["web"] = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+             "haao.asgi:application"],
+            cwd=ROOT, env={**self.env(), "HAAO_HTTPS": "false", "DEBUG": "false",
+                           "ALLOWED_HOSTS": "127.0.0.1,localhost"},
+            stdout=log, stderr=log, start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+
+        def answers() -> bool:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2):
+                    return True
+            except urllib.error.HTTPError:
+                return True  # it answers (a 503 names a part that is down)
+            except OSError:
+                return False
+
+        wait_for(answers, timeout=60, what="the web process to answer", processes=self)
+        return url
+
     def kill(self, name: str = "worker") -> None:
         """kill -9 the process and every child it forked (the prefork pool)."""
         process = self.procs.pop(name)

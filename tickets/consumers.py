@@ -58,6 +58,10 @@ PAGE = 500
 # Recent events a process keeps per stream for its sockets (StreamHub).
 CACHE_EVENTS = 2000
 logger = logging.getLogger(__name__)
+# A hub re-reads its stream this often even without a notification (one dropped by a full or
+# restarted layer costs at most this delay) and renews its group membership, which channel
+# layers expire (a day by default).
+SAFETY_SECONDS = 30.0
 AFTER_RE = re.compile(r"[0-9]{1,19}\Z")
 
 Frame = tuple[int, str]  # (seq, the text message sent for it)
@@ -149,6 +153,7 @@ class StreamHub:
         self.members: set[EventStreamConsumer] = set()
         self.channel = ""
         self.listener: asyncio.Task[None] | None = None
+        self.refresher: asyncio.Task[None] | None = None
 
     async def join(self, consumer: EventStreamConsumer) -> None:
         """Follow the stream; once this returns, every later commit reaches `consumer`."""
@@ -158,6 +163,7 @@ class StreamHub:
                 self.channel = await layer.new_channel("live")
                 await layer.group_add(self.stream.group, self.channel)
                 self.listener = asyncio.ensure_future(self._listen(layer, self.channel))
+                self.refresher = asyncio.ensure_future(self._refresh(layer, self.channel))
             self.members.add(consumer)
 
     async def leave(self, consumer: EventStreamConsumer) -> bool:
@@ -168,6 +174,9 @@ class StreamHub:
                 return False
             self.listener.cancel()
             self.listener = None
+            if self.refresher is not None:
+                self.refresher.cancel()
+                self.refresher = None
             with contextlib.suppress(Exception):
                 await get_channel_layer().group_discard(self.stream.group, self.channel)
             return True
@@ -189,6 +198,42 @@ class StreamHub:
             for member in list(self.members):
                 member.wake(seq)
 
+    async def _refresh(self, layer: Any, channel: str) -> None:
+        while True:
+            await asyncio.sleep(SAFETY_SECONDS)
+            try:
+                await layer.group_add(self.stream.group, channel)
+                newest = await self._read_new()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("live: refreshing %s failed", self.stream.group)
+                continue
+            for member in list(self.members):
+                member.wake(newest)
+
+    async def _read_new(self) -> int:
+        """Read whatever was committed after `top` (no notification needed); the new top."""
+        async with self.lock:
+            if self.base is None:
+                if not self.members:
+                    return 0
+                self.base = self.top = min(member.last_seq for member in self.members)
+            await self._fetch()
+            self._trim()
+            return self.top
+
+    async def _fetch(self) -> None:
+        while True:
+            page = await database_sync_to_async(self.stream.frames)(self.top, PAGE)
+            for seq, text in page:
+                self.seqs.append(seq)
+                self.frames.append((seq, text))
+            if page:
+                self.top = page[-1][0]
+            if len(page) < PAGE:
+                return
+
     async def after(self, last_seq: int, notified: int) -> list[Frame] | None:
         """The frames after `last_seq`, complete up to at least `notified`; None if too old."""
         async with self.lock:
@@ -199,15 +244,7 @@ class StreamHub:
             if self.top < notified:
                 # `notified` was committed before its notification was sent, so a read started
                 # now sees it: afterwards the window is complete up to it.
-                while True:
-                    page = await database_sync_to_async(self.stream.frames)(self.top, PAGE)
-                    for seq, text in page:
-                        self.seqs.append(seq)
-                        self.frames.append((seq, text))
-                    if page:
-                        self.top = page[-1][0]
-                    if len(page) < PAGE:
-                        break
+                await self._fetch()
                 self.top = max(self.top, notified)
                 self._trim()
             return self.frames[bisect.bisect_right(self.seqs, last_seq):]

@@ -23,7 +23,7 @@ from accounts.models import AuditEvent
 from haao.asgi import application
 from tests.factories import MembershipFactory, TicketFactory
 from tests.fixtures import token_client
-from tickets import live
+from tickets import consumers, live
 from tickets import services as ticket_services
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -190,6 +190,22 @@ def test_every_socket_of_a_project_gets_each_live_event_once(cast) -> None:
         return received
 
     assert run(scenario) == [[0, 1, 2, 3, 4]] * 3
+
+
+def test_an_event_whose_notification_was_lost_still_arrives(cast, monkeypatch) -> None:
+    monkeypatch.setattr(live, "event_committed", lambda event: None)  # the layer lost it
+    monkeypatch.setattr(consumers, "SAFETY_SECONDS", 0.2)
+    headers = headers_for(cast.admin)
+
+    async def scenario() -> dict:
+        communicator = await open_stream(PAY, headers)
+        await read_until_caught_up(communicator)
+        await database_sync_to_async(record)(cast, 1)
+        message = await communicator.receive_json_from(timeout=TIMEOUT)
+        await communicator.disconnect()
+        return message
+
+    assert run(scenario)["event"]["data"] == {"n": 0}
 
 
 def shares_threads() -> bool:

@@ -311,9 +311,10 @@ def run(args: argparse.Namespace, workdir: Path, database_url: str) -> None:
     finally:
         stop(server)
     log = (workdir / "daphne.log").read_text(errors="replace")
-    if "Traceback" in log:
-        first = log.index("Traceback")
-        print(f"daphne logged errors:\n{log[first:first + 4000]}", file=sys.stderr)
+    problems = [line for line in log.splitlines() if "Traceback" in line or "live:" in line]
+    if problems:
+        print(f"daphne logged {len(problems)} problem(s), the first: {problems[0]}",
+              file=sys.stderr)
     for name, value in figures.items():
         print(f"{name}={value}")
 

@@ -182,15 +182,23 @@ class StreamHub:
             return True
 
     async def _listen(self, layer: Any, channel: str) -> None:
+        failures = 0
         while True:
             try:
                 message = await layer.receive(channel)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception("live: receiving on %s failed", self.stream.group)
-                await asyncio.sleep(1)
+            except Exception as error:
+                # A blocking pop can time out on a busy Redis (redis-py's read timeout): try
+                # again at once, and back off only while the layer keeps failing. A message
+                # lost on the way is picked up by `_refresh`.
+                failures += 1
+                logger.warning("live: receiving on %s failed (%d in a row): %r",
+                               self.stream.group, failures, error)
+                await asyncio.sleep(min(1.0, 0.05 * (2 ** (failures - 1))) if failures > 1
+                                    else 0)
                 continue
+            failures = 0
             try:
                 seq = int(message.get("seq", 0))
             except (TypeError, ValueError):

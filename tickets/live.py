@@ -77,7 +77,7 @@ class Notifier:
         return True
 
     def _run(self) -> None:
-        from channels.layers import get_channel_layer
+        from channels import layers
 
         loop = asyncio.new_event_loop()
         while True:
@@ -86,7 +86,7 @@ class Notifier:
                     self.condition.wait()
                 batch, self.pending, self.busy = self.pending, {}, True
             try:
-                layer = get_channel_layer()
+                layer = layers.get_channel_layer()
                 if layer is not None:
                     loop.run_until_complete(self._send(layer, batch))
             except Exception:

@@ -4,6 +4,7 @@ to whoever may not read them; on the embedded channel layer and on Redis alike."
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -332,15 +333,18 @@ def test_a_member_granted_the_project_and_a_product_owner_of_another_org_differ(
     assert run(scenario) == 0
 
 
-def test_a_write_commits_even_when_the_channel_layer_is_down(cast, monkeypatch) -> None:
+def test_a_write_commits_even_when_the_channel_layer_is_down(cast, monkeypatch,
+                                                             caplog) -> None:
     class Broken:
         async def group_send(self, group: str, message: dict) -> None:
             raise ConnectionError("channel layer down")
 
     monkeypatch.setattr("channels.layers.get_channel_layer", lambda *args: Broken())
-    record(cast, 2)
-    assert live.notifier().flush()
+    with caplog.at_level(logging.WARNING, logger="tickets.live"):
+        record(cast, 2)
+        assert live.notifier().flush()
     assert AuditEvent.objects.filter(type="test.step").count() == 2
+    assert "channel layer down" in caplog.text
 
 
 def test_an_event_notifies_its_project_and_its_tickets_group(cast) -> None:

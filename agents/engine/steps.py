@@ -100,6 +100,8 @@ DISPATCH_MUTEX_SECONDS = 60
 DISPATCH_PAGE = 50
 # At most one token-progress event per attempt in this many seconds.
 TOKEN_EVENT_SECONDS = 1.0
+# At most this much of the text written since the previous token event goes into the next.
+TOKEN_EVENT_TEXT = 4000
 
 
 def worker_name() -> str:
@@ -322,17 +324,25 @@ def _wait_or_move(attempt: Attempt, endpoint: InferenceEndpoint | None) -> None:
 
 
 def _token_events(attempt: Attempt) -> Callable[[str], None]:
-    state = {"pieces": 0, "chars": 0, "last": time.monotonic()}
+    """At most one `attempt.tokens` event a second while the model writes, with the counts so
+    far and the text written since the previous one (what the portal shows as it streams)."""
+    state: dict[str, Any] = {"pieces": 0, "chars": 0, "last": time.monotonic(), "text": []}
 
     def on_token(piece: str) -> None:
         state["pieces"] += 1
         state["chars"] += len(piece)
+        state["text"].append(piece)
         now = time.monotonic()
         if now - state["last"] >= TOKEN_EVENT_SECONDS:
             state["last"] = now
+            text = "".join(state["text"])
+            state["text"] = []
+            data = {"tokens": state["pieces"], "characters": state["chars"],
+                    "text": text[-TOKEN_EVENT_TEXT:]}
+            if len(text) > TOKEN_EVENT_TEXT:
+                data["skipped"] = len(text) - TOKEN_EVENT_TEXT
             progress(ticket=attempt.ticket, type="attempt.tokens", attempt=attempt,
-                     actor=Actor.model(attempt.model),
-                     data={"tokens": state["pieces"], "characters": state["chars"]})
+                     actor=Actor.model(attempt.model), data=data)
 
     return on_token
 

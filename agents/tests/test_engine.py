@@ -346,6 +346,10 @@ def test_the_model_step_streams_progress_and_hands_the_answer_to_the_checks(
                  .order_by("seq").values_list("type", flat=True))
     assert types.index("attempt.started") < types.index("attempt.tokens") \
         < types.index("attempt.answered")
+    # The token events carry what the model wrote, piece by piece: together, the answer.
+    streamed = "".join(event.data["text"] for event in AuditEvent.objects.filter(
+        target_id=str(attempt.ticket_id), type="attempt.tokens").order_by("seq"))
+    assert streamed and answer.startswith(streamed)
     assert ("check_step", {"kwargs": {"attempt_id": attempt.pk}, "queue": "checks",
                            "on_commit": True}) in sent
     assert not EndpointLease.objects.exists()  # the slot was given back

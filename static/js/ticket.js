@@ -210,6 +210,12 @@
     if (event.type === "attempt.tokens") {
       var tokens = row.querySelector("[data-tokens]");
       if (tokens) tokens.textContent = String(data.tokens || 0);
+      var output = doc.querySelector('[data-stream-output][data-attempt="' + data.attempt + '"]');
+      if (output && data.text) {
+        var following = output.scrollTop + output.clientHeight >= output.scrollHeight - 4;
+        output.textContent = (output.textContent + data.text).slice(-20000);
+        if (following) output.scrollTop = output.scrollHeight;
+      }
     } else if (event.type === "attempt.check") {
       var passed = row.querySelector("[data-checks-passed]");
       var total = row.querySelector("[data-checks-total]");

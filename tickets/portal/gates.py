@@ -51,6 +51,8 @@ from tickets.state import TRANSITIONS
 # after the last one shown, so nothing is skipped either way).
 EVENTS_PAGE = 1000
 EVENTS_MAX_PAGES = 10
+# The tail of a running attempt's streamed output the page shows (the answer is kept whole).
+OUTPUT_SHOWN = 20_000
 
 # A new ticket's editor starts from this skeleton: every field of the schema, to fill in.
 NEW_SPEC: dict[str, Any] = {
@@ -285,6 +287,7 @@ class Progress:
     checks_passed: int = 0
     checks_done: int = 0
     checks_total: int = 0
+    output: str = ""  # what the model has written so far, as streamed
 
 
 @dataclass(frozen=True)
@@ -327,6 +330,7 @@ def _progress(events: list[AuditEvent], attempts: list[Attempt]) -> dict[int, Pr
         progress = found[number]
         if event.type == "attempt.tokens":
             progress.tokens = int(event.data.get("tokens") or 0)
+            progress.output = (progress.output + str(event.data.get("text") or ""))[-OUTPUT_SHOWN:]
         elif event.type == "attempt.answered":
             progress.tokens = max(progress.tokens, int(event.data.get("output_tokens") or 0))
         elif event.type == "attempt.check":

@@ -393,7 +393,9 @@ def test_a_running_attempt_shows_a_progress_row_from_its_events(cast, po) -> Non
     attempt = Attempt.objects.create(organization=cast.org, ticket=ticket, number=1,
                                      executor="local", endpoint="gpu", model="m")
     progress(ticket=ticket, type="attempt.tokens", attempt=attempt, actor=Actor.model("m"),
-             data={"tokens": 42, "characters": 200})
+             data={"tokens": 40, "characters": 190, "text": "<<<<<<< SEARCH app.py\n"})
+    progress(ticket=ticket, type="attempt.tokens", attempt=attempt, actor=Actor.model("m"),
+             data={"tokens": 42, "characters": 200, "text": "x = 1 & <b>"})
     progress(ticket=ticket, type="attempt.check", attempt=attempt,
              data={"check": "a", "index": 1, "of": 3, "passed": True, "exit_code": 0,
                    "duration_ms": 5})
@@ -402,4 +404,6 @@ def test_a_running_attempt_shows_a_progress_row_from_its_events(cast, po) -> Non
     assert "<strong data-checks-passed>1</strong>" in body
     assert "<strong data-checks-total>3</strong>" in body
     assert "<strong data-tokens>42</strong>" in body
+    # What the model has written so far, escaped.
+    assert "&lt;&lt;&lt;&lt;&lt;&lt;&lt; SEARCH app.py\nx = 1 &amp; &lt;b&gt;</pre>" in body
     assert "Cancel this ticket" not in body

@@ -31,6 +31,8 @@ as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 export SECRET_KEY="test-$("$PY" -c 'import secrets; print(secrets.token_urlsafe(50))')"
 export HAAO_ENCRYPTION_KEYS="$("$PY" -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')"
 export HAAO_READ_DOTENV=false HAAO_DATA_DIR="$work/data" HAAO_HTTPS=false
+# The browser tests save screenshots of the portal's pages here, for a reviewer to open.
+export HAAO_SCREENSHOTS="${HAAO_SCREENSHOTS:-$PWD/var/screenshots}"
 unset DATABASE_URL REDIS_URL
 
 echo "== ruff"; "$VENV/bin/ruff" check .

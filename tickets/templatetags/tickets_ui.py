@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django import template
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexer import Lexer
+from pygments.lexers import TextLexer, get_lexer_for_filename
+from pygments.util import ClassNotFound
 
 register = template.Library()
 
@@ -16,28 +24,50 @@ _MICRO = Decimal("0.000001")
 
 @dataclass(frozen=True)
 class DiffLine:
-    """One line of a unified diff and what it is: file, hunk, add, remove or context."""
+    """One line of a unified diff and what it is: file, hunk, add, remove or context.
+
+    `html` is the line ready to show: a code line's text highlighted for its file's
+    language (Pygments escapes it), anything else escaped.
+    """
 
     kind: str
     text: str
+    html: SafeString
+
+
+_FORMATTER = HtmlFormatter(nowrap=True, classprefix="tok-")
+
+
+@functools.lru_cache(maxsize=64)
+def _lexer_for(path: str) -> Lexer:
+    try:
+        return get_lexer_for_filename(path, stripnl=False, stripall=False, ensurenl=False)
+    except ClassNotFound:
+        return TextLexer(stripnl=False, ensurenl=False)
+
+
+def _code_html(prefix: str, code: str, lexer: Lexer) -> SafeString:
+    return mark_safe(escape(prefix) + highlight(code, lexer, _FORMATTER))  # noqa: S308
 
 
 def diff_lines(diff: str) -> list[DiffLine]:
-    """A unified diff split into classified lines; the template escapes the text."""
+    """A unified diff split into classified lines, code highlighted by its file's language."""
     lines: list[DiffLine] = []
+    lexer: Lexer = TextLexer(stripnl=False, ensurenl=False)
     for raw in (diff or "").splitlines():
         if raw.startswith(("diff --git", "--- ", "+++ ", "index ", "new file", "deleted file",
                            "rename ", "similarity ")):
-            kind = "file"
-        elif raw.startswith("@@"):
-            kind = "hunk"
-        elif raw.startswith("+"):
-            kind = "add"
-        elif raw.startswith("-"):
-            kind = "remove"
-        else:
-            kind = "context"
-        lines.append(DiffLine(kind, raw))
+            if raw.startswith("+++ "):
+                lexer = _lexer_for(raw[4:].removeprefix("b/").strip())
+            lines.append(DiffLine("file", raw, escape(raw)))
+            continue
+        if raw.startswith("@@"):
+            lines.append(DiffLine("hunk", raw, escape(raw)))
+            continue
+        kind = "add" if raw.startswith("+") else "remove" if raw.startswith("-") else "context"
+        prefix, code = (raw[:1], raw[1:]) if raw[:1] in "+- " else ("", raw)
+        lines.append(DiffLine(kind, raw, _code_html(prefix, code, lexer) if code
+                              else escape(raw)))
     return lines
 
 

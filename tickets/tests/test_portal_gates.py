@@ -407,3 +407,19 @@ def test_a_running_attempt_shows_a_progress_row_from_its_events(cast, po) -> Non
     # What the model has written so far, escaped.
     assert "&lt;&lt;&lt;&lt;&lt;&lt;&lt; SEARCH app.py\nx = 1 &amp; &lt;b&gt;</pre>" in body
     assert "Cancel this ticket" not in body
+
+
+def test_a_diff_is_highlighted_for_its_files_language_and_escaped() -> None:
+    from tickets.templatetags.tickets_ui import diff_lines
+
+    diff = ("diff --git a/app.py b/app.py\n--- a/app.py\n+++ b/app.py\n@@ -1 +1 @@\n"
+            "-def total(): return '<script>'\n+def total(): return 1\n"
+            "diff --git a/notes.txt b/notes.txt\n--- a/notes.txt\n+++ b/notes.txt\n"
+            "@@ -1 +1 @@\n-def <b>\n+plain words\n")
+    lines = diff_lines(diff)
+    removed = next(line for line in lines if line.kind == "remove")
+    assert removed.html.startswith("-") and 'class="tok-k"' in removed.html  # `def`
+    assert "&lt;script&gt;" in removed.html and "<script>" not in removed.html
+    text_line = [line for line in lines if line.kind == "remove"][1]
+    assert "tok-k" not in text_line.html and "&lt;b&gt;" in text_line.html
+    assert [line.kind for line in lines[:4]] == ["file", "file", "file", "hunk"]

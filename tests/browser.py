@@ -47,3 +47,15 @@ def launched_chromium(request: pytest.FixtureRequest) -> Iterator[Any]:
         browser.close()
         if own is not None:
             own.stop()
+
+
+def signed_in(page: Any, live_server: Any, user: Any) -> None:
+    """Give the page's browser context a session of `user` on the live server."""
+    from django.conf import settings
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    page.context.add_cookies([{"name": settings.SESSION_COOKIE_NAME,
+                               "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
+                               "url": live_server.url}])

@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
-from django.test import Client
 from guardian.shortcuts import assign_perm
 
 from accounts.models import AuditEvent
+from tests.browser import signed_in
 from tests.factories import RequirementFactory, TicketFactory
 from tickets.models import Attempt, Ticket
 
@@ -47,14 +46,6 @@ def board(cast: Any) -> dict[str, Ticket]:
     running = tickets["Round invoice totals half-up"]
     Attempt.objects.create(organization=cast.org, ticket=running, number=1, executor="local")
     return tickets
-
-
-def signed_in(page: Any, live_server: Any, user: Any) -> None:
-    client = Client()
-    client.force_login(user)
-    page.context.add_cookies([{"name": settings.SESSION_COOKIE_NAME,
-                               "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-                               "url": live_server.url}])
 
 
 def card_column(page: Any, key: str) -> str:

@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
-from django.test import Client
 from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
 from accounts.audit import SYSTEM
 from accounts.models import AuditEvent
+from tests.browser import signed_in
 from tests.factories import spec_example
 from tickets import services
 from tickets.models import Attempt, CheckResult, Ticket
@@ -81,14 +80,6 @@ def gates(cast: Any) -> Ticket:
     services.requirement_propose(requirement=review, actor=SYSTEM, specs=[
         spec_example(title="Refund endpoint"), spec_example(title="Refund emails")])
     return ticket
-
-
-def signed_in(page: Any, live_server: Any, user: Any) -> None:
-    client = Client()
-    client.force_login(user)
-    page.context.add_cookies([{"name": settings.SESSION_COOKIE_NAME,
-                               "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-                               "url": live_server.url}])
 
 
 def tab_to(page: Any, text: str) -> list[str]:

@@ -18,6 +18,7 @@ from tickets.models import (
     Ticket,
     TicketStatus,
 )
+from tickets.portal.progress import Progress
 from tickets.selectors import TICKET_KEY_RE
 from tickets.services.engine import IN_PROGRESS
 
@@ -65,26 +66,6 @@ COLUMNS: tuple[Column, ...] = (
            "Blocked work needs a person; cancelled is final"),
 )
 COLUMN_OF: dict[str, Column] = {state: column for column in COLUMNS for state in column.states}
-
-
-@dataclass
-class Progress:
-    """How far a running attempt is: checks passed so far and tokens streamed."""
-
-    attempt: int = 0
-    checks_passed: int = 0
-    checks_run: int = 0
-    checks_total: int = 0
-    tokens: int = 0
-
-    @property
-    def percent(self) -> int:
-        """Share of the checks passed so far, for the card's bar."""
-        return round(100 * self.checks_passed / self.checks_total) if self.checks_total else 0
-
-    @property
-    def tokens_shown(self) -> str:
-        return f"{self.tokens:,}"
 
 
 @dataclass
@@ -172,12 +153,7 @@ def _progress(project: Project, tickets: list[Ticket]) -> dict[Any, Progress]:
         item = by_id.get(target_id)
         if item is None or not isinstance(data, dict) or data.get("attempt") != item.attempt:
             continue
-        if type_ == "attempt.tokens":
-            item.tokens = max(item.tokens, int(data.get("tokens") or 0))
-        else:
-            item.checks_run += 1
-            item.checks_passed += 1 if data.get("passed") else 0
-            item.checks_total = int(data.get("of") or item.checks_total)
+        item.apply(type_, data)
     return progress
 
 

@@ -36,6 +36,7 @@ from tickets.models import (
     TicketStatus,
 )
 from tickets.portal.gate_forms import CancelForm, MoveForm, RejectForm, SpecForm
+from tickets.portal.progress import Progress
 from tickets.selectors import (
     can_approve_in,
     requirement_by_key,
@@ -51,8 +52,6 @@ from tickets.state import TRANSITIONS
 # after the last one shown, so nothing is skipped either way).
 EVENTS_PAGE = 1000
 EVENTS_MAX_PAGES = 10
-# The tail of a running attempt's streamed output the page shows (the answer is kept whole).
-OUTPUT_SHOWN = 20_000
 
 # A new ticket's editor starts from this skeleton: every field of the schema, to fill in.
 NEW_SPEC: dict[str, Any] = {
@@ -279,17 +278,6 @@ class RequirementApproveView(_RequirementPage):
 
 # --- Gate 2: the ticket page -----------------------------------------------------------------
 
-@dataclass
-class Progress:
-    """A running attempt's progress as its events tell it."""
-
-    tokens: int = 0
-    checks_passed: int = 0
-    checks_done: int = 0
-    checks_total: int = 0
-    output: str = ""  # what the model has written so far, as streamed
-
-
 @dataclass(frozen=True)
 class CallRow:
     """Model calls of one role on one side (local or cloud) for this ticket."""
@@ -322,21 +310,12 @@ def _events(ticket: Ticket) -> list[AuditEvent]:
 
 def _progress(events: list[AuditEvent], attempts: list[Attempt]) -> dict[int, Progress]:
     running = {a.number for a in attempts if a.outcome == AttemptOutcome.RUNNING}
-    found = {number: Progress() for number in running}
+    found = {number: Progress(attempt=number) for number in running}
     for event in events:
         number = event.data.get("attempt") if isinstance(event.data, dict) else None
         if number not in found:
             continue
-        progress = found[number]
-        if event.type == "attempt.tokens":
-            progress.tokens = int(event.data.get("tokens") or 0)
-            progress.output = (progress.output + str(event.data.get("text") or ""))[-OUTPUT_SHOWN:]
-        elif event.type == "attempt.answered":
-            progress.tokens = max(progress.tokens, int(event.data.get("output_tokens") or 0))
-        elif event.type == "attempt.check":
-            progress.checks_done += 1
-            progress.checks_passed += 1 if event.data.get("passed") else 0
-            progress.checks_total = int(event.data.get("of") or 0)
+        found[number].apply(event.type, event.data)
     return found
 
 

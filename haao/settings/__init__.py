@@ -236,6 +236,10 @@ SECURE_HSTS_SECONDS = env.integer("HAAO_HSTS_SECONDS", 31536000 if HTTPS else 0,
 SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
 SECURE_HSTS_PRELOAD = HTTPS
 SECURE_REDIRECT_EXEMPT = [r"^health$"]
+# Bearer token Prometheus sends to /metrics (haao/metrics.py); unset, /metrics is a 404.
+HAAO_METRICS_TOKEN = env.string("HAAO_METRICS_TOKEN", "").strip()
+if HAAO_METRICS_TOKEN and len(HAAO_METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("HAAO_METRICS_TOKEN must be at least 16 random characters.")
 if env.boolean("HAAO_BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_HTTPONLY = True

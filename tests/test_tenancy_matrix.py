@@ -33,6 +33,8 @@ from tests.fixtures import Cast
 # Routes that are not organization-scoped on purpose, by prefix, with the reason.
 PUBLIC = {
     "health": "load balancers probe it without credentials",
+    "metrics": "platform-wide figures for the operators' Prometheus; a bearer token of its "
+               "own (HAAO_METRICS_TOKEN), 404 when none is set",
     "platform-admin/": "Django's admin for platform operators; staff-only by its own checks",
     "accounts/": "django-allauth: sign-in, sign-up, password reset, email, MFA",
     "sso/": "single sign-on starts before anyone is signed in",

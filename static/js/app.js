@@ -238,5 +238,5 @@
     init();
   }
 
-  window.HAAO = { localizeTimes: localizeTimes, confirm: askConfirm };
+  window.HAAO = { localizeTimes: localizeTimes, confirm: askConfirm, announce: announce };
 })();

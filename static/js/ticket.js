@@ -16,11 +16,8 @@
 
   var doc = document;
 
-  function announce(text) {
-    var region = doc.getElementById("live-region");
-    if (!region) return;
-    region.textContent = "";
-    window.setTimeout(function () { region.textContent = text; }, 50);
+  function announce(text) {  // app.js's, which screen readers hear in #live-region
+    if (window.HAAO && window.HAAO.announce) window.HAAO.announce(text);
   }
 
   function liveApi() {

@@ -3,8 +3,6 @@ and phone width: columns, live card moves, the primary action reachable by keybo
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,13 +17,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 WIDTHS = {1440: 900, 390: 844}
 COLUMNS = ["Queued", "In progress", "To accept", "Accepted", "Stopped"]
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("HAAO_SCREENSHOTS", str(tmp_path)))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 @pytest.fixture

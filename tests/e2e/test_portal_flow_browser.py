@@ -6,7 +6,6 @@ project; an outsider's socket is refused."""
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -25,13 +24,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "a long portal passphrase 42"
 FEEDBACK = "Name the rounding mode in a comment above the return (review note F-77)."
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("HAAO_SCREENSHOTS", str(tmp_path)))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def sign_in(chromium: Any, url: str, user: Any, width: int = 1440) -> Any:

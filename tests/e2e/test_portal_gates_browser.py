@@ -4,9 +4,7 @@ streamed event appended to the timeline."""
 
 from __future__ import annotations
 
-import os
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,13 +40,6 @@ LIVE_STUB = """
     set(value) { haao = value; Object.defineProperty(haao, "live", { value: live }); } });
 })();
 """
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("HAAO_SCREENSHOTS", str(tmp_path)))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import hmac
 import math
 from collections import defaultdict
 from collections.abc import Iterator
-from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
@@ -37,6 +36,7 @@ from prometheus_client.utils import floatToGoString
 
 from accounts.models import AuditEvent
 from agents.models import HealthStatus, InferenceEndpoint, ModelCall
+from policies.enforcement import month_start
 from policies.rules import BY_NAME as POLICY_RULES
 from tickets.models import Attempt, AttemptOutcome, Ticket, TicketStatus
 
@@ -51,11 +51,6 @@ OTHER_RULE = "other"
 
 def _bucket_key(bound: float) -> str:
     return f"le_{int(bound * 1000)}ms"
-
-
-def _month_start() -> datetime:
-    now = timezone.now()
-    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
 def _money(value: Decimal | None) -> float:
@@ -118,7 +113,7 @@ class HaaoCollector(Collector):
                 .values("organization__slug", "endpoint__name", "role", "outcome", "is_cloud")
                 .annotate(n=Count("id"), latency_ms_sum=Sum("latency_ms"),
                           cost_sum=Sum("cost"),
-                          cost_month=Sum("cost", filter=Q(created_at__gte=_month_start())),
+                          cost_month=Sum("cost", filter=Q(created_at__gte=month_start())),
                           **{f"{kind}_sum": Sum(f"{kind}_tokens") for kind in TOKEN_KINDS},
                           **buckets))
         calls = CounterMetricFamily(

@@ -119,63 +119,69 @@ def month_start(now: datetime | None = None) -> datetime:
                                                 microsecond=0)
 
 
-def cloud_spent(*, organization: Organization, ticket: Any = None, requirement: Any = None,
-                since: datetime | None = None) -> Decimal:
-    """What the organization's cloud calls cost so far: of one ticket, of one requirement
-    (its decomposition and its tickets), or since a date."""
+@dataclass(frozen=True)
+class Budget:
+    """One spend cap that applies to a call, and what is spent against it so far."""
+
+    rule: str
+    cap: Decimal
+    spent: Decimal
+    what: str
+
+    def refusal(self, estimate: Decimal) -> Refusal | None:
+        if self.spent + estimate <= self.cap:
+            return None
+        return Refusal(self.rule, self.cap,
+                       f"The cloud spend cap of {self.cap} USD for {self.what} would be "
+                       f"exceeded: {self.spent:.4f} USD spent, and the call could cost up to "
+                       f"{estimate:.4f} USD. No request was made.")
+
+
+def cloud_budgets(policy: EffectivePolicy, *, organization: Organization, ticket: Any = None,
+                  requirement: Any = None) -> list[Budget]:
+    """The caps that apply to a cloud call for this ticket or requirement, with the cloud
+    spend against each, summed from the ledger in one query."""
     from agents.models import ModelCall
 
-    calls = ModelCall.objects.for_org(organization).filter(is_cloud=True)
-    if ticket is not None:
-        calls = calls.filter(ticket=ticket)
-    if requirement is not None:
-        calls = calls.filter(Q(requirement=requirement) | Q(ticket__requirement=requirement))
-    if since is not None:
-        calls = calls.filter(created_at__gte=since)
-    return calls.aggregate(total=Sum("cost"))["total"] or Decimal("0")
-
-
-def spend_caps(policy: EffectivePolicy, *, ticket: Any = None,
-               requirement: Any = None) -> list[tuple[str, Decimal]]:
-    """The caps that apply to a call for this ticket or requirement."""
-    caps = []
+    requirement_id = requirement.pk if requirement is not None else \
+        getattr(ticket, "requirement_id", None)
+    wanted = []  # (rule, cap, what, the calls that count)
     if ticket is not None and policy.ticket_cloud_cap_usd is not None:
-        caps.append(("ticket_cloud_cap_usd", policy.ticket_cloud_cap_usd))
-    if (requirement is not None or getattr(ticket, "requirement_id", None)) \
-            and policy.requirement_cloud_cap_usd is not None:
-        caps.append(("requirement_cloud_cap_usd", policy.requirement_cloud_cap_usd))
+        wanted.append(("ticket_cloud_cap_usd", policy.ticket_cloud_cap_usd, "this ticket",
+                       Q(ticket=ticket)))
+    if requirement_id is not None and policy.requirement_cloud_cap_usd is not None:
+        wanted.append(("requirement_cloud_cap_usd", policy.requirement_cloud_cap_usd,
+                       "this requirement",
+                       Q(requirement_id=requirement_id) | Q(ticket__requirement_id=requirement_id)))
     if policy.monthly_cloud_cap_usd is not None:
-        caps.append(("monthly_cloud_cap_usd", policy.monthly_cloud_cap_usd))
-    return caps
+        wanted.append(("monthly_cloud_cap_usd", policy.monthly_cloud_cap_usd,
+                       "the organization this month", Q(created_at__gte=month_start())))
+    if not wanted:
+        return []
+    sums = ModelCall.objects.for_org(organization).filter(is_cloud=True).aggregate(
+        **{rule: Sum("cost", filter=calls) for rule, _, _, calls in wanted})
+    return [Budget(rule, cap, sums[rule] or Decimal("0"), what)
+            for rule, cap, what, _ in wanted]
+
+
+def over_budget(budgets: list[Budget], estimate: Decimal) -> Refusal | None:
+    """The first cap a call that may cost up to `estimate` would go over."""
+    for budget in budgets:
+        refusal = budget.refusal(estimate)
+        if refusal is not None:
+            return refusal
+    return None
+
+
+# The smallest call: a cap it does not fit is already reached, and no call is even counted.
+ANY_CALL = Decimal("0.000001")
 
 
 def spend_refusal(policy: EffectivePolicy, *, organization: Organization, estimate: Decimal,
                   ticket: Any = None, requirement: Any = None) -> Refusal | None:
     """Whether a cloud call that may cost up to `estimate` would go over a cap."""
-    if requirement is None and ticket is not None and ticket.requirement_id:
-        requirement = ticket.requirement
-    for rule, cap in spend_caps(policy, ticket=ticket, requirement=requirement):
-        if rule == "ticket_cloud_cap_usd":
-            spent, what = cloud_spent(organization=organization, ticket=ticket), "this ticket"
-        elif rule == "requirement_cloud_cap_usd":
-            spent = cloud_spent(organization=organization, requirement=requirement)
-            what = "this requirement"
-        else:
-            spent = cloud_spent(organization=organization, since=month_start())
-            what = "the organization this month"
-        if spent + estimate > cap:
-            return Refusal(rule, cap,
-                           f"The cloud spend cap of {cap} USD for {what} would be exceeded: "
-                           f"{spent:.4f} USD spent, and the call could cost up to "
-                           f"{estimate:.4f} USD. No request was made.")
-    return None
-
-
-def exhausted_cap(policy: EffectivePolicy, *, organization: Organization, ticket: Any = None,
-                  requirement: Any = None) -> Refusal | None:
-    """A cap already reached: no call of any size fits, so none is even counted."""
-    return spend_refusal(policy, organization=organization, estimate=Decimal("0.000001"),
-                         ticket=ticket, requirement=requirement)
+    return over_budget(cloud_budgets(policy, organization=organization, ticket=ticket,
+                                     requirement=requirement), estimate)
 
 
 # --- Recording a refusal -----------------------------------------------------------------------

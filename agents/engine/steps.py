@@ -46,12 +46,13 @@ from agents.sandbox import CheckRun, SandboxLimits
 from agents.services import HealthResult, endpoint_health_record
 from haao.errors import ApplicationError, Conflict
 from policies.enforcement import (
+    ANY_CALL,
     GuardrailRefused,
     Refusal,
     command_refusal,
-    exhausted_cap,
     path_refusal,
     refusal_record,
+    spend_refusal,
 )
 from policies.selectors import EffectivePolicy, policy_for
 from tickets.models import (
@@ -287,7 +288,8 @@ def dispatch_refusal(ticket: Ticket, policy: EffectivePolicy) -> Refusal | None:
         if all(refusals):
             return refusals[0]
     if ticket.status == S.ESCALATED:
-        return exhausted_cap(policy, organization=ticket.project.organization, ticket=ticket)
+        return spend_refusal(policy, organization=ticket.project.organization, ticket=ticket,
+                             estimate=ANY_CALL)
     return None
 
 

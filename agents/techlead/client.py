@@ -333,14 +333,14 @@ class TechLeadClient:
         everything a cloud model would read, and the spend caps against what the call could
         cost. A refusal is recorded (event and ledger row) and raised; no request is made."""
         from policies.enforcement import (
+            ANY_CALL,
             GuardrailRefused,
             Refusal,
-            exhausted_cap,
+            cloud_budgets,
             known_secrets,
+            over_budget,
             refusal_record,
             residency_refusal,
-            spend_caps,
-            spend_refusal,
         )
         from policies.redaction import redact_payload
 
@@ -353,16 +353,15 @@ class TechLeadClient:
                 if name in params:
                     params[name], found = redact_payload(params[name], known=known)
                     redactions += found.count
-            scope = {"ticket": context.ticket, "requirement": context.requirement}
-            if spend_caps(policy, **scope):
-                refusal = exhausted_cap(policy, organization=context.organization, **scope)
+            budgets = cloud_budgets(policy, organization=context.organization,
+                                    ticket=context.ticket, requirement=context.requirement)
+            if budgets:
+                refusal = over_budget(budgets, ANY_CALL)
                 if refusal is None:
-                    refusal = spend_refusal(policy, organization=context.organization,
-                                            estimate=self._cost_bound(params), **scope)
+                    refusal = over_budget(budgets, self._cost_bound(params))
                     counted = self._counted_cost(params) if refusal is not None else None
                     if counted is not None:
-                        refusal = spend_refusal(policy, organization=context.organization,
-                                                estimate=counted, **scope)
+                        refusal = over_budget(budgets, counted)
         if refusal is not None:
             refusal_record(organization=context.organization, refusal=refusal, policy=policy,
                            ticket=context.ticket, requirement=context.requirement,

@@ -24,6 +24,7 @@ from policies import rules
 from policies.enforcement import (
     GuardrailRefused,
     audit_wanted,
+    cloud_budgets,
     command_refusal,
     edits_refusal,
     path_refusal,
@@ -35,6 +36,7 @@ from policies.rules import PolicyInvalid
 from policies.selectors import effective_policy, policy_row_values
 from policies.services import policy_update
 from tests.factories import TicketFactory
+from tickets.models import Ticket
 
 pytestmark = pytest.mark.django_db
 
@@ -224,6 +226,20 @@ def test_caps_count_cloud_spend_of_the_ticket_the_requirement_and_the_month(
     monthly = spend_refusal(policy, organization=org, estimate=Decimal("2.50"))
     assert monthly is not None and monthly.rule == "monthly_cloud_cap_usd"
     assert "6.0000 USD spent" in monthly.message
+
+
+def test_every_cap_of_a_call_is_summed_in_one_query(
+        cast: Any, cloud_endpoint: InferenceEndpoint, django_assert_num_queries: Any) -> None:
+    ticket = TicketFactory(requirement__project=cast.project)
+    spend(cast, cloud_endpoint, 1_000_000, ticket=ticket)  # $3
+    policy = update(cast, ticket_cloud_cap_usd="4.00", requirement_cloud_cap_usd="10.00",
+                    monthly_cloud_cap_usd="8.00")
+    ticket = Ticket.objects.get(pk=ticket.pk)
+    with django_assert_num_queries(1):
+        budgets = cloud_budgets(policy, organization=cast.org, ticket=ticket)
+    assert [(b.rule, b.spent) for b in budgets] == [
+        ("ticket_cloud_cap_usd", Decimal("3")), ("requirement_cloud_cap_usd", Decimal("3")),
+        ("monthly_cloud_cap_usd", Decimal("3"))]
 
 
 def test_a_cap_refusal_is_an_event_and_mails_the_admins_after_commit(

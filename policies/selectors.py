@@ -77,9 +77,10 @@ def effective_policy(*, organization: Organization, project: Project | None = No
     org_values, project_values = _rows(organization, project)
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
+    defaults = rules.defaults()
     for rule in rules.RULES:
         name = rule.name
-        value, source = rules.defaults()[name], DEFAULT
+        value, source = defaults[name], DEFAULT
         if name in org_values:
             value, source = rules.from_json(name, org_values[name]), ORGANIZATION
         if name in project_values:

@@ -233,7 +233,8 @@ def numbered(text: str) -> int:
 
 
 def proposal(batch: int, size: int) -> dict[str, Any]:
-    """`size` independent tickets, each allowed to write its own file and checked by `true`."""
+    """`size` independent tickets, each allowed to write its own file and checked by an empty
+    Python program (the policy's allowed programs do not include `true`)."""
     tickets = []
     for offset in range(size):
         n = batch * PER_PROPOSAL + offset + 1
@@ -242,7 +243,7 @@ def proposal(batch: int, size: int) -> dict[str, Any]:
             "objective": f"Create notes/{n}.txt with the line 'note {n}'.",
             "code_context": [{"path": "README.md", "line_start": 1, "line_end": 1}],
             "allowed_paths": [f"notes/{n}.txt"], "constraints": [],
-            "definition_of_done": [{"name": "trivial", "command": ["true"],
+            "definition_of_done": [{"name": "trivial", "command": ["python3", "-c", "pass"],
                                     "expected_exit_code": 0, "timeout_seconds": 30}],
             "dependencies": [], "complexity": 1})
     return {"tickets": tickets}

@@ -12,6 +12,7 @@ urlpatterns = [
     path("o/<slug:org>/", portal.OrgOverviewView.as_view(), name="org-overview"),
     path("o/<slug:org>/", include("accounts.urls_console")),
     path("o/<slug:org>/", include("agents.urls_console")),
+    path("o/<slug:org>/", include("agents.urls_reports")),
     path("o/<slug:org>/", include("policies.urls_console")),
     path("o/<slug:org>/", include("tickets.urls_portal")),
     path("o/<slug:org>/", include("tickets.urls_gates")),

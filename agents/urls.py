@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.urls import path
 
 from agents import api
+from agents.reports import api as reports_api
 
 endpoints = "orgs/<slug:org>/endpoints/"
 
@@ -13,4 +14,8 @@ urlpatterns = [
     path(f"{endpoints}<uuid:endpoint>/", api.EndpointDetailView.as_view(), name="api-endpoint"),
     path(f"{endpoints}<uuid:endpoint>/check/", api.EndpointCheckView.as_view(),
          name="api-endpoint-check"),
+    path("orgs/<slug:org>/reports/costs/", reports_api.CostReportAPIView.as_view(),
+         name="api-reports-costs"),
+    path("orgs/<slug:org>/reports/costs.csv", reports_api.CostReportCSVAPIView.as_view(),
+         name="api-reports-costs-csv"),
 ]

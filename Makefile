@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run test lint typecheck check-deploy css clean
+.PHONY: run test lint typecheck check-deploy css clean bench bench-quick
 
 $(VENV)/bin/python:
 	@$(PYTHON) -m venv $(VENV) || { echo "Python's venv module is missing: apt-get install python3-venv"; exit 1; }
@@ -35,6 +35,15 @@ run: $(VENV)/.installed-run .env
 
 test: $(VENV)/.installed-dev
 	./scripts/test.sh $(ARGS)
+
+# Every benchmark in bench/ (bench/run.py): full sizes rewrite docs/benchmarks.md's figures;
+# QUICK=1 (or bench-quick) runs small sizes into var/bench/quick.md. BENCH_ARGS, e.g.
+# "--only loop,live" or "--skip first_run", go to the runner.
+bench: $(VENV)/.installed-dev
+	$(PY) bench/run.py $(if $(filter-out 0,$(QUICK)),--quick) $(BENCH_ARGS)
+
+bench-quick: $(VENV)/.installed-dev
+	$(PY) bench/run.py --quick $(BENCH_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .

@@ -99,6 +99,7 @@ def test_a_block_shows_the_command_the_date_and_a_table() -> None:
 def test_machine_info_reads_cores_memory_cpu_and_os(tmp_path: Path) -> None:
     (tmp_path / "meminfo").write_text("MemTotal:       24576000 kB\nMemFree: 1 kB\n")
     (tmp_path / "cpuinfo").write_text("processor\t: 0\nmodel name\t: AMD EPYC 7B13\n")
+    (tmp_path / "loadavg").write_text("0.52 0.40 0.31 1/200 4242\n")
     release = tmp_path / "os-release"
     release.write_text('NAME="Debian"\nPRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\n')
     info = machine_info(proc=tmp_path, os_release=release, cores=2)
@@ -107,6 +108,7 @@ def test_machine_info_reads_cores_memory_cpu_and_os(tmp_path: Path) -> None:
     assert info["CPU"] == "AMD EPYC 7B13"
     assert info["OS"] == "Debian GNU/Linux 12 (bookworm)"
     assert info["Python"].count(".") == 2
+    assert info["load average at the start (1, 5, 15 min)"] == "0.52, 0.40, 0.31"
 
 
 def test_every_benchmark_script_is_registered_with_a_quick_mode_or_a_reason() -> None:

@@ -287,7 +287,7 @@ def run_script(bench: Bench, argv: Sequence[str], *, env: dict[str, str], timeou
     out_path, err_path = logs / f"{bench.name}.out", logs / f"{bench.name}.err"
     script = ROOT / "bench" / f"{bench.name}.py"
     if not script.exists():
-        raise BenchError(f"{bench.name}: {script.relative_to(ROOT)} does not exist")
+        raise BenchError(f"{bench.name}: {shown_path(script)} does not exist")
     started = time.monotonic()
     with out_path.open("w") as out, err_path.open("w") as err:
         process = subprocess.Popen([sys.executable, str(script), *argv], cwd=ROOT, env=env,
@@ -333,8 +333,12 @@ def tail(*paths: Path, head: int = 5, lines: int = 25) -> str:
             picked = all_lines if len(all_lines) <= head + lines else \
                 [*all_lines[:head], "…", *all_lines[-lines:]]
             shown = "\n".join("    " + line[:300] for line in picked)
-            return f"  {path.relative_to(ROOT)}:\n{shown}"
+            return f"  {shown_path(path)}:\n{shown}"
     return "  (it printed nothing)"
+
+
+def shown_path(path: Path) -> str:
+    return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
 
 
 def git_commit() -> str:
@@ -472,10 +476,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if results:
         write_results(output, results, quick=args.quick, command=command, when=when,
                       machine=machine)
-        print(f"== wrote {output.relative_to(ROOT) if output.is_relative_to(ROOT) else output}")
+        print(f"== wrote {shown_path(output)}")
     print(f"== {len(results)} benchmark(s) in {time.monotonic() - started:.0f} s")
     if failures:
-        print(f"FAILED: {', '.join(failures)} (full output in {LOGS.relative_to(ROOT)}/)",
+        print(f"FAILED: {', '.join(failures)} (full output in {shown_path(LOGS)}/)",
               file=sys.stderr)
         return 1
     return 0

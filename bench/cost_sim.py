@@ -24,10 +24,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -116,7 +115,9 @@ def trace_load(path: Path = TRACE_FILE) -> Trace:
                          ("model", "the prices table (| model | input | output | ...)")):
         if header not in by_header or len(by_header[header]) < 2:
             raise SystemExit(f"{path}: {what} is missing.")
-    shares, dod, gate2 = {}, {"local": {}, "cloud": {}}, {"local": {}, "cloud": {}}
+    shares: dict[int, float] = {}
+    dod: dict[str, dict[int, float]] = {"local": {}, "cloud": {}}
+    gate2: dict[str, dict[int, float]] = {"local": {}, "cloud": {}}
     for row in by_header["complexity"][1:]:
         if len(row) < 6:
             raise SystemExit(f"{path}: tickets table row {row} has fewer than 6 cells.")
@@ -125,9 +126,10 @@ def trace_load(path: Path = TRACE_FILE) -> Trace:
         dod["local"][level], dod["cloud"][level] = _number(row[2]), _number(row[3])
         gate2["local"][level], gate2["cloud"][level] = _number(row[4]), _number(row[5])
     if abs(sum(shares.values()) - 1) > 1e-6:
-        raise SystemExit(f"{path}: the complexity shares add up to {sum(shares.values())}, not 1.")
-    minus = _prose(text, r"cloud pass chance minus (\d+(?:\.\d+)?)", "the small model's pass chance",
-                   path)
+        raise SystemExit(f"{path}: the complexity shares add up to {sum(shares.values())}, "
+                         "not 1.")
+    minus = _prose(text, r"cloud pass chance minus (\d+(?:\.\d+)?)",
+                   "the small model's pass chance", path)
     dod["small"] = {level: max(0.0, chance - minus) for level, chance in dod["cloud"].items()}
     catch = {
         "cloud": _prose(text, r"cloud audit, when it\s+runs, catches a work that Gate 2 would "
@@ -220,7 +222,7 @@ class Draws:
                 self.tokens(spec.output, call, "out", *key), spec.stable)
 
 
-# --- The expected-value model: the loop's decisions in plain Python --------------------------------
+# --- The expected-value model: the loop's decisions in plain Python ----------------------------
 
 @dataclass(frozen=True)
 class Config:
@@ -235,10 +237,15 @@ class Config:
     max_audit_failures: int = 3
     coder_cached: bool = False  # the coder's prompt marks a cache breakpoint (it does not)
     # What-ifs the product does not offer (model only):
-    audit_cloud_work: bool = True
+    cloud_work_auditor: str | None = "same"  # "same" as `auditor`, another kind, or None
     second_auditor_from: int = 0  # complexity from which a second (cloud) audit runs
     escalate_after_failed_audit: bool = False
+    cloud_from: int = 0  # complexity from which the Tech Lead writes the first attempt
+    shared_audit_cache: bool = False  # audit breakpoint on a prefix all tickets share
     loop: bool = True  # also replayed through the real loop
+    # In the loop, replay only the tickets whose path can differ from the main HAAO run's
+    # (see `budget_matters`); the others' ledger rows are the main run's.
+    shares_main: bool = False
 
     def label(self) -> str:
         return self.name
@@ -253,6 +260,9 @@ def haao(name: str = "haao", **changes: Any) -> Config:
                   max_cloud_attempts=BY_NAME["max_cloud_attempts"].default,
                   auditor="cloud" if BY_NAME["audit_mode"].default == "all" else None,
                   max_audit_failures=BY_NAME["max_audit_failures"].default)
+    if "audit_work" in BY_NAME:  # whose passing work is audited: "local" or "all"
+        base = replace(base, cloud_work_auditor=None if BY_NAME["audit_work"].default ==
+                       "local" else "same")
     return replace(base, **changes)
 
 
@@ -274,7 +284,7 @@ class Outcome:
     rejected: int = 0
     blocked: int = 0
     cost: float = 0.0
-    by_role: Counter[str] = field(default_factory=Counter)
+    by_role: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     calls: Counter[str] = field(default_factory=Counter)
 
     @property
@@ -303,17 +313,22 @@ def model_run(config: Config, draws: Draws, tickets: int) -> Outcome:
         stable = round(share * inp)
         write, read = (stable, 0) if requirement == 0 else (0, stable)
         pay("decompose", "cloud", price_of(trace, "cloud", inp - stable, output, write, read))
+    shared: set[tuple[str, str]] = set()
     for ticket in range(1, tickets + 1):
-        _model_ticket(config, draws, ticket, out, pay)
+        _model_ticket(config, draws, ticket, out, pay, shared)
     return out
 
 
 def _model_ticket(config: Config, draws: Draws, ticket: int, out: Outcome,
-                  pay: Callable[[str, str, float], None]) -> None:
+                  pay: Callable[[str, str, float], None], shared: set[tuple[str, str]]
+                  ) -> None:
     trace = draws.trace
     retries_left, cloud_attempts, audit_failures = config.retry_budget, 0, 0
     prefixes: set[tuple[str, str]] = set()  # cached (call, model kind) prefixes of this ticket
+    audit_prefixes = shared if config.shared_audit_cache else prefixes
     executor = "coder"
+    if config.cloud_from and draws.complexity(ticket) >= config.cloud_from:
+        executor = "cloud"
     for attempt in range(1, MAX_ATTEMPTS):
         if executor == "cloud":
             cloud_attempts += 1
@@ -331,8 +346,10 @@ def _model_ticket(config: Config, draws: Draws, ticket: int, out: Outcome,
         audit_failed = False
         if not failed:
             auditors = []
-            if config.auditor and (config.audit_cloud_work or kind == "local"):
-                auditors.append(config.auditor)
+            first = config.auditor if kind == "local" or config.cloud_work_auditor == "same" \
+                else config.cloud_work_auditor
+            if first:
+                auditors.append(first)
             if config.second_auditor_from and \
                     draws.complexity(ticket) >= config.second_auditor_from and \
                     "cloud" not in auditors:
@@ -341,8 +358,8 @@ def _model_ticket(config: Config, draws: Draws, ticket: int, out: Outcome,
             for auditor in auditors:
                 a_in, a_out, a_share = draws.call("audit", ticket, attempt, auditor)
                 a_stable = round(a_share * a_in)
-                a_seen = ("audit", auditor) in prefixes
-                prefixes.add(("audit", auditor))
+                a_seen = ("audit", auditor) in audit_prefixes
+                audit_prefixes.add(("audit", auditor))
                 pay("audit", auditor, price_of(trace, auditor, a_in - a_stable, a_out,
                                                0 if a_seen else a_stable,
                                                a_stable if a_seen else 0))
@@ -371,6 +388,17 @@ def _model_ticket(config: Config, draws: Draws, ticket: int, out: Outcome,
             out.blocked += 1
             return
     out.blocked += 1
+
+
+def budget_matters(draws: Draws, ticket: int, config: Config) -> bool:
+    """Whether the retry budget can change what happens to `ticket`: not when the local
+    coder's first attempt passes its checks and its audit (if any) lets it through — then
+    Gate 2 decides at once, whatever the budget, on the same draws."""
+    if not draws.passes(ticket, 1, config.coder):
+        return True
+    auditor = config.auditor
+    return bool(auditor) and not draws.accepted(ticket, 1, config.coder) and \
+        draws.catches(ticket, 1, str(auditor))
 
 
 # --- Scripted models that follow the trace ------------------------------------------------------
@@ -579,6 +607,10 @@ def seed_org(config: Config, index: int, workdir: Path, models: TraceModels,
                "max_cloud_attempts": config.max_cloud_attempts,
                "max_audit_failures": config.max_audit_failures,
                "audit_mode": "all" if config.auditor else "off", **policy_changes}
+    from policies.rules import BY_NAME
+
+    if "audit_work" in BY_NAME:
+        changes["audit_work"] = "local" if config.cloud_work_auditor is None else "all"
     policy_update(organization=organization, project=project, actor=Actor.of(admin),
                   changes=changes)
     api_key = f"sk-ant-sim-{index}"  # the provider's cache is per organization (key)
@@ -599,13 +631,63 @@ def seed_org(config: Config, index: int, workdir: Path, models: TraceModels,
     return Project.objects.get(pk=project.pk), owner, organization
 
 
-def loop_run(config: Config, index: int, *, tickets: int, workdir: Path, models: TraceModels,
-             workers: Any, timeout: float) -> tuple[Outcome, float]:
-    """Replay the trace through the loop for one configuration; the outcome from the ledger."""
-    from django.db import OperationalError, transaction
-    from django.db.models import Sum
+@dataclass
+class Run:
+    """One configuration's organization in the loop, and when its last ticket settled."""
 
-    from agents.models import ModelCall
+    config: Config
+    project: Any
+    owner: Any
+    organization: Any
+    started: float
+    finished: float = 0.0
+
+
+def loop_start(config: Config, index: int, *, tickets: int, workdir: Path,
+               models: TraceModels) -> Run:
+    """Seed the configuration's organization and submit its requirements."""
+    from tickets.services import requirement_create
+
+    started = time.perf_counter()
+    project, owner, organization = seed_org(config, index, workdir, models, {})
+    for number in range((tickets + PER_REQUIREMENT - 1) // PER_REQUIREMENT):
+        requirement_create(project=project, actor=owner, title=f"Simulated work {number + 1}",
+                           text=f"Cost simulation requirement {number}: "
+                                f"{PER_REQUIREMENT} small independent changes.")
+    return Run(config=config, project=project, owner=owner, organization=organization,
+               started=started)
+
+
+def as_owner(owner: Any, action: Callable[..., Any], **kwargs: Any) -> None:
+    """The product owner's decision; a deadlock with a worker rolls it back: decide again."""
+    from django.db import OperationalError
+
+    for _ in range(20):
+        try:
+            action(actor=owner, **kwargs)
+            return
+        except OperationalError as error:
+            if "deadlock" not in str(error):
+                raise
+    raise SystemExit(f"{action.__name__} deadlocked 20 times in a row")
+
+
+def reject_and_cancel(*, ticket: Any, actor: Any) -> None:
+    """One Gate 2 decision per ticket: in this simulation a rejection ends the ticket."""
+    from django.db import transaction
+
+    from tickets.services.tickets import ticket_cancel, ticket_reject
+
+    with transaction.atomic():
+        rejected = ticket_reject(ticket=ticket, actor=actor,
+                                 feedback="Not what was asked for (simulated rejection).")
+        ticket_cancel(ticket=rejected, actor=actor, reason="Rejected at Gate 2.")
+
+
+def loop_drive(runs: list[Run], *, models: TraceModels, workers: Any, timeout: float) -> None:
+    """Approve every proposal, then play the product owner at Gate 2 until every ticket has
+    settled (accepted and merged, cancelled after a rejection, or blocked)."""
+    from haao.errors import Conflict
     from tickets.models import (
         Attempt,
         AttemptOutcome,
@@ -614,88 +696,117 @@ def loop_run(config: Config, index: int, *, tickets: int, workdir: Path, models:
         Ticket,
         TicketStatus,
     )
-    from tickets.services import requirement_approve, requirement_create, ticket_accept
-    from tickets.services.tickets import ticket_cancel, ticket_reject
+    from tickets.services import requirement_approve, ticket_accept
+    from tickets.services.tickets import ticket_cancel
 
-    started = time.perf_counter()
-    project, owner, organization = seed_org(config, index, workdir, models, {})
-    requirements = (tickets + PER_REQUIREMENT - 1) // PER_REQUIREMENT
-    for number in range(requirements):
-        requirement_create(project=project, actor=owner, title=f"Simulated work {number + 1}",
-                           text=f"Cost simulation requirement {number}: "
-                                f"{PER_REQUIREMENT} small independent changes.")
     deadline = time.monotonic() + timeout
-
-    def check_time(what: str) -> None:
+    approved: set[Any] = set()
+    settled = (TicketStatus.CANCELLED, TicketStatus.BLOCKED)
+    while any(not run.finished for run in runs):
         if time.monotonic() > deadline:
-            raise SystemExit(f"{config.name}: timed out waiting for {what}.\n{workers.logs()}")
-
-    while Requirement.objects.filter(project=project).exclude(
-            status=RequirementStatus.PROPOSED).exists():
-        failed = Requirement.objects.filter(project=project,
-                                            status=RequirementStatus.FAILED).first()
-        if failed is not None:
-            raise SystemExit(f"Decomposition of {failed.key} failed: {failed.failure}")
-        check_time("the proposals")
+            raise SystemExit(f"Timed out: {[r.config.name for r in runs if not r.finished]} "
+                             f"unfinished.\n{workers.logs()}")
+        for run in runs:
+            if run.finished:
+                continue
+            project = run.project
+            failed = Requirement.objects.filter(project=project,
+                                                status=RequirementStatus.FAILED).first()
+            if failed is not None:
+                raise SystemExit(f"Decomposition of {failed.key} failed: {failed.failure}")
+            for requirement in Requirement.objects.filter(
+                    project=project, status=RequirementStatus.PROPOSED).exclude(
+                    pk__in=approved).order_by("number"):
+                if run.config.shares_main:
+                    for ticket in Ticket.objects.filter(requirement=requirement,
+                                                        status=TicketStatus.PROPOSED):
+                        found = _TICKET.search(json.dumps(ticket.spec))
+                        if found and not budget_matters(models.draws, int(found.group(1)),
+                                                        run.config):
+                            as_owner(run.owner, ticket_cancel, ticket=ticket,
+                                     reason="Decided as in the main run (Gate 1 drop).")
+                with contextlib.suppress(Conflict):  # every ticket of it was dropped
+                    as_owner(run.owner, requirement_approve, requirement=requirement)
+                approved.add(requirement.pk)
+            waiting = Ticket.objects.filter(project=project,
+                                            status=TicketStatus.AWAITING_ACCEPTANCE)
+            for ticket in waiting.select_related("project__organization"):
+                attempt = (Attempt.objects.filter(ticket=ticket,
+                                                  outcome=AttemptOutcome.PASSED)
+                           .order_by("-number").first())
+                found = _TICKET.search(json.dumps(ticket.spec))
+                if attempt is None or found is None:
+                    continue
+                producer = KIND_OF_MODEL.get(attempt.model, "cloud")
+                if models.draws.accepted(int(found.group(1)), attempt.number, producer):
+                    as_owner(run.owner, ticket_accept, ticket=ticket)
+                else:
+                    as_owner(run.owner, reject_and_cancel, ticket=ticket)
+            pending = Requirement.objects.filter(project=project).exclude(
+                status__in=(RequirementStatus.PROPOSED, RequirementStatus.APPROVED)).exists()
+            unsettled = Ticket.objects.filter(project=project).exclude(
+                status__in=settled).exclude(status=TicketStatus.ACCEPTED,
+                                            merged_commit__gt="").exists()
+            if not pending and not unsettled and Ticket.objects.filter(project=project).exists():
+                run.finished = time.perf_counter()
         time.sleep(0.2)
 
-    def as_owner(action: Callable[..., Any], **kwargs: Any) -> None:
-        for _ in range(20):
-            try:
-                action(actor=owner, **kwargs)
-                return
-            except OperationalError as error:
-                if "deadlock" not in str(error):
-                    raise
-        raise SystemExit(f"{action.__name__} deadlocked 20 times in a row")
 
-    def reject_and_cancel(*, ticket: Any, actor: Any) -> None:
-        # One Gate 2 decision per ticket: a rejection ends the ticket in this simulation.
-        with transaction.atomic():
-            rejected = ticket_reject(ticket=ticket, actor=actor,
-                                     feedback="Not what was asked for (simulated rejection).")
-            ticket_cancel(ticket=rejected, actor=actor, reason="Rejected at Gate 2.")
+def loop_ledger(run: Run) -> tuple[dict[int, str], dict[int, dict[str, float]],
+                                     dict[str, float]]:
+    """From the run's organization: each simulated ticket's status, its ledger cost by role,
+    and the cost by role of the rows of no ticket (the decompositions)."""
+    from django.db.models import Sum
 
-    for requirement in Requirement.objects.filter(project=project).order_by("number"):
-        as_owner(requirement_approve, requirement=requirement)
-    kinds = {LOCAL_MODEL: "local", CLOUD_MODEL: "cloud", SMALL_MODEL: "small"}
-    done = (TicketStatus.CANCELLED, TicketStatus.BLOCKED)
-    while True:
-        waiting = Ticket.objects.filter(project=project,
-                                        status=TicketStatus.AWAITING_ACCEPTANCE)
-        for ticket in waiting.select_related("project__organization"):
-            attempt = (Attempt.objects.filter(ticket=ticket, outcome=AttemptOutcome.PASSED)
-                       .order_by("-number").first())
-            if attempt is None:
-                continue
-            number = int(_TICKET.search(json.dumps(ticket.spec)).group(1))  # type: ignore[union-attr]
-            producer = kinds.get(attempt.model, "cloud")
-            if models.draws.accepted(number, attempt.number, producer):
-                as_owner(ticket_accept, ticket=ticket)
-            else:
-                as_owner(reject_and_cancel, ticket=ticket)
-        open_tickets = Ticket.objects.filter(project=project).exclude(status__in=done).exclude(
-            status=TicketStatus.ACCEPTED, merged_commit__gt="").count()
-        if not open_tickets:
-            break
-        check_time(f"{open_tickets} tickets")
-        time.sleep(0.1)
-    wall = time.perf_counter() - started
-    statuses = Counter(Ticket.objects.filter(project=project).values_list("status", flat=True))
-    calls = ModelCall.objects.filter(organization=organization)
-    out = Outcome(tickets=sum(statuses.values()), accepted=statuses[TicketStatus.ACCEPTED],
-                  rejected=statuses[TicketStatus.CANCELLED],
-                  blocked=statuses[TicketStatus.BLOCKED])
-    for row in calls.values("role").annotate(cost=Sum("cost")):
-        out.by_role[row["role"]] = float(row["cost"] or 0)
-    out.calls.update(dict(Counter(calls.values_list("role", flat=True))))
-    total = calls.aggregate(total=Sum("cost"))["total"] or Decimal(0)
-    out.cost = float(total)
-    return out, wall
+    from agents.models import ModelCall
+    from tickets.models import Ticket
+
+    number_of: dict[Any, int] = {}
+    statuses: dict[int, str] = {}
+    for pk, spec, status in Ticket.objects.filter(project=run.project).values_list(
+            "pk", "spec", "status"):
+        found = _TICKET.search(json.dumps(spec))
+        if found:
+            number_of[pk] = int(found.group(1))
+            statuses[int(found.group(1))] = status
+    costs: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    loose: dict[str, float] = defaultdict(float)
+    for entry in (ModelCall.objects.filter(organization=run.organization)
+                  .values("ticket_id", "role").annotate(cost=Sum("cost"))):
+        cost = float(entry["cost"] or 0)
+        if entry["ticket_id"] in number_of:
+            costs[number_of[entry["ticket_id"]]][entry["role"]] += cost
+        else:
+            loose[entry["role"]] += cost
+    return statuses, costs, loose
+
+
+def loop_outcome(run: Run, main: Run | None, draws: Draws) -> Outcome:
+    """What the configuration's tickets became and what HAAO's ledger says they cost; a run
+    that shares the main run's tickets takes those tickets' status and rows from it."""
+    from tickets.models import TicketStatus
+
+    statuses, costs, loose = loop_ledger(run)
+    if run.config.shares_main and main is not None:
+        main_statuses, main_costs, _ = loop_ledger(main)
+        for number, status in main_statuses.items():
+            if not budget_matters(draws, number, run.config):
+                statuses[number] = status
+                costs[number] = main_costs.get(number, {})
+    counts = Counter(statuses.values())
+    out = Outcome(tickets=len(statuses), accepted=counts[TicketStatus.ACCEPTED],
+                  rejected=counts[TicketStatus.CANCELLED], blocked=counts[TicketStatus.BLOCKED])
+    for role, cost in loose.items():
+        out.by_role[role] += cost
+    for number in statuses:
+        for role, cost in costs.get(number, {}).items():
+            out.by_role[role] += cost
+    out.cost = sum(out.by_role.values())
+    return out
 
 
 def loop_all(configs: list[Config], *, tickets: int, draws: Draws, timeout: float,
-             workers_count: int) -> dict[str, tuple[Outcome, float]]:
+             workers_count: int, concurrency: int) -> dict[str, tuple[Outcome, float]]:
     server_url, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
     if not server_url.startswith(("postgres://", "postgresql://")) or not redis_url:
         raise SystemExit("Set DATABASE_URL (a PostgreSQL server; the user needs CREATEDB) and "
@@ -728,14 +839,28 @@ def loop_all(configs: list[Config], *, tickets: int, draws: Draws, timeout: floa
             workers = Workers(workdir=workdir, env=dict(os.environ))
             try:
                 for index in range(1, workers_count + 1):
-                    workers.start(index, concurrency=1)
+                    workers.start(index, concurrency=concurrency)
                 workers.start_beat()
-                for index, config in enumerate(configs, start=1):
-                    print(f"  loop: {config.name} ...", end="", flush=True)
-                    results[config.name] = loop_run(config, index, tickets=tickets,
-                                                    workdir=workdir, models=models,
-                                                    workers=workers, timeout=timeout)
-                    print(f" {results[config.name][1]:.0f} s", flush=True)
+                # The runs that share the main run's tickets go after it.
+                indexed = list(enumerate(configs, start=1))
+                groups = [[(i, c) for i, c in indexed if not c.shares_main],
+                          [(i, c) for i, c in indexed if c.shares_main]]
+                main_run: Run | None = None
+                for batch in (group for group in groups if group):
+                    print(f"  loop: {', '.join(c.name for _, c in batch)} ...", end="",
+                          flush=True)
+                    runs = [loop_start(config, index, tickets=tickets, workdir=workdir,
+                                       models=models) for index, config in batch]
+                    loop_drive(runs, models=models, workers=workers, timeout=timeout)
+                    main_run = main_run or next(
+                        (r for r in runs if r.config.name == haao().name), None)
+                    for run in runs:
+                        results[run.config.name] = (loop_outcome(run, main_run, draws),
+                                                    run.finished - run.started)
+                        print(f"\n    {row(run.config.name, results[run.config.name][0])}",
+                              end="")
+                    print(f"\n    {max(r.finished for r in runs) - runs[0].started:.0f} s",
+                          flush=True)
             finally:
                 workers.stop()
                 models.stop()
@@ -750,27 +875,27 @@ def loop_all(configs: list[Config], *, tickets: int, draws: Draws, timeout: floa
 # --- Report --------------------------------------------------------------------------------------
 
 def row(name: str, out: Outcome) -> str:
-    return (f"{name:<26}{out.tickets:>6}{out.accepted:>7}{out.rejected:>6}{out.blocked:>6}"
+    return (f"{name:<30}{out.tickets:>6}{out.accepted:>7}{out.rejected:>6}{out.blocked:>6}"
             f"{out.acceptance:>8.1f}%{out.cost:>10.2f}{out.per_accepted:>10.4f}"
-            f"{out.by_role['decompose']:>8.2f}{out.by_role['code']:>7.2f}"
-            f"{out.by_role['solve']:>7.2f}{out.by_role['audit']:>7.2f}")
+            f"{out.by_role['decompose']:>9.2f}{out.by_role['code']:>9.2f}"
+            f"{out.by_role['solve']:>8.2f}{out.by_role['audit']:>8.2f}")
 
 
-HEADER = (f"{'configuration':<26}{'tickets':>6}{'accept':>7}{'rej.':>6}{'block':>6}"
-          f"{'accept%':>9}{'cost $':>10}{'$/accept':>10}{'decomp':>8}{'code':>7}{'solve':>7}"
-          f"{'audit':>7}")
+HEADER = (f"{'configuration':<30}{'tickets':>6}{'accept':>7}{'rej.':>6}{'block':>6}"
+          f"{'accept%':>9}{'cost $':>10}{'$/accept':>10}{'decomp':>9}{'code':>9}{'solve':>8}"
+          f"{'audit':>8}")
 
 
 def what_ifs(retry_budgets: list[int]) -> list[Config]:
     """The product's configurations (replayed in the loop) and what-ifs (model only)."""
     main = haao()
     configs = [main, ALL_CLOUD, haao("haao, small auditor", auditor="small")]
-    configs += [haao(f"haao, retry budget {b}", retry_budget=b) for b in retry_budgets
-                if b != main.retry_budget]
+    configs += [haao(f"haao, retry budget {b}", retry_budget=b, shares_main=True)
+                for b in retry_budgets if b != main.retry_budget]
     extra = [
         haao("max cloud attempts 2", max_cloud_attempts=2),
         haao("max cloud attempts 3", max_cloud_attempts=3),
-        haao("audit local work only", audit_cloud_work=False),
+        haao("audit local work only", cloud_work_auditor=None),
         haao("small auditor, 3 cloud att.", auditor="small", max_cloud_attempts=3),
         haao("small aud. + cloud if c>=3", auditor="small", second_auditor_from=3,
              max_cloud_attempts=3),
@@ -783,6 +908,52 @@ def what_ifs(retry_budgets: list[int]) -> list[Config]:
     return configs + [replace(config, loop=False) for config in extra]
 
 
+def search(draws: Draws, tickets: int) -> None:
+    """Try combinations of product changes on the model; print those that reach the goal
+    (ratio <= 0.40, acceptance at most 2 points below all-cloud), cheapest first."""
+    import itertools
+
+    cloud = model_run(ALL_CLOUD, draws, tickets)
+    found = []
+    grid = itertools.product(("cloud", "small"), ("same", "cloud", "small", None), (0, 3, 4),
+                             (0, 4, 5), (1, 2, 3), (False,), (False, True), (3,))
+    for auditor, cloud_work, second, cloud_from, attempts, escalate, shared, budget in grid:
+        if auditor == "cloud" and second:
+            continue
+        config = haao("search", auditor=auditor, cloud_work_auditor=cloud_work,
+                      second_auditor_from=second if auditor != "cloud" else 0,
+                      cloud_from=cloud_from, max_cloud_attempts=attempts,
+                      escalate_after_failed_audit=escalate, shared_audit_cache=shared,
+                      retry_budget=budget, loop=False)
+        out = model_run(config, draws, tickets)
+        ratio = out.per_accepted / cloud.per_accepted
+        gap = cloud.acceptance - out.acceptance
+        found.append((ratio, gap, config))
+    # The best candidates again on four times the tickets (less noise).
+    candidates = sorted(found, key=lambda f: f[0] + max(0.0, f[1] - 2.0) / 10)[:15]
+    big = model_run(ALL_CLOUD, draws, 4 * tickets)
+    found = []
+    for _, _, config in candidates:
+        out = model_run(config, draws, 4 * tickets)
+        found.append((out.per_accepted / big.per_accepted, big.acceptance - out.acceptance,
+                      config))
+    goal = sorted((f for f in found if f[0] <= 0.40 and f[1] <= 2.0), key=lambda f: f[0])
+    print(f"\nSearch over {len(list(itertools.chain(candidates)))} best of the grid, "
+          f"{4 * tickets} tickets: {len(goal)} reach the goal.")
+    print(f"{'ratio':>6}{'gap':>6}  auditor / of cloud work / 2nd cloud audit from / cloud "
+          "coder from / cloud attempts / escalate after failed audit / shared audit cache / "
+          "retry budget")
+    seen: set[tuple[Any, ...]] = set()
+    for ratio, gap, c in goal + sorted(found, key=lambda f: f[0])[:10]:
+        key = (c.auditor, c.cloud_work_auditor, c.second_auditor_from, c.cloud_from,
+               c.max_cloud_attempts, c.escalate_after_failed_audit, c.shared_audit_cache,
+               c.retry_budget)
+        if key in seen or len(seen) >= 25:
+            continue
+        seen.add(key)
+        print(f"{ratio:>6.3f}{gap:>6.1f}  " + " / ".join(str(v) for v in key))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=1)
@@ -793,8 +964,14 @@ def main() -> None:
     parser.add_argument("--retry-budgets", default="0-5", help="e.g. 0-5 or 0,3")
     parser.add_argument("--model-only", action="store_true",
                         help="only the expected-value model (no database, no workers)")
+    parser.add_argument("--search", action="store_true",
+                        help="with --model-only: search product changes that reach the goal")
+    parser.add_argument("--model-tickets", type=int, default=10_000,
+                        help="tickets of the model's expected values (what-ifs)")
     parser.add_argument("--workers", type=int, default=2, help="Celery worker processes")
-    parser.add_argument("--timeout", type=float, default=1800, help="seconds per configuration")
+    parser.add_argument("--concurrency", type=int, default=1, help="pool size of each")
+    parser.add_argument("--timeout", type=float, default=3600,
+                        help="seconds per group of configurations")
     args = parser.parse_args()
     tickets = args.tickets if args.tickets is not None else (48 if args.quick else 500)
     if tickets < (1 if args.quick else 500):
@@ -816,25 +993,41 @@ def main() -> None:
     draws = Draws(trace, args.seed)
     configs = what_ifs(budgets)
     began = time.perf_counter()
+    main_config = haao()
+    print(f"HAAO's defaults (policies.rules): retry_budget={main_config.retry_budget}, "
+          f"escalation_allowed={main_config.escalation}, "
+          f"max_cloud_attempts={main_config.max_cloud_attempts}, "
+          f"audit={main_config.auditor or 'off'}, "
+          "audit of the Tech Lead's own work="
+          f"{'no' if main_config.cloud_work_auditor is None else 'yes'}, "
+          f"max_audit_failures={main_config.max_audit_failures}\n")
     modelled = {config.name: model_run(config, draws, tickets) for config in configs}
-    print(f"Expected-value model, {tickets} tickets, seed {args.seed}:")
+    print(f"Expected-value model on the same {tickets} tickets (seed {args.seed}):")
     print(HEADER)
     for config in configs:
-        print(row(config.name + ("" if config.loop else " *"), modelled[config.name]))
-    print("* a what-if the product does not offer today (model only)")
-    cloud = modelled[ALL_CLOUD.name]
-    print(f"{'':26}ratio to all-cloud, acceptance gap (points):")
+        if config.loop:
+            print(row(config.name, modelled[config.name]))
+    expected = {config.name: model_run(config, draws, args.model_tickets)
+                for config in configs}
+    cloud = expected[ALL_CLOUD.name]
+    print(f"\nExpected values ({args.model_tickets} tickets of the same trace and seed); "
+          "* = a what-if the product does not offer today:")
+    print(HEADER + f"{'ratio':>7}{'gap':>6}")
     for config in configs:
-        out = modelled[config.name]
-        print(f"{config.name:<26}{out.per_accepted / cloud.per_accepted:>6.3f}"
-              f"{out.acceptance - cloud.acceptance:>+8.1f}")
+        out = expected[config.name]
+        print(row(config.name + ("" if config.loop else " *"), out)
+              + f"{out.per_accepted / cloud.per_accepted:>7.3f}"
+              f"{cloud.acceptance - out.acceptance:>6.1f}")
+    if args.search:
+        search(draws, args.model_tickets // 4)
     looped: dict[str, tuple[Outcome, float]] = {}
     if not args.model_only:
         runs = [config for config in configs if config.loop and (
             not args.quick or config.name != "haao, small auditor")]
-        print(f"\nThe real loop ({len(runs)} configurations, {args.workers} workers):")
+        print(f"\nThe real loop ({len(runs)} configurations, {args.workers} workers of "
+              f"--concurrency {args.concurrency}):")
         looped = loop_all(runs, tickets=tickets, draws=draws, timeout=args.timeout,
-                          workers_count=args.workers)
+                          workers_count=args.workers, concurrency=args.concurrency)
         print(HEADER)
         for config in runs:
             out, wall = looped[config.name]
@@ -863,6 +1056,9 @@ def main() -> None:
     model_main, model_cloud = modelled[haao().name], modelled[ALL_CLOUD.name]
     print(f"model_cost_ratio={model_main.per_accepted / model_cloud.per_accepted:.3f}")
     print(f"model_acceptance_gap_pts={model_cloud.acceptance - model_main.acceptance:.1f}")
+    exp_main, exp_cloud = expected[haao().name], expected[ALL_CLOUD.name]
+    print(f"expected_cost_ratio={exp_main.per_accepted / exp_cloud.per_accepted:.3f}")
+    print(f"expected_acceptance_gap_pts={exp_cloud.acceptance - exp_main.acceptance:.1f}")
     print(f"seconds={time.perf_counter() - began:.0f}")
 
 

@@ -11,6 +11,7 @@ from bench.run import (
     machine_info,
     parse_figures,
     render_figures,
+    render_machine,
     replace_block,
     select,
 )
@@ -92,7 +93,8 @@ def test_a_block_shows_the_command_the_date_and_a_table() -> None:
     body = render_figures(runner="make bench", command="python bench/x.py --runs 2",
                           when="2026-11-24 13:00 UTC", seconds=3.2,
                           figures=[("runs", "2"), ("odd", "a|b")])
-    assert "`python bench/x.py --runs 2`, 2026-11-24 13:00 UTC, 3 s" in body
+    assert "`make bench` on 2026-11-24 13:00 UTC, in 3 s" in body
+    assert "```sh\npython bench/x.py --runs 2\n```" in body
     assert "| name | value |\n|---|---|\n| `runs` | 2 |\n| `odd` | a\\|b |" in body
 
 
@@ -109,6 +111,15 @@ def test_machine_info_reads_cores_memory_cpu_and_os(tmp_path: Path) -> None:
     assert info["OS"] == "Debian GNU/Linux 12 (bookworm)"
     assert info["Python"].count(".") == 2
     assert info["load average at the start (1, 5, 15 min)"] == "0.52, 0.40, 0.31"
+
+
+def test_the_header_warns_when_the_machine_was_busy() -> None:
+    info = {"cores": "2", "load average at the start (1, 5, 15 min)": "9.60, 7.68, 4.51"}
+    busy = render_machine(info, command="make bench", when="today", commit="abc1234")
+    assert "| cores | 2 |" in busy and "| git commit | abc1234 |" in busy
+    assert "The machine was busy" in busy
+    info["load average at the start (1, 5, 15 min)"] = "0.40, 0.50, 0.60"
+    assert "busy" not in render_machine(info, command="make bench", when="today", commit="x")
 
 
 def test_every_benchmark_script_is_registered_with_a_quick_mode_or_a_reason() -> None:

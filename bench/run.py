@@ -201,7 +201,7 @@ def render_machine(info: dict[str, str], *, command: str, when: str, commit: str
                                         *info.items(), ("git commit", commit)])
     text = f"*The machine of the generated figures below (last run):*\n\n| | |\n|---|---|\n{rows}\n"
     if busy(info):
-        text += ("\nThe machine was busy at the start (load average above its cores): these "
+        text += ("\nThe machine was busy at the start (load average above its cores): these\n"
                  "figures are slower than an idle machine's; compare them with care.\n")
     return text
 

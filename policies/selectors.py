@@ -41,6 +41,7 @@ class EffectivePolicy:
     requirement_cloud_cap_usd: Decimal | None
     monthly_cloud_cap_usd: Decimal | None
     audit_mode: str
+    audit_work: str
     audit_sample_percent: int
     max_audit_failures: int
     sources: dict[str, str] = field(default_factory=dict)

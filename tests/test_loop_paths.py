@@ -83,7 +83,11 @@ def test_a_ticket_whose_budget_is_spent_is_solved_by_the_tech_lead(
     assert outcomes(ticket) == [(1, "local", "tests_failed"), (2, "local", "tests_failed"),
                                 (3, "cloud", "passed")]
     assert ticket.retries_left == 0 and ticket.cloud_attempts == 1
-    assert kinds(cloud) == ["propose", "solve", "audit"]
+    # The policy audits the local coders' work; the Tech Lead does not audit its own.
+    assert kinds(cloud) == ["propose", "solve"]
+    [to_gate] = [e for e in events(ticket) if e.type == "ticket.transition"
+                 and e.data["to"] == "awaiting_acceptance"]
+    assert to_gate.data["audit"] == "skipped: the policy audits only the local coders' work"
     # The Tech Lead was shown what the local attempts' checks printed.
     [solve] = solves(cloud)
     assert "1 failed" in last_user_text(solve.body)

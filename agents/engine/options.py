@@ -42,7 +42,8 @@ def options_for(*, project: Project, ticket_id: Any = None,
             else "no Tech Lead endpoint"
     return Options(escalation=escalation, audit=auditor is not None,
                    max_audit_failures=policy.max_audit_failures,
-                   max_cloud_attempts=policy.max_cloud_attempts, no_escalation_why=why,
+                   max_cloud_attempts=policy.max_cloud_attempts,
+                   audit_cloud_work=policy.audit_work == "all", no_escalation_why=why,
                    no_audit_why=no_audit_why, policy_version=policy.version)
 
 

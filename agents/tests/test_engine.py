@@ -189,11 +189,31 @@ def test_a_spent_budget_blocks_when_policy_forbids_escalation(cast: Any) -> None
     assert "attempt 1 tests failed" in after.block_reason
 
 
-def test_a_failed_tech_lead_attempt_blocks_the_ticket(cast: Any) -> None:
-    attempt = finished(cast, "tests_failed", retries_left=0, executor="cloud", cloud_attempts=1)
+def test_a_failed_tech_lead_attempt_blocks_the_ticket_once_its_attempts_are_spent(
+        cast: Any) -> None:
+    attempt = finished(cast, "tests_failed", retries_left=0, executor="cloud", cloud_attempts=2)
     after = ticket_attempt_finished(attempt=attempt, options=OPTIONS)
     assert after.status == "blocked"
     assert after.block_reason.startswith("The Tech Lead's attempt failed too")
+
+
+def test_a_failed_tech_lead_attempt_is_tried_again_while_the_policy_allows(cast: Any) -> None:
+    attempt = finished(cast, "tests_failed", retries_left=0, executor="cloud", cloud_attempts=1)
+    assert ticket_attempt_finished(attempt=attempt, options=OPTIONS).status == "escalated"
+
+
+@pytest.mark.parametrize(("audit_cloud_work", "state"), [(False, "awaiting_acceptance"),
+                                                         (True, "auditing")])
+def test_the_tech_leads_own_work_is_audited_only_when_the_policy_says_all_work(
+        cast: Any, audit_cloud_work: bool, state: str) -> None:
+    attempt = finished(cast, "passed", retries_left=0, executor="cloud", cloud_attempts=1)
+    options = Options(escalation=True, audit=True, audit_cloud_work=audit_cloud_work)
+    after = ticket_attempt_finished(attempt=attempt, options=options)
+    assert after.status == state
+    if not audit_cloud_work:
+        moved = AuditEvent.objects.filter(type="ticket.transition", target_id=str(after.pk),
+                                          data__to="awaiting_acceptance").get()
+        assert moved.data["audit"] == "skipped: the policy audits only the local coders' work"
 
 
 def test_a_failed_audit_feeds_its_findings_back_and_costs_a_retry(cast: Any) -> None:

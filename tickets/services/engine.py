@@ -44,7 +44,8 @@ class Options:
     escalation: bool
     audit: bool
     max_audit_failures: int = 3
-    max_cloud_attempts: int = 1
+    max_cloud_attempts: int = 2
+    audit_cloud_work: bool = False
     no_escalation_why: str = ""
     no_audit_why: str = ""
     policy_version: int = 0
@@ -169,11 +170,14 @@ def ticket_attempt_finished(*, attempt: Attempt, options: Options) -> Ticket | N
         if Attempt.objects.filter(ticket=ticket, number__gt=attempt.number).exists():
             return None
         if attempt.outcome == AttemptOutcome.PASSED:
-            target = S.AUDITING if options.audit else S.AWAITING_ACCEPTANCE
+            cloud_work = attempt.executor == ExecutorKind.CLOUD
+            audit = options.audit and (options.audit_cloud_work or not cloud_work)
+            target = S.AUDITING if audit else S.AWAITING_ACCEPTANCE
             data: dict[str, Any] = {"attempt": attempt.number}
-            if not options.audit:
-                data["audit"] = f"skipped: {options.no_audit_why}" if options.no_audit_why \
-                    else "skipped"
+            if not audit:
+                why = options.no_audit_why if not options.audit else \
+                    "the policy audits only the local coders' work"
+                data["audit"] = f"skipped: {why}" if why else "skipped"
             return ticket_transition(ticket=ticket, to=target, actor=SYSTEM, data=data)
         reason = f"attempt {attempt.number} {attempt.get_outcome_display().lower()}"
         if attempt.error:

@@ -242,6 +242,8 @@ class Config:
     escalate_after_failed_audit: bool = False
     cloud_from: int = 0  # complexity from which the Tech Lead writes the first attempt
     shared_audit_cache: bool = False  # audit breakpoint on a prefix all tickets share
+    audit_chain: tuple[str, ...] = ()  # auditors of local work, one after the other
+    cloud_audit_chain: tuple[str, ...] = ()  # auditors of the Tech Lead's work (with a chain)
     loop: bool = True  # also replayed through the real loop
     # In the loop, replay only the tickets whose path can differ from the main HAAO run's
     # (see `budget_matters`); the others' ledger rows are the main run's.
@@ -348,7 +350,10 @@ def _model_ticket(config: Config, draws: Draws, ticket: int, out: Outcome,
             auditors = []
             first = config.auditor if kind == "local" or config.cloud_work_auditor == "same" \
                 else config.cloud_work_auditor
-            if first:
+            if config.audit_chain:
+                auditors = list(config.audit_chain if kind == "local"
+                                else config.cloud_audit_chain)
+            elif first:
                 auditors.append(first)
             if config.second_auditor_from and \
                     draws.complexity(ticket) >= config.second_auditor_from and \
@@ -909,49 +914,44 @@ def what_ifs(retry_budgets: list[int]) -> list[Config]:
 
 
 def search(draws: Draws, tickets: int) -> None:
-    """Try combinations of product changes on the model; print those that reach the goal
-    (ratio <= 0.40, acceptance at most 2 points below all-cloud), cheapest first."""
+    """Try combinations of product changes on the model; print the cheapest configuration
+    for each acceptance gap (the frontier), checked again on four times the tickets, and
+    whether any reaches the goal (ratio <= 0.40, at most 2 points below all-cloud)."""
     import itertools
 
     cloud = model_run(ALL_CLOUD, draws, tickets)
     found = []
-    grid = itertools.product(("cloud", "small"), ("same", "cloud", "small", None), (0, 3, 4),
-                             (0, 4, 5), (1, 2, 3), (False,), (False, True), (3,))
-    for auditor, cloud_work, second, cloud_from, attempts, escalate, shared, budget in grid:
-        if auditor == "cloud" and second:
-            continue
-        config = haao("search", auditor=auditor, cloud_work_auditor=cloud_work,
-                      second_auditor_from=second if auditor != "cloud" else 0,
-                      cloud_from=cloud_from, max_cloud_attempts=attempts,
-                      escalate_after_failed_audit=escalate, shared_audit_cache=shared,
-                      retry_budget=budget, loop=False)
+    grid = itertools.product(
+        (("cloud",), ("small",), ("small", "local"), ("cloud", "local"), ("small", "cloud")),
+        ((), ("small",), ("cloud",)), (0, 3, 4, 5), (0, 3, 4, 5), (2, 3), (False, True))
+    for chain, cloud_chain, extra_from, cloud_from, attempts, escalate in grid:
+        config = haao("search", audit_chain=chain, cloud_audit_chain=cloud_chain,
+                      second_auditor_from=extra_from, cloud_from=cloud_from,
+                      max_cloud_attempts=attempts, escalate_after_failed_audit=escalate,
+                      loop=False)
         out = model_run(config, draws, tickets)
-        ratio = out.per_accepted / cloud.per_accepted
-        gap = cloud.acceptance - out.acceptance
-        found.append((ratio, gap, config))
-    # The best candidates again on four times the tickets (less noise).
-    candidates = sorted(found, key=lambda f: f[0] + max(0.0, f[1] - 2.0) / 10)[:15]
-    big = model_run(ALL_CLOUD, draws, 4 * tickets)
-    found = []
-    for _, _, config in candidates:
-        out = model_run(config, draws, 4 * tickets)
-        found.append((out.per_accepted / big.per_accepted, big.acceptance - out.acceptance,
+        found.append((out.per_accepted / cloud.per_accepted, cloud.acceptance - out.acceptance,
                       config))
-    goal = sorted((f for f in found if f[0] <= 0.40 and f[1] <= 2.0), key=lambda f: f[0])
-    print(f"\nSearch over {len(list(itertools.chain(candidates)))} best of the grid, "
-          f"{4 * tickets} tickets: {len(goal)} reach the goal.")
-    print(f"{'ratio':>6}{'gap':>6}  auditor / of cloud work / 2nd cloud audit from / cloud "
-          "coder from / cloud attempts / escalate after failed audit / shared audit cache / "
-          "retry budget")
-    seen: set[tuple[Any, ...]] = set()
-    for ratio, gap, c in goal + sorted(found, key=lambda f: f[0])[:10]:
-        key = (c.auditor, c.cloud_work_auditor, c.second_auditor_from, c.cloud_from,
-               c.max_cloud_attempts, c.escalate_after_failed_audit, c.shared_audit_cache,
-               c.retry_budget)
-        if key in seen or len(seen) >= 25:
-            continue
-        seen.add(key)
-        print(f"{ratio:>6.3f}{gap:>6.1f}  " + " / ".join(str(v) for v in key))
+    # The frontier: no other combination is both cheaper and closer to all-cloud.
+    frontier = [f for f in found if not any(
+        g[0] <= f[0] and g[1] <= f[1] and (g[0], g[1]) != (f[0], f[1]) for g in found)]
+    big_cloud = model_run(ALL_CLOUD, draws, 4 * tickets)
+    checked = []
+    for _, _, config in frontier:
+        out = model_run(config, draws, 4 * tickets)
+        checked.append((out.per_accepted / big_cloud.per_accepted,
+                        big_cloud.acceptance - out.acceptance, config))
+    goal = [f for f in checked if f[0] <= 0.40 and f[1] <= 2.0]
+    print(f"\nSearch: {len(found)} combinations on {tickets} tickets; its frontier "
+          f"({len(frontier)}) again on {4 * tickets} tickets; {len(goal)} reach the goal.")
+    print(f"{'ratio':>6}{'gap':>6}  audit chain of local work / of the Tech Lead's work / "
+          "+cloud audit from complexity / Tech Lead codes from complexity / cloud attempts / "
+          "escalate after a failed audit")
+    for ratio, gap, c in sorted(checked, key=lambda f: f[1]):
+        print(f"{ratio:>6.3f}{gap:>6.1f}  " + " / ".join(str(v) for v in (
+            "+".join(c.audit_chain), "+".join(c.cloud_audit_chain) or "none",
+            c.second_auditor_from, c.cloud_from, c.max_cloud_attempts,
+            c.escalate_after_failed_audit)))
 
 
 def main() -> None:

@@ -27,6 +27,10 @@ from tickets.services.projects import project_repository_set
 DEMO_SLUG = "demo"
 SAMPLE_CODER = "Sample models · coder"
 SAMPLE_TECH_LEAD = "Sample models · Tech Lead"
+SAMPLE_AUDITOR = "Sample models · auditor"
+# Audits of the local coders' work go to the small Claude model: a third of Sonnet's price
+# for most of its catches (the cost simulation in docs/benchmarks.md).
+AUDITOR_MODEL = "claude-haiku-4-5"
 DEMO_USERS = [
     ("admin@demo.haao.local", "Ada Admin", Role.ADMIN),
     ("po@demo.haao.local", "Pat Product-Owner", Role.PRODUCT_OWNER),
@@ -91,8 +95,14 @@ class Command(BaseCommand):
             tech_lead = ({"name": SAMPLE_TECH_LEAD, "kind": "anthropic", "model": CURRENT_SONNET,
                           "base_url": f"http://127.0.0.1:{sample_port}", "role": "tech_lead"},
                          "sample-key")
+        auditor: tuple[dict[str, Any], str] | None = None
+        if tech_lead is not None:
+            name = SAMPLE_AUDITOR if tech_lead[0]["name"] == SAMPLE_TECH_LEAD else \
+                "Claude Haiku · auditor"
+            auditor = ({**tech_lead[0], "name": name, "model": AUDITOR_MODEL,
+                        "role": "auditor"}, tech_lead[1])
         existing = {e.name: e for e in endpoints_of(organization=organization)}
-        wanted = [item for item in (coder, tech_lead) if item is not None]
+        wanted = [item for item in (coder, tech_lead, auditor) if item is not None]
         for values, api_key in wanted:
             try:
                 current = existing.get(values["name"])
@@ -110,7 +120,7 @@ class Command(BaseCommand):
                 self.stderr.write(f"Endpoint “{values['name']}” not added: {error.message}")
         # A sample model steps aside once a real one does its part.
         names = {values["name"] for values, _ in wanted}
-        for sample in (SAMPLE_CODER, SAMPLE_TECH_LEAD):
+        for sample in (SAMPLE_CODER, SAMPLE_TECH_LEAD, SAMPLE_AUDITOR):
             endpoint = existing.get(sample)
             if endpoint is not None and endpoint.enabled and sample not in names:
                 endpoint_update(organization=organization, endpoint=endpoint, actor=admin,

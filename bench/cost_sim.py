@@ -244,6 +244,9 @@ class Config:
     shared_audit_cache: bool = False  # audit breakpoint on a prefix all tickets share
     audit_chain: tuple[str, ...] = ()  # auditors of local work, one after the other
     cloud_audit_chain: tuple[str, ...] = ()  # auditors of the Tech Lead's work (with a chain)
+    # Gate 2 reviews per ticket: 1 = a rejection is final; 2 = the product owner sends
+    # rejected work back once (the product's flow: a new cycle with fresh budgets), and so on.
+    reviews: int = 1
     loop: bool = True  # also replayed through the real loop
     # In the loop, replay only the tickets whose path can differ from the main HAAO run's
     # (see `budget_matters`); the others' ledger rows are the main run's.
@@ -326,6 +329,7 @@ def _model_ticket(config: Config, draws: Draws, ticket: int, out: Outcome,
                   ) -> None:
     trace = draws.trace
     retries_left, cloud_attempts, audit_failures = config.retry_budget, 0, 0
+    reviews = 0  # Gate 2 rejections so far
     prefixes: set[tuple[str, str]] = set()  # cached (call, model kind) prefixes of this ticket
     audit_prefixes = shared if config.shared_audit_cache else prefixes
     executor = "coder"
@@ -372,11 +376,18 @@ def _model_ticket(config: Config, draws: Draws, ticket: int, out: Outcome,
                     audit_failed = True
                     break
             if not audit_failed:
-                if bad:
-                    out.rejected += 1
-                else:
+                if not bad:
                     out.accepted += 1
-                return
+                    return
+                reviews += 1
+                if reviews >= config.reviews:
+                    out.rejected += 1
+                    return
+                # Rejected with feedback: a new cycle with fresh budgets (tickets_requeue).
+                retries_left, cloud_attempts, audit_failures = config.retry_budget, 0, 0
+                executor = "cloud" if config.cloud_from and \
+                    draws.complexity(ticket) >= config.cloud_from else "coder"
+                continue
             audit_failures += 1
             if audit_failures >= config.max_audit_failures:
                 out.blocked += 1
@@ -913,6 +924,33 @@ def what_ifs(retry_budgets: list[int]) -> list[Config]:
     return configs + [replace(config, loop=False) for config in extra]
 
 
+REWORK_REVIEWS = 2
+
+
+def rework_table(draws: Draws, tickets: int, budgets: list[int]) -> dict[str, str]:
+    """Expected values when the product owner sends rejected work back once, as the product
+    does (a new cycle with fresh budgets), both configurations alike; the figures it prints."""
+    cloud = model_run(replace(ALL_CLOUD, reviews=REWORK_REVIEWS), draws, tickets)
+    configs = [haao(reviews=REWORK_REVIEWS),
+               haao("haao, small auditor", auditor="small", reviews=REWORK_REVIEWS)]
+    configs += [haao(f"haao, retry budget {b}", retry_budget=b, reviews=REWORK_REVIEWS)
+                for b in budgets if b != haao().retry_budget]
+    print(f"\nExpected values ({tickets} tickets) when a rejected work goes back once with "
+          f"the product owner's feedback ({REWORK_REVIEWS} Gate 2 reviews per ticket):")
+    print(HEADER + f"{'ratio':>7}{'gap':>6}")
+    print(row(ALL_CLOUD.name, cloud) + f"{1:>7.3f}{0:>6.1f}")
+    figures: dict[str, str] = {}
+    for config in configs:
+        out = model_run(config, draws, tickets)
+        ratio, gap = out.per_accepted / cloud.per_accepted, cloud.acceptance - out.acceptance
+        print(row(config.name, out) + f"{ratio:>7.3f}{gap:>6.1f}")
+        key = {"haao": "rework", "haao, small auditor": "rework_small_auditor"}.get(
+            config.name, f"rework_retry_budget_{config.retry_budget}")
+        figures[f"{key}_expected_cost_ratio"] = f"{ratio:.3f}"
+        figures[f"{key}_expected_acceptance_gap_pts"] = f"{gap:.1f}"
+    return figures
+
+
 def search(draws: Draws, tickets: int) -> None:
     """Try combinations of product changes on the model; print the cheapest configuration
     for each acceptance gap (the frontier), checked again on four times the tickets, and
@@ -1018,6 +1056,7 @@ def main() -> None:
         print(row(config.name + ("" if config.loop else " *"), out)
               + f"{out.per_accepted / cloud.per_accepted:>7.3f}"
               f"{cloud.acceptance - out.acceptance:>6.1f}")
+    rework = rework_table(draws, args.model_tickets, budgets)
     if args.search:
         search(draws, args.model_tickets // 4)
     looped: dict[str, tuple[Outcome, float]] = {}
@@ -1056,6 +1095,8 @@ def main() -> None:
     model_main, model_cloud = modelled[haao().name], modelled[ALL_CLOUD.name]
     print(f"model_cost_ratio={model_main.per_accepted / model_cloud.per_accepted:.3f}")
     print(f"model_acceptance_gap_pts={model_cloud.acceptance - model_main.acceptance:.1f}")
+    for name, value in rework.items():
+        print(f"{name}={value}")
     exp_main, exp_cloud = expected[haao().name], expected[ALL_CLOUD.name]
     print(f"expected_cost_ratio={exp_main.per_accepted / exp_cloud.per_accepted:.3f}")
     print(f"expected_acceptance_gap_pts={exp_cloud.acceptance - exp_main.acceptance:.1f}")

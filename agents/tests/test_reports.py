@@ -350,3 +350,22 @@ def test_a_bad_filter_gets_a_400_naming_the_field_everywhere(client, seed, param
     exported = client.get("/o/acme/reports/costs.csv", params)
     assert exported.status_code == 400
     assert f"{field}:" in exported.content.decode()
+
+
+def test_the_report_runs_the_same_queries_however_many_tickets_and_calls_there_are(
+        seed, django_assert_max_num_queries) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    cast = seed.cast
+    client = token_client(cast.org, cast.manager, ["read"])
+    with CaptureQueriesContext(connection) as few:
+        assert client.get("/api/v1/orgs/acme/reports/costs/").status_code == 200
+    for number in range(10, 40):
+        ticket = TicketFactory(project=cast.project, requirement=seed.requirement,
+                               number=number, status="accepted", decided_at=seed.now)
+        seed.record(seed.claude, "audit", ticket, {"input": 100, "output": 10}, at=seed.now)
+        seed.record(seed.gpu, "code", ticket, {"input": 100, "output": 10}, at=seed.now)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        body = client.get("/api/v1/orgs/acme/reports/costs/").json()
+    assert body["totals"]["accepted_tickets"] == 33

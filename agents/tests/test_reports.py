@@ -286,7 +286,7 @@ def test_each_figure_links_to_the_tickets_behind_it(client, seed) -> None:
     assert seed.t4.key not in html
     pay = seed.of_project(cast.project)
     assert f'data-figure="total"><span title="{pay["cost"]} USD"' in html
-    assert "Calls of no ticket (decompositions, health checks): 1 calls" in html
+    assert "Calls of no ticket (decompositions, health checks): 1 call," in html
 
 
 @pytest.mark.parametrize("path", ["/o/acme/reports/costs/", "/o/acme/reports/costs.csv",

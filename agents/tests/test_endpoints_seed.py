@@ -48,7 +48,10 @@ def test_configured_endpoints_are_added_once_with_the_key_encrypted(settings,
         cursor.execute("SELECT api_key FROM agents_inferenceendpoint WHERE name = 'Claude'")
         stored = cursor.fetchone()[0]
     assert stored.startswith("fernet:") and "sk-ant-demo" not in stored
-    assert InferenceEndpoint.objects.count() == 2
+    auditor = InferenceEndpoint.objects.get(name="Claude Haiku · auditor")
+    assert (auditor.model, auditor.role) == ("claude-haiku-4-5", "auditor")
+    assert auditor.reveal_api_key() == "sk-ant-demo"
+    assert InferenceEndpoint.objects.count() == 3
 
 
 def test_a_local_url_without_the_allowlist_is_skipped_with_a_reason(settings) -> None:
@@ -74,6 +77,7 @@ def test_without_keys_the_sample_models_stand_in_and_step_aside_for_real_ones(
                  for e in InferenceEndpoint.objects.all()}
     assert endpoints == {
         "Sample models · Tech Lead": ("anthropic", "tech_lead", "http://127.0.0.1:8100", True),
+        "Sample models · auditor": ("anthropic", "auditor", "http://127.0.0.1:8100", True),
         "Sample models · coder": ("openai_compatible", "coder", "http://127.0.0.1:8101/v1",
                                   True)}
     # The demo project works on a git copy of the sample project.
@@ -93,4 +97,4 @@ def test_without_keys_the_sample_models_stand_in_and_step_aside_for_real_ones(
                         lambda *a, **k: [(2, 1, 6, "", ("160.79.104.10", 443))])
     seed()
     enabled = set(InferenceEndpoint.objects.filter(enabled=True).values_list("name", flat=True))
-    assert enabled == {"Claude", "Sample models · coder"}
+    assert enabled == {"Claude", "Claude Haiku · auditor", "Sample models · coder"}

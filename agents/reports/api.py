@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from accounts.api.base import OrgAPIView
 from accounts.api.views import errors
 from accounts.roles import Capability
-from agents.reports.export import csv_filename, report_csv
+from agents.reports.export import csv_response
 from agents.reports.forms import report_filter_from
 from agents.reports.selectors import (
     GROUPS,
@@ -118,8 +118,5 @@ class CostReportCSVAPIView(OrgAPIView):
     def get(self, request: Request, org: str) -> HttpResponse:
         """The report's rows and totals as CSV."""
         filters = report_filter_from(request.query_params, membership=self.membership)
-        report = cost_report(organization=self.org, filters=filters)
-        response = HttpResponse(report_csv(report), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = (
-            f'attachment; filename="{csv_filename(self.org.slug, report)}"')
-        return response
+        return csv_response(cost_report(organization=self.org, filters=filters),
+                            self.org.slug)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 
+from django.http import HttpResponse
+
 from accounts.views.console.audit import csv_cell
 from agents.reports.selectors import CostReport, Figures, usd
 
@@ -33,6 +35,10 @@ def report_csv(report: CostReport) -> str:
     return out.getvalue()
 
 
-def csv_filename(slug: str, report: CostReport) -> str:
+def csv_response(report: CostReport, slug: str) -> HttpResponse:
+    """The report as a CSV download, named after the organization, period and grouping."""
     f = report.filters
-    return f"costs-{slug}-{f.since.isoformat()}-{f.until.isoformat()}-by-{f.group}.csv"
+    name = f"costs-{slug}-{f.since.isoformat()}-{f.until.isoformat()}-by-{f.group}.csv"
+    response = HttpResponse(report_csv(report), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response

@@ -20,7 +20,6 @@ Money stays `Decimal` throughout; token sums are exact integers from the databas
 from __future__ import annotations
 
 import calendar
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -34,7 +33,7 @@ from accounts.models import AuditEvent, Organization
 from agents.models import EndpointKind, EndpointRole, InferenceEndpoint, ModelCall
 from agents.pricing import CURRENT_SONNET, MICRO, MILLION, Price, UnknownModelPrice, price_for
 from policies.enforcement import month_start
-from policies.selectors import policy_for
+from policies.selectors import effective_policy, policy_for
 from tickets.models import ExecutorKind, Project, Requirement, Ticket, TicketStatus
 
 ZERO = Decimal("0")
@@ -363,6 +362,11 @@ def cost_report(*, organization: Organization, filters: ReportFilter) -> CostRep
                       budgets=_budgets(organization, filters), months=months)
 
 
+# How accepted tickets split by the rows; other groupings share all of them.
+ACCEPTED_GROUPS = {"project": F("project_id"), "requirement": F("requirement_id"),
+                   "month": TruncMonth("decided_at", tzinfo=UTC)}
+
+
 def _group_expression(group: str) -> Any:
     if group == "project":
         return Coalesce("project_id", "ticket__project_id")
@@ -383,11 +387,9 @@ def _rows(organization: Organization, filters: ReportFilter, calls: QuerySet[Mod
                .values("group_key").annotate(**_sums()))
     by_key = {row["group_key"]: row for row in grouped}
     accepted_by: dict[Any, int] = {}
-    if group in ("project", "requirement", "month"):
-        column = {"project": F("project_id"), "requirement": F("requirement_id"),
-                  "month": TruncMonth("decided_at", tzinfo=UTC)}[group]
+    if group in ACCEPTED_GROUPS:
         accepted_by = {row["group_key"]: row["n"] for row in
-                       accepted.order_by().annotate(group_key=column)
+                       accepted.order_by().annotate(group_key=ACCEPTED_GROUPS[group])
                        .values("group_key").annotate(n=Count("pk"))}
     keys = set(by_key) | set(accepted_by)
     labels = _labels(organization, group, keys)
@@ -396,8 +398,8 @@ def _rows(organization: Organization, filters: ReportFilter, calls: QuerySet[Mod
     for key in keys:
         text_key, label, params = labels[key]
         figures = _figures(text_key, label, by_key.get(key, empty), reference)
-        figures.accepted = accepted_by.get(key, 0) if group in (
-            "project", "requirement", "month") else accepted_total
+        figures.accepted = accepted_by.get(key, 0) if group in ACCEPTED_GROUPS \
+            else accepted_total
         figures.params = filters.params(**params)
         rows.append(figures)
     if group == "month":
@@ -436,9 +438,7 @@ def _labels(organization: Organization, group: str,
         for key in keys:
             endpoint = endpoints.get(key)
             name = endpoint.name if endpoint else str(key)
-            kind = "" if endpoint is None else (" (cloud)" if not endpoint.self_hosted
-                                                 and endpoint.kind == EndpointKind.ANTHROPIC
-                                                 else "")
+            kind = " (cloud)" if endpoint is not None and endpoint.is_cloud else ""
             labels[key] = (str(key), f"{name}{kind}", {"endpoint": str(key)})
     elif group == "model":
         for key in keys:
@@ -485,15 +485,12 @@ def _quality(organization: Organization, filters: ReportFilter,
 def _budgets(organization: Organization, filters: ReportFilter) -> list[BudgetUse]:
     """Cloud spend against each cap of the policy: the organization's month (now), and the
     requirements and tickets of the report's scope nearest to their caps."""
-    from policies.selectors import effective_policy
-
     cloud = ModelCall.objects.for_org(organization).filter(is_cloud=True)
     month = month_start()
     org_policy = effective_policy(organization=organization)
     spent_month = cloud.filter(created_at__gte=month).aggregate(
         s=Coalesce(Sum("cost"), MONEY_ZERO))["s"]
-    today = datetime.now(UTC).date()
-    start, end = month_bounds(today)
+    start, end = month_bounds(month.date())
     uses = [BudgetUse("monthly_cloud_cap_usd", f"the organization in {month:%B %Y}",
                       org_policy.monthly_cloud_cap_usd, spent_month,
                       params=filters.params(**{"from": start.isoformat(), "to": end.isoformat(),
@@ -509,12 +506,11 @@ def _budgets(organization: Organization, filters: ReportFilter) -> list[BudgetUs
 
     requirement_ids = scoped.order_by().annotate(
         r=Coalesce("requirement_id", "ticket__requirement_id")).exclude(r=None).values("r")
-    spend = defaultdict(lambda: ZERO)
-    for row in (cloud.filter(Q(requirement__in=requirement_ids)
-                             | Q(ticket__requirement__in=requirement_ids))
-                .order_by().annotate(r=Coalesce("requirement_id", "ticket__requirement_id"))
-                .values("r").annotate(s=Sum("cost"))):
-        spend[row["r"]] = row["s"]
+    spend = {row["r"]: row["s"] for row in
+             cloud.filter(Q(requirement__in=requirement_ids)
+                          | Q(ticket__requirement__in=requirement_ids))
+             .order_by().annotate(r=Coalesce("requirement_id", "ticket__requirement_id"))
+             .values("r").annotate(s=Sum("cost"))}
     requirements = Requirement.objects.for_org(organization).select_related(
         "project").in_bulk(list(spend))
     requirement_uses = []
@@ -557,7 +553,7 @@ class TicketSpend:
 
 
 def report_ticket_spend(*, organization: Organization,
-                        filters: ReportFilter) -> tuple[list[TicketSpend], Figures]:
+                        filters: ReportFilter) -> tuple[list[TicketSpend], dict[str, Any]]:
     """The tickets whose calls make up a figure, most expensive first, and the calls of the
     figure that belong to no ticket (decompositions, health checks), so the page adds up."""
     calls = report_calls(organization=organization, filters=filters)
@@ -575,9 +571,7 @@ def report_ticket_spend(*, organization: Organization,
                         accepted_in_period=pk in accepted_ids)
             for pk in ids if pk in tickets]
     rows.sort(key=lambda row: (-row.cost, row.ticket.project.key, row.ticket.number))
-    reference = reference_price(organization=organization, at=min(filters.end,
-                                                                  datetime.now(UTC)))
-    unassigned = _figures("none", "Calls of no ticket",
-                          calls.filter(ticket=None).aggregate(**_sums()), reference.price)
+    unassigned = calls.filter(ticket=None).aggregate(
+        calls=Count("pk"), cost=Coalesce(Sum("cost"), MONEY_ZERO))
     return rows, unassigned
 

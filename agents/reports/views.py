@@ -13,7 +13,7 @@ from django.views import View
 from accounts.roles import Capability
 from accounts.views.base import OrgView
 from accounts.views.console.base import ConsolePage
-from agents.reports.export import csv_filename, report_csv
+from agents.reports.export import csv_response
 from agents.reports.forms import GROUP_LABELS, ReportFilterForm
 from agents.reports.selectors import CostReport, cost_report, report_ticket_spend
 
@@ -74,11 +74,8 @@ class CostReportCSVView(OrgView, View):
         if not form.is_valid():
             return HttpResponse(form.problem().message + "\n", status=400,
                                 content_type="text/plain; charset=utf-8")
-        report = cost_report(organization=self.org, filters=form.report_filter())
-        response = HttpResponse(report_csv(report), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = (
-            f'attachment; filename="{csv_filename(self.org.slug, report)}"')
-        return response
+        return csv_response(cost_report(organization=self.org,
+                                        filters=form.report_filter()), self.org.slug)
 
 
 class ReportTicketsView(ConsolePage):
@@ -94,7 +91,7 @@ class ReportTicketsView(ConsolePage):
         filters = form.report_filter()
         rows, unassigned = report_ticket_spend(organization=self.org, filters=filters)
         page_obj = Paginator(rows, TICKETS_PAGE_SIZE).get_page(request.GET.get("page"))
-        total = sum((row.cost for row in rows), unassigned.cost)
+        total = sum((row.cost for row in rows), unassigned["cost"])
         back = reverse("reports-costs", kwargs={"org": self.org.slug})
         return self.render(form=form, filters=filters, page_obj=page_obj, rows=page_obj.object_list,
                            count=len(rows), unassigned=unassigned, total=total,

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from accounts.audit import SYSTEM, Actor, audit_record
 from haao.errors import Conflict
+from policies.rules import BY_NAME as POLICY_RULES
 from tickets.models import (
     Attempt,
     AttemptOutcome,
@@ -43,9 +44,10 @@ class Options:
 
     escalation: bool
     audit: bool
-    max_audit_failures: int = 3
-    max_cloud_attempts: int = 2
-    audit_cloud_work: bool = False
+    # Defaults are the policy's (options_for always passes the effective values).
+    max_audit_failures: int = POLICY_RULES["max_audit_failures"].default
+    max_cloud_attempts: int = POLICY_RULES["max_cloud_attempts"].default
+    audit_cloud_work: bool = POLICY_RULES["audit_work"].default == "all"
     no_escalation_why: str = ""
     no_audit_why: str = ""
     policy_version: int = 0

@@ -828,29 +828,17 @@ def loop_all(configs: list[Config], *, tickets: int, draws: Draws, timeout: floa
         raise SystemExit("Set DATABASE_URL (a PostgreSQL server; the user needs CREATEDB) and "
                          "REDIS_URL (an empty Redis database, e.g. redis://127.0.0.1:6379/11), "
                          "or pass --model-only.")
-    from bench.loop import Workers, empty_redis
+    from bench.loop import Workers, django_migrated, empty_redis
 
     workdir = Path(tempfile.mkdtemp(prefix="haao-bench-costsim-"))
     results: dict[str, tuple[Outcome, float]] = {}
     try:
         with empty_redis(redis_url), sim_database(server_url) as database_url:
-            os.environ.update({
-                "DATABASE_URL": database_url, "DEBUG": "false", "HAAO_READ_DOTENV": "false",
-                "SECRET_KEY": os.environ.get("SECRET_KEY", "") if len(os.environ.get(
-                    "SECRET_KEY", "")) >= 50 else secrets.token_urlsafe(64),
-                "HAAO_ENDPOINT_ALLOWLIST": "127.0.0.1", "HAAO_DATA_DIR": str(workdir / "data"),
-                "HAAO_WORKSPACE_ROOT": str(workdir / "workspaces"), "PYTHONUNBUFFERED": "1",
-                "DJANGO_SETTINGS_MODULE": "haao.settings"})
-            import django
-
-            django.setup()
-            from django.core.management import call_command
-
+            django_migrated(workdir, database_url)
             from agents.sandbox import sandbox_available
 
             if not sandbox_available():
                 raise SystemExit("bubblewrap cannot start a sandbox here; the checks need it")
-            call_command("migrate", verbosity=0)
             models = TraceModels(draws, tickets).start()
             workers = Workers(workdir=workdir, env=dict(os.environ))
             try:

@@ -511,8 +511,9 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def measure(args: argparse.Namespace, workdir: Path, database_url: str) -> None:
-    # Production-like settings: DEBUG off (it would keep every query in memory).
+def django_migrated(workdir: Path, database_url: str) -> None:
+    """Set up Django on the benchmark's database, production-like (DEBUG off: it would keep
+    every query in memory), in this process and the workers it starts; migrate it."""
     os.environ.update({
         "DATABASE_URL": database_url, "DEBUG": "false", "HAAO_READ_DOTENV": "false",
         "SECRET_KEY": os.environ.get("SECRET_KEY", "") if len(os.environ.get(
@@ -526,6 +527,10 @@ def measure(args: argparse.Namespace, workdir: Path, database_url: str) -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+
+
+def measure(args: argparse.Namespace, workdir: Path, database_url: str) -> None:
+    django_migrated(workdir, database_url)
     cloud, local = start_models(args.tickets)
     workers = Workers(workdir=workdir, env=dict(os.environ))
     try:

@@ -15,9 +15,21 @@ $(VENV)/.installed-run: pyproject.toml | $(VENV)/bin/python
 	@touch $@
 
 # The local model server (llama-cpp-python) compiles llama.cpp once, about 8 minutes on 2
-# cores; pip keeps the built wheel, so later installs take seconds.
-$(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install --quiet -e '.[dev,demo,localmodel]'
+# cores. It is built portably: a build tuned to the building CPU (-march=native, AVX-512)
+# crashes on machines whose CPU differs, and pip's own cache keys a built wheel by version
+# only, so the portable wheel is kept under its own name in WHEELS and installed from there.
+LLAMA_VERSION := 0.3.36
+WHEELS ?= $(HOME)/.cache/haao-wheels/llama-$(LLAMA_VERSION)-portable
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+
+$(WHEELS)/.built: | $(VENV)/bin/python
+	@echo "== building llama-cpp-python $(LLAMA_VERSION) portably (about 8 minutes on 2 cores, once)"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" FORCE_CMAKE=1 $(PY) -m pip wheel --quiet --no-cache-dir \
+	  --no-deps -w $(WHEELS) 'llama-cpp-python==$(LLAMA_VERSION)'
+	@touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(WHEELS)/.built | $(VENV)/bin/python
+	$(PY) -m pip install --quiet --find-links $(WHEELS) -e '.[dev,demo,localmodel]'
 	@touch $@ $(VENV)/.installed-run
 
 .env:

@@ -202,3 +202,83 @@ class ModelCall(TenantModel):
     def total_tokens(self) -> int:
         return (self.input_tokens + self.output_tokens + self.cache_write_tokens
                 + self.cache_read_tokens)
+
+
+class DeliveryStatus(models.TextChoices):
+    """Where a branch's accepted work stands against the team's remote."""
+
+    LOCAL = "local", "Kept in HAAO"
+    PENDING = "pending", "Waiting to be delivered"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Delivery failed"
+
+
+class PullRequestState(models.TextChoices):
+    OPEN = "open", "Open"
+    MERGED = "merged", "Merged"
+    CLOSED = "closed", "Closed"
+
+
+class IntegrationBranch(TenantModel):
+    """A branch HAAO merges accepted tickets into, and where it stands in the team's forge.
+
+    `head` is the system of record for the branch: workers on any machine rebuild it from
+    the team's remote plus the stored packs (GitPack), and move it only by compare-and-set.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey("tickets.Project", on_delete=models.CASCADE,
+                                related_name="integration_branches")
+    requirement = models.OneToOneField(
+        "tickets.Requirement", null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="integration_branch",
+        help_text="The requirement whose pull request it is; none for the project's branch.")
+    name = models.CharField(max_length=200)
+    base = models.CharField(max_length=64, help_text="The upstream commit it started from.")
+    head = models.CharField(max_length=64, help_text="Its newest commit.")
+    delivered_commit = models.CharField(max_length=64, blank=True,
+                                        help_text="The commit last pushed to the remote.")
+    status = models.CharField(max_length=12, choices=DeliveryStatus.choices,
+                              default=DeliveryStatus.LOCAL)
+    failure = models.TextField(blank=True, help_text="Why the last delivery failed.")
+    tries = models.PositiveSmallIntegerField(default=0)
+    next_try_at = models.DateTimeField(null=True, blank=True)
+    pull_request_number = models.PositiveIntegerField(null=True, blank=True)
+    pull_request_url = models.CharField(max_length=1024, blank=True)
+    pull_request_state = models.CharField(max_length=10, choices=PullRequestState.choices,
+                                          blank=True)
+    pull_request_checked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["project", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="integration_branch_name"),
+        ]
+        indexes = [models.Index(fields=["status", "next_try_at"], name="delivery_due")]
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.head[:10]}"
+
+
+class GitPack(TenantModel):
+    """Commits HAAO wrote, as a git bundle: with the team's remote, enough for any worker to
+    rebuild every attempt and integration commit, so no worker's disk is a system of record."""
+
+    id = models.BigAutoField(primary_key=True)
+    project = models.ForeignKey("tickets.Project", on_delete=models.CASCADE,
+                                related_name="git_packs")
+    commit = models.CharField(max_length=64)
+    prerequisites = models.JSONField(default=list,
+                                     help_text="Commits the bundle builds on.")
+    data = models.BinaryField()
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "commit"], name="git_pack_commit"),
+        ]
+
+    def __str__(self) -> str:
+        return f"pack of {self.commit[:10]}"

@@ -11,10 +11,29 @@ from django.utils import timezone
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 from accounts.tenancy import TenantModel
+from haao.crypto import EncryptedTextField
 
 project_key_validator = RegexValidator(
     r"^[A-Z][A-Z0-9]{1,9}$", "Use 2-10 capital letters or digits, starting with a letter."
 )
+
+
+class RepositoryAuth(models.TextChoices):
+    NONE = "none", "None (a public or local repository)"
+    TOKEN = "token", "HTTPS token"
+    SSH_KEY = "ssh_key", "SSH deploy key"
+
+
+class DeliveryMode(models.TextChoices):
+    PULL_REQUEST = "pull_request", "Pull request"
+    BRANCH = "branch", "Push a branch"
+    NONE = "none", "Keep in HAAO"
+
+
+class ForgeKind(models.TextChoices):
+    GITHUB = "github", "GitHub"
+    GITLAB = "gitlab", "GitLab"
+    GITEA = "gitea", "Gitea / Forgejo"
 
 
 class Project(TenantModel):
@@ -37,6 +56,31 @@ class Project(TenantModel):
                                                '["pip", "install", "-e", "."].')
     test_command = models.JSONField(
         default=list, blank=True, help_text='argv of the project\'s tests, e.g. ["pytest", "-q"].')
+    # How HAAO reaches the repository; the secrets are write-only (haao.crypto).
+    auth_method = models.CharField(max_length=10, choices=RepositoryAuth.choices,
+                                   default=RepositoryAuth.NONE)
+    token_username = models.CharField(
+        max_length=100, blank=True,
+        help_text="User name sent with the token (blank: the forge's usual one).")
+    token = EncryptedTextField(blank=True, default="")
+    ssh_private_key = EncryptedTextField(blank=True, default="")
+    ssh_public_key = models.TextField(blank=True)
+    ssh_known_hosts = models.TextField(
+        blank=True, help_text="The server's host keys, pinned on first contact.")
+    # Where accepted work goes (agents.delivery).
+    delivery = models.CharField(max_length=20, choices=DeliveryMode.choices,
+                                default=DeliveryMode.NONE)
+    forge = models.CharField(max_length=10, choices=ForgeKind.choices, blank=True)
+    forge_api_url = models.CharField(
+        max_length=1024, blank=True,
+        help_text="The forge's REST API root; blank: derived from the repository's host.")
+    intake_label = models.CharField(
+        max_length=50, default="haao",
+        help_text="An issue in the forge with this label becomes a requirement.")
+    webhook_secret = EncryptedTextField(blank=True, default="")
+    connection_report = models.JSONField(
+        default=dict, blank=True, editable=False,
+        help_text="The last connection test: when, and what it found.")
     ticket_seq = models.PositiveIntegerField(default=0, editable=False)
     requirement_seq = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -68,6 +112,7 @@ class RequirementStatus(models.TextChoices):
     APPROVED = "approved", "Approved"
     FAILED = "failed", "Decomposition failed"
     CANCELLED = "cancelled", "Cancelled"
+    DELIVERED = "delivered", "Delivered"
 
 
 class Requirement(TenantModel):
@@ -243,6 +288,10 @@ class Attempt(TenantModel):
     worker = models.CharField(max_length=200, blank=True)
     policy_version = models.PositiveIntegerField(
         null=True, blank=True, help_text="The organization's policy version it ran under.")
+    base_commit = models.CharField(max_length=64, blank=True,
+                                   help_text="The commit the attempt's edits apply to.")
+    commit = models.CharField(max_length=64, blank=True,
+                              help_text="The attempt's commit, when its checks passed.")
 
     class Meta:
         ordering = ["ticket", "number"]

@@ -10,7 +10,7 @@ import re
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from haao.errors import ApplicationError
@@ -92,16 +92,30 @@ def redact(text: str) -> str:
 
 
 def git(args: Sequence[str], *, cwd: Path, check: bool = True, input_text: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT) -> subprocess.CompletedProcess[str]:
-    """Run `git <args>` in cwd with the fixed configuration; raise WorkspaceError on failure."""
+        timeout: float = DEFAULT_TIMEOUT, env: Mapping[str, str] | None = None,
+        input_bytes: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `git <args>` in cwd with the fixed configuration; raise WorkspaceError on failure.
+
+    `env` adds to git_env() (e.g. the credentials of agents.workspaces.remote); `input_bytes`
+    feeds binary standard input (a bundle)."""
     argv = ["git"]
     for item in _CONFIG:
         argv += ["-c", item]
     argv += list(args)
     try:
-        result = subprocess.run(  # noqa: S603 - an argv list, never a shell
-            argv, cwd=cwd, env=git_env(), input=input_text, capture_output=True, text=True,
-            encoding="utf-8", errors="surrogateescape", timeout=timeout, check=False)
+        environment = {**git_env(), **env} if env else git_env()
+        if input_bytes is not None:
+            raw = subprocess.run(  # noqa: S603 - an argv list, never a shell
+                argv, cwd=cwd, env=environment, input=input_bytes, capture_output=True,
+                timeout=timeout, check=False)
+            result = subprocess.CompletedProcess(
+                raw.args, raw.returncode, raw.stdout.decode("utf-8", "surrogateescape"),
+                raw.stderr.decode("utf-8", "surrogateescape"))
+        else:
+            result = subprocess.run(  # noqa: S603 - an argv list, never a shell
+                argv, cwd=cwd, env=environment, input=input_text, capture_output=True,
+                text=True, encoding="utf-8", errors="surrogateescape", timeout=timeout,
+                check=False)
     except subprocess.TimeoutExpired:
         raise WorkspaceError(f"git {args[0]} took longer than {timeout:.0f} s and was stopped.",
                              details={"command": args[0]}) from None

@@ -19,6 +19,7 @@ from django.db.models import Sum
 from agents import sandbox
 from agents.coder.client import DEFAULT_TIMEOUT, CoderFailure, CoderReply, TokenCallback, complete
 from agents.coder.prompt import PreviousAttempt, PreviousCheck, coder_messages
+from agents.delivery.packs import pack_save
 from agents.edits import EditParseError, EditPathError, parse_edits
 from agents.environments import PreparedEnvironment
 from agents.models import CallOutcome, CallRole, InferenceEndpoint, ModelCall
@@ -29,11 +30,9 @@ from agents.workspaces import (
     EditRefused,
     apply_edits,
     attempt_branch,
-    attempt_worktree,
-    base_of,
-    diff_of,
     workspace_prepare,
 )
+from agents.workspaces.checkouts import checkout_at
 from agents.workspaces.git import git
 from haao.errors import ApplicationError
 from policies.enforcement import (
@@ -168,6 +167,8 @@ class AttemptRun:
         self.diff = ""
         self.checks: list[CheckOutcome] = []
         self.warning = ""
+        self.base_commit = ""
+        self.commit = ""
         self._policy: EffectivePolicy | None = None
         # What a guardrail refused in this attempt, if anything (recorded as an event).
         self.refusal: Refusal | None = None
@@ -205,7 +206,8 @@ class AttemptRun:
             output_tokens=usage["output_tokens"] or 0,
             cache_write_tokens=usage["cache_write_tokens"] or 0,
             cache_read_tokens=usage["cache_read_tokens"] or 0,
-            cost=usage["cost"] or Decimal("0"), delivery=self.delivery)
+            cost=usage["cost"] or Decimal("0"), delivery=self.delivery,
+            base_commit=self.base_commit, commit=self.commit)
 
     def record_call(self, *, outcome: str, model: str, input_tokens: int, output_tokens: int,
                     latency_ms: int, request_id: str = "", error: str = "") -> None:
@@ -278,10 +280,15 @@ class AttemptRun:
     def check(self, *, repo: Path, answer: str, limits: SandboxLimits,
               readonly_paths: Sequence[Path], allow_unsandboxed: bool,
               env_extra: Mapping[str, str] | None, binds: Sequence[sandbox.Bind] = (),
-              reply: CoderReply | None = None, on_check: CheckCallback | None = None
-              ) -> Attempt:
-        """Apply the answer's edits in a fresh worktree, run the DoD, commit if it passed."""
+              reply: CoderReply | None = None, on_check: CheckCallback | None = None,
+              base: str = "") -> Attempt:
+        """Apply the answer's edits to a checkout of `base` (default: the integration branch),
+        run the DoD, commit if it passed."""
         ticket, project = self.ticket, self.ticket.project
+        if not base:
+            base = git(["rev-parse", "--verify",
+                        f"refs/heads/{project.integration_branch}^{{commit}}"],
+                       cwd=repo).stdout.strip()
         spec = spec_clean(ticket.spec)
         checks = [CheckSpec.from_spec(entry) for entry in spec["definition_of_done"]]
         try:
@@ -300,13 +307,12 @@ class AttemptRun:
         refusal = edits_refusal(policy, [edit.path for edit in edits])
         if refusal is not None:
             return self.refuse(refusal, point="edits")
-        with attempt_worktree(repo=repo, ticket_key=ticket.key,
-                              attempt_number=self.attempt.number,
-                              base_branch=project.integration_branch) as worktree:
+        with checkout_at(repo=repo, commit=base) as checkout:
+            worktree = checkout.directory
             try:
                 apply_edits(worktree=worktree, edits=edits,
                             allowed_paths=spec["allowed_paths"],
-                            max_changed_lines=policy.max_changed_lines)
+                            max_changed_lines=policy.max_changed_lines, git_env=checkout.env)
             except EditRefused as error:
                 if "added" in error.details:  # the size of the change, a policy rule
                     return self.refuse(Refusal("max_changed_lines", policy.max_changed_lines,
@@ -317,9 +323,9 @@ class AttemptRun:
             # Everything git needs is read now, while HAAO still owns the worktree: the
             # sandbox hands it to an unprivileged uid (docs/sandbox.md), and git refuses a
             # worktree owned by someone else — nor should HAAO trust what the check left there.
-            self.diff = diff_of(worktree)
-            base = base_of(worktree)
-            tree = git(["write-tree"], cwd=worktree).stdout.strip()
+            self.diff = checkout.git(["diff", "--cached", "--no-ext-diff", "--no-textconv",
+                                      "--no-color", "--binary", "--no-renames", base])
+            tree = checkout.git(["write-tree"]).strip()
             runs: list[CheckRun] = []
             for index, check in enumerate(checks, start=1):
                 refusal = command_refusal(policy, check.command)
@@ -339,7 +345,8 @@ class AttemptRun:
             summary = "; ".join(f"{run.name}: {run.expectation}" for run in failed)
             return self.finish(AttemptOutcome.TIMEOUT if timed_out else
                                AttemptOutcome.TESTS_FAILED, error=summary[:2000])
-        self._commit(repo, base=base, tree=tree)
+        self.base_commit = base
+        self.commit = self._commit(repo, base=base, tree=tree)
         return self.finish(AttemptOutcome.PASSED)
 
     def _record_reply(self, reply: CoderReply, outcome: str, error: str = "") -> None:
@@ -348,16 +355,18 @@ class AttemptRun:
                          output_tokens=reply.usage.output_tokens, latency_ms=reply.latency_ms,
                          request_id=reply.request_id, error=error)
 
-    def _commit(self, repo: Path, *, base: str, tree: str) -> None:
-        """Commit the applied edits on the attempt branch, from the bare repository."""
+    def _commit(self, repo: Path, *, base: str, tree: str) -> str:
+        """Commit the applied edits, keep the commit in HAAO's store, name it by a local
+        attempt branch; the commit id."""
         ticket = self.ticket
         branch = attempt_branch(ticket.key, self.attempt.number)
         message = f"{ticket.key}: {ticket.title}\n\nAttempt {self.attempt.number} by " \
                   f"{self.endpoint.model} on {self.endpoint.name}; Definition of Done passed.\n"
         commit = git(["commit-tree", tree, "-p", base, "-F", "-"], cwd=repo,
                      input_text=message).stdout.strip()
-        # Compare-and-set: the branch must still be where the attempt started.
-        git(["update-ref", f"refs/heads/{branch}", commit, base], cwd=repo)
+        pack_save(project=ticket.project, repo=repo, commit=commit, prerequisites=[base])
+        git(["update-ref", f"refs/heads/{branch}", commit], cwd=repo)
+        return commit
 
 
 def failure_outcome(failure: CoderFailure) -> str:

@@ -73,6 +73,22 @@ def merge(ticket_id: str) -> None:
     steps.merge_step(ticket_id=ticket_id)
 
 
+@shared_task(name="haao.deliver", **ON_DEADLOCK)
+@ids
+def deliver(branch_id: str) -> None:
+    from agents.delivery.services import branch_deliver
+
+    branch_deliver(branch_id=branch_id)
+
+
+@shared_task(name="haao.poll_pull_request", **ON_DEADLOCK)
+@ids
+def poll_pull_request(branch_id: str) -> None:
+    from agents.delivery.services import branch_pull_request_poll
+
+    branch_pull_request_poll(branch_id=branch_id)
+
+
 @shared_task(name="haao.decompose", **ON_DEADLOCK)
 @ids
 def decompose(requirement_id: str) -> None:

@@ -55,3 +55,16 @@ def decompose(*, requirement_id: Any, organization: Organization, on_commit: boo
     _send("decompose", kwargs={"requirement_id": requirement_id},
           queue=routing.queue_for(organization=organization, kind=routing.CLOUD),
           on_commit=on_commit, countdown=countdown)
+
+
+def deliver(*, branch_id: Any, organization: Organization, on_commit: bool = True,
+            countdown: float | None = None) -> None:
+    _send("deliver", kwargs={"branch_id": branch_id},
+          queue=routing.queue_for(organization=organization, kind=routing.CHECKS),
+          on_commit=on_commit, countdown=countdown)
+
+
+def poll_pull_request(*, branch_id: Any, organization: Organization) -> None:
+    _send("poll_pull_request", kwargs={"branch_id": branch_id},
+          queue=routing.queue_for(organization=organization, kind=routing.CHECKS),
+          on_commit=False)

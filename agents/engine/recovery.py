@@ -19,7 +19,13 @@ from django.utils import timezone
 from agents.engine import enqueue, hooks, routing
 from agents.engine.options import options_for
 from agents.engine.steps import after_attempt, attempt_run, lease_seconds
-from agents.models import EndpointLease, InferenceEndpoint
+from agents.models import (
+    DeliveryStatus,
+    EndpointLease,
+    InferenceEndpoint,
+    IntegrationBranch,
+    PullRequestState,
+)
 from haao.errors import Conflict
 from tickets.models import (
     Attempt,
@@ -50,6 +56,8 @@ class Recovered:
     merges: list[Any] = field(default_factory=list)
     decompositions: list[Any] = field(default_factory=list)
     projects: list[Any] = field(default_factory=list)
+    deliveries: list[Any] = field(default_factory=list)
+    pull_requests: list[Any] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return any(vars(self).values())
@@ -152,6 +160,20 @@ def recover(*, now: Any = None) -> Recovered:
     for project_id in waiting:
         hooks.request_dispatch(project_id)
         done.projects.append(project_id)
+    # 6. Deliveries due again (a failure's back-off passed), or whose message was lost.
+    due = (IntegrationBranch.objects.filter(status=DeliveryStatus.FAILED, next_try_at__lte=now)
+           | IntegrationBranch.objects.filter(status=DeliveryStatus.PENDING,
+                                              updated_at__lt=now - resend))
+    for branch in due.select_related("organization"):
+        enqueue.deliver(branch_id=branch.pk, organization=branch.organization, on_commit=False)
+        done.deliveries.append(branch.pk)
+    # 7. Open pull requests not heard of for a while (the fallback when no webhook comes).
+    poll = timedelta(seconds=settings.HAAO_PULL_REQUEST_POLL_SECONDS)
+    for branch in (IntegrationBranch.objects.filter(
+            pull_request_state=PullRequestState.OPEN,
+            pull_request_checked_at__lt=now - poll).select_related("organization")):
+        enqueue.poll_pull_request(branch_id=branch.pk, organization=branch.organization)
+        done.pull_requests.append(branch.pk)
     if done:
         logger.info("Recovery: %s", {k: len(v) for k, v in vars(done).items() if v})
     return done

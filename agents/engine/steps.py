@@ -26,6 +26,11 @@ from django.db import connection, transaction
 from accounts.audit import Actor
 from agents import sandbox
 from agents.coder.client import CoderFailure
+from agents.delivery.branches import (
+    branch_follow_upstream,
+    branch_merge_ticket,
+    integration_branch_for,
+)
 from agents.engine import enqueue, hooks, routing
 from agents.engine.options import options_for, sandbox_limits
 from agents.execution import (
@@ -44,6 +49,8 @@ from agents.models import (
 )
 from agents.sandbox import CheckRun, SandboxLimits
 from agents.services import HealthResult, endpoint_health_record
+from agents.workspaces import workspace_prepare
+from agents.workspaces.remote import remote_access
 from haao.errors import ApplicationError, Conflict
 from policies.enforcement import (
     ANY_CALL,
@@ -59,6 +66,7 @@ from tickets.models import (
     Attempt,
     AttemptOutcome,
     AttemptStage,
+    DeliveryMode,
     ExecutorKind,
     Project,
     Ticket,
@@ -82,7 +90,6 @@ from tickets.services.engine import (
     ticket_block,
     ticket_dispatch,
     ticket_merge_conflicted,
-    ticket_merged,
     tickets_requeue,
 )
 from tickets.spec import spec_clean
@@ -491,14 +498,17 @@ def check_step(*, attempt_id: Any) -> None:
                                   run)
                     return
                 run.warning = UNSANDBOXED_WARNING
-            repo = workspace_of(ticket.project)
-            environment = _environment(ticket, repo)
+            # Fetched before each attempt, so it starts from the team's current code.
+            repo = workspace_of(ticket.project, fresh=True)
+            branch = branch_follow_upstream(
+                branch=integration_branch_for(ticket=ticket, repo=repo), repo=repo)
+            environment = _environment(ticket, repo, branch.head)
             readonly, env_extra = _toolchain(environment)
             attempt_done = run.check(
                 repo=repo, answer=claimed.answer, limits=sandbox_limits(policy),
                 readonly_paths=readonly, allow_unsandboxed=allow_unsandboxed,
                 env_extra=env_extra, binds=environment.binds if environment else (),
-                on_check=on_check)
+                on_check=on_check, base=branch.head)
     except Conflict:
         logger.info("Attempt %s was taken over; its checks are dropped.", claimed.pk)
         return
@@ -515,34 +525,29 @@ def check_step(*, attempt_id: Any) -> None:
 _prepared: dict[Any, tuple[float, Path]] = {}
 
 
-def workspace_of(project: Project) -> Path:
-    """The project's workspace repository, fetched from its origin at most once a minute per
-    process: attempts start from the integration branch, which only HAAO moves, so a fetch
-    per step (tens of git calls) would buy nothing."""
-    from agents.workspaces import workspace_prepare
-
-    key = (project.pk, project.repository, project.default_branch, project.integration_branch)
+def workspace_of(project: Project, *, fresh: bool = False) -> Path:
+    """This machine's cache of the project's repository, fetched from the team's remote when
+    `fresh` or at most once a minute otherwise; HAAO's own commits come from the database."""
+    key = (project.pk, project.repository, project.default_branch)
     seen = _prepared.get(key)
-    if seen is not None and time.monotonic() - seen[0] < WORKSPACE_REFRESH_SECONDS \
+    if not fresh and seen is not None \
+            and time.monotonic() - seen[0] < WORKSPACE_REFRESH_SECONDS \
             and (seen[1] / "HEAD").is_file():
         return seen[1]
-    repo = workspace_prepare(project_id=project.pk, repository=project.repository,
-                             default_branch=project.default_branch,
-                             integration_branch=project.integration_branch,
-                             root=settings.HAAO_WORKSPACE_ROOT)
+    with remote_access(project) as access:
+        repo = workspace_prepare(project_id=project.pk, repository=access.url,
+                                 default_branch=project.default_branch,
+                                 root=settings.HAAO_WORKSPACE_ROOT, env=access.env)
     _prepared[key] = (time.monotonic(), repo)
     return repo
 
 
-def _environment(ticket: Ticket, repo: Any) -> Any:
-    """The project's prepared dependencies at the integration branch, when it has a setup."""
+def _environment(ticket: Ticket, repo: Any, base: str) -> Any:
+    """The project's prepared dependencies at the attempt's base, when it has a setup."""
     if not ticket.project.setup_command:
         return None
     from agents.environments import environment_prepare
-    from agents.workspaces.git import git
 
-    base = git(["rev-parse", f"refs/heads/{ticket.project.integration_branch}"],
-               cwd=repo).stdout.strip()
     return environment_prepare(project=ticket.project, repo_path=repo, base_commit=base,
                                root=settings.DATA_DIR / "environments",
                                limits=SandboxLimits(), network=True)
@@ -668,19 +673,17 @@ def merge_step(*, ticket_id: Any) -> None:
 
 
 def _merge(ticket: Ticket, attempt: Attempt) -> None:
-    from agents.workspaces import attempt_branch, merge_into_integration
-
     project = ticket.project
-    repo = workspace_of(project)
+    repo = workspace_of(project, fresh=True)
     decided = ticket.decided_by.email if ticket.decided_by else "a product owner"
     message = (f"{ticket.key}: {ticket.title}\n\nAccepted by {decided} in HAAO. Attempt "
                f"{attempt.number} by {attempt.model or attempt.executor}.\n")
-    result = merge_into_integration(repo=repo, branch=attempt_branch(ticket.key, attempt.number),
-                                    integration_branch=project.integration_branch,
-                                    message=message)
+    branch, result = branch_merge_ticket(ticket=ticket, attempt=attempt, repo=repo,
+                                         message=message)
     if result.merged:
-        if ticket_merged(ticket=ticket, commit=result.commit):
-            enqueue.dispatch(project_id=project.pk, on_commit=True)
+        enqueue.dispatch(project_id=project.pk, on_commit=True)
+        if project.delivery != DeliveryMode.NONE:
+            enqueue.deliver(branch_id=branch.pk, organization=project.organization)
         return
     ticket_merge_conflicted(ticket=ticket, summary=result.summary)
 

@@ -17,8 +17,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
-
 from accounts.audit import SYSTEM, Actor
 from agents.models import CallRole, InferenceEndpoint
 from agents.techlead.client import (
@@ -214,24 +212,21 @@ def decompose(*, requirement: Requirement, repo_path: Path | str,
 
 @contextmanager
 def project_checkout(project: Any) -> Iterator[Path]:
-    """A temporary work tree of the project's integration branch (from its workspace clone).
+    """A temporary work tree of the code the project's next attempts start from (its
+    integration branch, or for pull requests the team's default branch), fetched now.
 
-    The integration branch, not the default one: it holds the work accepted so far, which is
-    what the tickets' attempts start from, so the code injected into a ticket is the code
-    its coder will edit.
+    So the code injected into a ticket is the code its coder will edit.
     """
-    from agents.workspaces import workspace_prepare
+    from agents.delivery.branches import work_base
+    from agents.engine.steps import workspace_of
     from agents.workspaces.git import file_lock, git
     from agents.workspaces.repos import lock_for
 
-    root = Path(getattr(settings, "HAAO_WORKSPACE_ROOT", settings.DATA_DIR / "workspaces"))
-    repo = workspace_prepare(project_id=project.pk, repository=project.repository,
-                             default_branch=project.default_branch,
-                             integration_branch=project.integration_branch, root=root)
+    repo = workspace_of(project, fresh=True)
+    base = work_base(project=project, repo=repo)
     directory = Path(tempfile.mkdtemp(prefix="haao-decompose-")) / uuid.uuid4().hex[:8]
     with file_lock(lock_for(repo)):
-        git(["worktree", "add", "--quiet", "--detach", str(directory),
-             f"refs/heads/{project.integration_branch}"], cwd=repo)
+        git(["worktree", "add", "--quiet", "--detach", str(directory), base], cwd=repo)
     try:
         yield directory
     finally:

@@ -3,6 +3,7 @@ the repair loop, refused paths, storing the proposal and the prompt cache."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -230,6 +231,8 @@ def test_an_empty_answer_is_asked_again_and_counts_as_a_round(
 
 def test_tickets_carry_the_code_of_the_integration_branch_where_their_work_starts(
         cast, requirement, checkout, endpoint, server, settings, tmp_path) -> None:
+    from agents.delivery.packs import pack_save
+    from agents.models import IntegrationBranch
     from agents.workspaces import workspace_prepare
     from agents.workspaces.git import git
     from tickets.models import Ticket
@@ -248,6 +251,13 @@ def test_tickets_carry_the_code_of_the_integration_branch_where_their_work_start
                                              "round(float(amount), 2)  # accepted work"))
     git(["commit", "--quiet", "-am", "PAY-1: accepted work"], cwd=tree)
     git(["worktree", "remove", "--force", str(tree)], cwd=repo)
+    # The integration branch's record is HAAO's database: its head, and the commit stored.
+    head = git(["rev-parse", "refs/heads/haao/integration"], cwd=repo).stdout.strip()
+    base = git(["rev-parse", "refs/heads/main"], cwd=repo).stdout.strip()
+    pack_save(project=cast.project, repo=repo, commit=head, prerequisites=[base])
+    IntegrationBranch.objects.create(organization=cast.org, project=cast.project,
+                                     name="haao/integration", base=base, head=head)
+    shutil.rmtree(repo.parent)  # a worker with an empty disk still starts from it
 
     outcome = decompose_requirement(requirement_id=requirement.pk,
                                     client=TechLeadClient(endpoint))

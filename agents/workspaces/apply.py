@@ -14,7 +14,7 @@ import os
 import re
 import stat
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -91,8 +91,12 @@ def path_allowed(path: str, patterns: Sequence[str]) -> bool:
 def apply_edits(*, worktree: Path, edits: Sequence[Edit], allowed_paths: Sequence[str],
                 denied_paths: Sequence[str] = (),
                 max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
-                max_changed_lines: int = DEFAULT_MAX_CHANGED_LINES) -> AppliedChange:
-    """Check every edit against the ticket's paths and limits, then write them all and stage."""
+                max_changed_lines: int = DEFAULT_MAX_CHANGED_LINES,
+                git_env: Mapping[str, str] | None = None) -> AppliedChange:
+    """Check every edit against the ticket's paths and limits, then write them all and stage.
+
+    `git_env` points git at a checkout's repository and index (agents.workspaces.checkouts);
+    without it the worktree's own `.git` is used."""
     allowed = check_patterns(allowed_paths, what="allowed paths")
     denied = check_patterns(denied_paths, what="denied paths")
     if not edits:
@@ -114,7 +118,7 @@ def apply_edits(*, worktree: Path, edits: Sequence[Edit], allowed_paths: Sequenc
         changed = {path: text for path, text in results.items() if text != originals[path]}
         added, removed = _check_limits(originals, changed, max_file_bytes, max_changed_lines)
         _write_all(root_fd, originals, changed)
-    _stage(root, changed)
+    _stage(root, changed, git_env)
     return AppliedChange(
         created=sorted(p for p, t in changed.items() if originals[p] is None and t is not None),
         modified=sorted(p for p, t in changed.items() if originals[p] is not None
@@ -322,11 +326,9 @@ def _write_one(root_fd: int, path: str, text: str | None) -> None:
         os.close(parent)
 
 
-def _stage(root: Path, changed: dict[str, str | None]) -> None:
+def _stage(root: Path, changed: dict[str, str | None],
+           git_env: Mapping[str, str] | None = None) -> None:
     """Stage exactly the edited paths, so check artifacts never enter the attempt's diff."""
-    written = sorted(path for path, text in changed.items() if text is not None)
-    removed = sorted(path for path, text in changed.items() if text is None)
-    if written:
-        git(["add", "--force", "--", *written], cwd=root)
-    if removed:
-        git(["rm", "--quiet", "--cached", "--ignore-unmatch", "--", *removed], cwd=root)
+    if changed:  # one process: --remove drops the entries of deleted files
+        git(["update-index", "--add", "--remove", "-z", "--stdin"], cwd=root, env=git_env,
+            input_text="".join(f"{path}\0" for path in sorted(changed)))

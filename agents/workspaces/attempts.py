@@ -241,3 +241,50 @@ def _conflict_summary(directory: Path, branch: str, conflicts: list[str]) -> str
         if len(hunk) > CONFLICT_EXCERPT_LINES:
             lines.append(f"… {len(hunk) - CONFLICT_EXCERPT_LINES} more lines")
     return "\n".join(lines)
+
+
+def merge_commits(*, repo: Path, target: str, source: str, message: str) -> MergeResult:
+    """Merge commit `source` into commit `target` without a worktree (git merge-tree) and
+    without moving any ref: the --no-ff merge commit, or the conflicting paths and hunks."""
+    if not isinstance(message, str) or not message.strip() or "\x00" in message:
+        raise ApplicationError("A merge message must be non-empty text.",
+                               code="invalid_commit_message")
+    repo = Path(repo)
+    if git(["merge-base", "--is-ancestor", source, target], cwd=repo,
+           check=False).returncode == 0:
+        return MergeResult(merged=True, commit=target, up_to_date=True)
+    result = git(["merge-tree", "--write-tree", "--name-only", "--no-messages", target, source],
+                 cwd=repo, check=False)
+    if result.returncode not in (0, 1):
+        raise WorkspaceError(f"Merging failed: {(result.stderr or result.stdout)[-600:]}",
+                             code="merge_failed")
+    lines = result.stdout.splitlines()
+    tree = lines[0].strip() if lines else ""
+    if result.returncode == 1:
+        conflicts = sorted({line for line in lines[1:] if line.strip()})
+        return MergeResult(merged=False, commit=target, conflicts=conflicts,
+                           summary=_tree_conflict_summary(repo, tree, source, conflicts))
+    commit = git(["commit-tree", tree, "-p", target, "-p", source, "-F", "-"], cwd=repo,
+                 input_text=message).stdout.strip()
+    return MergeResult(merged=True, commit=commit)
+
+
+def _tree_conflict_summary(repo: Path, tree: str, source: str, conflicts: list[str]) -> str:
+    """The conflicting files and, for each, the lines around its conflict markers."""
+    lines = [f"Merging {source[:12]} conflicts in {len(conflicts)} file(s): "
+             f"{', '.join(conflicts)}."]
+    for path in conflicts:
+        content = git(["cat-file", "-p", f"{tree}:{path}"], cwd=repo,
+                      check=False).stdout.splitlines()
+        marked = [i for i, line in enumerate(content)
+                  if line.startswith(("<<<<<<<", "=======", ">>>>>>>"))]
+        lines.append(f"\n--- {path}")
+        if not marked:
+            lines.append("(changed on both sides: deleted, renamed or binary)")
+            continue
+        start, end = max(0, marked[0] - 3), min(len(content), marked[-1] + 4)
+        excerpt = content[start:end]
+        lines.extend(excerpt[:CONFLICT_EXCERPT_LINES])
+        if len(excerpt) > CONFLICT_EXCERPT_LINES:
+            lines.append(f"… {len(excerpt) - CONFLICT_EXCERPT_LINES} more lines")
+    return "\n".join(lines)

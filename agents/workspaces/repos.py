@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -65,34 +66,41 @@ def check_project_id(project_id: object) -> str:
 
 
 def workspace_prepare(*, project_id: object, repository: str, default_branch: str,
-                      integration_branch: str, root: Path) -> Path:
-    """Clone or refresh the project's bare repository under root; ensure the integration branch."""
+                      root: Path, env: Mapping[str, str] | None = None,
+                      integration_branch: str = "") -> Path:
+    """Clone (once) and fetch the project's repository under root; point `<default>` at the
+    remote's. `env` carries the credentials (agents.workspaces.remote). The integration
+    branches are HAAO's own and live in the database (agents.delivery), not here."""
     check_repository(repository)
     check_branch_name(default_branch, what="default branch")
-    check_branch_name(integration_branch, what="integration branch")
-    if default_branch == integration_branch:
-        raise ApplicationError("The integration branch must differ from the default branch.",
-                               code="invalid_branch")
+    if integration_branch:
+        check_branch_name(integration_branch, what="integration branch")
+        if default_branch == integration_branch:
+            raise ApplicationError("The integration branch must differ from the default "
+                                   "branch.", code="invalid_branch")
     home = Path(root) / check_project_id(project_id)
     repo = home / "repo"
+    # Only the first clone and the fetch's ref updates need one process at a time per machine.
     with file_lock(lock_for(repo)):
         if not (repo / "HEAD").is_file():
             _clone(repository, repo)
-        else:
+        elif git(["config", "--get", "remote.origin.url"], cwd=repo,
+                 check=False).stdout.strip() != repository:
             git(["remote", "set-url", "origin", repository], cwd=repo)
-        _fetch(repo, default_branch)
+        _fetch(repo, default_branch, env)
         default_ref = f"refs/heads/{default_branch}"
         git(["update-ref", default_ref, f"refs/remotes/origin/{default_branch}"], cwd=repo)
-        git(["symbolic-ref", "HEAD", default_ref], cwd=repo)
-        integration_ref = f"refs/heads/{integration_branch}"
-        if git(["show-ref", "--verify", "--quiet", integration_ref], cwd=repo,
-               check=False).returncode != 0:
-            remote = f"refs/remotes/origin/{integration_branch}"
-            has_remote = git(["show-ref", "--verify", "--quiet", remote], cwd=repo,
-                             check=False).returncode == 0
-            git(["update-ref", integration_ref, remote if has_remote else default_ref, ""],
-                cwd=repo)
-        git(["worktree", "prune"], cwd=repo)
+        if git(["symbolic-ref", "HEAD"], cwd=repo, check=False).stdout.strip() != default_ref:
+            git(["symbolic-ref", "HEAD", default_ref], cwd=repo)
+        if integration_branch:  # a local branch for callers that work on branches directly
+            integration_ref = f"refs/heads/{integration_branch}"
+            if git(["show-ref", "--verify", "--quiet", integration_ref], cwd=repo,
+                   check=False).returncode != 0:
+                remote = f"refs/remotes/origin/{integration_branch}"
+                has_remote = git(["show-ref", "--verify", "--quiet", remote], cwd=repo,
+                                 check=False).returncode == 0
+                git(["update-ref", integration_ref, remote if has_remote else default_ref, ""],
+                    cwd=repo)
     return repo
 
 
@@ -107,10 +115,10 @@ def _clone(repository: str, repo: Path) -> None:
     staging.rename(repo)
 
 
-def _fetch(repo: Path, default_branch: str) -> None:
+def _fetch(repo: Path, default_branch: str, env: Mapping[str, str] | None = None) -> None:
     result = git(["fetch", "--quiet", "--prune", "--no-tags", "origin",
                   "+refs/heads/*:refs/remotes/origin/*"], cwd=repo, check=False,
-                 timeout=FETCH_TIMEOUT)
+                 timeout=FETCH_TIMEOUT, env=env)
     if result.returncode != 0:
         raise ApplicationError(
             f"The repository could not be fetched: {redact(result.stderr.strip()[-600:])}",

@@ -155,6 +155,8 @@ HAAO_MAX_DELIVERIES = env.integer("HAAO_MAX_DELIVERIES", 3, minimum=1)
 HAAO_RECOVERY_INTERVAL = env.integer("HAAO_RECOVERY_INTERVAL", 15, minimum=1)
 # A step that waited this long in its queue unclaimed is sent again (its message may be lost).
 HAAO_RESEND_AFTER_SECONDS = env.integer("HAAO_RESEND_AFTER_SECONDS", 300, minimum=1)
+# How often an open pull request's state is asked of its forge when no webhook told it.
+HAAO_PULL_REQUEST_POLL_SECONDS = env.integer("HAAO_PULL_REQUEST_POLL_SECONDS", 300, minimum=5)
 HAAO_ENDPOINT_HEALTH_INTERVAL = env.integer("HAAO_ENDPOINT_HEALTH_INTERVAL", 30, minimum=1)
 # How long work waits before trying again for a busy or unhealthy endpoint.
 HAAO_ENDPOINT_WAIT_SECONDS = env.integer("HAAO_ENDPOINT_WAIT_SECONDS", 3, minimum=1)

@@ -69,7 +69,7 @@ def attempt_finish(
     *, attempt: Attempt, outcome: str, checks: Sequence[CheckOutcome] = (), diff: str = "",
     error: str = "", input_tokens: int = 0, output_tokens: int = 0,
     cache_write_tokens: int = 0, cache_read_tokens: int = 0, cost: Decimal = Decimal("0"),
-    delivery: int | None = None,
+    delivery: int | None = None, base_commit: str = "", commit: str = "",
 ) -> Attempt:
     """Record how an attempt ended, once; a second finish of the same attempt is refused.
 
@@ -87,7 +87,7 @@ def attempt_finish(
             outcome=outcome, finished_at=timezone.now(), diff=diff, error=error[:10_000],
             input_tokens=input_tokens, output_tokens=output_tokens,
             cache_write_tokens=cache_write_tokens, cache_read_tokens=cache_read_tokens,
-            cost=cost)
+            cost=cost, base_commit=base_commit, commit=commit)
         if not updated:
             raise Conflict("This attempt has finished already.", code="attempt_finished")
         CheckResult.objects.bulk_create([

@@ -233,7 +233,7 @@ def ticket_audited(*, attempt: Attempt, passed: bool, summary: str,
                               options=options, fields=fields)
 
 
-def ticket_merged(*, ticket: Ticket, commit: str) -> bool:
+def ticket_merged(*, ticket: Ticket, commit: str, branch: str = "") -> bool:
     """Record the integration commit of an accepted ticket, once."""
     with transaction.atomic():
         updated = Ticket.objects.filter(pk=ticket.pk, status=S.ACCEPTED,
@@ -242,7 +242,7 @@ def ticket_merged(*, ticket: Ticket, commit: str) -> bool:
         if updated:
             progress(ticket=ticket, type="ticket.merged",
                      data={"commit": commit,
-                           "branch": ticket.project.integration_branch})
+                           "branch": branch or ticket.project.integration_branch})
     return bool(updated)
 
 

@@ -1,0 +1,58 @@
+"""HAAO's commit store in the database: save the commits a step wrote, restore what it needs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from agents.models import GitPack
+from agents.workspaces.git import WorkspaceError
+from agents.workspaces.store import (
+    MAX_PACK_DEPTH,
+    bundle_import,
+    bundle_of,
+    keep,
+    missing_commits,
+)
+from tickets.models import Project
+
+
+def pack_save(*, project: Project, repo: Path, commit: str,
+              prerequisites: Iterable[str]) -> None:
+    """Store `commit` (with what it adds to its prerequisites), once per commit."""
+    prerequisites = [c for c in dict.fromkeys(prerequisites) if c and c != commit]
+    if GitPack.objects.filter(project=project, commit=commit).exists():
+        return
+    data = bundle_of(repo, commit, prerequisites=prerequisites)
+    GitPack.objects.get_or_create(
+        project=project, commit=commit,
+        defaults={"organization_id": project.organization_id, "prerequisites": prerequisites,
+                  "data": data})
+
+
+def commits_ensure(*, project: Project, repo: Path, commits: Iterable[str]) -> None:
+    """Bring `commits` into the local repository from HAAO's store; upstream ones must have
+    been fetched already. Raises WorkspaceError naming a commit that is nowhere."""
+    wanted = missing_commits(repo, commits)
+    restored: list[str] = []
+    for commit in wanted:
+        _restore(project, repo, commit, restored, depth=0)
+    keep(repo, restored)
+
+
+def _restore(project: Project, repo: Path, commit: str, restored: list[str], *,
+             depth: int) -> None:
+    if commit in restored or not missing_commits(repo, [commit]):
+        return
+    if depth > MAX_PACK_DEPTH:
+        raise WorkspaceError("HAAO's commit store has a chain of packs too deep to restore.",
+                             code="store_corrupt")
+    pack = GitPack.objects.filter(project=project, commit=commit).first()
+    if pack is None:
+        raise WorkspaceError(
+            f"The commit {commit[:12]} is neither in the project's repository nor in HAAO's "
+            "store; was the remote's history rewritten?", code="commit_missing")
+    for prerequisite in missing_commits(repo, pack.prerequisites):
+        _restore(project, repo, prerequisite, restored, depth=depth + 1)
+    bundle_import(repo, commit, pack.data)
+    restored.append(commit)

@@ -1,0 +1,68 @@
+"""Reads for delivery: which tickets a branch carries, where a ticket's work went."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db.models import Prefetch, Sum
+
+from accounts.models import AuditEvent
+from agents.models import IntegrationBranch, ModelCall
+from tickets.models import Attempt, AttemptOutcome, DeliveryMode, Ticket
+
+# A pull request lists at most this many tickets (a requirement rarely has more than ten).
+PULL_REQUEST_TICKETS = 100
+
+
+def ticket_cost(ticket: Ticket) -> Decimal:
+    """What the ticket cost: every model call of it, audits included (the ledger's sum)."""
+    total = ModelCall.objects.filter(ticket=ticket).aggregate(total=Sum("cost"))["total"]
+    return total or Decimal("0")
+
+
+def branch_tickets(branch: IntegrationBranch) -> list[tuple[Ticket, Attempt | None, str]]:
+    """The merged tickets a branch carries, each with its passed attempt (and its checks) and
+    the audit's verdict in words."""
+    tickets = Ticket.objects.for_org(branch.project.organization).filter(
+        project=branch.project).exclude(merged_commit="").select_related("project")
+    if branch.requirement_id:
+        tickets = tickets.filter(requirement_id=branch.requirement_id)
+    passed = Attempt.objects.filter(outcome=AttemptOutcome.PASSED).order_by("-number") \
+        .prefetch_related("checks")
+    found = list(tickets.order_by("merged_at").prefetch_related(
+        Prefetch("attempts", queryset=passed, to_attr="passed_attempts"))[:PULL_REQUEST_TICKETS])
+    verdicts: dict[str, str] = {}
+    events = AuditEvent.objects.filter(
+        organization_id=branch.organization_id, type="ticket.audited",
+        target_id__in=[str(t.pk) for t in found]).order_by("seq")
+    for event in events:
+        data = event.data if isinstance(event.data, dict) else {}
+        verdicts[event.target_id] = ("passed" if data.get("passed") else "failed") + (
+            f": {data.get('summary', '')}"[:200] if data.get("summary") else "")
+    return [(t, next(iter(t.passed_attempts), None), verdicts.get(str(t.pk), "not audited"))
+            for t in found]
+
+
+def ticket_delivery(ticket: Ticket) -> dict[str, str | int | None]:
+    """Where an accepted ticket's work is: branch, commit, pull request."""
+    if not ticket.merged_commit:
+        return {}
+    project = ticket.project
+    branches = IntegrationBranch.objects.filter(project=project)
+    if project.delivery == DeliveryMode.PULL_REQUEST and ticket.requirement_id:
+        branch = branches.filter(requirement_id=ticket.requirement_id).first()
+    else:
+        branch = branches.filter(name=project.integration_branch).first()
+    if branch is None:
+        return {"commit": ticket.merged_commit}
+    return branch_summary(branch) | {"commit": ticket.merged_commit}
+
+
+def branch_summary(branch: IntegrationBranch) -> dict[str, str | int | None]:
+    """A branch's delivery as the API and pages show it."""
+    return {"branch": branch.name, "head": branch.head, "status": branch.status,
+            "delivered_commit": branch.delivered_commit, "failure": branch.failure,
+            "next_try_at": branch.next_try_at.isoformat() if branch.next_try_at else None,
+            "pull_request_number": branch.pull_request_number,
+            "pull_request_url": branch.pull_request_url,
+            "pull_request_state": branch.pull_request_state}

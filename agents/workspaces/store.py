@@ -1,0 +1,68 @@
+"""Commits HAAO wrote, kept in the database as git bundles so no worker's disk is a record.
+
+A worker's repository is a cache: the team's remote has the upstream commits, GitPack rows
+have every attempt and integration commit HAAO made on top of them. `commits_ensure` brings
+whatever a step needs into the local repository, from the packs, in dependency order.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from agents.workspaces.git import WorkspaceError, git
+
+# Local refs that keep HAAO's commits reachable (never pushed, never garbage-collected).
+KEEP_PREFIX = "refs/haao/commits/"
+# A chain of packs deeper than this means a cycle or a corrupt store, not real history.
+MAX_PACK_DEPTH = 10_000
+
+
+def has_commit(repo: Path, commit: str) -> bool:
+    """Whether the local repository holds `commit`."""
+    return bool(commit) and git(["cat-file", "-e", f"{commit}^{{commit}}"], cwd=repo,
+                                check=False).returncode == 0
+
+
+def missing_commits(repo: Path, commits: Iterable[str]) -> list[str]:
+    """Those of `commits` the local repository does not hold (one git process)."""
+    wanted = [c for c in dict.fromkeys(commits) if c]
+    if not wanted:
+        return []
+    listing = git(["cat-file", "--batch-check=%(objectname) %(objecttype)"], cwd=repo,
+                  input_text="".join(f"{c}\n" for c in wanted)).stdout.splitlines()
+    return [commit for commit, line in zip(wanted, listing, strict=False)
+            if not line.endswith(" commit")]
+
+
+def bundle_of(repo: Path, commit: str, *, prerequisites: Iterable[str]) -> bytes:
+    """A git bundle of `commit` with only the objects the prerequisites do not have."""
+    ref = KEEP_PREFIX + commit
+    git(["update-ref", ref, commit], cwd=repo)
+    excluded = [f"^{c}" for c in dict.fromkeys(prerequisites) if c and c != commit]
+    with tempfile.TemporaryDirectory(prefix="haao-bundle-") as folder:
+        path = Path(folder) / "pack.bundle"
+        git(["bundle", "create", "--quiet", str(path), ref, *excluded], cwd=repo)
+        return path.read_bytes()
+
+
+def bundle_import(repo: Path, commit: str, data: bytes) -> None:
+    """Fetch `commit` out of a bundle into the local repository (its prerequisites first)."""
+    ref = KEEP_PREFIX + commit
+    with tempfile.TemporaryDirectory(prefix="haao-bundle-") as folder:
+        path = Path(folder) / "pack.bundle"
+        path.write_bytes(bytes(data))
+        result = git(["fetch", "--quiet", "--no-tags", str(path), f"+{ref}:{ref}"], cwd=repo,
+                     check=False)
+    if result.returncode != 0 or not has_commit(repo, commit):
+        raise WorkspaceError(f"The stored commit {commit[:12]} could not be restored: "
+                             f"{(result.stderr or result.stdout).strip()[-400:]}",
+                             code="store_corrupt")
+
+
+def keep(repo: Path, commits: Iterable[str]) -> None:
+    """Keep HAAO's own commits reachable in this cache (one git process)."""
+    lines = "".join(f"update {KEEP_PREFIX}{c} {c}\n" for c in dict.fromkeys(commits) if c)
+    if lines:
+        git(["update-ref", "--stdin"], cwd=repo, input_text=lines)

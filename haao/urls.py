@@ -6,12 +6,14 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from agents.delivery.webhooks import forge_webhook
 from haao.health import health
 from haao.metrics import metrics
 
 urlpatterns = [
     path("health", health, name="health"),
     path("metrics", metrics, name="metrics"),
+    path("hooks/forge/<str:project_id>/", forge_webhook, name="forge-webhook"),
     path("platform-admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -42,6 +42,8 @@ PUBLIC = {
     "api/v1/schema/": "the public OpenAPI description",
     "api/v1/docs/": "the public API documentation page",
     "api/v1/schemas/": "the Atomic Ticket JSON Schema, published for agents and tools",
+    "hooks/forge/": "a forge's webhook: the project's shared secret signs each delivery, and "
+                    "an unknown project, a missing secret and a bad signature all get 404",
 }
 # Exact routes that need a signed-in user but no organization: they list only the caller's.
 SIGNED_IN_ONLY = {

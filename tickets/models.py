@@ -132,11 +132,17 @@ class Requirement(TenantModel):
                                     on_delete=models.SET_NULL, related_name="+")
     approved_at = models.DateTimeField(null=True, blank=True)
     failure = models.TextField(blank=True, help_text="Why decomposition failed.")
+    issue_number = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The forge issue it came from, if any.")
+    issue_url = models.CharField(max_length=1024, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["project", "number"], name="requirement_number")
+            models.UniqueConstraint(fields=["project", "number"], name="requirement_number"),
+            models.UniqueConstraint(fields=["project", "issue_number"],
+                                    condition=models.Q(issue_number__isnull=False),
+                                    name="requirement_per_issue"),
         ]
 
     def __str__(self) -> str:

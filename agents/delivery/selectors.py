@@ -8,7 +8,7 @@ from django.db.models import Prefetch, Sum
 
 from accounts.models import AuditEvent
 from agents.models import IntegrationBranch, ModelCall
-from tickets.models import Attempt, AttemptOutcome, DeliveryMode, Ticket
+from tickets.models import Attempt, AttemptOutcome, DeliveryMode, Requirement, Ticket
 
 # A pull request lists at most this many tickets (a requirement rarely has more than ten).
 PULL_REQUEST_TICKETS = 100
@@ -66,3 +66,9 @@ def branch_summary(branch: IntegrationBranch) -> dict[str, str | int | None]:
             "pull_request_number": branch.pull_request_number,
             "pull_request_url": branch.pull_request_url,
             "pull_request_state": branch.pull_request_state}
+
+
+def requirement_delivery(requirement: Requirement) -> dict[str, str | int | None]:
+    """Where a requirement's pull request stands, if it has one."""
+    branch = IntegrationBranch.objects.filter(requirement=requirement).first()
+    return branch_summary(branch) if branch else {}

@@ -225,6 +225,8 @@ def pull_request_text(branch: IntegrationBranch) -> tuple[str, str]:
         lines = [f"**Requirement [{requirement.key}]({base_url}/o/{org}/requirements/"
                  f"{requirement.key}/)** — {requirement.title}", "",
                  _quote(requirement.text), ""]
+        if requirement.issue_number:
+            lines[1:1] = ["", f"Closes #{requirement.issue_number}"]
     else:
         title = f"HAAO: accepted work of {project.key}"
         lines = [f"Accepted tickets of project {project.key} in HAAO.", ""]

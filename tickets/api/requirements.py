@@ -3,9 +3,11 @@ ticket by hand, approve. Under `/api/v1/orgs/<org>/`."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
@@ -14,6 +16,9 @@ from rest_framework.response import Response
 from accounts.api.serializers import StrictCharField, StrictSerializer
 from accounts.api.views import READ_ERRORS, WRITE_ERRORS, OrgEndpoint, errors, validated
 from accounts.roles import Capability
+from agents.delivery.api import DeliverySerializer
+from agents.delivery.selectors import branch_summary
+from agents.models import IntegrationBranch
 from haao.api import CursorPagination
 from tickets import services
 from tickets.api.tickets import (
@@ -55,10 +60,17 @@ class RequirementSerializer(serializers.ModelSerializer):
 class RequirementDetailSerializer(RequirementSerializer):
     tickets = TicketSerializer(many=True, read_only=True,
                                help_text="The requirement's tickets in their order.")
+    delivery = serializers.SerializerMethodField(
+        help_text="Its pull request branch and where it stands; null before work is merged.")
 
     class Meta(RequirementSerializer.Meta):
-        fields = [*RequirementSerializer.Meta.fields, "tickets"]
+        fields = [*RequirementSerializer.Meta.fields, "issue_url", "tickets", "delivery"]
         read_only_fields = fields
+
+    @extend_schema_field(DeliverySerializer(allow_null=True))
+    def get_delivery(self, requirement: Requirement) -> dict[str, Any] | None:
+        branch = IntegrationBranch.objects.filter(requirement=requirement).first()
+        return branch_summary(branch) if branch else None
 
 
 class RequirementCreateSerializer(StrictSerializer):

@@ -15,6 +15,8 @@ from rest_framework.response import Response
 from accounts.api.serializers import StrictCharField, StrictSerializer
 from accounts.api.views import READ_ERRORS, WRITE_ERRORS, OrgEndpoint, errors, validated
 from accounts.roles import Capability
+from agents.delivery.api import DeliverySerializer
+from agents.delivery.selectors import ticket_delivery
 from haao.api import CursorPagination
 from tickets import services
 from tickets.filters import OrgFilterBackend, TicketFilter
@@ -100,7 +102,7 @@ class AttemptSerializer(serializers.ModelSerializer):
         model = Attempt
         fields = ["number", "executor", "endpoint", "model", "outcome", "started_at",
                   "finished_at", "duration_seconds", "tokens", "cost", "error", "diff",
-                  "checks", "policy_version"]
+                  "checks", "policy_version", "base_commit", "commit"]
         read_only_fields = fields
 
 
@@ -129,17 +131,24 @@ class TicketDetailSerializer(TicketSerializer):
                                         allow_null=True, default=None)
     attempts = AttemptSerializer(many=True, read_only=True)
     totals = serializers.SerializerMethodField()
+    delivery = serializers.SerializerMethodField(
+        help_text="Where the accepted work went: branch, commit, pull request; null before "
+                  "it is merged.")
 
     class Meta(TicketSerializer.Meta):
         fields = [*TicketSerializer.Meta.fields, "spec", "dependencies", "retry_budget",
                   "retries_left", "feedback", "block_reason", "approved_by", "approved_at",
                   "decided_by", "decided_at", "merged_commit", "merged_at", "attempts",
-                  "totals"]
+                  "totals", "delivery"]
         read_only_fields = fields
 
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_dependencies(self, ticket: Ticket) -> list[str]:
         return [dependency.key for dependency in ticket.dependencies.all()]
+
+    @extend_schema_field(DeliverySerializer(allow_null=True))
+    def get_delivery(self, ticket: Ticket) -> dict[str, Any] | None:
+        return ticket_delivery(ticket) or None
 
     @extend_schema_field(TotalsSerializer)
     def get_totals(self, ticket: Ticket) -> dict[str, Any]:

@@ -22,6 +22,8 @@ from django.shortcuts import redirect
 
 from accounts.models import AuditEvent
 from accounts.views.console import ConsolePage
+from agents.delivery.branches import branch_name_for
+from agents.delivery.selectors import requirement_delivery, ticket_delivery
 from agents.models import CallRole, ModelCall
 from haao.errors import ApplicationError, Forbidden, NotFound
 from tickets import services
@@ -145,6 +147,7 @@ class _RequirementPage(_GatePage):
                     .aggregate(last=Max("seq"))["last"] or 0)
         return self.render(
             status, requirement=requirement, project=requirement.project, cards=cards,
+            delivery=requirement_delivery(requirement),
             dropped=[t for t in tickets if t.status == TicketStatus.CANCELLED],
             may_decide=may_decide, editable=editable, error=error,
             add_form=add_form or SpecForm(initial={"spec": json.dumps(NEW_SPEC, indent=2)}),
@@ -380,7 +383,8 @@ class _TicketPage(_GatePage):
             project_url=project_url(self.org.slug, loaded.project),
             requirement_url=(f"/o/{self.org.slug}/requirements/{requirement.key}/"
                              if requirement is not None else ""),
-            stream=f"ws/o/{self.org.slug}/tickets/{loaded.key}/events/")
+            stream=f"ws/o/{self.org.slug}/tickets/{loaded.key}/events/",
+            delivery=ticket_delivery(loaded))
 
     def decided(self, ticket: Ticket, text: str) -> HttpResponse:
         messages.success(self.request, text)
@@ -406,8 +410,8 @@ class TicketAcceptView(_TicketPage):
             services.ticket_accept(ticket=ticket, actor=self.user)
         except ApplicationError as error:
             return self.refused(ticket, error)
-        return self.decided(ticket, f"{ticket.key} accepted; it is merged into "
-                                    f"{ticket.project.integration_branch}.")
+        return self.decided(ticket, f"{ticket.key} accepted; HAAO merges it into "
+                                    f"{branch_name_for(ticket)[0]}.")
 
 
 class TicketRejectView(_TicketPage):

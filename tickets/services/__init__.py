@@ -8,6 +8,7 @@ from tickets.services.requirements import (
     requirement_approve,
     requirement_create,
     requirement_fail,
+    requirement_from_issue,
     requirement_propose,
 )
 from tickets.services.tickets import (
@@ -31,6 +32,7 @@ __all__ = [
     "requirement_approve",
     "requirement_create",
     "requirement_fail",
+    "requirement_from_issue",
     "requirement_propose",
     "ticket_accept",
     "ticket_add",

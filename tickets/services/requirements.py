@@ -11,7 +11,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.audit import Actor, audit_record
-from accounts.models import User
+from accounts.models import ActorType, User
 from haao.errors import ApplicationError, Conflict
 from tickets.models import Project, Requirement, RequirementStatus, Ticket, TicketStatus
 from tickets.services.tickets import ticket_create
@@ -23,8 +23,7 @@ MAX_TEXT = 20_000
 on_requirement_created: list[Callable[[Any], None]] = []
 
 
-def requirement_create(*, project: Project, actor: User, title: str, text: str) -> Requirement:
-    """A product owner's request for `project`; decomposition starts after commit."""
+def _cleaned(title: str, text: str) -> tuple[str, str]:
     title, text = (title or "").strip(), (text or "").strip()
     problems = {}
     if not title or len(title) > 200:
@@ -36,18 +35,43 @@ def requirement_create(*, project: Project, actor: User, title: str, text: str) 
     if problems:
         name = next(iter(problems))
         raise ApplicationError(f"{name}: {problems[name][0]}.", details=problems)
+    return title, text
+
+
+def requirement_create(*, project: Project, actor: User, title: str, text: str) -> Requirement:
+    """A product owner's request for `project`; decomposition starts after commit."""
+    title, text = _cleaned(title, text)
     require_right(project=project, kind=GATE, actor=Actor.of(actor))
     with transaction.atomic():
-        Project.objects.filter(pk=project.pk).update(requirement_seq=F("requirement_seq") + 1)
-        number = Project.objects.values_list("requirement_seq", flat=True).get(pk=project.pk)
-        requirement = Requirement.objects.create(
-            organization=project.organization, project=project, number=number, title=title,
-            text=text, created_by=actor)
-        audit_record(organization=project.organization, actor=Actor.of(actor),
-                     type="requirement.created", target=requirement, target_label=requirement.key,
-                     project_id=project.pk, data={"title": title})
-        for hook in on_requirement_created:
-            transaction.on_commit(functools.partial(hook, requirement.pk), robust=True)
+        return _create(project=project, title=title, text=text, actor=Actor.of(actor))
+
+
+def requirement_from_issue(*, project: Project, number: int, url: str, title: str,
+                           text: str) -> Requirement | None:
+    """A forge issue labelled for HAAO becomes a requirement, once per issue (a webhook sent
+    twice or a label added again creates nothing); Gate 1 still decides what runs."""
+    title, text = _cleaned(title[:200], (text or title)[:MAX_TEXT])
+    with transaction.atomic():
+        if Requirement.objects.filter(project=project, issue_number=number).exists():
+            return None
+        return _create(project=project, title=title, text=text,
+                       actor=Actor(ActorType.SYSTEM, f"forge issue #{number}"),
+                       issue_number=number, issue_url=url[:1024])
+
+
+def _create(*, project: Project, title: str, text: str, actor: Actor,
+            issue_number: int | None = None, issue_url: str = "") -> Requirement:
+    Project.objects.filter(pk=project.pk).update(requirement_seq=F("requirement_seq") + 1)
+    number = Project.objects.values_list("requirement_seq", flat=True).get(pk=project.pk)
+    requirement = Requirement.objects.create(
+        organization=project.organization, project=project, number=number, title=title,
+        text=text, created_by=actor.user, issue_number=issue_number, issue_url=issue_url)
+    audit_record(organization=project.organization, actor=actor,
+                 type="requirement.created", target=requirement, target_label=requirement.key,
+                 project_id=project.pk,
+                 data={"title": title, **({"issue": issue_url} if issue_url else {})})
+    for hook in on_requirement_created:
+        transaction.on_commit(functools.partial(hook, requirement.pk), robust=True)
     return requirement
 
 

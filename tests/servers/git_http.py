@@ -65,11 +65,13 @@ def init_bare(path: Path) -> Path:
 
 
 def commit_files(repo: Path, *, branch: str, files: Mapping[str, str | bytes | None],
-                 message: str = "Change from the team") -> str:
+                 message: str = "Change from the team", start: str = "main") -> str:
     """Commit files (None deletes) on top of branch inside a bare repository; return the sha.
 
-    Works without a work tree (plumbing only), so it plays "someone pushed meanwhile"."""
-    parent = branch_sha(repo, branch)
+    A missing branch starts from `start`. Works without a work tree (plumbing only), so it
+    plays "someone pushed meanwhile"."""
+    old = branch_sha(repo, branch)
+    parent = old or branch_sha(repo, start)
     with tempfile.TemporaryDirectory(prefix="git-index-") as scratch:
         env = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
         run_git(["read-tree", parent or EMPTY_TREE], cwd=repo, env=env)
@@ -85,7 +87,7 @@ def commit_files(repo: Path, *, branch: str, files: Mapping[str, str | bytes | N
         tree = run_git(["write-tree"], cwd=repo, env=env).strip()
     parents = ["-p", parent] if parent else []
     sha = run_git(["commit-tree", tree, *parents, "-m", message], cwd=repo).strip()
-    run_git(["update-ref", f"refs/heads/{branch}", sha, parent or ""], cwd=repo)
+    run_git(["update-ref", f"refs/heads/{branch}", sha, old or ""], cwd=repo)
     return sha
 
 
@@ -242,12 +244,12 @@ class GitHTTPServer:
         return fill_bare(self.repo_path(name), files=files, source=source, branch=branch)
 
     def commit(self, name: str, *, branch: str = "main",
-               files: Mapping[str, str | bytes | None],
-               message: str = "Change from the team") -> str:
-        """Commit on branch server-side, as if a teammate pushed; return the new sha."""
+               files: Mapping[str, str | bytes | None], message: str = "Change from the team",
+               start: str = "main") -> str:
+        """Commit on branch (a new one starts at `start`) as if a teammate pushed; return sha."""
         with self._lock:
             return commit_files(self.repo_path(name), branch=branch, files=files,
-                                message=message)
+                                message=message, start=start)
 
     def branch_sha(self, name: str, branch: str) -> str | None:
         return branch_sha(self.repo_path(name), branch)

@@ -232,6 +232,9 @@ class Forge:
             raise ForgeError(
                 f"{self.display_name} at {without_credentials(self.api_url)} did not answer "
                 f"within {self._timeout:.0f} s.", kind="unreachable") from None
+        except httpx.InvalidURL:
+            raise ForgeError(f"The {self.display_name} API URL {without_credentials(target)!r} "
+                             "is not a valid URL.", kind="invalid") from None
         except httpx.HTTPError as failure:
             reason = self._scrub(type(failure).__name__)
             raise ForgeError(

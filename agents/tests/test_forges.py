@@ -341,7 +341,8 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
 def test_a_fake_forge_posts_signed_webhooks_to_a_receiver(fake_github: FakeGitHub) -> None:
     handler = type("Receiver", (_Receiver,), {"received": []})
     receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    threading.Thread(target=receiver.serve_forever, kwargs={"poll_interval": 0.05},
+                     daemon=True).start()
     try:
         fake_github.add_webhook(f"http://127.0.0.1:{receiver.server_address[1]}/hooks/github",
                                 secret="s3cret")

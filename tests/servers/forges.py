@@ -162,6 +162,7 @@ class FakeForge:
         self.repo = ""
         self._counters: dict[tuple[str, str], int] = {}
         self._lock = threading.RLock()
+        self._pending: list[tuple[str, dict[str, Any]]] = []
         self._httpd: http.server.ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -228,7 +229,9 @@ class FakeForge:
 
     def merge(self, number: int, *, repo: str | None = None) -> str:
         """Merge the pull request into its base in the bare repository; send the webhook."""
-        return self._merge(self.pull(number, repo=repo))
+        sha = self._merge(self.pull(number, repo=repo))
+        self._flush()
+        return sha
 
     def close(self, number: int, *, repo: str | None = None) -> None:
         """Close the pull request without merging; send the webhook."""
@@ -254,6 +257,13 @@ class FakeForge:
         issue = next(i for i in self.issues[repo or self.repo] if i.number == number)
         issue.labels.append(label)
         for event in self.issue_events(issue, "labeled", label=label):
+            self.send_event(*event)
+
+    def _flush(self) -> None:
+        """Send the events queued while the lock was held."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for event in pending:
             self.send_event(*event)
 
     def send_event(self, event: str, payload: dict[str, Any]) -> list[Delivery]:
@@ -326,7 +336,8 @@ class FakeForge:
             pull.state, pull.merged, pull.merge_commit_sha = "closed", True, sha
             pull.merged_at = pull.closed_at = pull.updated_at = now_iso()
             pull.head_sha_at_close = head_sha
-        self.send_event(*self.pull_event(pull, "closed"))
+            # Sent once the lock is released: a receiver may call the API back meanwhile.
+            self._pending.append(self.pull_event(pull, "closed"))
         return sha
 
     def head_sha(self, pull: Pull) -> str:
@@ -383,7 +394,9 @@ class FakeForge:
             return self.rate_limit_reply()
         segments = [unquote(part) for part in split.path[len(self.api_prefix) + 1:].split("/")]
         with self._lock:
-            return self.route(method, segments, query, body, split.path)
+            reply = self.route(method, segments, query, body, split.path)
+        self._flush()
+        return reply
 
     def signature(self, body: bytes, secret: str) -> str:
         return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()

@@ -65,8 +65,9 @@ def ensure_user(name: str = USER) -> pwd.struct_passwd:
         account = pwd.getpwnam(name)
     except KeyError:
         home = f"/var/lib/{name}"
+        # Another test process may create it at the same moment; then its account serves.
         subprocess.run(["useradd", "--system", "--create-home", "--home-dir", home,
-                        "--shell", GIT_SHELL, name], check=True, capture_output=True)
+                        "--shell", GIT_SHELL, name], check=False, capture_output=True)
         account = pwd.getpwnam(name)
     # A locked password field ("!") makes sshd refuse even key logins when PAM is off.
     subprocess.run(["usermod", "-p", "*", name], check=True, capture_output=True)

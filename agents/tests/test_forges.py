@@ -391,3 +391,30 @@ def test_an_unknown_kind_is_refused() -> None:
     with pytest.raises(ForgeError) as unknown:
         forge_for(kind="bitbucket", api_url="https://x", repository_path="o/r", token="t")
     assert unknown.value.kind == "invalid"
+
+
+def test_a_branch_without_new_commits_is_refused_by_github(fake_github: FakeGitHub) -> None:
+    with pytest.raises(ForgeError) as refused:
+        adapter(fake_github).pull_request_open(head_branch="main", base_branch="main",
+                                               title="T", body="B")
+    assert (refused.value.kind, refused.value.status) == ("invalid", 422)
+    assert "No commits between main and main" in refused.value.message
+
+
+@pytest.mark.parametrize(("fixture", "header", "value"), [
+    ("fake_github", "Authorization", "token {}"),
+    ("fake_github", "Authorization", "Bearer {}"),
+    ("fake_gitlab", "PRIVATE-TOKEN", "{}"),
+    ("fake_gitlab", "Authorization", "Bearer {}"),
+    ("fake_gitea", "Authorization", "token {}"),
+])
+def test_the_fakes_accept_each_forges_token_headers(request: pytest.FixtureRequest,
+                                                    fixture: str, header: str,
+                                                    value: str) -> None:
+    fake: FakeForge = request.getfixturevalue(fixture)
+    path = {"github": "/repos/acme/app/pulls", "gitlab": "/projects/acme%2Fapp/merge_requests",
+            "gitea": "/repos/acme/app/pulls"}[fake.kind]
+    accepted = httpx.get(fake.api_url + path, headers={header: value.format(fake.token)})
+    refused = httpx.get(fake.api_url + path, headers={header: value.format("wrong")})
+    assert (accepted.status_code, accepted.json()) == (200, [])
+    assert refused.status_code == 401

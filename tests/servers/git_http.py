@@ -4,6 +4,8 @@ Usage::
 
     with GitHTTPServer(user="team", password="s3cret") as server:
         server.create_repo("acme/app", files={"README.md": "hello\\n"})
+        server.create_repo("acme/site", directory=Path("samples/site"))  # its files on main
+        server.create_repo("acme/copy", source=Path("some/repo"))  # a repo with a main branch
         server.url_for("acme/app")            # http://127.0.0.1:PORT/acme/app.git
         server.authenticated_url("acme/app")  # http://team:s3cret@127.0.0.1:PORT/acme/app.git
         server.commit("acme/app", branch="main", files={"NEWS": "x\\n"})  # the team pushed
@@ -98,9 +100,21 @@ def branch_sha(repo: Path, branch: str) -> str | None:
     return out or None
 
 
+def files_in(directory: Path) -> dict[str, bytes]:
+    """Every file under directory (a .git inside is left out), by its relative POSIX path."""
+    return {item.relative_to(directory).as_posix(): item.read_bytes()
+            for item in sorted(directory.rglob("*"))
+            if item.is_file() and ".git" not in item.relative_to(directory).parts}
+
+
 def fill_bare(path: Path, *, files: Mapping[str, str | bytes] | None = None,
-              source: Path | None = None, branch: str = "main") -> Path:
-    """A bare repository at path holding files on branch, or a copy of source's branches."""
+              source: Path | None = None, directory: Path | None = None,
+              branch: str = "main") -> Path:
+    """A bare repository at path: files (or a directory's files) on branch, or a copy of source.
+
+    source is an existing repository that has branch; all its branches are copied."""
+    if directory is not None:
+        files = files_in(directory)
     if source is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         run_git(["clone", "-q", "--bare", "--no-local", str(source), str(path)])
@@ -239,9 +253,11 @@ class GitHTTPServer:
         return path
 
     def create_repo(self, name: str, *, files: Mapping[str, str | bytes] | None = None,
-                    source: Path | None = None, branch: str = "main") -> Path:
-        """A bare repository holding files on branch, or a copy of source (which has branch)."""
-        return fill_bare(self.repo_path(name), files=files, source=source, branch=branch)
+                    source: Path | None = None, directory: Path | None = None,
+                    branch: str = "main") -> Path:
+        """A bare repository holding files (or directory's files) on branch, or a copy of source."""
+        return fill_bare(self.repo_path(name), files=files, source=source, directory=directory,
+                         branch=branch)
 
     def commit(self, name: str, *, branch: str = "main",
                files: Mapping[str, str | bytes | None], message: str = "Change from the team",

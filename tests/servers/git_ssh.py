@@ -187,9 +187,11 @@ class GitSSHServer:
         return path
 
     def create_repo(self, name: str, *, files: Mapping[str, str | bytes] | None = None,
-                    source: Path | None = None, branch: str = "main") -> Path:
-        """A bare repository the SSH user owns, holding files on branch or a copy of source."""
-        path = fill_bare(self.repo_path(name), files=files, source=source, branch=branch)
+                    source: Path | None = None, directory: Path | None = None,
+                    branch: str = "main") -> Path:
+        """A bare repository the SSH user owns: files (or directory's) on branch, or source."""
+        path = fill_bare(self.repo_path(name), files=files, source=source,
+                         directory=directory, branch=branch)
         self._give_to_user(path)
         return path
 

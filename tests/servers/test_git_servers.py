@@ -113,7 +113,7 @@ def test_a_stopped_server_is_down_and_comes_back_on_the_same_url(
     assert git_http_server.branch_sha("acme/app", "main") in listed.stdout
 
 
-def test_a_repository_is_served_from_an_existing_one(git_http_server: GitHTTPServer,
+def test_a_repository_is_served_from_an_existing_one_or_a_directory(git_http_server: GitHTTPServer,
                                                      tmp_path: Path) -> None:
     source = tmp_path / "source"
     source.mkdir()
@@ -122,6 +122,11 @@ def test_a_repository_is_served_from_an_existing_one(git_http_server: GitHTTPSer
     git_http_server.create_repo("team/copy", source=source)
     work = clone_http(git_http_server, tmp_path, "team/copy")
     assert git(["rev-parse", "HEAD"], cwd=work).stdout.strip() == sha
+
+    # A plain directory of files becomes the first commit of main.
+    git_http_server.create_repo("team/files", directory=source)
+    assert git_http_server.read_file("team/files", branch="main", path="app.py") == \
+        "print('hi')\n"
 
 
 # SSH ---------------------------------------------------------------------------------------

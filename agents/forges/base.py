@@ -173,7 +173,14 @@ class Forge:
         return f"<{type(self).__name__} {self.api_url} {self.repository_path}>"
 
     def close(self) -> None:
+        """Close the connections this adapter keeps open."""
         self._client.close()
+
+    def __enter__(self) -> Forge:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # Operations, implemented per forge --------------------------------------------------
 
@@ -199,8 +206,11 @@ class Forge:
         """True when the delivery is signed with secret; the forge is told by its headers."""
         from agents.forges import forge_class_for_webhook
 
-        return forge_class_for_webhook(headers).webhook_verify(
-            headers=headers, body=body, secret=secret)
+        try:
+            forge_class = forge_class_for_webhook(headers)
+        except ForgeError:
+            return False
+        return forge_class.webhook_verify(headers=headers, body=body, secret=secret)
 
     @staticmethod
     def webhook_parse(*, headers: Mapping[str, str], body: bytes) -> ForgeEvent:
@@ -255,7 +265,7 @@ class Forge:
                 raise ForgeError(f"{self.display_name} answered a listing that is not a list.",
                                  kind="server", status=response.status_code)
             yield from (item for item in items if isinstance(item, dict))
-            following = self._next_page(response, params)
+            following = self._next_page(response)
             if not following or page == MAX_PAGES - 1:
                 return
             # Never send the token to another host, whatever a Link header says.
@@ -263,7 +273,7 @@ class Forge:
                 return
             response = self._request("GET", "", url=following)
 
-    def _next_page(self, response: httpx.Response, params: Mapping[str, Any]) -> str | None:
+    def _next_page(self, response: httpx.Response) -> str | None:
         link = response.links.get("next", {}).get("url")
         return str(link) if link else None
 

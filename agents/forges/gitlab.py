@@ -88,8 +88,8 @@ class GitLab(Forge):
     def pull_request_get(self, *, number: int) -> PullRequest:
         return self._parse(self._json(self._request("GET", self._merge_requests(number))))
 
-    def _next_page(self, response: httpx.Response, params: Mapping[str, Any]) -> str | None:
-        link = super()._next_page(response, params)
+    def _next_page(self, response: httpx.Response) -> str | None:
+        link = super()._next_page(response)
         if link:
             return link
         # Keyset-less listings without a Link header still carry X-Next-Page.

@@ -323,6 +323,7 @@ def test_github_ping_and_unknown_events() -> None:
     assert (other.kind, other.action) == ("other", "created")
     with pytest.raises(ForgeError):
         Forge.webhook_parse(headers={"Content-Type": "application/json"}, body=b"{}")
+    assert not Forge.webhook_verify(headers={}, body=b"{}", secret="s")
 
 
 class _Receiver(http.server.BaseHTTPRequestHandler):

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 from agents.delivery.services import branch_pull_request_state
 from agents.models import IntegrationBranch
 from haao.errors import ApplicationError
-from tickets.models import ForgeKind, Project
+from tickets.models import Project
 from tickets.services import requirement_from_issue
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def _refused() -> JsonResponse:
 @csrf_exempt
 @require_POST
 def forge_webhook(request: HttpRequest, project_id: str) -> JsonResponse:
-    from agents.forges import Forge, ForgeError, forge_class
+    from agents.forges import FORGES, Forge, ForgeError
 
     try:
         uuid.UUID(project_id)
@@ -49,7 +49,7 @@ def forge_webhook(request: HttpRequest, project_id: str) -> JsonResponse:
     secret = project.webhook_secret.reveal() if project and project.webhook_secret else ""
     kind = project.forge if project else ""
     body = request.body
-    forge: type[Forge] | None = forge_class(kind) if kind in ForgeKind.values else None
+    forge: type[Forge] | None = FORGES.get(kind)
     if project is None or not secret or forge is None or not forge.webhook_verify(
             headers=request.headers, body=body, secret=secret):
         return _refused()

@@ -57,17 +57,19 @@ class ForgeEvent:
 class ForgeError(ApplicationError):
     """A forge refused or could not answer; the message is for people and never holds the token.
 
-    `status` is the forge's HTTP status (0 when it could not be reached), `retry_after` the
-    seconds a rate limit asks to wait, `kind` one of ErrorKind."""
+    `forge_status` is the forge's HTTP status (0 when it could not be reached), `retry_after`
+    the seconds a rate limit asks to wait, `kind` one of ErrorKind. HAAO's own answer to a
+    caller who meets it is 502: the forge, not the caller, failed."""
 
     code = "forge_error"
+    status = 502
 
     def __init__(self, message: str, *, kind: ErrorKind, status: int = 0,
                  retry_after: float | None = None,
                  details: dict[str, Any] | None = None) -> None:
         super().__init__(message, details={"kind": kind, "status": status, **(details or {})})
         self.kind = kind
-        self.status = status
+        self.forge_status = status
         self.retry_after = retry_after
 
 

@@ -74,7 +74,7 @@ class Gitea(Forge):
         except ForgeError as error:
             # "pull request already exists for these targets [id: …, issue_id: …, …]": the
             # issue_id there is a database id, not the pull request's index, so look it up.
-            if error.status != 409:
+            if error.forge_status != 409:
                 raise
             existing = self._find(head_branch, state="open", base_branch=base_branch)
             if existing is None:

@@ -130,7 +130,7 @@ def test_a_closed_pull_request_reads_as_closed(case: Case) -> None:
 def test_a_missing_pull_request_is_not_found(case: Case) -> None:
     with pytest.raises(ForgeError) as missing:
         case.forge.pull_request_get(number=999)
-    assert (missing.value.kind, missing.value.status) == ("not_found", 404)
+    assert (missing.value.kind, missing.value.forge_status) == ("not_found", 404)
 
 
 def test_gitlab_names_the_project_by_its_url_encoded_path(fake_gitlab: FakeGitLab) -> None:
@@ -162,7 +162,7 @@ def test_a_wrong_token_is_an_auth_error_that_names_scopes_not_the_token(case: Ca
     with pytest.raises(ForgeError) as refused:
         forge.pull_request_for(head_branch=BRANCH)
     error = refused.value
-    assert (error.kind, error.status, error.code) == ("auth", 401, "forge_error")
+    assert (error.kind, error.forge_status, error.code) == ("auth", 401, "forge_error")
     assert "scope" in error.message
     assert "ghp_wrongTOKENvalue123" not in str(error) + repr(error.details)
 
@@ -182,7 +182,7 @@ def test_gitlab_and_gitea_rate_limits_give_retry_after(case: Case) -> None:
     case.fake.rate_limited = True
     with pytest.raises(ForgeError) as limited:
         case.forge.pull_request_for(head_branch=BRANCH)
-    assert (limited.value.kind, limited.value.status) == (
+    assert (limited.value.kind, limited.value.forge_status) == (
         "rate_limited", 403 if case.fake.kind == "github" else 429)
     assert limited.value.retry_after is not None and 55 <= limited.value.retry_after <= 61
     assert "Try again in" in limited.value.message
@@ -193,7 +193,7 @@ def test_a_redirect_is_refused_not_followed(case: Case) -> None:
     with pytest.raises(ForgeError) as redirected:
         case.forge.pull_request_get(number=1)
     error = redirected.value
-    assert (error.kind, error.status) == ("invalid", 301)
+    assert (error.kind, error.forge_status) == ("invalid", 301)
     assert "http://127.0.0.1:9/elsewhere" in error.message
     assert "abc" not in error.message and "pw" not in error.message
     assert len(case.fake.requests) == 1
@@ -207,7 +207,7 @@ def test_an_unreachable_forge_says_so(git_http_server: GitHTTPServer) -> None:
                       token="secret-token")
     with pytest.raises(ForgeError) as down:
         forge.pull_request_get(number=1)
-    assert (down.value.kind, down.value.status) == ("unreachable", 0)
+    assert (down.value.kind, down.value.forge_status) == ("unreachable", 0)
     assert api_url in down.value.message
 
 
@@ -235,7 +235,7 @@ def test_a_forge_failure_is_a_server_error_and_never_echoes_the_token() -> None:
                       repository_path="g/p", token=token, transport=httpx.MockTransport(echo))
     with pytest.raises(ForgeError) as failed:
         forge.pull_request_get(number=1)
-    assert (failed.value.kind, failed.value.status) == ("server", 502)
+    assert (failed.value.kind, failed.value.forge_status) == ("server", 502)
     with pytest.raises(ForgeError) as invalid:
         forge.pull_request_update(number=1, title="t", body="b")
     assert invalid.value.kind == "invalid"
@@ -398,7 +398,7 @@ def test_a_branch_without_new_commits_is_refused_by_github(fake_github: FakeGitH
     with pytest.raises(ForgeError) as refused:
         adapter(fake_github).pull_request_open(head_branch="main", base_branch="main",
                                                title="T", body="B")
-    assert (refused.value.kind, refused.value.status) == ("invalid", 422)
+    assert (refused.value.kind, refused.value.forge_status) == ("invalid", 422)
     assert "No commits between main and main" in refused.value.message
 
 

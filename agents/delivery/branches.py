@@ -162,6 +162,10 @@ def branch_merge_ticket(*, ticket: Ticket, attempt: Attempt, repo: Path,
                 # Another delivery recorded the merge first: leave the branch as it was.
                 transaction.set_rollback(True)
                 branch.refresh_from_db()
+                return branch, result
+        # A local branch of the same name, so a person in this worker's workspace can
+        # `git log` it; the database stays the record.
+        git(["update-ref", f"refs/heads/{branch.name}", result.commit], cwd=repo, check=False)
         return branch, result
     raise WorkspaceError(f"The branch {branch.name} kept moving; the merge will be retried.",
                          code="branch_busy")

@@ -68,7 +68,7 @@ class GitHub(Forge):
             response = self._request("POST", self._pulls(), json_body={
                 "title": title, "head": head_branch, "base": base_branch, "body": body})
         except ForgeError as error:
-            if not (error.status == 422 and "already exists" in error.message):
+            if not (error.forge_status == 422 and "already exists" in error.message):
                 raise
             existing = self._find(head_branch, state="open")
             if existing is None:

@@ -66,7 +66,7 @@ class GitLab(Forge):
                 "source_branch": head_branch, "target_branch": base_branch, "title": title,
                 "description": body})
         except ForgeError as error:
-            if error.status != 409:
+            if error.forge_status != 409:
                 raise
             # "Another open merge request already exists for this source branch: !7"
             named = _EXISTING.search(error.message)

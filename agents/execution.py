@@ -9,6 +9,7 @@ loop decides what an outcome means for the ticket (through tickets.state).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -32,7 +33,7 @@ from agents.workspaces import (
     attempt_branch,
     workspace_prepare,
 )
-from agents.workspaces.checkouts import checkout_at
+from agents.workspaces.checkouts import checkout_at, checkout_hand_over
 from agents.workspaces.git import git
 from haao.errors import ApplicationError
 from policies.enforcement import (
@@ -326,6 +327,8 @@ class AttemptRun:
             self.diff = checkout.git(["diff", "--cached", "--no-ext-diff", "--no-textconv",
                                       "--no-color", "--binary", "--no-renames", base])
             tree = checkout.git(["write-tree"]).strip()
+            if os.geteuid() == 0 and sandbox.sandbox_available():
+                checkout_hand_over(checkout, uid=sandbox.DEFAULT_SANDBOX_UID)
             runs: list[CheckRun] = []
             for index, check in enumerate(checks, start=1):
                 refusal = command_refusal(policy, check.command)

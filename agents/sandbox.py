@@ -255,7 +255,7 @@ def run_check(*, worktree: Path, check: CheckSpec, limits: SandboxLimits,
         return _run_unsandboxed(worktree=worktree, check=check, limits=limits, env=env,
                                 timeout=timeout)
     if os.geteuid() == 0:
-        _hand_over(worktree, uid=sandbox_uid)
+        hand_over(worktree, uid=sandbox_uid)
     argv = _bwrap_argv(bwrap=bwrap, worktree=worktree, check=check, limits=limits,
                        env=env, readonly=readonly, sandbox_uid=sandbox_uid, binds=extra)
     outcome = _execute(argv, cwd=None, env={"PATH": SANDBOX_PATH, "LANG": "C.UTF-8"},
@@ -339,7 +339,7 @@ def _environment(env_extra: Mapping[str, str] | None) -> dict[str, str]:
     return env
 
 
-def _hand_over(worktree: Path, *, uid: int) -> None:
+def hand_over(worktree: Path, *, uid: int) -> None:
     """Give the worktree to the sandbox user, never following its symlinks out of it."""
     os.chown(worktree, uid, uid, follow_symlinks=False)
     for _root, dirs, files, root_fd in os.fwalk(worktree, follow_symlinks=False):

@@ -3,6 +3,7 @@ reset checkout shows exactly the commit it was reset to."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,8 @@ import pytest
 from agents.delivery.packs import commits_ensure, pack_save
 from agents.models import GitPack
 from agents.workspaces import workspace_prepare
-from agents.workspaces.checkouts import checkout_at
+from agents.sandbox import DEFAULT_SANDBOX_UID
+from agents.workspaces.checkouts import checkout_at, checkout_hand_over
 from agents.workspaces.git import WorkspaceError, git
 from agents.workspaces.store import has_commit
 
@@ -117,3 +119,19 @@ def test_a_slot_left_broken_by_a_killed_process_starts_over(cast: Any, tmp_path:
     shutil.rmtree(checkout.directory)
     with checkout_at(repo=repo, commit=base) as checkout:
         assert (checkout.directory / "README.md").is_file()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the hand-over to the sandbox user needs root")
+def test_a_check_that_forges_a_files_times_cannot_leave_it_for_the_next_attempt(
+        cast: Any, tmp_path: Path) -> None:
+    repo = _workspace(_upstream(tmp_path), tmp_path / "machine", cast.project)
+    base = git(["rev-parse", "main"], cwd=repo).stdout.strip()
+    with checkout_at(repo=repo, commit=base) as checkout:
+        checkout_hand_over(checkout, uid=DEFAULT_SANDBOX_UID)
+        target = checkout.directory / "app.py"
+        before = target.stat()
+        # What a hostile check could do as the file's owner: same size, old times.
+        target.write_text("VALUE = 7\n")
+        os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with checkout_at(repo=repo, commit=base) as again:
+        assert (again.directory / "app.py").read_text() == "VALUE = 1\n"

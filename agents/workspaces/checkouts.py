@@ -42,6 +42,18 @@ class Checkout:
         return git(args, cwd=self.directory, env=self.env, input_text=input_text).stdout
 
 
+def checkout_hand_over(checkout: Checkout, *, uid: int) -> None:
+    """Give the checkout to the sandbox user before its checks run, then record the new
+    ownership in the index. Only files the reset or the edits rewrote change owner, and
+    only those are read again; anything the checks then change gets a new ctime, so the
+    next reset sees it and restores it."""
+    from agents import sandbox
+
+    sandbox.hand_over(checkout.directory, uid=uid)
+    git(["update-index", "-q", "--refresh"], cwd=checkout.directory, env=checkout.env,
+        check=False)
+
+
 def _claim_slot(folder: Path) -> tuple[int, int]:
     """(slot number, locked file descriptor) of the first free slot in folder."""
     folder.mkdir(parents=True, exist_ok=True)

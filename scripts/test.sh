@@ -3,6 +3,9 @@
 # here on 127.0.0.1 (when installed), then again on the embedded defaults (SQLite, no server).
 #   HAAO_TEST_MODE=services|embedded|both (default both; `services` fails when a server is
 #   missing), extra arguments go to pytest.
+# Ends with one line summing both pytest passes from their JUnit XML reports,
+# `tests: N passed, N failed, N skipped` (errors count as failed), also kept in SUMMARY_FILE
+# for .ci/run; the exit status is the first failure's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -16,6 +19,14 @@ XDIST=()
 
 work=$(mktemp -d /tmp/haao-test.XXXXXX)
 chmod 755 "$work"
+SUMMARY_FILE=${HAAO_TEST_SUMMARY:-var/test-summary.txt}
+mkdir -p "$work/junit" "$(dirname "$SUMMARY_FILE")"
+rm -f "$SUMMARY_FILE"
+reports=()
+summarize() {
+  "$PY" scripts/junit_summary.py "${reports[@]}" > "$SUMMARY_FILE" || echo "tests: summary failed" > "$SUMMARY_FILE"
+  cat "$SUMMARY_FILE"
+}
 cleanup() {
   if [ -n "${PGDATA_DIR:-}" ] && [ -f "$PGDATA_DIR/postmaster.pid" ]; then
     as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m immediate stop >/dev/null 2>&1 || true
@@ -53,12 +64,16 @@ if [ "$MODE" = services ] || [ "$MODE" = both ]; then
     redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --daemonize yes --save '' --appendonly no \
       --dir "$work" --pidfile "$work/redis.pid" >/dev/null
     echo "== pytest on PostgreSQL :$PG_PORT and Redis :$REDIS_PORT"
+    reports+=("$work/junit/services.xml")
     DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/haao" REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" \
-      "$PY" -m pytest "${XDIST[@]}" "$@" || status=$?
+      "$PY" -m pytest "${XDIST[@]}" --junitxml="$work/junit/services.xml" "$@" || status=$?
   fi
 fi
 if [ "$MODE" = embedded ] || [ "$MODE" = both ]; then
   echo "== pytest on the embedded defaults (SQLite, database cache, SQL broker)"
-  "$PY" -m pytest "${XDIST[@]}" "$@" || status=$?
+  reports+=("$work/junit/embedded.xml")
+  "$PY" -m pytest "${XDIST[@]}" --junitxml="$work/junit/embedded.xml" "$@" \
+    || { rc=$?; [ "$status" != 0 ] || status=$rc; }
 fi
+summarize
 exit $status

@@ -1,10 +1,24 @@
-"""How the API shows where accepted work went (used by the ticket and requirement endpoints)."""
+"""Where accepted work went, in the API: on tickets and requirements, and a project's branches
+(`/api/v1/orgs/<org>/projects/<KEY>/branches/`) with a retry of a failed delivery."""
 
 from __future__ import annotations
 
-from rest_framework import serializers
+from typing import Any
 
-from agents.models import DeliveryStatus, PullRequestState
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.api.views import READ_ERRORS, OrgEndpoint, errors
+from accounts.roles import Capability, TokenScope
+from agents.delivery.selectors import branch_summary
+from agents.delivery.services import branch_delivery_retry
+from agents.models import DeliveryStatus, IntegrationBranch, PullRequestState
+from haao.api import NOT_FOUND_MESSAGE
+from tickets.models import Project
+from tickets.selectors import project_by_key
 
 
 class DeliverySerializer(serializers.Serializer):
@@ -23,3 +37,64 @@ class DeliverySerializer(serializers.Serializer):
     pull_request_url = serializers.CharField(read_only=True)
     pull_request_state = serializers.ChoiceField(
         choices=[("", "none"), *PullRequestState.choices], read_only=True)
+
+
+class BranchSerializer(DeliverySerializer):
+    """One of HAAO's branches of a project, and where it stands in the team's forge."""
+
+    id = serializers.UUIDField(read_only=True)
+    requirement = serializers.CharField(read_only=True, allow_null=True,
+                                        help_text="The requirement whose pull request it is.")
+    tries = serializers.IntegerField(read_only=True,
+                                     help_text="Failed deliveries since the last success.")
+    updated_at = serializers.DateTimeField(read_only=True)
+
+
+def branch_data(branch: IntegrationBranch) -> dict[str, Any]:
+    return {**branch_summary(branch), "id": branch.pk, "tries": branch.tries,
+            "requirement": branch.requirement.key if branch.requirement else None,
+            "updated_at": branch.updated_at}
+
+
+class _BranchesBase(OrgEndpoint):
+    read_scope = TokenScope.READ
+    write_scope = TokenScope.ADMIN
+    write_capability = Capability.MANAGE_PROJECTS
+    serializer_class = BranchSerializer
+    queryset = IntegrationBranch.objects.none()  # the schema's model; views scope by org
+
+    def get_project(self, key: str) -> Project:
+        project = project_by_key(membership=self.membership, key=key)
+        if project is None:
+            raise NotFound(NOT_FOUND_MESSAGE)
+        return project
+
+
+@extend_schema(tags=["projects"])
+class BranchListView(_BranchesBase):
+    @extend_schema(operation_id="projects_branches_list",
+                   responses={200: BranchSerializer(many=True), **errors(*READ_ERRORS)})
+    def get(self, request: Request, org: str, key: str) -> Response:
+        """HAAO's branches of the project: where accepted work is, pushed and reviewed."""
+        project = self.get_project(key)
+        branches = (IntegrationBranch.objects.for_org(self.org).filter(project=project)
+                    .select_related("requirement__project").order_by("-updated_at")[:200])
+        return Response([branch_data(branch) for branch in branches])
+
+
+@extend_schema(tags=["projects"])
+class BranchDeliverView(_BranchesBase):
+    @extend_schema(operation_id="projects_branches_deliver", request=None,
+                   responses={202: BranchSerializer, **errors(401, 403, 404, 400)})
+    def post(self, request: Request, org: str, key: str, branch: Any) -> Response:
+        """Try a failed or pending delivery again now (admins)."""
+        self.require_write_capability()
+        project = self.get_project(key)
+        found = (IntegrationBranch.objects.for_org(self.org)
+                 .filter(project=project, pk=branch)
+                 .select_related("project__organization", "requirement__project").first())
+        if found is None:
+            raise NotFound(NOT_FOUND_MESSAGE)
+        branch_delivery_retry(branch=found, actor=self.actor)
+        found.refresh_from_db()
+        return Response(branch_data(found), status=status.HTTP_202_ACCEPTED)

@@ -12,8 +12,8 @@ import pytest
 
 from agents.delivery.packs import commits_ensure, pack_save
 from agents.models import GitPack
-from agents.workspaces import workspace_prepare
 from agents.sandbox import DEFAULT_SANDBOX_UID
+from agents.workspaces import workspace_prepare
 from agents.workspaces.checkouts import checkout_at, checkout_hand_over
 from agents.workspaces.git import WorkspaceError, git
 from agents.workspaces.store import has_commit

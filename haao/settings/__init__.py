@@ -295,6 +295,7 @@ SPECTACULAR_SETTINGS = {
         # Members and model endpoints both have a `role`.
         "RoleEnum": "accounts.roles.Role",
         "EndpointRoleEnum": "agents.models.EndpointRole",
+        "DeliveryStatusEnum": "agents.models.DeliveryStatus",
     },
 }
 

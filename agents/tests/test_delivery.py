@@ -1,0 +1,194 @@
+"""Delivering HAAO's branch to a real git server on 127.0.0.1: what the team sees in their
+repository, and what an admin sees when the push or the forge fails."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from agents.delivery.packs import pack_save
+from agents.delivery.services import branch_deliver, branch_delivery_retry
+from agents.engine.steps import workspace_of
+from agents.models import DeliveryStatus, IntegrationBranch, PullRequestState
+from agents.workspaces.checkouts import checkout_at
+from agents.workspaces.git import git
+from haao.crypto import Secret
+from tickets.models import DeliveryMode, RepositoryAuth
+
+pytestmark = [pytest.mark.django_db(transaction=True),
+              pytest.mark.usefixtures("loopback_repositories")]
+
+REPO = "acme/app"
+
+
+@pytest.fixture
+def loopback_repositories(settings: Any, tmp_path: Any) -> None:
+    settings.HAAO_ENDPOINT_ALLOWLIST = ["127.0.0.1"]
+    settings.HAAO_WORKSPACE_ROOT = tmp_path / "workspaces"
+
+
+def _project(cast: Any, server: Any, *, delivery: str = DeliveryMode.BRANCH,
+             token: str | None = None) -> Any:
+    project = cast.project
+    project.repository = server.url_for(REPO)
+    project.default_branch = "main"
+    project.auth_method = RepositoryAuth.TOKEN
+    project.token_username = server.user
+    project.token = Secret(server.password if token is None else token)
+    project.delivery = delivery
+    project.save()
+    return project
+
+
+def _haao_work(cast: Any, project: Any, files: dict[str, str],
+               name: str = "haao/integration") -> IntegrationBranch:
+    """A branch on which HAAO merged work: a commit on main, stored, the branch row at it."""
+    repo = workspace_of(project, fresh=True)
+    base = git(["rev-parse", "main"], cwd=repo).stdout.strip()
+    with checkout_at(repo=repo, commit=base) as checkout:
+        for path, text in files.items():
+            (checkout.directory / path).write_text(text)
+        checkout.git(["update-index", "--add", "--", *files])
+        tree = checkout.git(["write-tree"]).strip()
+    commit = git(["commit-tree", tree, "-p", base, "-m", "PAY-1: accepted work"],
+                 cwd=repo).stdout.strip()
+    pack_save(project=project, repo=repo, commit=commit, prerequisites=[base])
+    return IntegrationBranch.objects.create(organization=cast.org, project=project, name=name,
+                                            base=base, head=commit,
+                                            status=DeliveryStatus.PENDING)
+
+
+def test_a_branch_is_pushed_and_says_where_it_went(cast: Any, git_http_server: Any) -> None:
+    git_http_server.create_repo(REPO, files={"app.py": "VALUE = 1\n"})
+    project = _project(cast, git_http_server)
+    branch = _haao_work(cast, project, {"app.py": "VALUE = 2\n"})
+    delivered = branch_deliver(branch_id=branch.pk)
+    assert delivered is not None and delivered.status == DeliveryStatus.DELIVERED
+    assert delivered.delivered_commit == branch.head
+    assert git_http_server.branch_sha(REPO, "haao/integration") == branch.head
+    assert git_http_server.read_file(REPO, branch="haao/integration", path="app.py") == \
+        "VALUE = 2\n"
+    # The team's default branch is never touched.
+    assert git_http_server.read_file(REPO, branch="main", path="app.py") == "VALUE = 1\n"
+
+
+def test_the_teams_own_commits_on_haaos_branch_are_merged_in_not_overwritten(
+        cast: Any, git_http_server: Any) -> None:
+    git_http_server.create_repo(REPO, files={"app.py": "VALUE = 1\n", "NOTES.md": "n\n"})
+    project = _project(cast, git_http_server)
+    branch = _haao_work(cast, project, {"app.py": "VALUE = 2\n"})
+    theirs = git_http_server.commit(REPO, branch="haao/integration",
+                                    files={"NOTES.md": "a teammate's note\n"})
+    delivered = branch_deliver(branch_id=branch.pk)
+    assert delivered is not None and delivered.status == DeliveryStatus.DELIVERED
+    tip = git_http_server.branch_sha(REPO, "haao/integration")
+    repo = git_http_server.repo_path(REPO)
+    parents = git(["rev-list", "--parents", "-n", "1", tip], cwd=repo).stdout.split()[1:]
+    assert set(parents) == {branch.head, theirs}
+    assert git_http_server.read_file(REPO, branch="haao/integration", path="NOTES.md") == \
+        "a teammate's note\n"
+    assert git_http_server.read_file(REPO, branch="haao/integration", path="app.py") == \
+        "VALUE = 2\n"
+
+
+def test_conflicting_commits_of_the_team_fail_the_delivery_and_stay(
+        cast: Any, git_http_server: Any) -> None:
+    git_http_server.create_repo(REPO, files={"app.py": "VALUE = 1\n"})
+    project = _project(cast, git_http_server)
+    branch = _haao_work(cast, project, {"app.py": "VALUE = 2\n"})
+    theirs = git_http_server.commit(REPO, branch="haao/integration",
+                                    files={"app.py": "VALUE = 3\n"})
+    failed = branch_deliver(branch_id=branch.pk)
+    assert failed is not None
+    failed.refresh_from_db()
+    assert failed.status == DeliveryStatus.FAILED
+    assert "never overwrites" in failed.failure and "app.py" in failed.failure
+    assert failed.next_try_at is not None and failed.next_try_at > timezone.now()
+    assert git_http_server.branch_sha(REPO, "haao/integration") == theirs
+
+
+def test_a_protected_branch_is_a_failure_with_the_reason(cast: Any,
+                                                         git_http_server: Any) -> None:
+    git_http_server.create_repo(REPO, files={"app.py": "VALUE = 1\n"})
+    git_http_server.protect(REPO, "haao/integration")
+    project = _project(cast, git_http_server)
+    branch = _haao_work(cast, project, {"app.py": "VALUE = 2\n"})
+    branch_deliver(branch_id=branch.pk)
+    branch.refresh_from_db()
+    assert branch.status == DeliveryStatus.FAILED
+    assert "refused the push" in branch.failure
+    assert branch.tries == 1
+
+
+def test_a_revoked_token_fails_without_showing_it(cast: Any, git_http_server: Any) -> None:
+    git_http_server.create_repo(REPO, files={"app.py": "VALUE = 1\n"})
+    project = _project(cast, git_http_server)
+    branch = _haao_work(cast, project, {"app.py": "VALUE = 2\n"})
+    project.token = Secret("revoked-token-123456")
+    project.save()
+    branch_deliver(branch_id=branch.pk)
+    branch.refresh_from_db()
+    assert branch.status == DeliveryStatus.FAILED
+    assert "credentials" in branch.failure or "could not" in branch.failure
+    assert "revoked-token-123456" not in branch.failure
+    assert git_http_server.branch_sha(REPO, "haao/integration") is None
+
+
+def test_a_server_that_is_down_is_retried_and_then_delivered(cast: Any,
+                                                            git_http_server: Any) -> None:
+    git_http_server.create_repo(REPO, files={"app.py": "VALUE = 1\n"})
+    project = _project(cast, git_http_server)
+    branch = _haao_work(cast, project, {"app.py": "VALUE = 2\n"})
+    git_http_server.stop()
+    branch_deliver(branch_id=branch.pk)
+    branch.refresh_from_db()
+    assert branch.status == DeliveryStatus.FAILED
+    assert "reached" in branch.failure
+    first_wait = branch.next_try_at - timezone.now()
+    git_http_server.start()
+    branch_delivery_retry(branch=branch, actor=cast.admin)  # an admin asks for it now
+    branch.refresh_from_db()
+    assert branch.next_try_at <= timezone.now()
+    branch_deliver(branch_id=branch.pk)  # what the worker does with that request
+    branch.refresh_from_db()
+    assert branch.status == DeliveryStatus.DELIVERED, branch.failure
+    assert first_wait.total_seconds() > 30
+    assert git_http_server.branch_sha(REPO, "haao/integration") == branch.head
+
+
+def test_a_pull_request_is_opened_once_and_updated(cast: Any, fake_github: Any) -> None:
+    server = fake_github.git
+    server.password = fake_github.token
+    project = _project(cast, server, delivery=DeliveryMode.PULL_REQUEST)
+    project.repository = server.url_for(fake_github.repo)
+    project.forge, project.forge_api_url = "github", fake_github.api_url
+    project.save()
+    branch = _haao_work(cast, project, {"README.md": "HAAO was here\n"}, name="haao/PAY-R1")
+    delivered = branch_deliver(branch_id=branch.pk)
+    assert delivered is not None and delivered.status == DeliveryStatus.DELIVERED
+    assert delivered.pull_request_state == PullRequestState.OPEN
+    [pull] = fake_github.pulls[fake_github.repo]
+    assert delivered.pull_request_url.endswith(f"/pull/{pull.number}")
+    assert (pull.head, pull.base) == ("haao/PAY-R1", "main")
+    branch_deliver(branch_id=branch.pk)
+    assert len(fake_github.pulls[fake_github.repo]) == 1
+    assert fake_github.requests[-1].method == "PATCH"
+
+
+def test_a_forge_that_refuses_the_token_is_a_failure_after_the_push(
+        cast: Any, fake_github: Any) -> None:
+    server = fake_github.git
+    server.password = fake_github.token
+    project = _project(cast, server, delivery=DeliveryMode.PULL_REQUEST)
+    project.forge, project.forge_api_url = "github", fake_github.api_url
+    project.save()
+    fake_github.tokens = {"another-token"}
+    branch = _haao_work(cast, project, {"README.md": "x\n"}, name="haao/PAY-R2")
+    branch_deliver(branch_id=branch.pk)
+    branch.refresh_from_db()
+    assert branch.status == DeliveryStatus.FAILED
+    assert "pull request could not be opened" in branch.failure
+    assert fake_github.token not in branch.failure
+    assert server.branch_sha(fake_github.repo, "haao/PAY-R2") == branch.head

@@ -16,4 +16,5 @@ urlpatterns = [
     path("o/<slug:org>/", include("policies.urls_console")),
     path("o/<slug:org>/", include("tickets.urls_portal")),
     path("o/<slug:org>/", include("tickets.urls_gates")),
+    path("o/<slug:org>/", include("agents.delivery.urls")),
 ]

@@ -60,7 +60,8 @@ def ticket_delivery(ticket: Ticket) -> dict[str, str | int | None]:
 
 def branch_summary(branch: IntegrationBranch) -> dict[str, str | int | None]:
     """A branch's delivery as the API and pages show it."""
-    return {"branch": branch.name, "head": branch.head, "status": branch.status,
+    return {"id": str(branch.pk), "project": branch.project.key, "branch": branch.name,
+            "head": branch.head, "status": branch.status,
             "delivered_commit": branch.delivered_commit, "failure": branch.failure,
             "next_try_at": branch.next_try_at.isoformat() if branch.next_try_at else None,
             "pull_request_number": branch.pull_request_number,

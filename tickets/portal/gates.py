@@ -21,6 +21,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 
 from accounts.models import AuditEvent
+from accounts.roles import Capability
 from accounts.views.console import ConsolePage
 from agents.delivery.branches import branch_name_for
 from agents.delivery.selectors import requirement_delivery, ticket_delivery
@@ -148,6 +149,7 @@ class _RequirementPage(_GatePage):
         return self.render(
             status, requirement=requirement, project=requirement.project, cards=cards,
             delivery=requirement_delivery(requirement),
+            can_deliver=self.can(Capability.MANAGE_PROJECTS),
             dropped=[t for t in tickets if t.status == TicketStatus.CANCELLED],
             may_decide=may_decide, editable=editable, error=error,
             add_form=add_form or SpecForm(initial={"spec": json.dumps(NEW_SPEC, indent=2)}),
@@ -384,7 +386,8 @@ class _TicketPage(_GatePage):
             requirement_url=(f"/o/{self.org.slug}/requirements/{requirement.key}/"
                              if requirement is not None else ""),
             stream=f"ws/o/{self.org.slug}/tickets/{loaded.key}/events/",
-            delivery=ticket_delivery(loaded))
+            delivery=ticket_delivery(loaded),
+            can_deliver=self.can(Capability.MANAGE_PROJECTS))
 
     def decided(self, ticket: Ticket, text: str) -> HttpResponse:
         messages.success(self.request, text)

@@ -67,7 +67,15 @@ WRITE_ENDPOINTS = [
              {"scopes": ["root"], "expires_at": "2000-01-01T00:00:00Z"}),
     Endpoint("api/v1/orgs/<slug:org>/projects/", "POST",
              ticket_api.ProjectCreateSerializer, {"key": "NEW", "name": "New thing"},
-             lambda c: "/api/v1/orgs/acme/projects/", {"key": "lower-case"}),
+             lambda c: "/api/v1/orgs/acme/projects/",
+             {"key": "lower-case", "delivery": "email", "auth_method": "password",
+              "repository_url": "https://user:secret@example.com/repo.git",
+              "test_command": "pytest -q"}),
+    Endpoint("api/v1/orgs/<slug:org>/projects/<str:key>/", "PATCH",
+             ticket_api.ProjectSettingsSerializer, {"name": "Renamed"},
+             lambda c: "/api/v1/orgs/acme/projects/PAY/",
+             {"forge": "bitbucket", "default_branch": "a..b",
+              "repository_url": "http://169.254.169.254/repo.git"}),
     Endpoint("api/v1/orgs/<slug:org>/projects/<str:key>/grants/<uuid:membership>/", "PUT",
              ticket_api.ProjectGrantsSerializer, {"grants": ["view"]},
              lambda c: f"/api/v1/orgs/acme/projects/PAY/grants/{_member_id(c)}/",
@@ -216,6 +224,8 @@ def test_wrong_types_are_refused_naming_the_field(
 def test_missing_required_fields_are_named(
     endpoint: Endpoint, cast: Cast, admin_client: APIClient
 ) -> None:
+    if not required_fields(endpoint):
+        pytest.skip("a partial update has no required fields")
     cases = [(f, {k: v for k, v in endpoint.valid.items() if k != f})
              for f in required_fields(endpoint)]
     check_each(admin_client, endpoint, cast, cases)

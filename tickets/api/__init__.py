@@ -10,6 +10,7 @@ from tickets.api.projects import (
     ProjectGrantsSerializer,
     ProjectGrantsView,
     ProjectListView,
+    ProjectSettingsSerializer,
 )
 from tickets.api.requirements import (
     ReorderSerializer,
@@ -42,6 +43,7 @@ __all__ = [
     "ProjectGrantsSerializer",
     "ProjectGrantsView",
     "ProjectListView",
+    "ProjectSettingsSerializer",
     "RejectSerializer",
     "ReorderSerializer",
     "RequirementApproveView",

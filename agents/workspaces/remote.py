@@ -27,9 +27,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.utils import timezone
 
 from agents.workspaces.git import WorkspaceError, git, redact
-from haao.crypto import Secret
 from haao.errors import ApplicationError
 from tickets.models import ForgeKind, Project, RepositoryAuth
+from tickets.services.projects import revealed
 
 CONNECTION_TIMEOUT = 60.0
 DEFAULT_TOKEN_USERNAMES: dict[str, str] = {ForgeKind.GITHUB: "x-access-token",
@@ -65,13 +65,6 @@ class ConnectionReport:
     @property
     def ok(self) -> bool:
         return self.reachable and self.authenticated and self.branch_exists
-
-
-def revealed(value: Secret | str | None) -> str:
-    """The plain text of an encrypted field (a Secret, or None when empty)."""
-    if isinstance(value, Secret):
-        return value.reveal()
-    return value or ""
 
 
 def uses_ssh(url: str) -> bool:

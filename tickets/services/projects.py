@@ -43,6 +43,11 @@ KNOWN_FORGES = {"github.com": ForgeKind.GITHUB, "gitlab.com": ForgeKind.GITLAB}
 _SCP_LIKE = re.compile(r"^(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9.-]+):(?P<path>[^:].*)$")
 
 
+def revealed(value: Any) -> str:
+    """The plain text of an encrypted field (haao.crypto.Secret, or None when empty)."""
+    return value.reveal() if hasattr(value, "reveal") else (value or "")
+
+
 def _invalid(field: str, message: str) -> ApplicationError:
     return ApplicationError(message, details={field: [message]})
 

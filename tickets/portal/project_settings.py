@@ -23,7 +23,7 @@ from agents.workspaces.remote import connection_test, deploy_key_generate, known
 from haao.errors import ApplicationError
 from tickets import services
 from tickets.models import DeliveryMode, ForgeKind, Project, RepositoryAuth, project_key_validator
-from tickets.selectors import webhook_url
+from tickets.selectors import project_by_key, webhook_url
 
 ARGV_FIELDS = ("setup_command", "test_command")
 _MONO = {"spellcheck": "false", "autocomplete": "off", "class": "font-mono"}
@@ -168,7 +168,7 @@ class ProjectSettingsView(ConsolePage):
     template_name = "tickets/project_settings.html"
 
     def load(self, key: str) -> Project:
-        project = Project.objects.for_org(self.org).filter(key=key[:10]).first()
+        project = project_by_key(membership=self.membership, key=key)
         if project is None:
             raise Http404("Not found.")
         return project

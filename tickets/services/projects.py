@@ -136,12 +136,12 @@ def clean_repository_url(url: Any) -> str:
     if len(url) > Project._meta.get_field("repository").max_length:  # type: ignore[operator]
         raise _invalid(field, "The repository URL is too long.")
     scheme = url.split(":", 1)[0].lower()
-    if scheme in ("http", "https") and "@" in url.split("://", 1)[-1].split("/", 1)[0]:
+    user, at, _ = url.split("://", 1)[-1].split("/", 1)[0].rpartition("@")
+    if at and scheme in ("http", "https"):
         raise _invalid(field, "The repository URL may not contain a user name or token: put "
                               "the token in the `token` field (and its user in "
                               "`token_username`), or use an SSH deploy key.")
-    if scheme == "ssh" and ":" in url.split("://", 1)[-1].split("/", 1)[0].split("@")[0] \
-            and "@" in url.split("://", 1)[-1].split("/", 1)[0]:
+    if at and scheme == "ssh" and ":" in user:
         raise _invalid(field, "The repository URL may not contain a password: use an SSH "
                               "deploy key.")
     try:

@@ -75,6 +75,7 @@ def test_an_admin_creates_a_project_connected_to_github(cast, admin) -> None:
 @pytest.mark.parametrize(("url", "delivery"), [
     ("https://git.example.com/team/app.git", "branch"),
     ("git@github.com:acme/app.git", "pull_request"),
+    ("ssh://git@github.com/acme/app.git", "pull_request"),
 ])
 def test_delivery_defaults_to_the_way_the_host_can_take_it(cast, admin, url, delivery) -> None:
     response = admin.post(f"{BASE}/", {"key": "APP", "name": "App", "repository_url": url},
@@ -173,6 +174,8 @@ BAD = [
     ("repository_url", "https://10.1.2.3/acme/app.git"),
     ("repository_url", "ssh://git@169.254.169.254/acme/app.git"),
     ("repository_url", "git@192.168.1.10:acme/app.git"),
+    ("repository_url", "ssh://git:hunter2@github.com/acme/app.git"),
+    ("repository_url", "https://bot@github.com/acme/app.git"),
     ("repository_url", "/etc"),
     ("repository_url", "file:///etc/passwd"),
     ("default_branch", "a..b"),

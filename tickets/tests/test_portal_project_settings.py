@@ -175,4 +175,5 @@ def test_members_get_403_and_outsiders_404(cast) -> None:
     outsider = browser(cast.outsider)
     assert outsider.get(SETTINGS).status_code == 404
     assert browser(cast.admin).get("/o/acme/projects/GLX/settings/").status_code == 404
+    assert browser(cast.admin).get("/o/acme/projects/%00/settings/").status_code == 404
     assert not Project.objects.get(pk=cast.project.pk).ssh_public_key

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -251,7 +251,8 @@ def connection_test(*, project: Project, actor: Any = None) -> ConnectionReport:
         except ApplicationError as error:
             report = ConnectionReport(False, False, False, error.message, now)
     if report is None:
-        report = _ls_remote(project, now)
+        # The host keys after the conversation: a first contact has pinned them by now.
+        report = replace(_ls_remote(project, now), host_keys=_host_keys(project))
     project_connection_report_set(project=project, report=asdict(report), actor=actor)
     return report
 
@@ -266,18 +267,17 @@ def _ls_remote(project: Project, now: str) -> ConnectionReport:
             return ConnectionReport(False, False, False, _scrub(error.message, project), now)
         if result.returncode != 0:
             reachable, authenticated, words = _explain(result.stderr, project)
-            return ConnectionReport(reachable, authenticated, False, words, now,
-                                    _host_keys(project))
+            return ConnectionReport(reachable, authenticated, False, words, now)
         if result.stdout.strip():
             return ConnectionReport(True, True, True, f"Connected: the branch {branch!r} exists "
-                                    "and HAAO can read it.", now, _host_keys(project))
+                                    "and HAAO can read it.", now)
         others = git(["ls-remote", "--heads", access.url], cwd=Path(cwd), env=access.env,
                      check=False, timeout=CONNECTION_TIMEOUT).stdout.split()
     names = [ref.removeprefix("refs/heads/") for ref in others if ref.startswith("refs/heads/")]
     shown = ", ".join(names[:BRANCHES_SHOWN]) + ("…" if len(names) > BRANCHES_SHOWN else "")
     exists = f" Branches that exist: {shown}." if names else " The repository has no branches."
     return ConnectionReport(True, True, False, f"Connected, but the default branch {branch!r} "
-                            f"does not exist.{exists}", now, _host_keys(project))
+                            f"does not exist.{exists}", now)
 
 
 def _host_keys(project: Project) -> list[str]:

@@ -16,6 +16,8 @@ urlpatterns = [
          name="portal-project-settings"),
     path("projects/<str:key>/settings/deploy-key/", project_settings.DeployKeyView.as_view(),
          name="portal-project-deploy-key"),
+    path("projects/<str:key>/settings/webhook-secret/",
+         project_settings.WebhookSecretView.as_view(), name="portal-project-webhook-secret"),
     path("projects/<str:key>/settings/connection-test/",
          project_settings.ConnectionTestView.as_view(), name="portal-project-connection-test"),
     path("projects/<str:key>/cards/<str:ticket_key>/", projects.CardView.as_view(),

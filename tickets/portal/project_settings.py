@@ -216,6 +216,17 @@ class DeployKeyView(ProjectSettingsView):
         return redirect(f"/o/{self.org.slug}/projects/{project.key}/settings/")
 
 
+class WebhookSecretView(ProjectSettingsView):
+    """A new webhook secret, shown on this response only (never stored in the browser)."""
+
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, key: str) -> HttpResponse:
+        project = self.load(key)
+        secret = services.project_webhook_secret_rotate(project=project, actor=self.user)
+        return self.page(project, new_webhook_secret=secret)
+
+
 class ConnectionTestView(ProjectSettingsView):
     """Test the connection now and show the report in words."""
 

@@ -14,6 +14,7 @@ from tickets.services.projects import (
     project_host_keys_pin,
     project_settings_clean,
     project_update,
+    project_webhook_secret_rotate,
 )
 from tickets.services.requirements import (
     requirement_approve,
@@ -46,6 +47,7 @@ __all__ = [
     "project_host_keys_pin",
     "project_settings_clean",
     "project_update",
+    "project_webhook_secret_rotate",
     "requirement_approve",
     "requirement_create",
     "requirement_fail",

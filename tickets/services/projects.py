@@ -391,6 +391,20 @@ def project_deploy_key_set(*, project: Project, private_key: str, public_key: st
     project.auth_method = RepositoryAuth.SSH_KEY
 
 
+def project_webhook_secret_rotate(*, project: Project, actor: User) -> str:
+    """A new secret for the forge's webhook; returned once, to paste into the forge."""
+    secret = secrets.token_urlsafe(32)
+    with transaction.atomic():
+        current = Project.objects.select_for_update().get(pk=project.pk)
+        current.webhook_secret = secret
+        current.save(update_fields=["webhook_secret"])
+        audit_record(organization=project.organization, actor=Actor.of(actor),
+                     type="project.webhook_secret_rotated", target=project,
+                     project_id=project.pk, data={"ends_with": secret[-4:]})
+    project.webhook_secret = current.webhook_secret
+    return secret
+
+
 def project_connection_report_set(*, project: Project, report: dict[str, Any],
                                   actor: User | None = None) -> None:
     """Store the latest connection test and record that it ran, with its verdict."""

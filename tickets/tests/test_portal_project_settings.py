@@ -166,12 +166,26 @@ def test_test_connection_shows_the_report_in_words(cast, hosts, tmp_path) -> Non
     assert "&#x27;main&#x27; does not exist" in page and "trunk" in page
 
 
+def test_a_new_webhook_secret_is_shown_once_and_its_end_afterwards(cast) -> None:
+    client = browser(cast.admin)
+    response = client.post(f"{SETTINGS}webhook-secret/")
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+    secret = Project.objects.get(pk=cast.project.pk).webhook_secret.reveal()
+    assert secret in response.content.decode()
+    later = client.get(SETTINGS).content.decode()
+    assert secret not in later and f"…{secret[-4:]}" in later
+    event = AuditEvent.objects.for_org(cast.org).get(type="project.webhook_secret_rotated")
+    assert secret not in json.dumps(event.data)
+
+
 def test_members_get_403_and_outsiders_404(cast) -> None:
     assign_perm("tickets.view_project", cast.member, cast.project)
     member = browser(cast.member)
     for url in (SETTINGS, NEW):
         assert member.get(url).status_code == 403
     assert member.post(f"{SETTINGS}deploy-key/").status_code == 403
+    assert member.post(f"{SETTINGS}webhook-secret/").status_code == 403
     outsider = browser(cast.outsider)
     assert outsider.get(SETTINGS).status_code == 404
     assert browser(cast.admin).get("/o/acme/projects/GLX/settings/").status_code == 404

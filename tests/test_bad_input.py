@@ -93,6 +93,11 @@ WRITE_ENDPOINTS = [
 # Endpoints whose body is an Atomic Ticket spec, or that act on a ticket or requirement in a
 # given state, have their bad-input cases beside them.
 COVERED_ELSEWHERE = {
+    # Bodiless actions on a project's repository.
+    "api/v1/orgs/<slug:org>/projects/<str:key>/deploy-key/":
+        "tickets/tests/test_api_projects_settings.py",
+    "api/v1/orgs/<slug:org>/projects/<str:key>/connection-test/":
+        "tickets/tests/test_api_projects_settings.py",
     "api/v1/orgs/<slug:org>/requirements/<str:key>/": "tickets/tests/test_api_bad_input.py",
     "api/v1/orgs/<slug:org>/tickets/<str:key>/": "tickets/tests/test_api_bad_input.py",
 }

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from tickets.api.events import ProjectEventsView, TicketEventsView
 from tickets.api.projects import (
+    ProjectConnectionTestView,
     ProjectCreateSerializer,
+    ProjectDeployKeyView,
     ProjectDetailView,
     ProjectGrantsSerializer,
     ProjectGrantsView,
@@ -37,7 +39,9 @@ from tickets.api.tickets import (
 
 __all__ = [
     "CancelSerializer",
+    "ProjectConnectionTestView",
     "ProjectCreateSerializer",
+    "ProjectDeployKeyView",
     "ProjectDetailView",
     "ProjectEventsView",
     "ProjectGrantsSerializer",

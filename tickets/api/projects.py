@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -17,7 +18,7 @@ from accounts.api.serializers import StrictCharField, StrictChoiceField, StrictS
 from accounts.api.views import READ_ERRORS, WRITE_ERRORS, OrgEndpoint, errors, validated
 from accounts.models import Membership
 from accounts.roles import Capability, TokenScope
-from agents.workspaces.remote import known_host_keys
+from agents.workspaces.remote import connection_test, deploy_key_generate, known_host_keys
 from haao.api import CursorPagination
 from haao.errors import ApplicationError
 from tickets import services
@@ -77,6 +78,21 @@ class ProjectDetailSerializer(ProjectSerializer):
 
     def get_webhook_url(self, project: Project) -> str:
         return webhook_url(project)
+
+
+class DeployKeySerializer(serializers.Serializer):
+    ssh_public_key = serializers.CharField(
+        read_only=True, help_text="Add it to the repository's deploy keys in the forge.")
+
+
+class ConnectionReportSerializer(serializers.Serializer):
+    reachable = serializers.BooleanField(read_only=True)
+    authenticated = serializers.BooleanField(read_only=True)
+    branch_exists = serializers.BooleanField(read_only=True)
+    message = serializers.CharField(read_only=True, help_text="What was found, in words.")
+    checked_at = serializers.CharField(read_only=True)
+    host_keys = serializers.ListField(child=serializers.CharField(), read_only=True,
+                                      help_text="Pinned host keys: host, type, fingerprint.")
 
 
 class ArgvField(serializers.ListField):
@@ -264,3 +280,38 @@ class ProjectGrantsView(OrgEndpoint):
                                             user=target.user, grants=set(data["grants"]),
                                             actor=self.actor)
         return Response({"membership": target.pk, "grants": sorted(grants)})
+
+
+class _ProjectActionView(OrgEndpoint):
+    """A bodiless action on one project's repository (manage projects)."""
+
+    required_capability = Capability.MANAGE_PROJECTS
+    write_scope = TokenScope.ADMIN
+
+    def get_project(self, key: str) -> Project:
+        return get_object_or_404(Project.objects.for_org(self.org), key=_valid_key(key))
+
+
+@extend_schema(tags=["projects"])
+class ProjectDeployKeyView(_ProjectActionView):
+    serializer_class = DeployKeySerializer
+
+    @extend_schema(operation_id="projects_deploy_key_generate", request=None,
+                   responses={201: DeployKeySerializer, **errors(401, 403, 404)})
+    def post(self, request: Request, org: str, key: str) -> Response:
+        """Generate a new SSH deploy key (admin scope); the project authenticates with it."""
+        public = deploy_key_generate(project=self.get_project(key), actor=self.actor)
+        return Response({"ssh_public_key": public}, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(tags=["projects"])
+class ProjectConnectionTestView(_ProjectActionView):
+    serializer_class = ConnectionReportSerializer
+
+    @extend_schema(operation_id="projects_connection_test", request=None,
+                   responses={200: ConnectionReportSerializer, **errors(401, 403, 404)})
+    def post(self, request: Request, org: str, key: str) -> Response:
+        """Ask the repository for the default branch now (admin scope); the report is also
+        stored as the project's `connection_report`."""
+        report = connection_test(project=self.get_project(key), actor=self.actor)
+        return Response(asdict(report))

@@ -265,3 +265,29 @@ def test_the_schema_describes_the_settings(admin) -> None:
         pytest.skip("schema served elsewhere")
     text = schema.content.decode()
     assert "projects_update" in text and "has_token" in text and "repository_url" in text
+
+
+def test_an_admin_generates_a_deploy_key_and_tests_the_connection(cast, public_forges) -> None:
+    client = token_client(cast.org, cast.admin, ["admin"])
+    response = client.post(f"{BASE}/PAY/deploy-key/")
+    assert response.status_code == 201
+    public = response.json()["ssh_public_key"]
+    assert public.startswith("ssh-ed25519 ") and public.endswith(" haao-PAY")
+    body = client.get(f"{BASE}/PAY/").json()
+    assert (body["ssh_public_key"], body["auth_method"]) == (public, "ssh_key")
+    assert "PRIVATE" not in client.get(f"{BASE}/PAY/").content.decode()
+    missing = public_forges / "missing.git"
+    patch(client, {"repository_url": str(missing)})
+    report = client.post(f"{BASE}/PAY/connection-test/").json()
+    assert report["reachable"] is False or report["authenticated"] is False
+    assert "not found" in report["message"]
+    assert client.get(f"{BASE}/PAY/").json()["connection_report"]["message"] == report["message"]
+
+
+def test_repository_actions_need_an_admin_token_and_role(cast) -> None:
+    for url in (f"{BASE}/PAY/deploy-key/", f"{BASE}/PAY/connection-test/"):
+        assert token_client(cast.org, cast.admin, ["write"]).post(url).status_code == 403
+        assert token_client(cast.org, cast.member, ["admin"]).post(url).status_code == 403
+        assert token_client(cast.other_org, cast.outsider, ["admin"]).post(
+            url).status_code == 404
+    assert not Project.objects.get(pk=cast.project.pk).ssh_public_key

@@ -92,12 +92,14 @@ WRITE_ENDPOINTS = [
 ]
 # Endpoints whose body is an Atomic Ticket spec, or that act on a ticket or requirement in a
 # given state, have their bad-input cases beside them.
-COVERED_ELSEWHERE = {
-    # Bodiless actions on a project's repository.
+# Bodiless actions on a project's repository.
+COVERED_IN_PROJECT_SETTINGS = {
     "api/v1/orgs/<slug:org>/projects/<str:key>/deploy-key/":
         "tickets/tests/test_api_projects_settings.py",
     "api/v1/orgs/<slug:org>/projects/<str:key>/connection-test/":
         "tickets/tests/test_api_projects_settings.py",
+}
+COVERED_ELSEWHERE = {
     "api/v1/orgs/<slug:org>/requirements/<str:key>/": "tickets/tests/test_api_bad_input.py",
     "api/v1/orgs/<slug:org>/tickets/<str:key>/": "tickets/tests/test_api_bad_input.py",
 }
@@ -186,7 +188,7 @@ def test_every_api_write_endpoint_is_covered() -> None:
             if method in SAFE_METHODS or method == "DELETE":
                 continue
             if route.route.startswith((*COVERED_ELSEWHERE, *COVERED_IN_AGENTS,
-                                       *COVERED_IN_POLICIES)):
+                                       *COVERED_IN_POLICIES, *COVERED_IN_PROJECT_SETTINGS)):
                 continue
             assert (route.route, method) in listed, f"{method} /{route.route} has no bad-input case"
 

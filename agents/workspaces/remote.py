@@ -29,7 +29,7 @@ from django.utils import timezone
 from agents.workspaces.git import WorkspaceError, git, redact
 from haao.errors import ApplicationError
 from tickets.models import ForgeKind, Project, RepositoryAuth
-from tickets.services.projects import revealed
+from tickets.services.project_settings import revealed
 
 CONNECTION_TIMEOUT = 60.0
 DEFAULT_TOKEN_USERNAMES: dict[str, str] = {ForgeKind.GITHUB: "x-access-token",
@@ -237,7 +237,7 @@ def _explain(stderr: str, project: Project) -> tuple[bool, bool, str]:
 def connection_test(*, project: Project, actor: Any = None) -> ConnectionReport:
     """Ask the remote for the default branch; store and audit the report in plain words."""
     from tickets.services import project_connection_report_set
-    from tickets.services.projects import clean_repository_url
+    from tickets.services.project_settings import clean_repository_url
 
     now = timezone.now().isoformat()
     report: ConnectionReport | None = None

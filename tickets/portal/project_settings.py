@@ -1,7 +1,7 @@
 """Portal pages of a project's repository settings: a new project, its settings, its deploy
 key and its connection test (admins).
 
-The forms only carry text; tickets.services.projects.project_settings_clean decides, as for
+The forms only carry text; tickets.services.project_settings.project_settings_clean decides, as for
 the API, and a refusal re-renders the page with a 400 and the error on its field.
 """
 
@@ -24,13 +24,14 @@ from haao.errors import ApplicationError
 from tickets import services
 from tickets.models import DeliveryMode, ForgeKind, Project, RepositoryAuth, project_key_validator
 from tickets.selectors import project_by_key, webhook_url
+from tickets.services import project_settings
 
 ARGV_FIELDS = ("setup_command", "test_command")
 _MONO = {"spellcheck": "false", "autocomplete": "off", "class": "font-mono"}
 
 
 def _argv_widget() -> forms.TextInput:
-    return forms.TextInput(attrs={**_MONO, "placeholder": services.projects.ARGV_EXAMPLE})
+    return forms.TextInput(attrs={**_MONO, "placeholder": project_settings.ARGV_EXAMPLE})
 
 
 class ProjectSettingsForm(forms.Form):
@@ -76,8 +77,8 @@ class ProjectSettingsForm(forms.Form):
     def __init__(self, *args: Any, project: Project | None = None, **kwargs: Any) -> None:
         if project is not None and "initial" not in kwargs:
             kwargs["initial"] = {
-                name: getattr(project, services.projects.MODEL_FIELD.get(name, name))
-                for name in services.projects.SETTINGS}
+                name: getattr(project, project_settings.MODEL_FIELD.get(name, name))
+                for name in project_settings.SETTINGS}
             for name in ARGV_FIELDS:
                 kwargs["initial"][name] = json.dumps(kwargs["initial"][name] or [])
         super().__init__(*args, **kwargs)
@@ -95,7 +96,7 @@ class ProjectSettingsForm(forms.Form):
         """The settings changed from what the form showed, by API name (a new project's
         untouched fields keep the service's defaults). Argv text that is not a JSON list goes
         on as text, so the service refuses it with the same words as the API."""
-        names = [n for n in services.projects.SETTINGS if n in self.changed_data]
+        names = [n for n in project_settings.SETTINGS if n in self.changed_data]
         values: dict[str, Any] = {}
         for name in names:
             value = self.cleaned_data[name]
@@ -175,7 +176,7 @@ class ProjectSettingsView(ConsolePage):
 
     def page(self, project: Project, status: int = 200,
              form: ProjectSettingsForm | None = None, **extra: Any) -> HttpResponse:
-        secret = services.projects.revealed(project.webhook_secret)
+        secret = project_settings.revealed(project.webhook_secret)
         response = self.render(
             status, project=project,
             form=form if form is not None else ProjectSettingsForm(project=project),

@@ -9,6 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Count, Prefetch, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from guardian.shortcuts import get_objects_for_user
@@ -253,3 +254,8 @@ def decisions_waiting_for(*, user: User, organization: Organization | None = Non
                       for t in tickets[:limit]]
     decisions.sort(key=lambda decision: decision.since, reverse=True)
     return Waiting(decisions=decisions[:limit], total=total, may_decide=may_decide)
+
+
+def webhook_url(project: Project) -> str:
+    """The absolute address where the project's forge sends its events."""
+    return f"{settings.BASE_URL}/hooks/forge/{project.pk}/"

@@ -303,6 +303,9 @@ SPECTACULAR_SETTINGS = {
 ANTHROPIC_API_KEY = env.optional("ANTHROPIC_API_KEY", "CLAUDE_API_KEY")
 LMSTUDIO_BASE_URL = env.url("LMSTUDIO_BASE_URL", None, schemes=("http", "https"))
 HAAO_ENDPOINT_ALLOWLIST = env.string_list("HAAO_ENDPOINT_ALLOWLIST", [])  # agents/ssrf.py
+# Directories a project's repository may be a local path in (tickets.services.projects); the
+# demo's sample repository lives in the first one.
+HAAO_LOCAL_REPOSITORIES = env.string_list("HAAO_LOCAL_REPOSITORIES", [str(DATA_DIR / "samples")])
 # The demo's scripted models (agents/model_servers/demo.py), started by `manage.py serve`
 # on 127.0.0.1: the Tech Lead on this port, the coder on the next. `make run` turns them on
 # for the parts without a key; the real local model (docs/local-model.md) can be the coder.

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from tickets.api.events import ProjectEventsView, TicketEventsView
 from tickets.api.projects import (
+    ProjectConnectionTestView,
     ProjectCreateSerializer,
+    ProjectDeployKeyView,
     ProjectDetailView,
     ProjectGrantsSerializer,
     ProjectGrantsView,
     ProjectListView,
+    ProjectSettingsSerializer,
 )
 from tickets.api.requirements import (
     ReorderSerializer,
@@ -36,12 +39,15 @@ from tickets.api.tickets import (
 
 __all__ = [
     "CancelSerializer",
+    "ProjectConnectionTestView",
     "ProjectCreateSerializer",
+    "ProjectDeployKeyView",
     "ProjectDetailView",
     "ProjectEventsView",
     "ProjectGrantsSerializer",
     "ProjectGrantsView",
     "ProjectListView",
+    "ProjectSettingsSerializer",
     "RejectSerializer",
     "ReorderSerializer",
     "RequirementApproveView",

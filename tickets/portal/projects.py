@@ -61,6 +61,7 @@ class ProjectsView(ConsolePage):
             rows.append({"project": project, "counts": summary,
                          "total": sum(by_state.values())})
         context["rows"] = rows
+        context["may_manage"] = self.can(Capability.MANAGE_PROJECTS)
         return context
 
 
@@ -88,6 +89,7 @@ class ProjectView(ConsolePage):
             status, project=project, board=project_board(project=project),
             requirements=requirements, requirement_tones=REQUIREMENT_TONES,
             gate1=RequirementStatus.PROPOSED, may_submit=may_submit,
+            may_manage=self.can(Capability.MANAGE_PROJECTS),
             form=form if form is not None else (RequirementForm() if may_submit else None))
 
     def get(self, request: HttpRequest, key: str) -> HttpResponse:

@@ -3,7 +3,19 @@
 from __future__ import annotations
 
 from tickets.services.attempts import CheckOutcome, attempt_finish, attempt_start
-from tickets.services.projects import GRANTS, project_create, project_grant_set
+from tickets.services.projects import (
+    GRANTS,
+    MAX_TOKEN,
+    clean_argv,
+    project_connection_report_set,
+    project_create,
+    project_deploy_key_set,
+    project_grant_set,
+    project_host_keys_pin,
+    project_settings_clean,
+    project_update,
+    project_webhook_secret_rotate,
+)
 from tickets.services.requirements import (
     requirement_approve,
     requirement_create,
@@ -24,11 +36,19 @@ from tickets.services.tickets import (
 
 __all__ = [
     "GRANTS",
+    "MAX_TOKEN",
     "CheckOutcome",
     "attempt_finish",
     "attempt_start",
+    "clean_argv",
+    "project_connection_report_set",
     "project_create",
+    "project_deploy_key_set",
     "project_grant_set",
+    "project_host_keys_pin",
+    "project_settings_clean",
+    "project_update",
+    "project_webhook_secret_rotate",
     "requirement_approve",
     "requirement_create",
     "requirement_fail",

@@ -1,34 +1,108 @@
-"""Writes for projects and per-project grants."""
+"""Writes for projects, their repository settings and per-project grants.
+
+The settings' rules live in tickets.services.project_settings; the API's serializer and the
+portal's settings form both end in `project_settings_clean`.
+"""
 
 from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from typing import Any
 
 from django.db import transaction
 from guardian.shortcuts import assign_perm, remove_perm
 
-from accounts.audit import Actor, audit_record
+from accounts.audit import SYSTEM, Actor, audit_record
 from accounts.models import Membership, Organization, User
 from haao.errors import ApplicationError, Conflict, NotFound
-from tickets.models import Project
+from tickets.models import Project, RepositoryAuth
+from tickets.services.project_settings import (
+    ARGV_EXAMPLE,
+    MAX_TOKEN,
+    MODEL_FIELD,
+    SETTINGS,
+    clean_argv,
+    clean_repository_url,
+    clean_token,
+    full_clean,
+    project_public,
+    project_settings_clean,
+    revealed,
+)
+
+__all__ = [
+    "ARGV_EXAMPLE", "GRANTS", "MAX_TOKEN", "MODEL_FIELD", "SETTINGS", "clean_argv",
+    "clean_repository_url", "project_connection_report_set", "project_create",
+    "project_deploy_key_set", "project_grant_set", "project_host_keys_pin",
+    "project_repository_set", "project_settings_clean", "project_update",
+    "project_webhook_secret_rotate", "revealed",
+]
 
 GRANTS = {
     "view": "view_project",
     "approve": "approve_project",
 }
-
+# --- Writes ----------------------------------------------------------------------------------
 
 def project_create(*, organization: Organization, key: str, name: str, actor: User,
-                   description: str = "", repository: str = "") -> Project:
+                   description: str = "", repository: str = "",
+                   values: Mapping[str, Any] | None = None, token: str = "") -> Project:
+    """A new project; `values` are further settings by API name (see SETTINGS)."""
+    given = {"name": name, "description": description, **(values or {})}
+    if repository:
+        given.setdefault("repository_url", repository)
+    clean = project_settings_clean(given)
+    secret = clean_token(token)
     with transaction.atomic():
         if Project.objects.for_org(organization).filter(key=key).exists():
             raise Conflict(f"A project with the key {key} exists already.",
                            details={"key": ["taken"]})
-        project = Project(organization=organization, key=key, name=name,
-                          description=description, repository=repository)
-        project.full_clean(exclude=["organization"])
+        project = Project(organization=organization, key=key, token=secret,
+                          webhook_secret=secrets.token_urlsafe(32), **clean)
+        if secret and "auth_method" not in clean:
+            project.auth_method = RepositoryAuth.TOKEN
+        full_clean(project)
         project.save()
         audit_record(organization=organization, actor=Actor.of(actor), type="project.created",
-                     target=project, data={"key": key, "name": name})
+                     target=project, project_id=project.pk,
+                     data={"key": key, **project_public(project)})
     return project
+
+
+def project_update(*, project: Project, actor: User, changes: Mapping[str, Any],
+                   token: str = "") -> Project:
+    """Change some settings; a new repository URL drops the token and pinned host keys
+    unless `token` gives one again (a secret never follows to a new address on its own)."""
+    secret = clean_token(token)
+    with transaction.atomic():
+        current = Project.objects.select_for_update().get(pk=project.pk)
+        clean = project_settings_clean(changes, current=current)
+        before = project_public(current)
+        url_changed = "repository" in clean and clean["repository"] != current.repository
+        for field, value in clean.items():
+            setattr(current, field, value)
+        if url_changed:
+            current.token = ""
+            current.ssh_known_hosts = ""
+            current.connection_report = {}
+        if secret:
+            current.token = secret
+            if "auth_method" not in clean:
+                current.auth_method = RepositoryAuth.TOKEN
+        full_clean(current)
+        after = project_public(current)
+        changed = sorted(field for field in after if after[field] != before[field])
+        if secret and "token" not in changed:
+            changed.append("token")
+        if not changed:
+            return current
+        current.save()
+        audit_record(organization=current.organization, actor=Actor.of(actor),
+                     type="project.updated", target=current, project_id=current.pk,
+                     data={"fields": changed,
+                           "values": {f: after[f] for f in changed if f in after}})
+    return current
 
 
 def project_repository_set(*, project: Project, repository: str, actor: User) -> Project:
@@ -43,6 +117,63 @@ def project_repository_set(*, project: Project, repository: str, actor: User) ->
                      data={"repository": repository})
     project.repository = repository
     return project
+
+
+def project_host_keys_pin(*, project: Project, known_hosts: str, fingerprints: list[str],
+                          actor: User | None = None) -> None:
+    """Pin the host keys learned on first contact, unless someone pinned keys meanwhile."""
+    with transaction.atomic():
+        pinned = Project.objects.filter(pk=project.pk, ssh_known_hosts="").update(
+            ssh_known_hosts=known_hosts)
+        if not pinned:
+            return
+        audit_record(organization=project.organization,
+                     actor=Actor.of(actor) if actor else SYSTEM, type="project.host_key_pinned",
+                     target=project, project_id=project.pk,
+                     data={"fingerprints": fingerprints})
+    project.ssh_known_hosts = known_hosts
+
+
+def project_deploy_key_set(*, project: Project, private_key: str, public_key: str,
+                           actor: User) -> None:
+    """Store a new deploy key pair; the project authenticates with it from now on."""
+    with transaction.atomic():
+        Project.objects.filter(pk=project.pk).update(
+            ssh_private_key=private_key, ssh_public_key=public_key,
+            auth_method=RepositoryAuth.SSH_KEY)
+        audit_record(organization=project.organization, actor=Actor.of(actor),
+                     type="project.deploy_key_generated", target=project,
+                     project_id=project.pk, data={"public_key": public_key})
+    project.ssh_private_key = private_key
+    project.ssh_public_key = public_key
+    project.auth_method = RepositoryAuth.SSH_KEY
+
+
+def project_webhook_secret_rotate(*, project: Project, actor: User) -> str:
+    """A new secret for the forge's webhook; returned once, to paste into the forge."""
+    secret = secrets.token_urlsafe(32)
+    with transaction.atomic():
+        current = Project.objects.select_for_update().get(pk=project.pk)
+        current.webhook_secret = secret
+        current.save(update_fields=["webhook_secret"])
+        audit_record(organization=project.organization, actor=Actor.of(actor),
+                     type="project.webhook_secret_rotated", target=project,
+                     project_id=project.pk, data={"ends_with": secret[-4:]})
+    project.webhook_secret = current.webhook_secret
+    return secret
+
+
+def project_connection_report_set(*, project: Project, report: dict[str, Any],
+                                  actor: User | None = None) -> None:
+    """Store the latest connection test and record that it ran, with its verdict."""
+    with transaction.atomic():
+        Project.objects.filter(pk=project.pk).update(connection_report=report)
+        audit_record(organization=project.organization,
+                     actor=Actor.of(actor) if actor else SYSTEM, type="project.connection_tested",
+                     target=project, project_id=project.pk,
+                     data={k: report[k] for k in ("reachable", "authenticated",
+                                                  "branch_exists", "message") if k in report})
+    project.connection_report = report
 
 
 def project_grant_set(*, organization: Organization, project: Project, user: User,

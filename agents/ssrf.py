@@ -148,3 +148,13 @@ def check_endpoint_url(url: str, *, allowlist: Iterable[str] | None = None) -> N
             raise UnsafeEndpointURL(
                 f"{target} is {reason}; HAAO does not call it unless the platform operator "
                 "lists it in HAAO_ENDPOINT_ALLOWLIST.")
+
+
+def allowlisted(host: str, port: int, *, allowlist: Iterable[str] | None = None) -> bool:
+    """Whether the operator named this host (or every address it resolves to) explicitly."""
+    permitted = parse_allowlist(
+        settings.HAAO_ENDPOINT_ALLOWLIST if allowlist is None else allowlist)
+    if permitted.permits_host(host):
+        return True
+    addresses = resolve(host, port)
+    return bool(addresses) and all(permitted.permits_address(a) for a in addresses)

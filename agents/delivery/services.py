@@ -70,8 +70,11 @@ def branch_deliver(*, branch_id: Any) -> IntegrationBranch | None:
         pushed = _push(branch, repo)
         pull_request = _pull_request(branch) if project.delivery == DeliveryMode.PULL_REQUEST \
             else None
-    except (ApplicationError, WorkspaceError) as error:
+    except DeliveryFailed as error:
         _failed(branch, error.message)
+        return branch
+    except (ApplicationError, WorkspaceError) as error:
+        _failed(branch, _failure_words(branch, error.message))
         return branch
     with transaction.atomic():
         fields: dict[str, Any] = {"delivered_commit": pushed, "failure": "", "tries": 0,
@@ -109,7 +112,7 @@ def _push(branch: IntegrationBranch, repo: Path) -> str:
                       f"{head}:refs/heads/{branch.name}"], cwd=repo, check=False,
                      env=access.env, timeout=PUSH_TIMEOUT)
         if result.returncode != 0:
-            raise DeliveryFailed(_push_failure(branch, result.stdout + result.stderr, access))
+            raise DeliveryFailed(_failure_words(branch, result.stdout + result.stderr))
     git(["update-ref", f"refs/remotes/origin/{branch.name}", head], cwd=repo)
     return head
 
@@ -136,7 +139,8 @@ def _take_in(branch: IntegrationBranch, repo: Path, remote: str) -> str:
     return merged.commit
 
 
-def _push_failure(branch: IntegrationBranch, output: str, access: Any) -> str:
+def _failure_words(branch: IntegrationBranch, output: str) -> str:
+    """Why a fetch or push failed, in words an admin can act on; never the token."""
     text = redact(output).strip()
     token = getattr(branch.project, "token", None)
     secret = token.reveal() if token else ""

@@ -21,7 +21,8 @@ DEFAULT_TIMEOUT = 120.0
 FETCH_TIMEOUT = 900.0
 LOCK_TIMEOUT = 300.0
 # Transports a customer's repository may use; `ext::`, `fd::` and helpers are never allowed.
-ALLOWED_PROTOCOLS = "file:https:ssh"
+# Plain http only reaches hosts the operator allowlisted (tickets.services.project_settings).
+ALLOWED_PROTOCOLS = "file:http:https:ssh"
 
 # Passed on every call, so neither a repository's config nor the machine's can run code or
 # change how content is read: no hooks, no fsmonitor, no pager, no signing, no auto-gc.

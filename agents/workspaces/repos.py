@@ -14,7 +14,7 @@ from haao.errors import ApplicationError
 _PROJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # user@host:path, git's scp-like form of an ssh URL.
 _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^:]")
-_URL_SCHEMES = {"file", "https", "ssh"}
+_URL_SCHEMES = {"file", "http", "https", "ssh"}
 LOCK_NAME = ".haao.lock"
 
 
@@ -50,7 +50,7 @@ def check_repository(repository: str) -> str:
     parts = urlsplit(repository)
     if parts.scheme.lower() not in _URL_SCHEMES:
         raise RepositoryRefused(f"The repository location {shown!r} must be an absolute local "
-                                "path or a file://, https:// or ssh:// URL.")
+                                "path or a file://, https://, http:// or ssh:// URL.")
     if parts.scheme.lower() != "file" and not parts.hostname:
         raise RepositoryRefused(f"The repository URL {shown!r} names no host.")
     return repository

@@ -92,7 +92,7 @@ def repository_host(url: str) -> tuple[str, int]:
     except ValueError:
         raise _invalid("repository_url", "The repository URL has an invalid port.") from None
     scheme = parts.scheme.lower()
-    return (parts.hostname or "").rstrip("."), port or (22 if scheme == "ssh" else 443)
+    return (parts.hostname or "").rstrip("."), port or {"ssh": 22, "http": 80}.get(scheme, 443)
 
 
 def forge_detect(url: str) -> str:
@@ -113,7 +113,7 @@ def forge_detect(url: str) -> str:
 
 def clean_repository_url(url: Any) -> str:
     """A repository location HAAO may use: no credentials, a public host or an allowed path."""
-    from agents.ssrf import UnsafeEndpointURL, check_endpoint_url
+    from agents.ssrf import UnsafeEndpointURL, allowlisted, check_endpoint_url
     from agents.workspaces.git import redact
     from agents.workspaces.repos import RepositoryRefused, check_repository
 
@@ -153,6 +153,11 @@ def clean_repository_url(url: Any) -> str:
         check_endpoint_url(f"https://{shown}:{port}/")
     except UnsafeEndpointURL as error:
         raise _invalid(field, error.message) from None
+    # Plain http would send the token readable by anyone on the way: only to a host the
+    # operator named (a forge on the company's own network, say).
+    if scheme == "http" and not allowlisted(host, port):
+        raise _invalid(field, "Use https:// (or ssh): plain http:// is allowed only for hosts "
+                              "the platform operator lists in HAAO_ENDPOINT_ALLOWLIST.")
     return url
 
 

@@ -168,7 +168,7 @@ BAD = [
     ("repository_url", ["https://github.com/a/b"]),
     ("repository_url", "https://github.com/a/b\x00"),
     ("repository_url", "https://github.com/" + "a" * 2000),
-    ("repository_url", "http://github.com/acme/app.git"),
+    ("repository_url", "http://140.82.112.3/acme/app.git"),  # plain http, a public host
     ("repository_url", "ext::sh -c touch% /tmp/pwned"),
     ("repository_url", "https://127.0.0.1/acme/app.git"),
     ("repository_url", "https://10.1.2.3/acme/app.git"),

@@ -8,7 +8,14 @@ from django.db.models import Prefetch, Sum
 
 from accounts.models import AuditEvent
 from agents.models import IntegrationBranch, ModelCall
-from tickets.models import Attempt, AttemptOutcome, DeliveryMode, Requirement, Ticket
+from tickets.models import (
+    Attempt,
+    AttemptOutcome,
+    DeliveryMode,
+    Project,
+    Requirement,
+    Ticket,
+)
 
 # A pull request lists at most this many tickets (a requirement rarely has more than ten).
 PULL_REQUEST_TICKETS = 100
@@ -73,3 +80,10 @@ def requirement_delivery(requirement: Requirement) -> dict[str, str | int | None
     """Where a requirement's pull request stands, if it has one."""
     branch = IntegrationBranch.objects.filter(requirement=requirement).first()
     return branch_summary(branch) if branch else {}
+
+
+def project_branches(project: Project, *, limit: int = 20) -> list[dict[str, str | int | None]]:
+    """HAAO's branches of a project, most recently moved first, as pages show them."""
+    branches = (IntegrationBranch.objects.for_org(project.organization).filter(project=project)
+                .select_related("project").order_by("-updated_at")[:limit])
+    return [branch_summary(branch) for branch in branches]

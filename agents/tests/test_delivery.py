@@ -192,3 +192,31 @@ def test_a_forge_that_refuses_the_token_is_a_failure_after_the_push(
     assert "pull request could not be opened" in branch.failure
     assert fake_github.token not in branch.failure
     assert server.branch_sha(fake_github.repo, "haao/PAY-R2") == branch.head
+
+
+def test_a_failed_delivery_is_on_the_project_page_and_an_admin_retries_it(
+        cast: Any, git_http_server: Any) -> None:
+    from django.test import Client
+
+    from accounts.models import AuditEvent
+
+    git_http_server.create_repo(REPO, files={"app.py": "VALUE = 1\n"})
+    git_http_server.protect(REPO, "haao/integration")
+    project = _project(cast, git_http_server)
+    branch = _haao_work(cast, project, {"app.py": "VALUE = 2\n"})
+    branch_deliver(branch_id=branch.pk)
+    page_url = f"/o/acme/projects/{project.key}/"
+    admin, member = Client(), Client()
+    admin.force_login(cast.admin)
+    member.force_login(cast.manager)
+    page = admin.get(page_url).content.decode()
+    assert "haao/integration" in page and "refused the push" in page and "Deliver now" in page
+    assert "Deliver now" not in member.get(page_url).content.decode()
+    deliver = f"/o/acme/projects/{project.key}/branches/{branch.pk}/deliver/"
+    assert member.post(deliver).status_code == 403
+    assert admin.post(deliver).status_code == 302
+    assert AuditEvent.objects.filter(organization=cast.org, type="delivery.retried",
+                                     actor_user=cast.admin).count() == 1
+    outsider = Client()
+    outsider.force_login(cast.outsider)
+    assert outsider.post(deliver).status_code == 404

@@ -17,6 +17,7 @@ from django.shortcuts import redirect, render
 from accounts.roles import Capability
 from accounts.views.console import ConsolePage
 from accounts.views.console.base import service_error
+from agents.delivery.selectors import project_branches
 from haao.errors import ApplicationError
 from tickets import services
 from tickets.models import Project, RequirementStatus
@@ -90,6 +91,7 @@ class ProjectView(ConsolePage):
             requirements=requirements, requirement_tones=REQUIREMENT_TONES,
             gate1=RequirementStatus.PROPOSED, may_submit=may_submit,
             may_manage=self.can(Capability.MANAGE_PROJECTS),
+            branches=project_branches(project),
             form=form if form is not None else (RequirementForm() if may_submit else None))
 
     def get(self, request: HttpRequest, key: str) -> HttpResponse:

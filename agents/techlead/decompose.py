@@ -112,9 +112,27 @@ def _prefixed(errors: list[SpecError], index: int) -> list[SpecError]:
             for error in errors]
 
 
-def check_proposal(data: Mapping[str, Any] | None, root: Path
+# The project's own test command joins every ticket's Definition of Done under this name.
+PROJECT_TESTS = "project tests"
+PROJECT_TESTS_TIMEOUT = 900
+
+
+def with_project_tests(ticket: dict[str, Any], test_command: list[str]) -> None:
+    """Add the project's test command to the ticket's checks unless one runs it already."""
+    checks = ticket.get("definition_of_done")
+    if not test_command or not isinstance(checks, list):
+        return
+    if any(isinstance(c, dict) and c.get("command") == test_command for c in checks):
+        return
+    checks.append({"name": PROJECT_TESTS, "command": list(test_command),
+                   "expected_exit_code": 0, "timeout_seconds": PROJECT_TESTS_TIMEOUT})
+
+
+def check_proposal(data: Mapping[str, Any] | None, root: Path,
+                   test_command: list[str] | None = None
                    ) -> tuple[list[dict[str, Any]], list[SpecError]]:
-    """Clean tickets with their code injected, or every error with its JSON path."""
+    """Clean tickets with their code injected and the project's test command among their
+    checks, or every error with its JSON path."""
     if data is None:
         return [], [SpecError("$", "must be a call of the propose_tickets tool")]
     tickets = data.get("tickets")
@@ -134,6 +152,7 @@ def check_proposal(data: Mapping[str, Any] | None, root: Path
         except (ValueError, RecursionError):
             errors.append(SpecError(f"$.tickets[{index}]", "cannot be serialized as JSON"))
             continue
+        with_project_tests(ticket, test_command or [])
         ticket_errors = inject_code(ticket, root) + validate_spec(ticket)
         errors += _prefixed(ticket_errors, index)
         candidates.append(ticket)
@@ -150,9 +169,15 @@ def _error_report(errors: list[SpecError]) -> str:
             f"propose_tickets again with the complete corrected proposal.\n{shown}{more}")
 
 
-def decomposition_request(*, requirement_text: str, title: str, map_text: str
-                          ) -> dict[str, Any]:
-    """The first request: tools + instructions + repository map (cached), then the requirement."""
+def decomposition_request(*, requirement_text: str, title: str, map_text: str,
+                          test_command: list[str] | None = None) -> dict[str, Any]:
+    """The first request: tools + instructions + repository map (cached), then the requirement
+    (and the project's test command, which every ticket's checks must include)."""
+    asked = f"Requirement: {title}\n\n{requirement_text}"
+    if test_command:
+        asked += ("\n\nThe project's own test suite runs with "
+                  f"{json.dumps(test_command)}; include it in every ticket's "
+                  "definition_of_done (HAAO adds it where it is missing).")
     return {
         "max_tokens": MAX_OUTPUT_TOKENS,
         "tools": [propose_tickets_tool()],
@@ -163,8 +188,7 @@ def decomposition_request(*, requirement_text: str, title: str, map_text: str
                                      f"line ranges):\n\n{map_text}",
              "cache_control": dict(EPHEMERAL)},
         ],
-        "messages": [{"role": "user", "content": [
-            {"type": "text", "text": f"Requirement: {title}\n\n{requirement_text}"}]}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": asked}]}],
     }
 
 
@@ -177,8 +201,9 @@ def decompose(*, requirement: Requirement, repo_path: Path | str,
     context = CallContext(organization=requirement.organization, role=CallRole.DECOMPOSE,
                           key=idempotency_key or f"decompose:{requirement.pk}",
                           project=requirement.project, requirement=requirement)
+    test_command = [str(arg) for arg in requirement.project.test_command or []]
     request = decomposition_request(requirement_text=requirement.text, title=requirement.title,
-                                    map_text=repo_map(root))
+                                    map_text=repo_map(root), test_command=test_command)
     errors: list[SpecError] = []
     for round_number in range(MAX_REPAIRS + 1):
         try:
@@ -188,7 +213,7 @@ def decompose(*, requirement: Requirement, repo_path: Path | str,
             errors = [SpecError("$", empty.message)]
             continue
         tool_id, data = tool_input(message, "propose_tickets")
-        tickets, errors = check_proposal(data, root)
+        tickets, errors = check_proposal(data, root, test_command)
         if not errors:
             return tickets
         logger.info("Decomposition of %s: round %d invalid (%d errors)", requirement.pk,

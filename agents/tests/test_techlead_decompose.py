@@ -266,3 +266,26 @@ def test_tickets_carry_the_code_of_the_integration_branch_where_their_work_start
                 for excerpt in ticket.spec["code_context"]
                 if excerpt["path"] == "invoice_calc/totals.py"]
     assert contents and all("# accepted work" in content for content in contents)
+
+
+def test_the_projects_test_command_is_asked_for_and_in_every_tickets_checks(
+        requirement, checkout, endpoint, server) -> None:
+    project = requirement.project
+    project.test_command = ["python", "-m", "pytest", "-q", "tests/"]
+    project.save()
+    tickets = run(requirement, checkout, endpoint)
+    for ticket in tickets:
+        commands = [check["command"] for check in ticket["definition_of_done"]]
+        assert commands.count(["python", "-m", "pytest", "-q", "tests/"]) == 1
+    [request] = server.requests_to(MESSAGES)
+    asked = request.body["messages"][0]["content"][0]["text"]
+    assert '["python", "-m", "pytest", "-q", "tests/"]' in asked
+
+
+def test_a_ticket_that_runs_the_test_command_already_gets_no_second_copy(
+        requirement, checkout, endpoint, server) -> None:
+    project = requirement.project
+    project.test_command = ["python", "-m", "pytest", "-q"]  # what the sample's tickets run
+    project.save()
+    tickets = run(requirement, checkout, endpoint)
+    assert [len(t["definition_of_done"]) for t in tickets] == [1, 1]

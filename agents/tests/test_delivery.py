@@ -158,23 +158,50 @@ def test_a_server_that_is_down_is_retried_and_then_delivered(cast: Any,
     assert git_http_server.branch_sha(REPO, "haao/integration") == branch.head
 
 
-def test_a_pull_request_is_opened_once_and_updated(cast: Any, fake_github: Any) -> None:
-    server = fake_github.git
-    server.password = fake_github.token
+@pytest.mark.parametrize("forge_fixture", ["fake_github", "fake_gitlab", "fake_gitea"])
+def test_a_pull_request_is_opened_once_and_updated(
+        cast: Any, request: pytest.FixtureRequest, forge_fixture: str) -> None:
+    forge = request.getfixturevalue(forge_fixture)
+    server = forge.git
+    server.password = forge.token
     project = _project(cast, server, delivery=DeliveryMode.PULL_REQUEST)
-    project.repository = server.url_for(fake_github.repo)
-    project.forge, project.forge_api_url = "github", fake_github.api_url
+    project.forge, project.forge_api_url = forge.kind, forge.api_url
     project.save()
     branch = _haao_work(cast, project, {"README.md": "HAAO was here\n"}, name="haao/PAY-R1")
     delivered = branch_deliver(branch_id=branch.pk)
-    assert delivered is not None and delivered.status == DeliveryStatus.DELIVERED
+    assert delivered is not None and delivered.status == DeliveryStatus.DELIVERED, \
+        delivered.failure if delivered else ""
     assert delivered.pull_request_state == PullRequestState.OPEN
-    [pull] = fake_github.pulls[fake_github.repo]
-    assert delivered.pull_request_url.endswith(f"/pull/{pull.number}")
+    [pull] = forge.pulls[forge.repo]
+    assert delivered.pull_request_number == pull.number
     assert (pull.head, pull.base) == ("haao/PAY-R1", "main")
+    assert "HAAO" in pull.body
     branch_deliver(branch_id=branch.pk)
-    assert len(fake_github.pulls[fake_github.repo]) == 1
-    assert fake_github.requests[-1].method == "PATCH"
+    assert len(forge.pulls[forge.repo]) == 1
+    assert forge.requests[-1].method in ("PATCH", "PUT")
+
+
+def test_a_deploy_key_delivers_over_ssh_to_a_pinned_host(cast: Any,
+                                                         git_ssh_server: Any) -> None:
+    from agents.workspaces.remote import deploy_key_generate
+
+    git_ssh_server.create_repo(REPO, files={"app.py": "VALUE = 1\n"})
+    project = cast.project
+    project.repository = git_ssh_server.url_for(REPO)
+    project.default_branch, project.delivery = "main", DeliveryMode.BRANCH
+    project.save()
+    public_key = deploy_key_generate(project=project, actor=cast.admin)
+    git_ssh_server.authorize(public_key)
+    project.refresh_from_db()
+    branch = _haao_work(cast, project, {"app.py": "VALUE = 2\n"})
+    project.refresh_from_db()
+    assert project.ssh_known_hosts  # pinned on first contact
+    delivered = branch_deliver(branch_id=branch.pk)
+    assert delivered is not None and delivered.status == DeliveryStatus.DELIVERED, \
+        delivered.failure if delivered else ""
+    assert git_ssh_server.branch_sha(REPO, "haao/integration") == branch.head
+    assert git_ssh_server.read_file(REPO, branch="haao/integration", path="app.py") == \
+        "VALUE = 2\n"
 
 
 def test_a_forge_that_refuses_the_token_is_a_failure_after_the_push(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from django.db.models import Prefetch, Sum
+from django.db.models import F, Prefetch, Sum
 
 from accounts.models import AuditEvent
 from agents.models import IntegrationBranch, ModelCall
@@ -78,12 +78,14 @@ def branch_summary(branch: IntegrationBranch) -> dict[str, str | int | None]:
 
 def requirement_delivery(requirement: Requirement) -> dict[str, str | int | None]:
     """Where a requirement's pull request stands, if it has one."""
-    branch = IntegrationBranch.objects.filter(requirement=requirement).first()
+    branch = (IntegrationBranch.objects.filter(requirement=requirement)
+              .exclude(head=F("base")).select_related("project").first())
     return branch_summary(branch) if branch else {}
 
 
 def project_branches(project: Project, *, limit: int = 20) -> list[dict[str, str | int | None]]:
     """HAAO's branches of a project, most recently moved first, as pages show them."""
     branches = (IntegrationBranch.objects.for_org(project.organization).filter(project=project)
-                .select_related("project").order_by("-updated_at")[:limit])
+                .exclude(head=F("base")).select_related("project")
+                .order_by("-updated_at")[:limit])
     return [branch_summary(branch) for branch in branches]

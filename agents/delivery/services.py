@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
@@ -38,6 +39,8 @@ logger = logging.getLogger(__name__)
 RETRY_BASE_SECONDS = 60
 RETRY_MAX_SECONDS = 3600
 PUSH_TIMEOUT = 300.0
+# How long a delivery waits when another worker is delivering the same branch.
+DELIVERY_BUSY_SECONDS = 5
 
 
 class DeliveryFailed(ApplicationError):
@@ -62,6 +65,22 @@ def branch_deliver(*, branch_id: Any) -> IntegrationBranch | None:
     project = branch.project
     if project.delivery == DeliveryMode.NONE or branch.head == branch.base:
         return branch
+    # One delivery of a branch at a time: two pushes racing would refuse each other.
+    claim = f"haao:delivering:{branch.pk}"
+    if not cache.add(claim, "1", timeout=int(PUSH_TIMEOUT) * 2):
+        from agents.engine import enqueue
+
+        enqueue.deliver(branch_id=branch.pk, organization=project.organization,
+                        on_commit=False, countdown=DELIVERY_BUSY_SECONDS)
+        return branch
+    try:
+        return _deliver(branch)
+    finally:
+        cache.delete(claim)
+
+
+def _deliver(branch: IntegrationBranch) -> IntegrationBranch:
+    project = branch.project
     from agents.engine.steps import workspace_of
 
     try:
@@ -105,8 +124,9 @@ def _push(branch: IntegrationBranch, repo: Path) -> str:
     head = branch.head
     with remote_access(project) as access:
         remote = _remote_tip(repo, branch.name)
-        if remote and remote != head and git(["merge-base", "--is-ancestor", remote, head],
-                                             cwd=repo, check=False).returncode != 0:
+        if remote and _contains(repo, remote, head):
+            return head  # delivered already (perhaps with the team's commits on top)
+        if remote and not _contains(repo, head, remote):
             head = _take_in(branch, repo, remote)
         result = git(["push", "--quiet", "--porcelain", "origin",
                       f"{head}:refs/heads/{branch.name}"], cwd=repo, check=False,
@@ -115,6 +135,12 @@ def _push(branch: IntegrationBranch, repo: Path) -> str:
             raise DeliveryFailed(_failure_words(branch, result.stdout + result.stderr))
     git(["update-ref", f"refs/remotes/origin/{branch.name}", head], cwd=repo)
     return head
+
+
+def _contains(repo: Path, tip: str, commit: str) -> bool:
+    """Whether `commit` is `tip` or one of its ancestors."""
+    return tip == commit or git(["merge-base", "--is-ancestor", commit, tip], cwd=repo,
+                                check=False).returncode == 0
 
 
 def _remote_tip(repo: Path, name: str) -> str:

@@ -17,8 +17,7 @@ from accounts.api.serializers import StrictCharField, StrictSerializer
 from accounts.api.views import READ_ERRORS, WRITE_ERRORS, OrgEndpoint, errors, validated
 from accounts.roles import Capability
 from agents.delivery.api import DeliverySerializer
-from agents.delivery.selectors import branch_summary
-from agents.models import IntegrationBranch
+from agents.delivery.selectors import requirement_delivery
 from haao.api import CursorPagination
 from tickets import services
 from tickets.api.tickets import (
@@ -69,8 +68,7 @@ class RequirementDetailSerializer(RequirementSerializer):
 
     @extend_schema_field(DeliverySerializer(allow_null=True))
     def get_delivery(self, requirement: Requirement) -> dict[str, Any] | None:
-        branch = IntegrationBranch.objects.filter(requirement=requirement).first()
-        return branch_summary(branch) if branch else None
+        return requirement_delivery(requirement) or None
 
 
 class RequirementCreateSerializer(StrictSerializer):

@@ -196,7 +196,8 @@ def _pull_request(branch: IntegrationBranch) -> Any:
     forge = _forge(project)
     title, body = pull_request_text(branch)
     try:
-        if branch.pull_request_number:
+        # A merged or closed pull request takes no more commits: later work gets a new one.
+        if branch.pull_request_number and branch.pull_request_state in ("", "open"):
             return forge.pull_request_update(number=branch.pull_request_number, title=title,
                                              body=body)
         return forge.pull_request_open(head_branch=branch.name,

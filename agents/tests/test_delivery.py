@@ -247,3 +247,33 @@ def test_a_failed_delivery_is_on_the_project_page_and_an_admin_retries_it(
     outsider = Client()
     outsider.force_login(cast.outsider)
     assert outsider.post(deliver).status_code == 404
+
+
+def test_work_accepted_after_the_pull_request_was_merged_gets_a_new_one(
+        cast: Any, fake_github: Any) -> None:
+    server = fake_github.git
+    server.password = fake_github.token
+    project = _project(cast, server, delivery=DeliveryMode.PULL_REQUEST)
+    project.forge, project.forge_api_url = "github", fake_github.api_url
+    project.save()
+    branch = _haao_work(cast, project, {"README.md": "first\n"}, name="haao/PAY-R3")
+    first = branch_deliver(branch_id=branch.pk)
+    assert first is not None
+    fake_github.merge(first.pull_request_number)
+    IntegrationBranch.objects.filter(pk=branch.pk).update(
+        pull_request_state=PullRequestState.MERGED)
+    # A later ticket of the requirement lands on the branch.
+    repo = workspace_of(project, fresh=True)
+    with checkout_at(repo=repo, commit=branch.head) as checkout:
+        (checkout.directory / "LATER.md").write_text("later\n")
+        checkout.git(["update-index", "--add", "--", "LATER.md"])
+        tree = checkout.git(["write-tree"]).strip()
+    later = git(["commit-tree", tree, "-p", branch.head, "-m", "PAY-2"], cwd=repo).stdout.strip()
+    pack_save(project=project, repo=repo, commit=later, prerequisites=[branch.head])
+    IntegrationBranch.objects.filter(pk=branch.pk).update(head=later,
+                                                          status=DeliveryStatus.PENDING)
+    second = branch_deliver(branch_id=branch.pk)
+    assert second is not None and second.status == DeliveryStatus.DELIVERED, second.failure
+    pulls = fake_github.pulls[fake_github.repo]
+    assert len(pulls) == 2 and second.pull_request_number == pulls[1].number
+    assert second.pull_request_state == PullRequestState.OPEN

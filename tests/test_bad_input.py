@@ -106,6 +106,8 @@ COVERED_ELSEWHERE = {
 # Partial updates of a model endpoint (every field optional) and its bodiless health check.
 COVERED_IN_AGENTS = {
     "api/v1/orgs/<slug:org>/endpoints/<uuid:endpoint>/": "agents/tests/test_endpoints_api.py",
+    # Bodiless: a delivery of one of the project's branches, now.
+    "api/v1/orgs/<slug:org>/projects/<str:key>/branches/": "agents/tests/test_delivery.py",
 }
 # A policy's body maps rule names to values of each rule's own type.
 COVERED_IN_POLICIES = {

@@ -277,3 +277,29 @@ def test_work_accepted_after_the_pull_request_was_merged_gets_a_new_one(
     pulls = fake_github.pulls[fake_github.repo]
     assert len(pulls) == 2 and second.pull_request_number == pulls[1].number
     assert second.pull_request_state == PullRequestState.OPEN
+
+
+def test_the_api_lists_branches_and_an_admin_token_asks_for_a_delivery(
+        cast: Any, git_http_server: Any) -> None:
+    from tests.fixtures import token_client
+
+    git_http_server.create_repo(REPO, files={"app.py": "VALUE = 1\n"})
+    project = _project(cast, git_http_server)
+    branch = _haao_work(cast, project, {"app.py": "VALUE = 2\n"})
+    base = f"/api/v1/orgs/acme/projects/{project.key}/branches/"
+    admin = token_client(cast.org, cast.admin, ["read", "write", "admin"])
+    [listed] = admin.get(base).json()
+    assert (listed["branch"], listed["head"], listed["status"]) == (
+        "haao/integration", branch.head, "pending")
+    deliver = f"{base}{branch.pk}/deliver/"
+    answer = admin.post(deliver, b"{}", content_type="application/json")
+    assert answer.status_code == 202 and answer.json()["id"] == str(branch.pk)
+    manager = token_client(cast.org, cast.manager, ["read", "write", "admin"])
+    assert manager.post(deliver).status_code == 403
+    assert admin.post(f"{base}00000000-0000-0000-0000-000000000000/deliver/").status_code == 404
+    assert admin.post(f"/api/v1/orgs/acme/projects/{cast.other_project.key}/branches/"
+                      f"{branch.pk}/deliver/").status_code == 404
+    project.delivery = DeliveryMode.NONE
+    project.save()
+    refused = admin.post(deliver)
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "delivery_off"

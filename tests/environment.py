@@ -24,3 +24,23 @@ if _xdist.startswith("gw") and os.environ.get("REDIS_URL", "").startswith("redis
     _base = os.environ["REDIS_URL"].rsplit("/", 1)[0] if os.environ["REDIS_URL"].count("/") > 2 \
         else os.environ["REDIS_URL"]
     os.environ["REDIS_URL"] = f"{_base}/{1 + int(_xdist[2:]) % 15}"
+
+
+# Tests that never open the database behave the same on every backend: when the whole suite
+# runs twice (scripts/test.sh, PostgreSQL then the embedded defaults), the second pass sets
+# HAAO_SKIP_DATABASE_FREE=1 and runs only what the backend can change.
+DATABASE_FIXTURES = frozenset({"db", "transactional_db", "django_db_reset_sequences",
+                               "django_db_serialized_rollback", "live_server"})
+
+
+def pytest_collection_modifyitems(config: object, items: list) -> None:  # type: ignore[type-arg]
+    if os.environ.get("HAAO_SKIP_DATABASE_FREE") != "1":
+        return
+    kept, skipped = [], []
+    for item in items:
+        uses_database = item.get_closest_marker("django_db") is not None or bool(
+            DATABASE_FIXTURES & set(getattr(item, "fixturenames", ())))
+        (kept if uses_database else skipped).append(item)
+    if skipped:
+        config.hook.pytest_deselected(items=skipped)  # type: ignore[attr-defined]
+        items[:] = kept

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run test lint typecheck check-deploy css clean clean-localmodel bench bench-quick
+.PHONY: run test lint typecheck check-deploy css clean clean-localmodel localmodel-wheel bench bench-quick
 
 $(VENV)/bin/python:
 	@$(PYTHON) -m venv $(VENV) || { echo "Python's venv module is missing: apt-get install python3-venv"; exit 1; }
@@ -27,6 +27,8 @@ $(WHEELS)/.built: | $(VENV)/bin/python
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" FORCE_CMAKE=1 $(PY) -m pip wheel --quiet --no-cache-dir \
 	  --no-deps -w $(WHEELS) 'llama-cpp-python==$(LLAMA_VERSION)'
 	@touch $@
+
+localmodel-wheel: $(WHEELS)/.built
 
 $(VENV)/.installed-dev: pyproject.toml $(WHEELS)/.built | $(VENV)/bin/python
 	$(PY) -m pip install --quiet --find-links $(WHEELS) -e '.[dev,demo,localmodel]'

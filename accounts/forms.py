@@ -15,6 +15,8 @@ from django.utils import timezone
 
 from accounts.models import SSOConnection, SSOProtocol, User
 from accounts.roles import Role, TokenScope
+from accounts.sso.domains import normalize_domain
+from haao.errors import ApplicationError
 from tickets.models import Project
 from tickets.services import GRANTS
 
@@ -22,8 +24,6 @@ TOKEN_DEFAULT_DAYS = 90
 TOKEN_MAX_DAYS = 365
 MAX_EMAIL_DOMAINS = 50
 MAX_CERTIFICATE_CHARS = 16_384
-_DOMAIN_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
-_DOMAIN = re.compile(rf"^(?:{_DOMAIN_LABEL}\.)+(?:[a-z]{{2,63}}|xn--[a-z0-9-]{{1,59}})$")
 
 
 class RoleForm(forms.Form):
@@ -68,16 +68,10 @@ class ProjectGrantsForm(forms.Form):
 
 
 def _normalise_domain(raw: str) -> str:
-    domain = raw.strip().lower().rstrip(".")
-    if domain.startswith("@"):
-        domain = domain[1:]
     try:
-        ascii_domain = domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        raise ValidationError(f"'{raw.strip()}' is not a domain name.") from None
-    if len(ascii_domain) > 253 or not _DOMAIN.match(ascii_domain):
-        raise ValidationError(f"'{raw.strip()}' is not a domain name (like example.com).")
-    return ascii_domain
+        return normalize_domain(raw)
+    except ApplicationError as error:
+        raise ValidationError(error.message) from None
 
 
 def _load_certificate(text: str) -> str:

@@ -10,6 +10,7 @@ from allauth.socialaccount.models import SocialAccount
 from accounts import services
 from accounts.models import AuditEvent, Membership, User
 from accounts.roles import Role
+from accounts.tests.domains import verify_domain
 from tests.browser import skip_or_fail
 from tests.servers.oidc_provider import OIDCProvider, node_available
 
@@ -45,6 +46,7 @@ def acme(cast: Any, op: OIDCProvider):
                 "email_domains": ["acme.test"], "default_role": Role.PRODUCT_OWNER},
         client_secret=CLIENT_SECRET,
     )
+    verify_domain(cast.org, "acme.test", cast.admin)
     yield cast.org
     op.set_mode("normal")
 

@@ -98,8 +98,9 @@ class SSOConnectionForm(forms.Form):
                                  help_text="Members can sign in through this identity provider.")
     email_domains = forms.CharField(
         max_length=2000, required=False, label="Email domains",
-        help_text="Comma-separated, e.g. example.com, example.org. People with these "
-                  "addresses are sent to this identity provider.")
+        help_text="Comma-separated, e.g. example.com, example.org. \"Sign in with SSO\" sends "
+                  "these addresses here; the provider may sign in only addresses at domains "
+                  "verified under Domains.")
     default_role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER,
                                      help_text="Role of people who join through SSO.")
     oidc_issuer = forms.URLField(max_length=200, required=False, assume_scheme="https",
@@ -199,6 +200,17 @@ class SSOConnectionForm(forms.Form):
             "saml_sso_url": "" if oidc else data["saml_sso_url"],
             "saml_x509_cert": "" if oidc else data["saml_x509_cert"],
         }
+
+
+class DomainForm(forms.Form):
+    """An email domain the organization claims; verified afterwards by DNS."""
+
+    domain = forms.CharField(max_length=253, label="Email domain",
+                             help_text="The part after @ in your members' addresses, e.g. "
+                                       "example.com. Each subdomain is verified on its own.")
+
+    def clean_domain(self) -> str:
+        return _normalise_domain(str(self.cleaned_data.get("domain") or ""))
 
 
 class _UserByEmailField(forms.ModelChoiceField):

@@ -129,6 +129,14 @@ def organization_domain_remove(
                  .filter(pk=domain.pk).first())
         if claim is None:
             raise NotFound("This domain is not listed for the organization.")
+        org = Organization.objects.select_for_update().get(pk=organization.pk)
+        others = (OrganizationDomain.objects.for_org(org).filter(verified_at__isnull=False)
+                  .exclude(pk=claim.pk))
+        if org.sso_required and claim.is_verified and not others.exists():
+            # Nobody but the break-glass admin could enter (see organization_set_sso_policy).
+            raise Conflict(f"{claim.domain} is the last verified domain and the organization "
+                           "requires SSO. Stop requiring SSO first, or verify another domain.",
+                           code="last_verified_domain")
         audit_record(organization=organization, actor=Actor.of(actor), type="domain.removed",
                      target=claim, target_label=claim.domain,
                      data={"was_verified": claim.is_verified})

@@ -168,3 +168,23 @@ def test_a_verified_domain_routes_sign_in_with_sso_to_its_owner(cast):
     found = sso_connection_for(identifier="ann@acme.test")
 
     assert found is not None and found.organization == cast.org
+
+
+def test_the_last_verified_domain_stays_while_sso_is_required(cast):
+    from accounts import services as account_services
+
+    account_services.sso_connection_save(
+        organization=cast.org, actor=cast.admin, client_secret="s",
+        fields={"protocol": "oidc", "oidc_issuer": "https://acme.test", "oidc_client_id": "h"})
+    claim = verify_domain(cast.org, "acme.test", cast.admin)
+    account_services.organization_set_sso_policy(organization=cast.org, actor=cast.admin,
+                                                 sso_required=True, break_glass_user=None)
+
+    with pytest.raises(Conflict, match="last verified domain"):
+        services.organization_domain_remove(organization=cast.org, domain=claim,
+                                            actor=cast.admin)
+
+    assert OrganizationDomain.objects.filter(pk=claim.pk).exists()
+    verify_domain(cast.org, "corp.acme.test", cast.admin)
+    services.organization_domain_remove(organization=cast.org, domain=claim, actor=cast.admin)
+    assert verified_domains(organization=cast.org) == {"corp.acme.test"}

@@ -113,7 +113,8 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
                           message=f"{org.name} has not verified any email domain, so its "
                                   "identity provider cannot sign anyone in yet. An admin of "
                                   f"{org.name} must add the organization's email domain under "
-                                  "Admin → Domains and verify it with a DNS TXT record.")
+                                  "Administration → Single sign-on → Email domains and verify "
+                                  "it with a DNS TXT record.")
         if sociallogin.is_existing:
             user = sociallogin.user
             if not selectors.is_member(user=user, organization=org):
@@ -152,7 +153,7 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
                               f"the email domains {org.name} has verified, and {domain} is "
                               "not one of them. Sign in the way you usually do; if the "
                               f"domain belongs to {org.name}, an admin must verify it under "
-                              "Admin → Domains.")
+                              "Administration → Single sign-on → Email domains.")
 
     def populate_user(self, request: HttpRequest, sociallogin: SocialLogin,
                       data: dict[str, Any]) -> User:

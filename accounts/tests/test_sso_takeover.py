@@ -149,7 +149,7 @@ def test_an_organization_without_a_verified_domain_signs_nobody_in(
 
     assert response.status_code == 403
     assert b"has not verified any email domain" in response.content
-    assert "Admin → Domains" in response.content.decode()
+    assert "Single sign-on → Email domains" in response.content.decode()
     assert not User.objects.filter(email="new@globex.test").exists()
     assert refusal(cast.other_org).data["reason"] == "no verified domain"
 

@@ -2,7 +2,8 @@
 
 SSO apps come from `SSOConnection` rows (accounts/sso/providers.py), never from allauth's
 SocialApp table. An organization's identity provider may sign in only its own members or
-people it brings in just in time; it can never reach an account that belongs elsewhere.
+people it brings in just in time, and only at the email domains the organization verified;
+it can never reach an account that belongs elsewhere.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 
+from accounts.assurance import session_record_sso
 from accounts.models import User
 from accounts.services import membership_create_from_sso
 from accounts.sso import selectors, services
@@ -74,6 +76,8 @@ class AccountAdapter(DefaultAccountAdapter):
             assert isinstance(user, User)
             services.sso_login_record(organization=origin.organization, user=user,
                                       protocol=origin.protocol)
+            session_record_sso(session=request.session, user=user,
+                               organization=origin.organization)
             if not kwargs.get("redirect_url"):
                 kwargs["redirect_url"] = reverse("org-overview",
                                                  kwargs={"org": origin.organization.slug})
@@ -92,19 +96,32 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
         return _origin(request, sociallogin) is not None
 
     def pre_social_login(self, request: HttpRequest, sociallogin: SocialLogin) -> None:
-        """Decide whom this organization's identity provider may sign in."""
+        """Decide whom this organization's identity provider may sign in.
+
+        The IdP speaks only for the email domains its organization verified, for new and
+        existing accounts alike: any other answer would let one tenant's IdP take over an
+        account another tenant governs.
+        """
         origin = _origin(request, sociallogin)
         email = (sociallogin.user.email or "").strip().lower()
         if origin is None:
             raise _refuse(request, None, email=email, reason="unknown provider",
                           message="This identity provider is not enabled any more.")
         org = origin.organization
+        if not selectors.verified_domains(organization=org):
+            raise _refuse(request, origin, email=email, reason="no verified domain",
+                          message=f"{org.name} has not verified any email domain, so its "
+                                  "identity provider cannot sign anyone in yet. An admin of "
+                                  f"{org.name} must add the organization's email domain under "
+                                  "Administration → Single sign-on → Email domains and verify "
+                                  "it with a DNS TXT record.")
         if sociallogin.is_existing:
             user = sociallogin.user
             if not selectors.is_member(user=user, organization=org):
                 raise _refuse(request, origin, email=user.email, reason="not a member",
                               message=f"Your account is not a member of {org.name} any more. "
                                       "Ask an admin of the organization to invite you again.")
+            self._require_verified_domain(request, origin, email=user.email)
             return
         if not email:
             raise _refuse(request, origin, email="", reason="no email",
@@ -120,15 +137,23 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
                                       f"{org.name}'s identity provider cannot sign it in. Sign "
                                       "in the way you usually do, or ask an admin of "
                                       f"{org.name} to invite {email}.")
+            self._require_verified_domain(request, origin, email=existing.email)
             sociallogin.connect(request, existing)
             return
-        domain = email.rpartition("@")[2]
-        owner = selectors.sso_domain_owner(email=email)
-        allowed = origin.connection.email_domains
-        if (owner is not None and owner.pk != org.pk) or (allowed and domain not in allowed):
-            raise _refuse(request, origin, email=email, reason="email domain not allowed",
-                          message=f"{org.name}'s identity provider may not create accounts for "
-                                  f"addresses at {domain}.")
+        self._require_verified_domain(request, origin, email=email)
+
+    def _require_verified_domain(self, request: HttpRequest, origin: Origin, *,
+                                 email: str) -> None:
+        org = origin.organization
+        if selectors.idp_may_speak_for(organization=org, email=email):
+            return
+        domain = email.rpartition("@")[2] or "this address"
+        raise _refuse(request, origin, email=email, reason="email domain not verified",
+                      message=f"{org.name}'s identity provider may sign in only addresses at "
+                              f"the email domains {org.name} has verified, and {domain} is "
+                              "not one of them. Sign in the way you usually do; if the "
+                              f"domain belongs to {org.name}, an admin must verify it under "
+                              "Administration → Single sign-on → Email domains.")
 
     def populate_user(self, request: HttpRequest, sociallogin: SocialLogin,
                       data: dict[str, Any]) -> User:

@@ -15,6 +15,7 @@ from accounts.models import (
     Invitation,
     Membership,
     Organization,
+    OrganizationDomain,
     SSOConnection,
     User,
 )
@@ -104,6 +105,25 @@ class SSOConnectionAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # added by the organization's admins in the portal, with an audit event
+
+
+@admin.register(OrganizationDomain)
+class OrganizationDomainAdmin(admin.ModelAdmin):
+    """Read-only: domains are claimed, verified and removed by organization admins, audited."""
+
+    list_display = ["domain", "organization", "verified_at", "method", "created_at"]
+    list_filter = ["method"]
+    search_fields = ["domain", "organization__slug"]
+    exclude = ["token"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(AuditEvent)

@@ -15,6 +15,8 @@ from django.utils import timezone
 
 from accounts.models import SSOConnection, SSOProtocol, User
 from accounts.roles import Role, TokenScope
+from accounts.sso.domains import normalize_domain
+from haao.errors import ApplicationError
 from tickets.models import Project
 from tickets.services import GRANTS
 
@@ -22,8 +24,6 @@ TOKEN_DEFAULT_DAYS = 90
 TOKEN_MAX_DAYS = 365
 MAX_EMAIL_DOMAINS = 50
 MAX_CERTIFICATE_CHARS = 16_384
-_DOMAIN_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
-_DOMAIN = re.compile(rf"^(?:{_DOMAIN_LABEL}\.)+(?:[a-z]{{2,63}}|xn--[a-z0-9-]{{1,59}})$")
 
 
 class RoleForm(forms.Form):
@@ -68,16 +68,10 @@ class ProjectGrantsForm(forms.Form):
 
 
 def _normalise_domain(raw: str) -> str:
-    domain = raw.strip().lower().rstrip(".")
-    if domain.startswith("@"):
-        domain = domain[1:]
     try:
-        ascii_domain = domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        raise ValidationError(f"'{raw.strip()}' is not a domain name.") from None
-    if len(ascii_domain) > 253 or not _DOMAIN.match(ascii_domain):
-        raise ValidationError(f"'{raw.strip()}' is not a domain name (like example.com).")
-    return ascii_domain
+        return normalize_domain(raw)
+    except ApplicationError as error:
+        raise ValidationError(error.message) from None
 
 
 def _load_certificate(text: str) -> str:
@@ -104,8 +98,9 @@ class SSOConnectionForm(forms.Form):
                                  help_text="Members can sign in through this identity provider.")
     email_domains = forms.CharField(
         max_length=2000, required=False, label="Email domains",
-        help_text="Comma-separated, e.g. example.com, example.org. People with these "
-                  "addresses are sent to this identity provider.")
+        help_text="Comma-separated, e.g. example.com, example.org. \"Sign in with SSO\" sends "
+                  "these addresses here; the provider may sign in only addresses at domains "
+                  "verified under Domains.")
     default_role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER,
                                      help_text="Role of people who join through SSO.")
     oidc_issuer = forms.URLField(max_length=200, required=False, assume_scheme="https",
@@ -205,6 +200,17 @@ class SSOConnectionForm(forms.Form):
             "saml_sso_url": "" if oidc else data["saml_sso_url"],
             "saml_x509_cert": "" if oidc else data["saml_x509_cert"],
         }
+
+
+class DomainForm(forms.Form):
+    """An email domain the organization claims; verified afterwards by DNS."""
+
+    domain = forms.CharField(max_length=253, label="Email domain",
+                             help_text="The part after @ in your members' addresses, e.g. "
+                                       "example.com. Each subdomain is verified on its own.")
+
+    def clean_domain(self) -> str:
+        return _normalise_domain(str(self.cleaned_data.get("domain") or ""))
 
 
 class _UserByEmailField(forms.ModelChoiceField):

@@ -1,4 +1,4 @@
-"""Users, organizations, memberships, invitations, API tokens, SSO connections, audit log."""
+"""Users, organizations, memberships, invitations, tokens, SSO, email domains, audit log."""
 
 from __future__ import annotations
 
@@ -170,6 +170,8 @@ class SSOConnection(TenantModel):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     protocol = models.CharField(max_length=10, choices=SSOProtocol.choices)
     enabled = models.BooleanField(default=True)
+    # Routing only: which emails "Sign in with SSO" sends here. It grants nothing; the IdP
+    # speaks only for the organization's verified `OrganizationDomain` rows.
     email_domains = models.JSONField(
         default=list, blank=True,
         help_text="Email domains whose users are sent to this identity provider.",
@@ -191,6 +193,39 @@ class SSOConnection(TenantModel):
         constraints = [
             models.UniqueConstraint(fields=["organization"], name="one_sso_connection_per_org")
         ]
+
+
+class DomainVerificationMethod(models.TextChoices):
+    DNS_TXT = "dns_txt", "DNS TXT record"
+
+
+class OrganizationDomain(TenantModel):
+    """An email domain an organization claims; its IdP speaks for it only once verified."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    domain = models.CharField(max_length=253, help_text="Lowercase, IDNA (punycode) form.")
+    token = models.CharField(max_length=64, editable=False)
+    method = models.CharField(max_length=20, choices=DomainVerificationMethod.choices,
+                              default=DomainVerificationMethod.DNS_TXT)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    verified_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["domain"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "domain"], name="one_domain_per_org"),
+            # Whoever proves a domain first owns it; nobody else can verify it after.
+            models.UniqueConstraint(fields=["domain"],
+                                    condition=models.Q(verified_at__isnull=False),
+                                    name="domain_verified_once"),
+        ]
+
+    def __str__(self) -> str:
+        return self.domain
+
+    @property
+    def is_verified(self) -> bool:
+        return self.verified_at is not None
 
 
 class ActorType(models.TextChoices):

@@ -24,6 +24,7 @@ from accounts.models import (
     Invitation,
     Membership,
     Organization,
+    OrganizationDomain,
     SSOConnection,
     User,
 )
@@ -76,6 +77,12 @@ def organization_set_sso_policy(
         if sso_required and not SSOConnection.objects.for_org(org).filter(enabled=True).exists():
             raise ApplicationError("Configure and enable an identity provider before "
                                    "requiring SSO.", details={"sso_required": ["no provider"]})
+        if sso_required and not OrganizationDomain.objects.for_org(org).filter(
+                verified_at__isnull=False).exists():
+            # The IdP signs in only addresses at verified domains: with none, nobody but the
+            # break-glass admin could enter.
+            raise ApplicationError("Verify an email domain before requiring SSO.",
+                                   details={"sso_required": ["no verified domain"]})
         before = {"sso_required": org.sso_required,
                   "break_glass_user": org.break_glass_user.email if org.break_glass_user else None}
         org.sso_required = sso_required

@@ -1,4 +1,4 @@
-"""Organization admin console routes (members, invitations, SSO, tokens, audit log)."""
+"""Organization admin console routes (members, invitations, SSO, domains, tokens, audit log)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,11 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("admin/invitations/<uuid:invitation_id>/revoke/",
          console.InvitationRevokeView.as_view(), name="console-invitation-revoke"),
     path("admin/sso/", console.SSOView.as_view(), name="console-sso"),
+    path("admin/sso/domains/", console.DomainsView.as_view(), name="console-domains"),
+    path("admin/sso/domains/<uuid:domain_id>/verify/", console.DomainVerifyView.as_view(),
+         name="console-domain-verify"),
+    path("admin/sso/domains/<uuid:domain_id>/remove/", console.DomainRemoveView.as_view(),
+         name="console-domain-remove"),
     path("admin/sso/policy/", console.SSOPolicyView.as_view(), name="console-sso-policy"),
     path("admin/sso/unsandboxed-checks/", console.UnsandboxedChecksView.as_view(),
          name="console-unsandboxed-checks"),

@@ -8,6 +8,7 @@ from rest_framework import exceptions, generics, viewsets
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from accounts.assurance import session_satisfies
 from accounts.models import ApiToken, Membership, Organization
 from accounts.roles import SCOPE_IMPLIES, TokenScope, role_can
 from accounts.selectors import membership_for
@@ -20,8 +21,9 @@ class OrgScoped:
     """Resolves the organization from the URL and the caller's membership once per request.
 
     Anonymous → 401; token of another organization, non-member or missing org → the same
-    404; role without `required_capability` or token without the scope → 403. Subclasses
-    may not override `initial`, so none can skip it.
+    404; a session that did not meet the organization's SSO rule → 403; role without
+    `required_capability` or token without the scope → 403. Subclasses may not override
+    `initial`, so none can skip it.
     """
 
     required_capability: ClassVar[str | None] = None
@@ -50,6 +52,13 @@ class OrgScoped:
             raise exceptions.NotFound(NOT_FOUND_MESSAGE)
         self.membership = membership
         self.org = membership.organization
+        # A token is bound to its organization when it is made; a session must have met the
+        # organization's sign-in rule (its own SSO, when required) in this session.
+        if token is None and not session_satisfies(session=getattr(request, "session", None),
+                                                   user=membership.user, organization=self.org):
+            raise exceptions.PermissionDenied(
+                f"{self.org.name} requires signing in through its own single sign-on. Sign in "
+                "through the organization's identity provider, then try again.")
         if self.required_capability and not role_can(membership.role, self.required_capability):
             raise exceptions.PermissionDenied("Your role in this organization does not allow "
                                               "this.")

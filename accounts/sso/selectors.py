@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from accounts.models import Membership, Organization, SSOConnection, User
-from accounts.selectors import sso_domain_owners
+from django.db.models import QuerySet
+
+from accounts.models import Membership, Organization, OrganizationDomain, SSOConnection, User
+from accounts.sso.domains import email_domain
 from accounts.sso.providers import build_app
 
 
@@ -12,19 +14,17 @@ def sso_connection_for(*, identifier: str) -> SSOConnection | None:
     identifier = identifier.strip().lower()
     connections = SSOConnection.objects.filter(enabled=True).select_related("organization")
     if "@" in identifier:
-        domain = identifier.rpartition("@")[2]
-        found = next((c for c in connections if domain and domain in c.email_domains), None)
+        domain = email_domain(identifier)
+        owner = verified_domain_owner(domain=domain) if domain else None
+        if owner is not None:  # a verified domain routes to its owner's IdP, whatever is listed
+            found = connections.filter(organization=owner).first()
+        else:
+            found = next((c for c in connections if domain and domain in c.email_domains), None)
     else:
         found = connections.filter(organization__slug=identifier).first()
     if found is None or build_app(found) is None:
         return None
     return found
-
-
-def sso_domain_owner(*, email: str) -> Organization | None:
-    """The organization whose identity provider the email's domain is routed to, if any."""
-    domain = email.strip().lower().rpartition("@")[2]
-    return sso_domain_owners(domains=[domain]).get(domain) if domain else None
 
 
 def is_member(*, user: User, organization: Organization) -> bool:
@@ -38,3 +38,27 @@ def organizations_requiring_sso(*, user: User) -> list[Organization]:
         pk__in=Membership.objects.filter(user=user).values("organization"),
     ).exclude(break_glass_user=user).order_by("name")
     return list(orgs)
+
+
+def organization_domains(*, organization: Organization) -> QuerySet[OrganizationDomain]:
+    return OrganizationDomain.objects.for_org(organization).order_by("domain")
+
+
+def verified_domains(*, organization: Organization) -> set[str]:
+    """The email domains the organization's identity provider may speak for."""
+    return set(OrganizationDomain.objects.for_org(organization)
+               .filter(verified_at__isnull=False).values_list("domain", flat=True))
+
+
+def verified_domain_owner(*, domain: str) -> Organization | None:
+    """The organization that verified `domain` (normalized), if any."""
+    row = (OrganizationDomain.objects.select_related("organization")
+           .filter(domain=domain, verified_at__isnull=False).first())
+    return row.organization if row is not None else None
+
+
+def idp_may_speak_for(*, organization: Organization, email: str) -> bool:
+    """Whether the organization's identity provider may sign in or create `email`'s account."""
+    domain = email_domain(email)
+    return bool(domain) and OrganizationDomain.objects.for_org(organization).filter(
+        domain=domain, verified_at__isnull=False).exists()

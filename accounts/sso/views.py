@@ -8,6 +8,7 @@ from allauth.socialaccount.providers.base.constants import AuthProcess
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import View
 
 from accounts.sso.forms import SSOStartForm
@@ -24,25 +25,41 @@ class SSOStartView(View):
     template_name = "sso/start.html"
 
     def get(self, request: HttpRequest) -> HttpResponse:
-        if request.user.is_authenticated:
+        org = request.GET.get("org", "").strip()[:50]
+        if request.user.is_authenticated and not org:
             return redirect("home")
-        return self._render(request, SSOStartForm())
+        # `org` comes from the organization door: the session has not met that organization's
+        # sign-in rule yet. Only the typed slug is echoed, so the page reveals no tenant.
+        form = SSOStartForm(initial={"identifier": org}) if org else SSOStartForm()
+        return self._render(request, form, required=bool(org), next_url=self._next(request))
 
     def post(self, request: HttpRequest) -> HttpResponse:
         form = SSOStartForm(request.POST)
         if not form.is_valid():
-            return self._render(request, form, status=400)
+            return self._render(request, form, status=400, next_url=self._next(request))
         connection = form.connection
         app = build_app(connection)
         assert app is not None  # the form only accepts complete connections
         provider = app.get_provider(request)
         slug = connection.organization.slug
+        overview = reverse("org-overview", kwargs={"org": slug})
+        next_url = self._next(request)
         response: HttpResponse = provider.redirect(
             request, process=AuthProcess.LOGIN,
-            next_url=reverse("org-overview", kwargs={"org": slug}),
+            # Back to the page that asked, if it is a page of the organization signed in to.
+            next_url=next_url if next_url and next_url.startswith(overview) else overview,
         )
         return response
 
-    def _render(self, request: HttpRequest, form: SSOStartForm, status: int = 200) -> HttpResponse:
-        context: dict[str, Any] = {"form": form}
+    @staticmethod
+    def _next(request: HttpRequest) -> str:
+        value = request.POST.get("next") or request.GET.get("next") or ""
+        if value.startswith("/") and url_has_allowed_host_and_scheme(
+                value, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+            return value
+        return ""
+
+    def _render(self, request: HttpRequest, form: SSOStartForm, status: int = 200, *,
+                required: bool = False, next_url: str = "") -> HttpResponse:
+        context: dict[str, Any] = {"form": form, "required": required, "next_url": next_url}
         return render(request, self.template_name, context, status=status)

@@ -14,6 +14,7 @@ from django.test import Client
 
 from accounts import services
 from accounts.models import AuditEvent, Organization, SSOConnection
+from accounts.tests.domains import verify_domain
 from tests.factories import MembershipFactory
 
 SECRET = "s3cr3t-stored-value-xyz"
@@ -167,6 +168,7 @@ def test_a_domain_routed_to_another_organization_is_refused_on_its_field(cast, a
 
 
 def test_requiring_sso_with_a_break_glass_admin_is_saved_and_audited(cast, admin_client, oidc):
+    verify_domain(cast.org, "acme.test", cast.admin)
     response = admin_client.post("/o/acme/admin/sso/policy/",
                                  {"sso_required": "on", "break_glass_user": cast.admin.pk})
     assert response.status_code == 302
@@ -174,6 +176,15 @@ def test_requiring_sso_with_a_break_glass_admin_is_saved_and_audited(cast, admin
     assert org.sso_required and org.break_glass_user == cast.admin
     event = AuditEvent.objects.for_org(cast.org).order_by("-seq").first()
     assert event.type == "sso.policy_changed"
+
+
+def test_requiring_sso_without_a_verified_domain_explains_what_is_missing(
+    cast, admin_client, oidc
+):
+    response = admin_client.post("/o/acme/admin/sso/policy/", {"sso_required": "on"})
+    assert response.status_code == 400
+    assert "Verify an email domain before requiring SSO" in response.content.decode()
+    assert not Organization.objects.get(pk=cast.org.pk).sso_required
 
 
 def test_requiring_sso_without_a_provider_explains_what_is_missing(cast, admin_client):

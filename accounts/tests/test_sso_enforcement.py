@@ -7,6 +7,7 @@ from allauth.mfa.models import Authenticator
 from django.test import Client
 
 from accounts import services
+from accounts.tests.domains import verify_domain
 from tests.factories import PASSWORD, MembershipFactory
 
 
@@ -22,6 +23,7 @@ def sso_required(cast):
         fields={"protocol": "oidc", "oidc_issuer": "https://login.acme.test",
                 "oidc_client_id": "haao"}, client_secret="s3cret",
     )
+    verify_domain(cast.org, "acme.test", cast.admin)
     services.organization_set_sso_policy(organization=cast.org, actor=cast.admin,
                                          sso_required=True, break_glass_user=cast.admin)
     return cast.org

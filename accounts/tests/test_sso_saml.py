@@ -12,6 +12,7 @@ from accounts import services
 from accounts.models import AuditEvent, Membership, User
 from accounts.roles import Role
 from accounts.sso.providers import saml_sp_entity_id
+from accounts.tests.domains import verify_domain
 from tests.saml_idp import SamlIdP
 
 ACS = "http://testserver/accounts/saml/acme/acs/"
@@ -37,6 +38,7 @@ def saml_org(cast, idp):
                 "saml_sso_url": idp.sso_url, "saml_x509_cert": idp.certificate_body,
                 "email_domains": ["acme.test"], "default_role": Role.PRODUCT_OWNER},
     )
+    verify_domain(cast.org, "acme.test", cast.admin)
     return cast.org
 
 
@@ -75,6 +77,7 @@ def test_a_correctly_signed_assertion_signs_a_new_person_into_the_organization(
 
 def test_an_existing_member_is_signed_into_their_own_account(client, cast, saml_org, idp):
     member = cast.member
+    verify_domain(saml_org, member.email.rpartition("@")[2], cast.admin)
     request_id = start_login(client)
     response = post_response(client, idp.response(
         acs_url=ACS, audience=saml_sp_entity_id("acme"), in_response_to=request_id,

@@ -7,8 +7,12 @@ from typing import Any, ClassVar
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponseBase
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils.http import urlencode
 from django.views import View
 
+from accounts.assurance import session_satisfies
 from accounts.models import Membership, Organization
 from accounts.roles import role_can
 from accounts.selectors import membership_for
@@ -19,8 +23,9 @@ class OrgView(View):
 
     Resolves the organization from the URL's `org` and the caller's membership once, before
     any handler runs. Anonymous → login redirect; not a member (or no such org) → the same
-    404; a member without `required_capability` → 403. Subclasses cannot override `setup`
-    or `dispatch`, so they cannot skip it.
+    404; a session that did not meet the organization's sign-in rule (its own SSO, when
+    required) → that organization's SSO start; a member without `required_capability` →
+    403. Subclasses cannot override `setup` or `dispatch`, so they cannot skip it.
     """
 
     required_capability: ClassVar[str | None] = None
@@ -42,6 +47,11 @@ class OrgView(View):
             raise Http404("Not found.")
         self.membership = membership
         self.org = membership.organization
+        if not session_satisfies(session=request.session, user=membership.user,
+                                 organization=self.org):
+            # The organization requires its own SSO and this session did not sign in there.
+            query = urlencode({"org": self.org.slug, "next": request.get_full_path()})
+            return redirect(f"{reverse('sso-start')}?{query}")
         if self.required_capability and not role_can(membership.role, self.required_capability):
             raise PermissionDenied("Your role in this organization does not allow this.")
         return super().dispatch(request, *args, **kwargs)

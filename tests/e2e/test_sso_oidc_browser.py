@@ -10,7 +10,9 @@ from allauth.socialaccount.models import SocialAccount
 from accounts import services
 from accounts.models import AuditEvent, Membership, User
 from accounts.roles import Role
+from accounts.tests.domains import verify_domain
 from tests.browser import skip_or_fail
+from tests.factories import PASSWORD, MembershipFactory, UserFactory
 from tests.servers.oidc_provider import OIDCProvider, node_available
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -45,6 +47,7 @@ def acme(cast: Any, op: OIDCProvider):
                 "email_domains": ["acme.test"], "default_role": Role.PRODUCT_OWNER},
         client_secret=CLIENT_SECRET,
     )
+    verify_domain(cast.org, "acme.test", cast.admin)
     yield cast.org
     op.set_mode("normal")
 
@@ -122,3 +125,77 @@ def test_the_idp_cannot_sign_in_a_user_of_another_organization_only(
     assert not Membership.objects.filter(organization=acme, user=outsider).exists()
     assert page.goto(f"{live_server.url}/o/globex/").url.startswith(
         f"{live_server.url}/accounts/login/")
+
+
+GLOBEX_CLIENT = "haao-globex"
+GLOBEX_SECRET = "globex-secret-0123456789"
+
+
+@pytest.fixture
+def globex(cast: Any, op: OIDCProvider, live_server: Any, acme: Any):
+    """Globex's IdP: the same provider under another client, trusted for globex.test only."""
+    op.add_client({"client_id": GLOBEX_CLIENT, "client_secret": GLOBEX_SECRET,
+                   "redirect_uris": [live_server.url + "/accounts/oidc/org-globex/login/callback/"],
+                   "token_endpoint_auth_method": "client_secret_post"})
+    services.sso_connection_save(
+        organization=cast.other_org, actor=cast.outsider,
+        fields={"protocol": "oidc", "oidc_issuer": op.issuer, "oidc_client_id": GLOBEX_CLIENT},
+        client_secret=GLOBEX_SECRET,
+    )
+    return cast.other_org
+
+
+def test_another_organizations_idp_can_neither_create_nor_sign_in_an_acme_account(
+    page, live_server, op, acme, globex
+):
+    op.add_account({"sub": "newhire-0004", "email": "newhire@acme.test",
+                    "email_verified": True, "name": "New Hire", "password": "newhire-pw"})
+    account = {"email": "newhire@acme.test", "password": "newhire-pw"}
+
+    # Globex has verified no domain: its IdP signs nobody in.
+    sign_in_with_sso(page, live_server.url, "globex", account)
+    page.wait_for_selector("text=has not verified any email domain")
+
+    verify_domain(globex, "globex.test", globex_admin(globex))
+    page.goto(live_server.url + "/sso/")  # the provider remembers the person: no login form
+    page.fill("input[name=identifier]", "globex")
+    page.click("button[type=submit]")
+    page.wait_for_selector("text=acme.test is not one of them")
+
+    assert not User.objects.filter(email="newhire@acme.test").exists()
+    assert not AuditEvent.objects.filter(type="sso.login").exists()
+    assert [e.data["reason"] for e in AuditEvent.objects.for_org(globex)
+            .filter(type="sso.login_refused").order_by("seq")] == [
+        "no verified domain", "email domain not verified"]
+    assert page.goto(f"{live_server.url}/o/acme/").url.startswith(
+        f"{live_server.url}/accounts/login/")
+
+
+def globex_admin(org: Any) -> User:
+    return Membership.objects.get(organization=org, role=Role.ADMIN).user
+
+
+def test_a_password_session_is_sent_to_the_organizations_idp_and_then_gets_in(
+    page, live_server, op, acme, cast
+):
+    ann = UserFactory(email=ANN["email"])
+    MembershipFactory(organization=acme, user=ann)
+    page.goto(live_server.url + "/accounts/login/")
+    page.fill("input[name=login]", ann.email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_load_state("load")
+    services.organization_set_sso_policy(organization=acme, actor=cast.admin, sso_required=True,
+                                         break_glass_user=cast.admin)
+
+    page.goto(f"{live_server.url}/o/acme/")
+
+    assert "/sso/?org=acme" in page.url
+    page.click("form[action='/sso/'] button[type=submit]")  # the header has other forms
+    page.wait_for_selector("input[name=login]")
+    page.fill("input[name=login]", ANN["email"])
+    page.fill("input[name=password]", ANN["password"])
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/o/acme/")
+    assert SocialAccount.objects.get(user=ann).provider == "org-acme"
+    assert AuditEvent.objects.for_org(acme).get(type="sso.login").actor_user == ann

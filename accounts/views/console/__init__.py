@@ -1,4 +1,4 @@
-"""The organization admin console: members, invitations, SSO, API tokens and the audit log.
+"""The organization admin console: members, invitations, SSO and domains, API tokens, audit log.
 
 Each POST handler validates a form from accounts/forms.py and calls one service; domain
 errors (ApplicationError) become form errors or messages, never a 500.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from accounts.views.console.audit import AuditCSVView, AuditLogView, csv_cell, summarize
 from accounts.views.console.base import ConsolePage
+from accounts.views.console.domains import DomainRemoveView, DomainsView, DomainVerifyView
 from accounts.views.console.invitations import (
     InvitationRevokeView,
     InvitationsView,
@@ -26,6 +27,9 @@ __all__ = [
     "AuditCSVView",
     "AuditLogView",
     "ConsolePage",
+    "DomainRemoveView",
+    "DomainVerifyView",
+    "DomainsView",
     "InvitationRevokeView",
     "InvitationsView",
     "MemberDetailView",

@@ -26,6 +26,7 @@ from accounts.models import (
     User,
 )
 from accounts.roles import Capability, Role
+from accounts.sso.selectors import verified_domains
 from accounts.views.console.base import (
     ConsolePage,
     service_error,
@@ -63,6 +64,7 @@ class SSOView(ConsolePage):
             saml_acs_url=f"{settings.BASE_URL}/accounts/saml/{slug}/acs/",
             saml_entity_id=f"{settings.BASE_URL}/accounts/saml/{slug}/metadata/",
             protocols=SSOProtocol,
+            verified_domains=sorted(verified_domains(organization=self.org)),
         )
         return context
 

@@ -39,6 +39,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
+from accounts.assurance import session_satisfies
 from accounts.models import AuditEvent
 from accounts.selectors import membership_for
 from tickets import live
@@ -102,14 +103,18 @@ def parse_after(query_string: bytes) -> int | None:
     return int(values[0])
 
 
-def resolve_stream(*, user: Any, org_slug: str, kind: str, key: str) -> Stream | CloseCode:
-    """The stream the caller asked for, or why not; the REST endpoints' rules (one thread)."""
+def resolve_stream(*, user: Any, org_slug: str, kind: str, key: str,
+                   session: Any = None) -> Stream | CloseCode:
+    """The stream the caller asked for, or why not; the REST endpoints' rules (one thread),
+    including the organization's sign-in rule (its own IdP where it requires SSO)."""
     if not user.is_authenticated:
         return CloseCode.FORBIDDEN
     membership = membership_for(user=user, org_slug=org_slug)
     if membership is None:
         return CloseCode.NOT_FOUND
     org = membership.organization
+    if not session_satisfies(session=session, user=user, organization=org):
+        return CloseCode.FORBIDDEN
     if kind == "project":
         project = project_by_key(membership=membership, key=key)
         if project is None:
@@ -304,7 +309,7 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         kwargs = self.scope["url_route"]["kwargs"]
         decision = await database_sync_to_async(resolve_stream)(
             user=self.scope.get("user"), org_slug=kwargs["org"], kind=self.kind,
-            key=kwargs["key"])
+            key=kwargs["key"], session=self.scope.get("session"))
         if isinstance(decision, CloseCode):
             await self.refuse(decision)
             return

@@ -360,3 +360,33 @@ def test_the_browser_client_is_served_as_a_static_file() -> None:
     assert path is not None
     text = Path(path).read_text()
     assert "window.HAAO.live = { subscribe: subscribe }" in text
+
+
+def test_an_organization_that_requires_sso_streams_only_to_a_session_through_its_own_idp(
+        cast) -> None:
+    from accounts.assurance import session_record_sso
+    from accounts.models import Organization
+
+    Organization.objects.filter(pk=cast.org.pk).update(sso_required=True)
+    cast.org.refresh_from_db()
+    client = Client()
+    client.force_login(cast.admin)
+    name = settings.SESSION_COOKIE_NAME
+    cookie = [(b"origin", b"http://localhost"),
+              (b"cookie", f"{name}={client.cookies[name].value}".encode())]
+    # Signed in with a password: the organization's rule is not met.
+    assert run(lambda: close_code(PAY, cookie)) == 4403
+    session = client.session
+    session_record_sso(session=session, user=cast.admin, organization=cast.other_org)
+    session.save()
+    assert run(lambda: close_code(PAY, cookie)) == 4403  # another organization's IdP
+    session_record_sso(session=session, user=cast.admin, organization=cast.org)
+    session.save()
+
+    async def scenario() -> list[dict]:
+        communicator = await open_stream(PAY, cookie)
+        events, _ = await read_until_caught_up(communicator)
+        await communicator.disconnect()
+        return events
+
+    assert run(scenario) is not None

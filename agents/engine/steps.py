@@ -495,8 +495,8 @@ def check_step(*, attempt_id: Any) -> None:
         with heartbeat(attempt=claimed):
             if not sandbox.sandbox_available():
                 if not allow_unsandboxed:
-                    after_attempt(run.finish(AttemptOutcome.ERROR, error=SANDBOX_MISSING),
-                                  run)
+                    after_attempt(run.finish(AttemptOutcome.INFRASTRUCTURE,
+                                             error=SANDBOX_MISSING), run)
                     return
                 run.warning = UNSANDBOXED_WARNING
             # Fetched before each attempt, so it starts from the team's current code.
@@ -514,7 +514,7 @@ def check_step(*, attempt_id: Any) -> None:
         logger.info("Attempt %s was taken over; its checks are dropped.", claimed.pk)
         return
     except ApplicationError as error:
-        attempt_done = _quietly(run.finish, outcome=AttemptOutcome.ERROR, error=error.message)
+        attempt_done = _quietly(run.finish_error, error=error)
     except Exception as error:
         logger.exception("Checks of attempt %s crashed", claimed.pk)
         attempt_done = _quietly(run.finish, outcome=AttemptOutcome.ERROR,

@@ -209,7 +209,16 @@ class _Tail:
 @functools.cache
 def _tool(name: str) -> str | None:
     """The absolute path of a system tool; only /usr and /bin count, they are visible inside."""
+    if name == "bwrap" and not _enabled():
+        return None
     return shutil.which(name, path="/usr/bin:/bin:/usr/sbin:/sbin")
+
+
+def _enabled() -> bool:
+    """False when the operator declared this machine has no sandbox (HAAO_SANDBOX=false)."""
+    from django.conf import settings
+
+    return not settings.configured or bool(getattr(settings, "HAAO_SANDBOX", True))
 
 
 @functools.cache

@@ -164,6 +164,9 @@ HAAO_ENDPOINT_HEALTH_INTERVAL = env.integer("HAAO_ENDPOINT_HEALTH_INTERVAL", 30,
 HAAO_ENDPOINT_WAIT_SECONDS = env.integer("HAAO_ENDPOINT_WAIT_SECONDS", 3, minimum=1)
 # Seconds a local coder may take for one answer.
 HAAO_CODER_TIMEOUT = env.integer("HAAO_CODER_TIMEOUT", 300, minimum=5)
+# false declares that this machine has no sandbox (as if bubblewrap were missing): checks run
+# only for organizations that allow unsandboxed checks, the others' tickets wait for an admin.
+HAAO_SANDBOX = env.boolean("HAAO_SANDBOX", True)
 # Directories (e.g. a virtualenv) that Definition-of-Done checks see read-only, with their
 # `bin` on PATH: the toolchain for projects without a setup command of their own. By default
 # the interpreter HAAO runs with (its virtualenv, then the base interpreter); the real

@@ -23,7 +23,7 @@ from agents.coder.prompt import PreviousAttempt, PreviousCheck, coder_messages
 from agents.delivery.packs import pack_save
 from agents.edits import EditParseError, EditPathError, parse_edits
 from agents.environments import PreparedEnvironment
-from agents.failures import check_failure_cause, error_cause
+from agents.failures import SANDBOX_MISSING, check_failure_cause, error_cause
 from agents.models import CallOutcome, CallRole, InferenceEndpoint, ModelCall
 from agents.sandbox import CheckRun, CheckSpec, SandboxLimits, run_check
 from agents.services import model_call_record
@@ -61,11 +61,6 @@ _CALL_FAILURE_OUTCOMES = {
     CallOutcome.INVALID_OUTPUT: AttemptOutcome.INVALID_OUTPUT,
 }
 
-SANDBOX_MISSING = (
-    "Checks cannot run: bubblewrap is not available on this worker, and the organization "
-    "does not allow unsandboxed checks. Install the Debian packages bubblewrap and util-linux "
-    "on the worker (apt-get install bubblewrap util-linux), or let an organization admin "
-    "allow unsandboxed checks in the console (Security).")
 UNSANDBOXED_WARNING = (
     "Warning: the checks ran WITHOUT a sandbox (bubblewrap is not available on this worker; "
     "the organization allows unsandboxed checks). The model's code ran with the worker's "

@@ -8,13 +8,32 @@ spending a retry, an escalation or a cloud call. The texts here are what that ad
 
 from __future__ import annotations
 
-from agents.environments import EnvironmentSetupFailed, ToolchainMissing
-from agents.sandbox import CheckInvalid, CheckRun, SandboxError, SandboxUnavailable
+import tempfile
+from pathlib import Path
+
+from agents.environments import EnvironmentSetupFailed, ToolchainMissing, check_toolchain
+from agents.sandbox import (
+    CheckInvalid,
+    CheckRun,
+    CheckSpec,
+    SandboxError,
+    SandboxLimits,
+    SandboxUnavailable,
+    run_check,
+    sandbox_available,
+)
+from haao.errors import ApplicationError
 
 # Exit codes of a program that was not found (127) or could not be executed (126).
 NOT_STARTED = (126, 127)
 # CheckInvalid fields that describe the machine's setup rather than the ticket's checks.
 _MACHINE_FIELDS = ("setup_command", "readonly_paths", "binds", "env_extra", "worktree")
+# What an admin reads when this machine cannot start a sandbox at all (agents.execution).
+SANDBOX_MISSING = (
+    "Checks cannot run: bubblewrap is not available on this worker, and the organization "
+    "does not allow unsandboxed checks. Install the Debian packages bubblewrap and util-linux "
+    "on the worker (apt-get install bubblewrap util-linux), or let an organization admin "
+    "allow unsandboxed checks in the console (Security).")
 _INSTALL = ("An admin can install it on the worker, give the project a setup command that "
             "provides it, or name its directory in HAAO_CHECK_TOOLCHAIN.")
 
@@ -58,3 +77,23 @@ def error_cause(error: BaseException) -> str:
         return (f"The checks' environment on this worker is not usable: {error.message} An "
                 "admin can correct the project's setup command or HAAO_CHECK_TOOLCHAIN.")
     return ""
+
+
+def sandbox_problem() -> str:
+    """"" when a trivial check of the default toolchain's python runs in the sandbox on this
+    machine; otherwise why not, for an admin (what /health reports)."""
+    if not sandbox_available():
+        return SANDBOX_MISSING
+    probe = CheckSpec(name="health", command=("python3", "-c", "import sys; print(sys.version)"),
+                      timeout_seconds=30)
+    try:
+        readonly, env_extra = check_toolchain()
+        with tempfile.TemporaryDirectory(prefix="haao-health-") as scratch:
+            run = run_check(worktree=Path(scratch), check=probe, readonly_paths=readonly,
+                            limits=SandboxLimits(timeout_seconds=30), env_extra=env_extra)
+    except ApplicationError as error:
+        return error_cause(error) or error.message
+    if run.passed:
+        return ""
+    return check_failure_cause(run, path=env_extra["PATH"]) or \
+        f"python3 -c … failed in the sandbox: {run.expectation}"

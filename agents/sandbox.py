@@ -215,9 +215,12 @@ def _tool(name: str) -> str | None:
 
 
 def _enabled() -> bool:
-    """False when the operator declared this machine has no sandbox (HAAO_SANDBOX=false)."""
-    from django.conf import settings
-
+    """False when the operator declared this machine has no sandbox (HAAO_SANDBOX=false).
+    This module also runs without Django (agents/tests/test_sandbox_escape.py)."""
+    try:
+        from django.conf import settings
+    except ImportError:
+        return True
     return not settings.configured or bool(getattr(settings, "HAAO_SANDBOX", True))
 
 

@@ -111,7 +111,8 @@ def health(request: HttpRequest) -> JsonResponse:
         else:
             results[name] = {"ok": True}
         results[name]["ms"] = round((time.perf_counter() - started) * 1000, 1)
-    results["sandbox"]["required"] = sandbox_required()
+    if "sandbox" in results:
+        results["sandbox"]["required"] = sandbox_required()
     broken = [name for name, result in results.items() if not result["ok"]]
     failed = [name for name in broken if results[name].get("required", True)]
     warnings = [name for name in broken if name not in failed]

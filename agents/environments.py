@@ -9,18 +9,25 @@ directory read-only at /env, so they start fast and offline. See docs/sandbox.md
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
+import logging
 import os
 import re
 import shutil
+import subprocess
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
+
 from agents.sandbox import (
     DEFAULT_SANDBOX_UID,
     SANDBOX_PATH,
+    SYSTEM_DIRS,
     Bind,
     CheckInvalid,
     CheckSpec,
@@ -38,9 +45,25 @@ READY_MARKER = ".haao-ready"
 # How much of the setup command's output an error carries.
 OUTPUT_TAIL_CHARS = 2000
 
+logger = logging.getLogger(__name__)
+
 _COMMIT = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
 # argv only: a shell would turn the setup command back into a script nobody reviewed.
 _SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "fish", "csh", "tcsh", "busybox"}
+
+
+# An interpreter's executable: python, python3, python3.11 (not python3-config).
+_PYTHON = re.compile(r"python[0-9.]*")
+# Run by each toolchain interpreter to learn where its standard library and libpython live.
+_PREFIX_PROBE = ("import json, sys; print(json.dumps([sys.prefix, sys.base_prefix, "
+                 "sys.exec_prefix, sys.base_exec_prefix]))")
+
+
+class ToolchainMissing(ApplicationError):
+    """A toolchain directory the checks need does not exist on this machine."""
+
+    code = "toolchain_missing"
+    status = 503
 
 
 class EnvironmentSetupFailed(ApplicationError):
@@ -93,18 +116,27 @@ def environment_prepare(*, project: Any, repo_path: Path, base_commit: str, root
                            details={"network": "must be true or false"})
     repo = Path(repo_path)
     path = Path(root).absolute() / check_project_id(project.pk) / base_commit
-    readonly = tuple(Path(p) for p in readonly_paths)
+    given = [Path(p) for p in readonly_paths]
+    readonly = toolchain_paths(given)
+    # The setup command finds the given interpreters' programs first (python3 -m venv).
+    setup_path = ":".join([*(str(p / "bin") for p in given if (p / "bin").is_dir()),
+                           SANDBOX_PATH])
     with file_lock(path.with_name(f"{base_commit}.lock")):
         if not (path / READY_MARKER).is_file():
             _build(argv=argv, repo=repo, path=path, base_commit=base_commit,
                    limits=dataclasses.replace(limits, network=network), readonly=readonly,
-                   sandbox_uid=sandbox_uid)
-    return PreparedEnvironment(path=path, env_extra=_env_extra(path), readonly_paths=readonly,
+                   sandbox_uid=sandbox_uid, setup_path=setup_path)
+    # The environment's own interpreters link to their base (pyvenv.cfg's home): it is seen
+    # too. Nothing in the directory the setup command wrote is run to find out.
+    behind = toolchain_paths([path], trusted=False)[1:]
+    return PreparedEnvironment(path=path, env_extra=_env_extra(path),
+                               readonly_paths=tuple(dict.fromkeys([*readonly, *behind])),
                                binds=(Bind(source=path, target=ENV_MOUNT, writable=False),))
 
 
 def _build(*, argv: list[str], repo: Path, path: Path, base_commit: str,
-           limits: SandboxLimits, readonly: tuple[Path, ...], sandbox_uid: int) -> None:
+           limits: SandboxLimits, readonly: tuple[Path, ...], sandbox_uid: int,
+           setup_path: str = SANDBOX_PATH) -> None:
     # Whatever a failed earlier preparation left is not trusted: start from nothing.
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
@@ -114,7 +146,7 @@ def _build(*, argv: list[str], repo: Path, path: Path, base_commit: str,
             os.chown(path, sandbox_uid, sandbox_uid)
         try:
             _run_setup(argv=argv, repo=repo, path=path, base_commit=base_commit, limits=limits,
-                       readonly=readonly, sandbox_uid=sandbox_uid)
+                       readonly=readonly, sandbox_uid=sandbox_uid, setup_path=setup_path)
         except BaseException:
             shutil.rmtree(path, ignore_errors=True)
             raise
@@ -124,7 +156,8 @@ def _build(*, argv: list[str], repo: Path, path: Path, base_commit: str,
 
 
 def _run_setup(*, argv: list[str], repo: Path, path: Path, base_commit: str,
-               limits: SandboxLimits, readonly: tuple[Path, ...], sandbox_uid: int) -> None:
+               limits: SandboxLimits, readonly: tuple[Path, ...], sandbox_uid: int,
+               setup_path: str = SANDBOX_PATH) -> None:
     with file_lock(lock_for(repo)):
         if git(["rev-parse", "--verify", "--quiet", f"{base_commit}^{{commit}}"], cwd=repo,
                check=False).returncode != 0:
@@ -138,7 +171,7 @@ def _run_setup(*, argv: list[str], repo: Path, path: Path, base_commit: str,
         check = CheckSpec(name="setup", command=tuple(argv),
                           timeout_seconds=limits.timeout_seconds)
         run = run_check(worktree=checkout, check=check, limits=limits, readonly_paths=readonly,
-                        env_extra={"PATH": SANDBOX_PATH}, sandbox_uid=sandbox_uid,
+                        env_extra={"PATH": setup_path}, sandbox_uid=sandbox_uid,
                         binds=[Bind(source=path, target=ENV_MOUNT, writable=True)])
     finally:
         with file_lock(lock_for(repo)):
@@ -162,3 +195,137 @@ def _env_extra(path: Path) -> dict[str, str]:
     if (path / "bin").is_dir():
         return {"PATH": f"{ENV_MOUNT}/bin:{SANDBOX_PATH}"}
     return {}
+
+
+# --- What a check needs to see of the host's interpreters --------------------------------------
+
+def toolchain_paths(directories: Sequence[Path], *, trusted: bool = True) -> tuple[Path, ...]:
+    """Each directory and the real host directories behind its interpreters, to mount read-only.
+
+    A virtualenv's `python` is a link into the interpreter it was made from (pyenv, uv,
+    conda, /usr/local): without that prefix the sandbox cannot start it (exit 127). Programs
+    inside an untrusted directory (one a sandboxed setup command wrote) are never run here.
+    """
+    found: dict[Path, None] = {}
+    for raw in directories:
+        directory = Path(raw)
+        found.setdefault(directory)
+        for path in _interpreter_dirs(directory, trusted):
+            found.setdefault(path)
+    return tuple(found)
+
+
+@functools.lru_cache(maxsize=256)
+def _interpreter_dirs(directory: Path, trusted: bool) -> tuple[Path, ...]:
+    """The prefixes of the interpreters in `directory` (and its `venv`): each link's target as
+    written (the sandbox must have that path) and as resolved (where the files are)."""
+    home_dir = Path(os.path.realpath(directory))
+    candidates: list[Path] = []
+    for venv in (directory, directory / "venv"):
+        home = _venv_home(venv / "pyvenv.cfg")
+        if home is not None:
+            candidates += [_prefix_of(home), _prefix_of(Path(os.path.realpath(home)))]
+    bins = [directory / "bin", directory / "venv" / "bin"]
+    if directory.name == "bin":
+        bins.append(directory)
+    probed: set[Path] = set()
+    for bin_dir in bins:
+        if not bin_dir.is_dir():
+            continue
+        for entry in sorted(bin_dir.iterdir()):
+            if not _PYTHON.fullmatch(entry.name):
+                continue
+            real = Path(os.path.realpath(entry))
+            if not real.is_file():
+                continue
+            for hop in (*_link_chain(entry), real):
+                if not Path(os.path.realpath(hop.parent)).is_relative_to(home_dir):
+                    candidates.append(_prefix_of(hop.parent))
+            inside = real.is_relative_to(home_dir)
+            if real in probed or not _PYTHON.fullmatch(real.name) or (inside and not trusted):
+                continue
+            probed.add(real)
+            candidates.extend(_reported_prefixes(real))
+    found: dict[Path, None] = {}
+    for candidate in candidates:
+        for path in (Path(os.path.normpath(candidate)), Path(os.path.realpath(candidate))):
+            if Path(os.path.realpath(path)) != home_dir and _mountable(path):
+                found.setdefault(path)
+    return tuple(found)
+
+
+def _link_chain(path: Path) -> list[Path]:
+    """Every path a chain of symbolic links passes through, as written (not resolved)."""
+    chain: list[Path] = []
+    for _ in range(40):  # the kernel's own limit on nested links
+        if not path.is_symlink():
+            break
+        path = Path(os.path.normpath(path.parent / os.readlink(path)))
+        chain.append(path)
+    return chain
+
+
+def _venv_home(config: Path) -> Path | None:
+    """The `home =` of a virtualenv's pyvenv.cfg: its base interpreter's bin directory."""
+    try:
+        lines = config.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        key, _, value = line.partition("=")
+        if key.strip() == "home" and value.strip().startswith("/"):
+            return Path(value.strip())
+    return None
+
+
+def _prefix_of(bin_dir: Path) -> Path:
+    return bin_dir.parent if bin_dir.name == "bin" else bin_dir
+
+
+def _reported_prefixes(python: Path) -> list[Path]:
+    """sys.prefix and sys.base_prefix (and the exec ones) as the interpreter itself says."""
+    try:
+        done = subprocess.run(  # noqa: S603 - a fixed probe, no shell
+            [str(python), "-I", "-c", _PREFIX_PROBE], capture_output=True, text=True,
+            timeout=20, env={"PATH": SANDBOX_PATH, "LANG": "C.UTF-8"}, check=False)
+        reported = json.loads(done.stdout) if done.returncode == 0 else []
+    except (OSError, subprocess.SubprocessError, ValueError):
+        reported = []
+    if not reported:
+        logger.warning("The interpreter %s did not report its prefix.", python)
+    return [Path(p) for p in reported if isinstance(p, str) and p.startswith("/")]
+
+
+def _mountable(path: Path) -> bool:
+    """A directory a check may see: not the whole system, not visible already, not a parent
+    of HAAO's own source, data or worktrees (that would expose its secrets)."""
+    real = Path(os.path.realpath(path))
+    if not real.is_dir() or min(len(path.parts), len(real.parts)) < 3:
+        return False  # "/" or a top-level directory such as /root or /home
+    if any(path.is_relative_to(system) for system in SYSTEM_DIRS):
+        return False  # the sandbox shows the system directories already
+    own = [Path(os.path.realpath(p)) for p in (settings.BASE_DIR, settings.DATA_DIR,
+                                               settings.HAAO_WORKSPACE_ROOT)]
+    return not any(mine.is_relative_to(path) or mine.is_relative_to(real) for mine in own)
+
+
+def check_toolchain(environment: PreparedEnvironment | None = None,
+                    ) -> tuple[list[Path], dict[str, str]]:
+    """What checks see read-only and their environment: the project's prepared environment
+    first, then the operator's toolchain (HAAO_CHECK_TOOLCHAIN, by default the interpreter
+    HAAO runs with), then the system; each with the interpreters behind it."""
+    toolchain = list(settings.HAAO_CHECK_TOOLCHAIN)
+    missing = [str(path) for path in toolchain if not path.is_dir()]
+    if missing:
+        raise ToolchainMissing(
+            f"HAAO_CHECK_TOOLCHAIN names {', '.join(missing)}, which does not exist on this "
+            "worker; an admin can install the toolchain there or change HAAO_CHECK_TOOLCHAIN.",
+            details={"HAAO_CHECK_TOOLCHAIN": missing})
+    readonly = [*(environment.readonly_paths if environment else ()),
+                *toolchain_paths(toolchain)]
+    env_extra = dict(environment.env_extra) if environment else {}
+    system = SANDBOX_PATH.split(":")
+    own = [d for d in env_extra.get("PATH", "").split(":") if d and d not in system]
+    bins = [str(p / "bin") for p in toolchain if (p / "bin").is_dir()]
+    env_extra["PATH"] = ":".join(dict.fromkeys([*own, *bins, *system]))
+    return list(dict.fromkeys(readonly)), env_extra

@@ -23,6 +23,7 @@ from agents.coder.prompt import PreviousAttempt, PreviousCheck, coder_messages
 from agents.delivery.packs import pack_save
 from agents.edits import EditParseError, EditPathError, parse_edits
 from agents.environments import PreparedEnvironment
+from agents.failures import SANDBOX_MISSING, check_failure_cause, error_cause
 from agents.models import CallOutcome, CallRole, InferenceEndpoint, ModelCall
 from agents.sandbox import CheckRun, CheckSpec, SandboxLimits, run_check
 from agents.services import model_call_record
@@ -60,11 +61,6 @@ _CALL_FAILURE_OUTCOMES = {
     CallOutcome.INVALID_OUTPUT: AttemptOutcome.INVALID_OUTPUT,
 }
 
-SANDBOX_MISSING = (
-    "Checks cannot run: bubblewrap is not available on this worker, and the organization "
-    "does not allow unsandboxed checks. Install the Debian packages bubblewrap and util-linux "
-    "on the worker (apt-get install bubblewrap util-linux), or let an organization admin "
-    "allow unsandboxed checks in the console (Security).")
 UNSANDBOXED_WARNING = (
     "Warning: the checks ran WITHOUT a sandbox (bubblewrap is not available on this worker; "
     "the organization allows unsandboxed checks). The model's code ran with the worker's "
@@ -130,7 +126,7 @@ def run_attempt(*, ticket: Ticket, attempt_number: int, endpoint: InferenceEndpo
     try:
         if not sandbox.sandbox_available():
             if not allow_unsandboxed:
-                return run.finish(AttemptOutcome.ERROR, error=SANDBOX_MISSING)
+                return run.finish(AttemptOutcome.INFRASTRUCTURE, error=SANDBOX_MISSING)
             run.warning = UNSANDBOXED_WARNING
         return run.execute(repo_root=Path(repo_root), limits=sandbox_limits,
                            readonly_paths=readonly_paths, allow_unsandboxed=allow_unsandboxed,
@@ -139,7 +135,7 @@ def run_attempt(*, ticket: Ticket, attempt_number: int, endpoint: InferenceEndpo
                            binds=environment.binds if environment else ())
     except ApplicationError as error:
         logger.warning("attempt %s of %s failed: %s", attempt_number, ticket.pk, error.message)
-        return run.finish(AttemptOutcome.ERROR, error=error.message)
+        return run.finish_error(error)
     except Exception as error:
         # A finished attempt with the reason beats one left "running" for recovery to find.
         logger.exception("attempt %s of %s crashed", attempt_number, ticket.pk)
@@ -193,8 +189,17 @@ class AttemptRun:
         return self.finish(AttemptOutcome.GUARDRAIL_VIOLATION,
                            error=f"Refused by policy ({refusal.rule}): {refusal.message}")
 
+    def finish_error(self, error: ApplicationError) -> Attempt:
+        """End the attempt on an error: the machine's (failures.error_cause) or another."""
+        cause = error_cause(error)
+        if cause:
+            return self.finish(AttemptOutcome.INFRASTRUCTURE, error=cause)
+        return self.finish(AttemptOutcome.ERROR, error=error.message)
+
     def finish(self, outcome: str, *, error: str = "") -> Attempt:
-        if self.warning:
+        if self.warning and outcome == AttemptOutcome.INFRASTRUCTURE and error:
+            error = f"{error}\n{self.warning}"  # the cause is what the ticket is blocked with
+        elif self.warning:
             error = f"{self.warning}\n{error}" if error else self.warning
         # Every model call of the attempt (each delivery, each repair round) is in the ledger.
         usage = ModelCall.objects.filter(attempt=self.attempt).aggregate(
@@ -341,6 +346,11 @@ class AttemptRun:
                 runs.append(run)
                 if on_check is not None:
                     on_check(index, len(checks), run)
+                cause = check_failure_cause(
+                    run, path=(env_extra or {}).get("PATH", sandbox.SANDBOX_PATH))
+                if cause:  # the program did not start: the rest would not either
+                    self.checks = [_outcome_of(done) for done in runs]
+                    return self.finish(AttemptOutcome.INFRASTRUCTURE, error=cause)
         self.checks = [_outcome_of(run) for run in runs]
         failed = [run for run in runs if not run.passed]
         if failed:

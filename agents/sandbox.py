@@ -31,7 +31,7 @@ OUTPUT_TAIL_BYTES = 16 * 1024
 DEFAULT_SANDBOX_UID = 65534
 
 # System directories a toolchain needs, read-only. Merged-/usr systems have symlinks here.
-_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 # Files and directories of /etc that hold secrets: masked even though /etc is visible.
 _HIDDEN_ETC = (
     "/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/sudoers",
@@ -209,7 +209,19 @@ class _Tail:
 @functools.cache
 def _tool(name: str) -> str | None:
     """The absolute path of a system tool; only /usr and /bin count, they are visible inside."""
+    if name == "bwrap" and not _enabled():
+        return None
     return shutil.which(name, path="/usr/bin:/bin:/usr/sbin:/sbin")
+
+
+def _enabled() -> bool:
+    """False when the operator declared this machine has no sandbox (HAAO_SANDBOX=false).
+    This module also runs without Django (agents/tests/test_sandbox_escape.py)."""
+    try:
+        from django.conf import settings
+    except ImportError:
+        return True
+    return not settings.configured or bool(getattr(settings, "HAAO_SANDBOX", True))
 
 
 @functools.cache
@@ -298,7 +310,7 @@ def _checked_readonly_paths(paths: Sequence[Path], worktree: Path) -> list[Path]
 
 
 # Where a bind may not go: the sandbox's own mounts and the system view.
-_RESERVED_TARGETS = ("/", SANDBOX_WORKDIR, SANDBOX_TMP, "/proc", "/dev", *_SYSTEM_DIRS)
+_RESERVED_TARGETS = ("/", SANDBOX_WORKDIR, SANDBOX_TMP, "/proc", "/dev", *SYSTEM_DIRS)
 
 
 def _checked_binds(binds: Sequence[Bind], worktree: Path) -> list[Bind]:
@@ -368,7 +380,7 @@ def _bwrap_argv(*, bwrap: str, worktree: Path, check: CheckSpec, limits: Sandbox
                  "--cap-add", "CAP_SETPCAP", "--cap-add", "CAP_DAC_READ_SEARCH"]
     else:
         argv += ["--unshare-user", "--disable-userns"]
-    for system in _SYSTEM_DIRS:
+    for system in SYSTEM_DIRS:
         if os.path.islink(system):
             argv += ["--symlink", os.readlink(system), system]
         elif os.path.isdir(system):

@@ -1,8 +1,13 @@
-"""`/health`: is each part HAAO depends on answering? 200 when all are, 503 naming the rest."""
+"""`/health`: is each part HAAO depends on answering? 200 when all are, 503 naming the rest.
+
+The sandbox is reported too, but fails the status only while some organization needs it
+(one that does not allow unsandboxed checks); otherwise it is a warning.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -18,6 +23,10 @@ from django.views.decorators.http import require_GET
 from haao.celery import app as celery_app
 
 TIMEOUT_SECONDS = 3.0
+# A sandboxed check costs tens of milliseconds and rarely changes its answer: probe this often.
+SANDBOX_PROBE_SECONDS = 300
+_sandbox_lock = threading.Lock()
+_sandbox_seen: tuple[float, str] | None = None
 
 
 def check_database() -> None:
@@ -56,11 +65,35 @@ def check_channel_layer() -> None:
         pool.submit(asyncio.run, round_trip()).result(timeout=TIMEOUT_SECONDS * 2)
 
 
+def check_sandbox() -> None:
+    """A trivial check of the default toolchain's python, in the sandbox (cached a while)."""
+    global _sandbox_seen
+    from agents.failures import sandbox_problem
+
+    with _sandbox_lock:
+        if _sandbox_seen is None or time.monotonic() - _sandbox_seen[0] > SANDBOX_PROBE_SECONDS:
+            _sandbox_seen = (time.monotonic(), sandbox_problem())
+        problem = _sandbox_seen[1]
+    if problem:
+        raise RuntimeError(problem)
+
+
+def sandbox_required() -> bool:
+    """Whether a broken sandbox stops work: some organization does not allow checks without."""
+    from accounts.models import Organization
+
+    try:
+        return Organization.objects.filter(allow_unsandboxed_checks=False).exists()
+    except Exception:  # the database part reports its own failure
+        return True
+
+
 CHECKS: dict[str, Callable[[], None]] = {
     "database": check_database,
     "cache": check_cache,
     "broker": check_broker,
     "channel_layer": check_channel_layer,
+    "sandbox": check_sandbox,
 }
 
 
@@ -73,10 +106,16 @@ def health(request: HttpRequest) -> JsonResponse:
         try:
             check()
         except Exception as exc:  # any failure of a dependency is a health answer, not a 500
-            results[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+            text = str(exc) if name == "sandbox" else f"{type(exc).__name__}: {exc}"
+            results[name] = {"ok": False, "error": text[:1000 if name == "sandbox" else 300]}
         else:
             results[name] = {"ok": True}
         results[name]["ms"] = round((time.perf_counter() - started) * 1000, 1)
-    failed = [name for name, result in results.items() if not result["ok"]]
-    body = {"status": "ok" if not failed else "fail", "failed": failed, "checks": results}
+    if "sandbox" in results:
+        results["sandbox"]["required"] = sandbox_required()
+    broken = [name for name, result in results.items() if not result["ok"]]
+    failed = [name for name in broken if results[name].get("required", True)]
+    warnings = [name for name in broken if name not in failed]
+    body = {"status": "ok" if not failed else "fail", "failed": failed, "warnings": warnings,
+            "checks": results}
     return JsonResponse(body, status=200 if not failed else 503)

@@ -241,6 +241,8 @@ class AttemptOutcome(models.TextChoices):
     GUARDRAIL_VIOLATION = "guardrail_violation", "Guardrail violation"
     TIMEOUT = "timeout", "Timed out"
     ERROR = "error", "Error"
+    # The machine failed, not the code: no sandbox, no program, a failed setup command.
+    INFRASTRUCTURE = "infrastructure", "Machine failure"
 
 
 class AttemptStage(models.TextChoices):

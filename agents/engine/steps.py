@@ -33,6 +33,7 @@ from agents.delivery.branches import (
 )
 from agents.engine import enqueue, hooks, routing
 from agents.engine.options import options_for, sandbox_limits
+from agents.environments import check_toolchain, environment_prepare
 from agents.execution import (
     SANDBOX_MISSING,
     UNSANDBOXED_WARNING,
@@ -494,8 +495,8 @@ def check_step(*, attempt_id: Any) -> None:
         with heartbeat(attempt=claimed):
             if not sandbox.sandbox_available():
                 if not allow_unsandboxed:
-                    after_attempt(run.finish(AttemptOutcome.ERROR, error=SANDBOX_MISSING),
-                                  run)
+                    after_attempt(run.finish(AttemptOutcome.INFRASTRUCTURE,
+                                             error=SANDBOX_MISSING), run)
                     return
                 run.warning = UNSANDBOXED_WARNING
             # Fetched before each attempt, so it starts from the team's current code.
@@ -503,7 +504,7 @@ def check_step(*, attempt_id: Any) -> None:
             branch = branch_follow_upstream(
                 branch=integration_branch_for(ticket=ticket, repo=repo), repo=repo)
             environment = _environment(ticket, repo, branch.head)
-            readonly, env_extra = _toolchain(environment)
+            readonly, env_extra = check_toolchain(environment)
             attempt_done = run.check(
                 repo=repo, answer=claimed.answer, limits=sandbox_limits(policy),
                 readonly_paths=readonly, allow_unsandboxed=allow_unsandboxed,
@@ -513,7 +514,7 @@ def check_step(*, attempt_id: Any) -> None:
         logger.info("Attempt %s was taken over; its checks are dropped.", claimed.pk)
         return
     except ApplicationError as error:
-        attempt_done = _quietly(run.finish, outcome=AttemptOutcome.ERROR, error=error.message)
+        attempt_done = _quietly(run.finish_error, error=error)
     except Exception as error:
         logger.exception("Checks of attempt %s crashed", claimed.pk)
         attempt_done = _quietly(run.finish, outcome=AttemptOutcome.ERROR,
@@ -546,24 +547,10 @@ def _environment(ticket: Ticket, repo: Any, base: str) -> Any:
     """The project's prepared dependencies at the attempt's base, when it has a setup."""
     if not ticket.project.setup_command:
         return None
-    from agents.environments import environment_prepare
-
     return environment_prepare(project=ticket.project, repo_path=repo, base_commit=base,
                                root=settings.DATA_DIR / "environments",
-                               limits=SandboxLimits(), network=True)
-
-
-def _toolchain(environment: Any) -> tuple[list[Path], dict[str, str]]:
-    """What checks see read-only and their environment: the project's prepared environment
-    first, then the operator's toolchain (HAAO_CHECK_TOOLCHAIN), then the system."""
-    toolchain = list(settings.HAAO_CHECK_TOOLCHAIN)
-    readonly = [*(environment.readonly_paths if environment else ()), *toolchain]
-    env_extra = dict(environment.env_extra) if environment else {}
-    path = env_extra.get("PATH", sandbox.SANDBOX_PATH)
-    if toolchain:
-        path = ":".join([*(str(p / "bin") for p in toolchain), path])
-    env_extra["PATH"] = path
-    return readonly, env_extra
+                               limits=SandboxLimits(), network=True,
+                               readonly_paths=settings.HAAO_CHECK_TOOLCHAIN)
 
 
 # Refusals another try cannot fix: the ticket waits for a person instead of retrying.

@@ -189,6 +189,20 @@ def test_a_spent_budget_blocks_when_policy_forbids_escalation(cast: Any) -> None
     assert "attempt 1 tests failed" in after.block_reason
 
 
+def test_a_machine_failure_blocks_for_an_admin_without_a_retry_or_escalation(
+        cast: Any) -> None:
+    work = ticket(cast, "running", retries_left=2)
+    attempt = attempt_finish(
+        attempt=attempt_start(ticket=work, number=1, executor="local"),
+        outcome="infrastructure", error="`go` is not found inside the sandbox: …")
+    after = ticket_attempt_finished(attempt=attempt, options=OPTIONS)
+    assert after.status == "blocked"
+    assert after.block_reason == "Needs an admin: `go` is not found inside the sandbox: …"
+    assert (after.retries_left, after.cloud_attempts) == (2, 0)
+    [event] = AuditEvent.objects.filter(type="ticket.needs_admin")
+    assert event.data["cause"].startswith("`go` is not found") and event.data["attempt"] == 1
+
+
 def test_a_failed_tech_lead_attempt_blocks_the_ticket_once_its_attempts_are_spent(
         cast: Any) -> None:
     attempt = finished(cast, "tests_failed", retries_left=0, executor="cloud", cloud_attempts=2)

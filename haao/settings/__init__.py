@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -162,9 +164,15 @@ HAAO_ENDPOINT_HEALTH_INTERVAL = env.integer("HAAO_ENDPOINT_HEALTH_INTERVAL", 30,
 HAAO_ENDPOINT_WAIT_SECONDS = env.integer("HAAO_ENDPOINT_WAIT_SECONDS", 3, minimum=1)
 # Seconds a local coder may take for one answer.
 HAAO_CODER_TIMEOUT = env.integer("HAAO_CODER_TIMEOUT", 300, minimum=5)
+# false declares that this machine has no sandbox (as if bubblewrap were missing): checks run
+# only for organizations that allow unsandboxed checks, the others' tickets wait for an admin.
+HAAO_SANDBOX = env.boolean("HAAO_SANDBOX", True)
 # Directories (e.g. a virtualenv) that Definition-of-Done checks see read-only, with their
-# `bin` first on PATH: the toolchain for projects without a setup command of their own.
-HAAO_CHECK_TOOLCHAIN = [Path(p) for p in env.string_list("HAAO_CHECK_TOOLCHAIN", [])]
+# `bin` on PATH: the toolchain for projects without a setup command of their own. By default
+# the interpreter HAAO runs with (its virtualenv, then the base interpreter); the real
+# directories behind each (pyenv, uv, conda) are found by agents.environments.toolchain_paths.
+HAAO_CHECK_TOOLCHAIN = [Path(p) for p in env.string_list("HAAO_CHECK_TOOLCHAIN", [])] or [
+    Path(p) for p in dict.fromkeys(os.path.realpath(p) for p in (sys.prefix, sys.base_prefix))]
 for _toolchain in HAAO_CHECK_TOOLCHAIN:
     if not _toolchain.is_absolute():
         raise ImproperlyConfigured(f"HAAO_CHECK_TOOLCHAIN: {_toolchain} is not an absolute path.")

@@ -1,10 +1,31 @@
-"""/health answers for the database, cache, broker and channel layer."""
+"""/health answers for the database, cache, broker, channel layer and the checks' sandbox."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from accounts.models import Organization
+from agents import failures
+from agents.sandbox import sandbox_available
 from haao import health
+
+
+@pytest.fixture(autouse=True)
+def fresh_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(health, "_sandbox_seen", None)
+
+
+def broken_sandbox(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    probes: list[int] = []
+
+    def problem() -> str:
+        probes.append(1)
+        return "`python3` is not found inside the sandbox: …; an admin can …"
+
+    monkeypatch.setattr(failures, "sandbox_problem", problem)
+    return probes
 
 
 def test_health_is_200_when_every_part_answers(client, db) -> None:
@@ -12,7 +33,37 @@ def test_health_is_200_when_every_part_answers(client, db) -> None:
     body = response.json()
     assert response.status_code == 200, body
     assert body["status"] == "ok"
-    assert set(body["checks"]) == {"database", "cache", "broker", "channel_layer"}
+    assert set(body["checks"]) == {"database", "cache", "broker", "channel_layer", "sandbox"}
+
+
+@pytest.mark.skipif(not sandbox_available(), reason="bubblewrap cannot run here")
+def test_health_says_the_sandbox_runs_the_default_toolchain_here(client, db) -> None:
+    sandbox = client.get("/health").json()["checks"]["sandbox"]
+    assert sandbox["ok"] is True and sandbox["required"] is False  # no organization yet
+
+
+def test_a_broken_sandbox_fails_health_while_an_organization_needs_it(
+        client, cast: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    probes = broken_sandbox(monkeypatch)
+    response = client.get("/health")
+    body = response.json()
+    assert response.status_code == 503 and body["failed"] == ["sandbox"]
+    assert body["checks"]["sandbox"]["error"].startswith("`python3` is not found inside")
+    client.get("/health")
+    assert len(probes) == 1  # the probe's answer is kept a while
+
+
+def test_a_broken_sandbox_is_a_warning_where_every_organization_may_run_unsandboxed(
+        client, cast: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    broken_sandbox(monkeypatch)
+    Organization.objects.update(allow_unsandboxed_checks=True)
+    response = client.get("/health")
+    body = response.json()
+    assert response.status_code == 200 and body["status"] == "ok"
+    assert (body["failed"], body["warnings"]) == ([], ["sandbox"])
+    assert body["checks"]["sandbox"] | {"ms": 0} == {
+        "ok": False, "required": False, "ms": 0,
+        "error": "`python3` is not found inside the sandbox: …; an admin can …"}
 
 
 def test_health_is_503_and_names_the_part_that_failed(client, db, monkeypatch) -> None:

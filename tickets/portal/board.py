@@ -36,7 +36,7 @@ OUTCOME_TONES: dict[str, str] = {
     AttemptOutcome.RUNNING: "info", AttemptOutcome.PASSED: "success",
     AttemptOutcome.TESTS_FAILED: "danger", AttemptOutcome.INVALID_OUTPUT: "danger",
     AttemptOutcome.GUARDRAIL_VIOLATION: "danger", AttemptOutcome.TIMEOUT: "danger",
-    AttemptOutcome.ERROR: "danger",
+    AttemptOutcome.ERROR: "danger", AttemptOutcome.INFRASTRUCTURE: "warning",
 }
 
 

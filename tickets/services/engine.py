@@ -36,6 +36,8 @@ IN_PROGRESS = (S.RUNNING, S.RETRYING, S.ESCALATED, S.AUDITING)
 # Tickets whose next attempt the dispatcher creates.
 WAITING_FOR_ATTEMPT = (S.QUEUED, S.RETRYING, S.ESCALATED)
 FEEDBACK_LIMIT = 10_000
+# How a block reason starts when the machine failed, not the code (AttemptOutcome.INFRASTRUCTURE).
+NEEDS_ADMIN = "Needs an admin"
 
 
 @dataclass(frozen=True)
@@ -181,11 +183,24 @@ def ticket_attempt_finished(*, attempt: Attempt, options: Options) -> Ticket | N
                     "the policy audits only the local coders' work"
                 data["audit"] = f"skipped: {why}" if why else "skipped"
             return ticket_transition(ticket=ticket, to=target, actor=SYSTEM, data=data)
+        if attempt.outcome == AttemptOutcome.INFRASTRUCTURE:
+            return _needs_admin(ticket, attempt)
         reason = f"attempt {attempt.number} {attempt.get_outcome_display().lower()}"
         if attempt.error:
             reason += f": {attempt.error.splitlines()[0][:500]}"
         return _after_failure(ticket, reason=reason, options=options,
                               cloud=attempt.executor == ExecutorKind.CLOUD)
+
+
+def _needs_admin(ticket: Ticket, attempt: Attempt) -> Ticket:
+    """The machine failed, not the code: block at once for an admin, like a policy refusal
+    another try cannot fix; no retry, escalation or cloud call is spent on it."""
+    cause = attempt.error.strip() or "the worker could not run the checks"
+    reason = f"{NEEDS_ADMIN}: {cause}"[:5000]
+    progress(ticket=ticket, type="ticket.needs_admin", attempt=attempt,
+             data={"cause": cause[:2000]})
+    return ticket_transition(ticket=ticket, to=S.BLOCKED, actor=SYSTEM,
+                             data={"reason": reason[:1000]}, fields={"block_reason": reason})
 
 
 def ticket_audit_skipped(*, ticket: Ticket, attempt: Attempt, reason: str) -> Ticket:

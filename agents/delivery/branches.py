@@ -163,9 +163,10 @@ def branch_merge_ticket(*, ticket: Ticket, attempt: Attempt, repo: Path,
                 transaction.set_rollback(True)
                 branch.refresh_from_db()
                 return branch, result
-        # A local branch of the same name, so a person in this worker's workspace can
-        # `git log` it; the database stays the record.
-        git(["update-ref", f"refs/heads/{branch.name}", result.commit], cwd=repo, check=False)
+            # A local branch of the same name, set before the merge is visible, so a person
+            # in this worker's workspace can `git log` it; the database stays the record.
+            git(["update-ref", f"refs/heads/{branch.name}", result.commit], cwd=repo,
+                check=False)
         return branch, result
     raise WorkspaceError(f"The branch {branch.name} kept moving; the merge will be retried.",
                          code="branch_busy")

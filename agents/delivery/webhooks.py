@@ -41,7 +41,8 @@ def forge_webhook(request: HttpRequest, project_id: str) -> JsonResponse:
         uuid.UUID(project_id)
     except ValueError:
         return _refused()
-    if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_BODY:
+    length = str(request.META.get("CONTENT_LENGTH") or "0")
+    if not length.isdigit() or int(length) > MAX_BODY:
         return JsonResponse({"error": {"code": "too_large",
                                        "message": f"The body exceeds {MAX_BODY} bytes."}},
                             status=413)

@@ -148,3 +148,12 @@ def test_a_signed_body_that_is_not_json_gets_a_400(cast: Any, client: Client,
     answer = _post(client, project, headers, body)
     assert answer.status_code == 400
     assert answer.json()["error"]["code"] == "invalid_payload"
+
+
+def test_a_body_over_a_megabyte_is_refused_before_it_is_read(cast: Any, client: Client,
+                                                            fake_github: Any) -> None:
+    project = _project_on(cast, fake_github)
+    answer = client.post(f"/hooks/forge/{project.pk}/", data=b"x" * (1024 * 1024 + 1),
+                         content_type="application/json")
+    assert answer.status_code == 413
+    assert not Requirement.objects.filter(project=project).exists()

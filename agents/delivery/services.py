@@ -6,6 +6,7 @@ commits HAAO did not write is merged into HAAO's (when clean) or left alone with
 from __future__ import annotations
 
 import logging
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,8 @@ logger = logging.getLogger(__name__)
 RETRY_BASE_SECONDS = 60
 RETRY_MAX_SECONDS = 3600
 PUSH_TIMEOUT = 300.0
+# An HTTP 401/403 in git's words ("The requested URL returned error: 403"), not a port number.
+_HTTP_REFUSED = re.compile(r"\berror: 40[13]\b|\b40[13] (?:forbidden|unauthorized)")
 # How long a delivery waits when another worker is delivering the same branch.
 DELIVERY_BUSY_SECONDS = 5
 
@@ -176,12 +179,14 @@ def _failure_words(branch: IntegrationBranch, output: str) -> str:
     if "rejected" in lower or "non-fast-forward" in lower or "fetch first" in lower:
         why = (f"the remote refused the push to {branch.name} (someone pushed to it meanwhile, "
                "or the branch is protected)")
-    elif any(sign in lower for sign in ("authentication", "permission denied", "403",
-                                        "401", "could not read username", "access denied")):
+    elif _HTTP_REFUSED.search(lower) or any(
+            sign in lower for sign in ("authentication", "permission denied",
+                                       "could not read username", "access denied")):
         why = ("the remote refused HAAO's credentials: check that the token or deploy key "
                "may write to the repository")
-    elif any(sign in lower for sign in ("could not resolve", "connection refused",
-                                        "timed out", "unable to access", "could not connect")):
+    elif any(sign in lower for sign in ("could not resolve", "connection refused", "timed out",
+                                        "failed to connect", "couldn't connect",
+                                        "could not connect", "unable to access")):
         why = "the remote could not be reached"
     else:
         why = "git push failed"

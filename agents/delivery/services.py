@@ -24,15 +24,9 @@ from agents.models import DeliveryStatus, IntegrationBranch, PullRequestState
 from agents.workspaces.attempts import merge_commits
 from agents.workspaces.git import WorkspaceError, git, redact
 from agents.workspaces.remote import remote_access
-from haao.errors import ApplicationError, NotFound
-from tickets.models import (
-    DeliveryMode,
-    Project,
-    Requirement,
-    RequirementStatus,
-    Ticket,
-    TicketStatus,
-)
+from haao.errors import ApplicationError
+from tickets.models import DeliveryMode, Project
+from tickets.services import requirement_deliver
 
 logger = logging.getLogger(__name__)
 
@@ -337,33 +331,6 @@ def branch_pull_request_state(*, branch: IntegrationBranch, state: str) -> None:
                            "pull_request": branch.pull_request_url})
         requirement = branch.requirement
         if state == PullRequestState.MERGED and requirement is not None:
-            requirement_delivered(requirement=requirement, branch=branch)
-
-
-def requirement_delivered(*, requirement: Requirement, branch: IntegrationBranch) -> bool:
-    """The requirement's pull request was merged: its final state, once every ticket of it is
-    done (accepted and merged, or cancelled)."""
-    open_tickets = Ticket.objects.filter(requirement=requirement).exclude(
-        status__in=(TicketStatus.ACCEPTED, TicketStatus.CANCELLED)).exists()
-    if open_tickets:
-        return False
-    updated = Requirement.objects.filter(pk=requirement.pk,
-                                         status=RequirementStatus.APPROVED).update(
-        status=RequirementStatus.DELIVERED)
-    if updated:
-        audit_record(organization=requirement.organization, actor=SYSTEM,
-                     type="requirement.delivered", target=requirement,
-                     target_label=requirement.key, project_id=requirement.project_id,
-                     data={"requirement": requirement.key, "branch": branch.name,
-                           "pull_request": branch.pull_request_url,
-                           "commit": branch.delivered_commit})
-    return bool(updated)
-
-
-def branch_for(*, project: Project, name: str) -> IntegrationBranch:
-    branch = IntegrationBranch.objects.for_org(project.organization).filter(
-        project=project, name=name).select_related("project__organization",
-                                                   "requirement").first()
-    if branch is None:
-        raise NotFound("Not found.")
-    return branch
+            requirement_deliver(requirement=requirement, branch=branch.name,
+                                pull_request=branch.pull_request_url,
+                                commit=branch.delivered_commit)

@@ -19,6 +19,7 @@ from tickets.services.projects import (
 from tickets.services.requirements import (
     requirement_approve,
     requirement_create,
+    requirement_deliver,
     requirement_fail,
     requirement_from_issue,
     requirement_propose,
@@ -51,6 +52,7 @@ __all__ = [
     "project_webhook_secret_rotate",
     "requirement_approve",
     "requirement_create",
+    "requirement_deliver",
     "requirement_fail",
     "requirement_from_issue",
     "requirement_propose",

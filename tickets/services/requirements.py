@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from accounts.audit import Actor, audit_record
+from accounts.audit import SYSTEM, Actor, audit_record
 from accounts.models import ActorType, User
 from haao.errors import ApplicationError, Conflict
 from tickets.models import Project, Requirement, RequirementStatus, Ticket, TicketStatus
@@ -139,3 +139,23 @@ def requirement_approve(*, requirement: Requirement, actor: User) -> list[Ticket
                      data={"tickets": [t.key for t in tickets]})
     requirement.status = RequirementStatus.APPROVED
     return tickets
+
+
+def requirement_deliver(*, requirement: Requirement, branch: str, pull_request: str,
+                        commit: str) -> bool:
+    """The requirement's pull request was merged: its final state, once every ticket of it is
+    done (accepted and merged, or cancelled). Compare-and-set from approved, so once."""
+    with transaction.atomic():
+        if Ticket.objects.filter(requirement=requirement).exclude(
+                status__in=(TicketStatus.ACCEPTED, TicketStatus.CANCELLED)).exists():
+            return False
+        updated = Requirement.objects.filter(pk=requirement.pk,
+                                             status=RequirementStatus.APPROVED).update(
+            status=RequirementStatus.DELIVERED)
+        if updated:
+            audit_record(organization=requirement.organization, actor=SYSTEM,
+                         type="requirement.delivered", target=requirement,
+                         target_label=requirement.key, project_id=requirement.project_id,
+                         data={"requirement": requirement.key, "branch": branch,
+                               "pull_request": pull_request, "commit": commit})
+    return bool(updated)

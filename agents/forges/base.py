@@ -184,24 +184,74 @@ class Forge:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # Operations, implemented per forge --------------------------------------------------
+    # Operations: one shape for every forge; subclasses give paths, bodies and parsing ------
+
+    update_method: ClassVar[str] = "PATCH"
+
+    def _pulls(self, *more: str | int) -> str:
+        """The path of the forge's pull (merge) requests, or of one of them."""
+        raise NotImplementedError
+
+    @property
+    def _owner_repo(self) -> tuple[str, str]:
+        """owner and repo of an owner/repo path (GitHub, Gitea)."""
+        owner, _, repo = self.repository_path.partition("/")
+        if not owner or not repo or "/" in repo:
+            raise ForgeError(f"A {self.display_name} repository is named owner/repo, not "
+                             f"{self.repository_path!r}.", kind="invalid")
+        return owner, repo
+
+    def _find(self, head_branch: str, *, state: str, base_branch: str = ""
+              ) -> PullRequest | None:
+        """The newest pull request whose head is head_branch, in `state`, or None."""
+        raise NotImplementedError
+
+    def _create_body(self, *, head_branch: str, base_branch: str, title: str,
+                     body: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _update_body(self, *, title: str, body: str) -> dict[str, Any]:
+        return {"title": title, "body": body}
+
+    def _existing_number(self, error: ForgeError, *, head_branch: str,
+                         base_branch: str) -> int | None:
+        """The open pull request a refused creation names (or finds), if that was the cause."""
+        raise NotImplementedError
+
+    def _parse(self, item: Any) -> PullRequest:
+        raise NotImplementedError
 
     def pull_request_for(self, *, head_branch: str) -> PullRequest | None:
         """The newest pull request (any state) whose head is head_branch, or None."""
-        raise NotImplementedError
+        return self._find(head_branch, state="all")
 
     def pull_request_open(self, *, head_branch: str, base_branch: str, title: str,
                           body: str) -> PullRequest:
         """Open a pull request; when the forge says one exists already, update that one."""
-        raise NotImplementedError
+        try:
+            response = self._request("POST", self._pulls(), json_body=self._create_body(
+                head_branch=head_branch, base_branch=base_branch, title=title, body=body))
+        except ForgeError as error:
+            number = self._existing_number(error, head_branch=head_branch,
+                                           base_branch=base_branch)
+            if number is None:
+                raise
+            return self.pull_request_update(number=number, title=title, body=body)
+        return self._parse(self._json(response))
 
     def pull_request_update(self, *, number: int, title: str, body: str) -> PullRequest:
         """Set a pull request's title and description."""
-        raise NotImplementedError
+        response = self._request(self.update_method, self._pulls(number),
+                                 json_body=self._update_body(title=title, body=body))
+        return self._parse(self._json(response))
 
     def pull_request_get(self, *, number: int) -> PullRequest:
         """One pull request by its number (GitLab: iid, Gitea: index)."""
-        raise NotImplementedError
+        return self._parse(self._json(self._request("GET", self._pulls(number))))
+
+    @staticmethod
+    def _newest(found: list[Any], number: str) -> Any:
+        return max(found, key=lambda item: as_int(as_dict(item).get(number)) or 0)
 
     @staticmethod
     def webhook_verify(*, headers: Mapping[str, str], body: bytes, secret: str) -> bool:

@@ -41,54 +41,31 @@ class Gitea(Forge):
     def _auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"token {self._token}"}
 
-    @property
-    def _owner_repo(self) -> tuple[str, str]:
-        owner, _, repo = self.repository_path.partition("/")
-        if not owner or not repo or "/" in repo:
-            raise ForgeError(f"A Gitea repository is named owner/repo, not "
-                             f"{self.repository_path!r}.", kind="invalid")
-        return owner, repo
-
     def _pulls(self, *more: str | int) -> str:
         return self._path("repos", *self._owner_repo, "pulls", *more)
 
-    def _find(self, head_branch: str, *, state: str, base_branch: str = "") -> PullRequest | None:
+    def _find(self, head_branch: str, *, state: str, base_branch: str = ""
+              ) -> PullRequest | None:
         # Gitea's listing cannot filter by head branch: read the pages, newest first.
         params = {"state": state, "limit": self.page_size}
         found = [item for item in self._paginate(self._pulls(), params)
                  if as_str(as_dict(item.get("head")).get("ref")) == head_branch
                  and (not base_branch
                       or as_str(as_dict(item.get("base")).get("ref")) == base_branch)]
-        if not found:
+        return self._parse(self._newest(found, "number")) if found else None
+
+    def _create_body(self, *, head_branch: str, base_branch: str, title: str,
+                     body: str) -> dict[str, Any]:
+        return {"head": head_branch, "base": base_branch, "title": title, "body": body}
+
+    def _existing_number(self, error: ForgeError, *, head_branch: str,
+                         base_branch: str) -> int | None:
+        # 409 "pull request already exists for these targets [id: …, issue_id: …, …]": the
+        # issue_id there is a database id, not the pull request's index, so look it up.
+        if error.forge_status != 409:
             return None
-        return self._parse(max(found, key=lambda item: as_int(item.get("number")) or 0))
-
-    def pull_request_for(self, *, head_branch: str) -> PullRequest | None:
-        return self._find(head_branch, state="all")
-
-    def pull_request_open(self, *, head_branch: str, base_branch: str, title: str,
-                          body: str) -> PullRequest:
-        try:
-            response = self._request("POST", self._pulls(), json_body={
-                "head": head_branch, "base": base_branch, "title": title, "body": body})
-        except ForgeError as error:
-            # "pull request already exists for these targets [id: …, issue_id: …, …]": the
-            # issue_id there is a database id, not the pull request's index, so look it up.
-            if error.forge_status != 409:
-                raise
-            existing = self._find(head_branch, state="open", base_branch=base_branch)
-            if existing is None:
-                raise
-            return self.pull_request_update(number=existing.number, title=title, body=body)
-        return self._parse(self._json(response))
-
-    def pull_request_update(self, *, number: int, title: str, body: str) -> PullRequest:
-        response = self._request("PATCH", self._pulls(number),
-                                 json_body={"title": title, "body": body})
-        return self._parse(self._json(response))
-
-    def pull_request_get(self, *, number: int) -> PullRequest:
-        return self._parse(self._json(self._request("GET", self._pulls(number))))
+        existing = self._find(head_branch, state="open", base_branch=base_branch)
+        return existing.number if existing else None
 
     def _parse(self, item: Any) -> PullRequest:
         data = as_dict(item)

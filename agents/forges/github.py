@@ -38,51 +38,29 @@ class GitHub(Forge):
                 "Accept": "application/vnd.github+json",
                 "X-GitHub-Api-Version": API_VERSION}
 
-    @property
-    def _owner_repo(self) -> tuple[str, str]:
-        owner, _, repo = self.repository_path.partition("/")
-        if not owner or not repo or "/" in repo:
-            raise ForgeError(f"A GitHub repository is named owner/repo, not "
-                             f"{self.repository_path!r}.", kind="invalid")
-        return owner, repo
-
     def _pulls(self, *more: str | int) -> str:
         return self._path("repos", *self._owner_repo, "pulls", *more)
 
-    def _find(self, head_branch: str, *, state: str) -> PullRequest | None:
+    def _find(self, head_branch: str, *, state: str, base_branch: str = ""
+              ) -> PullRequest | None:
         owner, _ = self._owner_repo
         params = {"head": f"{owner}:{head_branch}", "state": state, "sort": "created",
                   "direction": "desc", "per_page": self.page_size}
         found = [item for item in self._paginate(self._pulls(), params)
                  if as_str(as_dict(item.get("head")).get("ref")) == head_branch]
-        if not found:
+        return self._parse(self._newest(found, "number")) if found else None
+
+    def _create_body(self, *, head_branch: str, base_branch: str, title: str,
+                     body: str) -> dict[str, Any]:
+        return {"title": title, "head": head_branch, "base": base_branch, "body": body}
+
+    def _existing_number(self, error: ForgeError, *, head_branch: str,
+                         base_branch: str) -> int | None:
+        # 422 "A pull request already exists for owner:branch."
+        if not (error.forge_status == 422 and "already exists" in error.message):
             return None
-        return self._parse(max(found, key=lambda item: as_int(item.get("number")) or 0))
-
-    def pull_request_for(self, *, head_branch: str) -> PullRequest | None:
-        return self._find(head_branch, state="all")
-
-    def pull_request_open(self, *, head_branch: str, base_branch: str, title: str,
-                          body: str) -> PullRequest:
-        try:
-            response = self._request("POST", self._pulls(), json_body={
-                "title": title, "head": head_branch, "base": base_branch, "body": body})
-        except ForgeError as error:
-            if not (error.forge_status == 422 and "already exists" in error.message):
-                raise
-            existing = self._find(head_branch, state="open")
-            if existing is None:
-                raise
-            return self.pull_request_update(number=existing.number, title=title, body=body)
-        return self._parse(self._json(response))
-
-    def pull_request_update(self, *, number: int, title: str, body: str) -> PullRequest:
-        response = self._request("PATCH", self._pulls(number),
-                                 json_body={"title": title, "body": body})
-        return self._parse(self._json(response))
-
-    def pull_request_get(self, *, number: int) -> PullRequest:
-        return self._parse(self._json(self._request("GET", self._pulls(number))))
+        existing = self._find(head_branch, state="open")
+        return existing.number if existing else None
 
     def _is_rate_limited(self, response: httpx.Response) -> bool:
         # GitHub answers an exhausted primary limit with 403 and remaining 0, a secondary

@@ -43,50 +43,38 @@ class GitLab(Forge):
     def _auth_headers(self) -> dict[str, str]:
         return {"PRIVATE-TOKEN": self._token}
 
-    def _merge_requests(self, *more: str | int) -> str:
+    update_method = "PUT"
+
+    def _pulls(self, *more: str | int) -> str:
         # The project is named by its URL-encoded path (group%2Fproject), as GitLab documents.
         return self._path("projects", self.repository_path, "merge_requests", *more)
 
-    def _find(self, head_branch: str, *, state: str) -> PullRequest | None:
+    def _find(self, head_branch: str, *, state: str, base_branch: str = ""
+              ) -> PullRequest | None:
         params = {"source_branch": head_branch, "state": state, "order_by": "created_at",
                   "sort": "desc", "per_page": self.page_size}
-        found = [item for item in self._paginate(self._merge_requests(), params)
+        found = [item for item in self._paginate(self._pulls(), params)
                  if as_str(item.get("source_branch")) == head_branch]
-        if not found:
+        return self._parse(self._newest(found, "iid")) if found else None
+
+    def _create_body(self, *, head_branch: str, base_branch: str, title: str,
+                     body: str) -> dict[str, Any]:
+        return {"source_branch": head_branch, "target_branch": base_branch, "title": title,
+                "description": body}
+
+    def _update_body(self, *, title: str, body: str) -> dict[str, Any]:
+        return {"title": title, "description": body}
+
+    def _existing_number(self, error: ForgeError, *, head_branch: str,
+                         base_branch: str) -> int | None:
+        if error.forge_status != 409:
             return None
-        return self._parse(max(found, key=lambda item: as_int(item.get("iid")) or 0))
-
-    def pull_request_for(self, *, head_branch: str) -> PullRequest | None:
-        return self._find(head_branch, state="all")
-
-    def pull_request_open(self, *, head_branch: str, base_branch: str, title: str,
-                          body: str) -> PullRequest:
-        try:
-            response = self._request("POST", self._merge_requests(), json_body={
-                "source_branch": head_branch, "target_branch": base_branch, "title": title,
-                "description": body})
-        except ForgeError as error:
-            if error.forge_status != 409:
-                raise
-            # "Another open merge request already exists for this source branch: !7"
-            named = _EXISTING.search(error.message)
-            if named:
-                number = int(named.group(1))
-            else:
-                existing = self._find(head_branch, state="opened")
-                if existing is None:
-                    raise
-                number = existing.number
-            return self.pull_request_update(number=number, title=title, body=body)
-        return self._parse(self._json(response))
-
-    def pull_request_update(self, *, number: int, title: str, body: str) -> PullRequest:
-        response = self._request("PUT", self._merge_requests(number),
-                                 json_body={"title": title, "description": body})
-        return self._parse(self._json(response))
-
-    def pull_request_get(self, *, number: int) -> PullRequest:
-        return self._parse(self._json(self._request("GET", self._merge_requests(number))))
+        # "Another open merge request already exists for this source branch: !7"
+        named = _EXISTING.search(error.message)
+        if named:
+            return int(named.group(1))
+        existing = self._find(head_branch, state="opened")
+        return existing.number if existing else None
 
     def _next_page(self, response: httpx.Response) -> str | None:
         link = super()._next_page(response)

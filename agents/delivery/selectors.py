@@ -55,7 +55,7 @@ def ticket_delivery(ticket: Ticket) -> dict[str, str | int | None]:
     if not ticket.merged_commit:
         return {}
     project = ticket.project
-    branches = IntegrationBranch.objects.filter(project=project)
+    branches = IntegrationBranch.objects.filter(project=project).select_related("project")
     if project.delivery == DeliveryMode.PULL_REQUEST and ticket.requirement_id:
         branch = branches.filter(requirement_id=ticket.requirement_id).first()
     else:

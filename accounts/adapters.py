@@ -27,6 +27,7 @@ from accounts.models import User
 from accounts.services import membership_create_from_sso
 from accounts.sso import selectors, services
 from accounts.sso.providers import Origin, origin_of_app, social_apps
+from haao.ssrf import pinned_session
 
 
 def _origin(request: HttpRequest, sociallogin: SocialLogin) -> Origin | None:
@@ -86,6 +87,13 @@ class AccountAdapter(DefaultAccountAdapter):
 
 
 class SocialAccountAdapter(DefaultSocialAccountAdapter):
+    def get_requests_session(self) -> Any:
+        """Every call to an identity provider (discovery, token, userinfo, keys) goes through
+        the SSRF guard, to the address it checked, redirects included."""
+        from allauth.socialaccount import app_settings
+
+        return pinned_session(timeout=app_settings.REQUESTS_TIMEOUT)
+
     def list_apps(self, request: HttpRequest, provider: str | None = None,
                   client_id: str | None = None) -> list[SocialApp]:
         """Apps built from enabled SSO connections; allauth's SocialApp table is not used."""

@@ -95,7 +95,12 @@ class SSOConnectionForm(forms.ModelForm):
 
     def clean_oidc_client_secret(self) -> Any:
         value = self.cleaned_data.get("oidc_client_secret")
-        return value or (self.instance.oidc_client_secret if self.instance.pk else "")
+        stored = self.instance.oidc_client_secret if self.instance.pk else ""
+        if not value and stored and "oidc_issuer" in self.changed_data:
+            raise forms.ValidationError("A new issuer needs the client secret entered again: "
+                                        "the stored one is only sent to the issuer it was "
+                                        "entered for.")
+        return value or stored
 
 
 @admin.register(SSOConnection)

@@ -31,6 +31,7 @@ from accounts.models import (
 from accounts.roles import Role, TokenScope
 from accounts.selectors import sso_domain_owners
 from haao.errors import ApplicationError, Conflict, Forbidden, NotFound
+from haao.ssrf import check_endpoint_url
 
 logger = logging.getLogger(__name__)
 
@@ -394,6 +395,16 @@ def sso_connection_save(
         for name, value in fields.items():
             setattr(connection, name, value)
         secret_changed = client_secret is not None
+        if (connection.oidc_issuer != before["oidc_issuer"] and connection.oidc_client_secret
+                and not secret_changed):
+            # The secret is write-only: it is never sent to an issuer it was not entered for.
+            message = ("A new issuer needs the client secret entered again: the stored one is "
+                       "only sent to the issuer it was entered for.")
+            raise ApplicationError(message, details={"oidc_client_secret": [message]})
+        if connection.oidc_issuer and connection.oidc_issuer != before["oidc_issuer"]:
+            check_endpoint_url(connection.oidc_issuer, field="oidc_issuer",
+                               what="the issuer URL of your OpenID provider",
+                               key_label="client secret", unresolved_ok=True)
         if secret_changed:
             connection.oidc_client_secret = client_secret
         connection.full_clean(exclude=["organization", "oidc_client_secret"])

@@ -36,8 +36,15 @@ from agents.models import (
     ModelCall,
     queue_name_validator,
 )
-from agents.ssrf import check_endpoint_url
+from agents.tls import tls_context
 from haao.errors import ApplicationError, Conflict
+from haao.ssrf import (
+    RefusedAddress,
+    SDKPinnedTransport,
+    SDKRefusedAddress,
+    check_endpoint_url,
+    pinned_client,
+)
 
 HEALTH_TIMEOUT_SECONDS = 5.0
 MAX_PRICE = Decimal("100000")
@@ -188,7 +195,7 @@ def endpoint_create(*, organization: Organization, actor: User, values: dict[str
     """A new endpoint; its URL must pass the SSRF guard and its name be free."""
     clean = clean_endpoint_values(values)
     key = _clean_api_key(api_key)
-    check_endpoint_url(clean["base_url"])
+    check_endpoint_url(clean["base_url"], organization_id=organization.pk)
     try:
         with transaction.atomic():
             if InferenceEndpoint.objects.for_org(organization).filter(
@@ -224,7 +231,13 @@ def endpoint_update(*, organization: Organization, endpoint: InferenceEndpoint, 
             merged.update(changes)
             clean = clean_endpoint_values(merged)
             if clean["base_url"] != current.base_url:
-                check_endpoint_url(clean["base_url"])
+                check_endpoint_url(clean["base_url"], organization_id=organization.pk)
+                if current.api_key and not key and not clear_api_key:
+                    # The stored key is write-only: it is never sent to an address the
+                    # admin who typed it did not choose.
+                    raise _invalid("api_key", "A new URL needs the API key entered again "
+                                   "(or cleared): the stored key is only sent where it was "
+                                   "entered for.")
             if clean["name"] != current.name and InferenceEndpoint.objects.for_org(
                     organization).filter(name=clean["name"]).exclude(pk=current.pk).exists():
                 raise _name_taken(clean["name"])
@@ -309,8 +322,9 @@ def _probe_openai(endpoint: InferenceEndpoint, timeout: float) -> str:
     headers = {"Accept": "application/json"}
     if endpoint.api_key:
         headers["Authorization"] = f"Bearer {endpoint.reveal_api_key()}"
-    # No redirects: a redirect could point past the SSRF guard.
-    with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+    # No redirects, and the connection goes to the address the SSRF guard checked.
+    with pinned_client(organization_id=endpoint.organization_id, timeout=timeout,
+                       verify=tls_context()) as client:
         response = client.get(_models_url(endpoint.base_url), headers=headers)
     if response.status_code != 200:
         return f"GET /v1/models answered HTTP {response.status_code}."
@@ -326,8 +340,11 @@ def _probe_openai(endpoint: InferenceEndpoint, timeout: float) -> str:
 def _probe_anthropic(endpoint: InferenceEndpoint, timeout: float) -> str:
     if not endpoint.api_key:
         return "No API key is stored for this endpoint."
-    # No redirects: a redirect could point past the SSRF guard.
-    with anthropic.DefaultHttpxClient(timeout=timeout, follow_redirects=False) as http:
+    # No redirects, and the connection goes to the address the SSRF guard checked.
+    with anthropic.DefaultHttpxClient(timeout=timeout, follow_redirects=False,
+                                      transport=SDKPinnedTransport(
+                                          organization_id=endpoint.organization_id,
+                                          verify=tls_context())) as http:
         client = anthropic.Anthropic(api_key=endpoint.reveal_api_key(),
                                      base_url=endpoint.base_url, max_retries=0,
                                      timeout=timeout, http_client=http)
@@ -335,16 +352,35 @@ def _probe_anthropic(endpoint: InferenceEndpoint, timeout: float) -> str:
             client.messages.count_tokens(model=endpoint.model,
                                          messages=[{"role": "user", "content": "ping"}])
         except anthropic.APIStatusError as error:
-            return f"Anthropic answered HTTP {error.status_code}: {error.message}"
+            # Only the status and Anthropic's own error type are kept: whatever answered may
+            # be another service, and its words are not for the admin's page.
+            kind = _anthropic_error_type(error.body)
+            return f"Anthropic answered HTTP {error.status_code}" + (f" ({kind})." if kind
+                                                                      else ".")
         except anthropic.APIConnectionError as error:
-            return f"Could not reach the endpoint: {error.message}"
+            if isinstance(error.__cause__, SDKRefusedAddress):
+                return str(error.__cause__)
+            return "Could not reach the endpoint (no connection)."
     return ""
+
+
+# The error types of Anthropic's API (docs: errors); anything else is not repeated.
+_ANTHROPIC_ERRORS = frozenset({"invalid_request_error", "authentication_error",
+                               "permission_error", "not_found_error", "request_too_large",
+                               "rate_limit_error", "api_error", "overloaded_error",
+                               "billing_error", "timeout_error"})
+
+
+def _anthropic_error_type(body: object) -> str:
+    error = body.get("error") if isinstance(body, dict) else None
+    kind = error.get("type") if isinstance(error, dict) else None
+    return kind if kind in _ANTHROPIC_ERRORS else ""
 
 
 def _probe(endpoint: InferenceEndpoint, timeout: float) -> HealthResult:
     started = time.monotonic()
     try:
-        check_endpoint_url(endpoint.base_url)
+        check_endpoint_url(endpoint.base_url, organization_id=endpoint.organization_id)
         if endpoint.kind == EndpointKind.ANTHROPIC:
             error = _probe_anthropic(endpoint, timeout)
         else:
@@ -353,8 +389,10 @@ def _probe(endpoint: InferenceEndpoint, timeout: float) -> HealthResult:
         error = refused.message
     except httpx.TimeoutException:
         error = f"No answer within {timeout:g} seconds."
+    except RefusedAddress as refused:
+        error = str(refused)
     except httpx.HTTPError as failure:
-        error = f"Could not reach the endpoint: {type(failure).__name__}: {failure}"
+        error = f"Could not reach the endpoint ({type(failure).__name__})."
     latency = int((time.monotonic() - started) * 1000)
     return HealthResult(ok=not error, latency_ms=latency, error=error[:HEALTH_ERROR_LIMIT])
 

@@ -8,3 +8,12 @@ class HaaoConfig(AppConfig):
 
     name = "haao"
     verbose_name = "HAAO"
+
+    def ready(self) -> None:
+        from django.conf import settings
+
+        from haao import ssrf
+
+        # A malformed allowlist entry stops the start, named, rather than the first call.
+        ssrf.parse_allowlist(settings.HAAO_ENDPOINT_ALLOWLIST)
+        ssrf.parse_allowlist_by_org(settings.HAAO_ENDPOINT_ALLOWLIST_BY_ORG)

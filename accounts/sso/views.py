@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from allauth.socialaccount.providers.base.constants import AuthProcess
+from allauth.socialaccount.providers.oauth2.client import OAuth2Error
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import View
+from requests import RequestException
 
 from accounts.sso.forms import SSOStartForm
 from accounts.sso.providers import build_app
+
+logger = logging.getLogger(__name__)
 
 
 class SSOStartView(View):
@@ -44,11 +49,21 @@ class SSOStartView(View):
         slug = connection.organization.slug
         overview = reverse("org-overview", kwargs={"org": slug})
         next_url = self._next(request)
-        response: HttpResponse = provider.redirect(
-            request, process=AuthProcess.LOGIN,
-            # Back to the page that asked, if it is a page of the organization signed in to.
-            next_url=next_url if next_url and next_url.startswith(overview) else overview,
-        )
+        try:
+            response: HttpResponse = provider.redirect(
+                request, process=AuthProcess.LOGIN,
+                # Back to the page that asked, if it is a page of the organization signed in to.
+                next_url=next_url if next_url and next_url.startswith(overview) else overview,
+            )
+        except (OAuth2Error, RequestException) as error:
+            # The IdP is unreachable or answered nonsense: say so, as a gateway would; the
+            # reason goes to the log (the visitor is anonymous).
+            logger.warning("SSO start for %s failed: %s", connection.organization.slug, error)
+            form.add_error(None, "The organization's identity provider cannot be reached or "
+                                 "answered something that is not an OpenID configuration. "
+                                 "Try again later, or ask its admin to check the single "
+                                 "sign-on settings.")
+            return self._render(request, form, status=502, next_url=next_url)
         return response
 
     @staticmethod

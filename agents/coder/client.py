@@ -20,9 +20,9 @@ from typing import Any
 import httpx
 
 from agents.models import CallOutcome, InferenceEndpoint
-from agents.ssrf import check_endpoint_url
 from agents.tls import tls_context
 from haao.errors import ApplicationError
+from haao.ssrf import PinnedTransport, check_endpoint_url
 
 DEFAULT_TIMEOUT = 120.0
 CONNECT_TIMEOUT = 10.0
@@ -378,7 +378,7 @@ def complete(*, endpoint: InferenceEndpoint, messages: Sequence[Message], stream
                  strict_model=strict_model)
     try:
         # Right before the request: what the host resolves to may have changed since saving.
-        check_endpoint_url(endpoint.base_url)
+        check_endpoint_url(endpoint.base_url, organization_id=endpoint.organization_id)
     except ApplicationError as refused:
         raise call.fail(CallOutcome.BLOCKED, refused.message, reason="url_refused") from None
     payload: dict[str, Any] = {"model": endpoint.model,
@@ -398,9 +398,12 @@ def complete(*, endpoint: InferenceEndpoint, messages: Sequence[Message], stream
     with endpoint_slot(endpoint):
         call.started = time.monotonic()
         try:
-            # No redirects: a redirect could point past the SSRF guard.
-            with httpx.Client(timeout=limits, follow_redirects=False, verify=tls_context(),
-                              transport=transport) as client, \
+            # No redirects (one could point past the SSRF guard), and the connection goes to
+            # the address the guard checked.
+            with httpx.Client(timeout=limits, follow_redirects=False,
+                              transport=transport or PinnedTransport(
+                                  organization_id=endpoint.organization_id,
+                                  verify=tls_context())) as client, \
                     client.stream("POST", chat_url(endpoint.base_url), json=payload,
                                   headers=headers) as response:
                 call.request_id = _request_id(response)

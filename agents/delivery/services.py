@@ -231,7 +231,8 @@ def _forge(project: Project) -> Any:
 
     return forge_for(kind=project.forge, api_url=project.forge_api_url,
                      repository_path=_repository_path(project),
-                     token=project.token.reveal() if project.token else "")
+                     token=project.token.reveal() if project.token else "",
+                     organization_id=project.organization_id)
 
 
 def _repository_path(project: Project) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -35,7 +36,8 @@ _SEGMENT = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$")
 
 
 def forge_for(*, kind: str, api_url: str, repository_path: str, token: str,
-              transport: httpx.BaseTransport | None = None) -> Forge:
+              transport: httpx.BaseTransport | None = None,
+              organization_id: Any = None) -> Forge:
     """The adapter for kind ("github", "gitlab" or "gitea")."""
     try:
         cls = FORGES[kind]
@@ -43,7 +45,7 @@ def forge_for(*, kind: str, api_url: str, repository_path: str, token: str,
         raise ForgeError(f"{kind!r} is not a forge HAAO knows; choose one of "
                          f"{', '.join(sorted(FORGES))}.", kind="invalid") from None
     return cls(api_url=api_url, repository_path=repository_path, token=token,
-               transport=transport)
+               transport=transport, organization_id=organization_id)
 
 
 def forge_class_for_webhook(headers: Mapping[str, str]) -> type[Forge]:

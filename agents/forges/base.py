@@ -19,6 +19,7 @@ import httpx
 
 from agents.tls import tls_context
 from haao.errors import ApplicationError
+from haao.ssrf import PinnedTransport
 
 ErrorKind = Literal["auth", "not_found", "rate_limited", "unreachable", "conflict", "invalid",
                     "server"]
@@ -159,17 +160,17 @@ class Forge:
     page_size: ClassVar[int] = 50
 
     def __init__(self, *, api_url: str, repository_path: str, token: str,
-                 transport: httpx.BaseTransport | None = None, timeout: float = 20.0) -> None:
+                 transport: httpx.BaseTransport | None = None, timeout: float = 20.0,
+                 organization_id: Any = None) -> None:
         self.api_url = api_url.rstrip("/")
         self.repository_path = repository_path.strip("/")
         self._token = token
         self._timeout = timeout
-        if transport is not None:
-            self._client = httpx.Client(transport=transport, timeout=timeout,
-                                        follow_redirects=False)
-        else:
-            self._client = httpx.Client(timeout=timeout, follow_redirects=False,
-                                        verify=tls_context())
+        # No redirects, and every connection to the address the SSRF guard checked.
+        self._client = httpx.Client(
+            transport=transport or PinnedTransport(organization_id=organization_id,
+                                                   verify=tls_context()),
+            timeout=timeout, follow_redirects=False)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.api_url} {self.repository_path}>"

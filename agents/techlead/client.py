@@ -29,9 +29,9 @@ from accounts.models import Organization
 from agents import pricing
 from agents.models import CallOutcome, CallRole, EndpointKind, EndpointRole, InferenceEndpoint
 from agents.services import endpoint_price, model_call_record
-from agents.ssrf import check_endpoint_url
 from agents.tls import tls_context
 from haao.errors import ApplicationError
+from haao.ssrf import SDKPinnedTransport, check_endpoint_url
 
 logger = logging.getLogger(__name__)
 
@@ -230,12 +230,17 @@ class TechLeadClient:
 
     def _sdk(self) -> anthropic.Anthropic:
         # Checked right before each request: what the host resolves to can change.
-        check_endpoint_url(self.endpoint.base_url)
+        check_endpoint_url(self.endpoint.base_url,
+                           organization_id=self.endpoint.organization_id)
         return anthropic.Anthropic(base_url=self.endpoint.base_url,
                                    api_key=self.endpoint.reveal_api_key() or "none",
                                    max_retries=0, timeout=self.timeout,
+                                   # No redirects; connects to the address checked.
                                    http_client=anthropic.DefaultHttpxClient(
-                                       verify=tls_context()))
+                                       follow_redirects=False,
+                                       transport=SDKPinnedTransport(
+                                           organization_id=self.endpoint.organization_id,
+                                           verify=tls_context())))
 
     def backoff(self, attempt: int) -> float:
         """Seconds before try `attempt + 1`: exponential, capped, with jitter in [½, 1]."""

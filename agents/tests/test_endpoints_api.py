@@ -58,7 +58,7 @@ def test_an_admin_creates_an_endpoint_and_never_gets_the_key_back(cast, admin) -
 def test_an_anthropic_endpoint_follows_the_price_table_by_default(cast, admin,
                                                                    monkeypatch) -> None:
     # No DNS in tests: api.anthropic.com "resolves" to a public documentation-free address.
-    monkeypatch.setattr("agents.ssrf.socket.getaddrinfo",
+    monkeypatch.setattr("haao.ssrf.socket.getaddrinfo",
                         lambda *a, **k: [(2, 1, 6, "", ("160.79.104.10", 443))])
     response = admin.post(URL, {"name": "Claude", "kind": "anthropic", "model":
                                 "claude-sonnet-4-5", "role": "tech_lead"}, format="json")

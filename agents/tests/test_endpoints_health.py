@@ -14,6 +14,7 @@ from django.test import override_settings
 from accounts.models import AuditEvent
 from agents import services
 from agents.models import HealthStatus, InferenceEndpoint
+from haao.errors import ApplicationError
 
 pytestmark = [pytest.mark.django_db,
               pytest.mark.usefixtures("allow_loopback")]
@@ -166,3 +167,35 @@ def test_only_a_change_of_status_is_an_audit_event(cast, stub) -> None:
     stub.status = 503
     services.endpoint_check_health(endpoint=endpoint)
     assert AuditEvent.objects.filter(type="endpoint.health_changed").count() == 2
+
+
+def test_what_another_service_answers_is_not_kept_in_the_health_status(cast, stub) -> None:
+    # An internal service's words (here a database admin page's) never reach the admin's page.
+    stub.status = 403
+    stub.body = {"type": "error", "error": {"type": "internal-db", "message": "pg_hba: root"}}
+    endpoint = services.endpoint_create(
+        organization=cast.org, actor=cast.admin, api_key="sk-ant-secret",
+        values={"name": "Claude", "kind": "anthropic", "base_url": stub.url,
+                "model": "claude-sonnet-4-5", "role": "tech_lead"})
+    checked = services.endpoint_check_health(endpoint=endpoint)
+    assert checked.health_error == "Anthropic answered HTTP 403."
+    stub.body = {"type": "error", "error": {"type": "authentication_error",
+                                            "message": "invalid x-api-key"}}
+    checked = services.endpoint_check_health(endpoint=endpoint)
+    assert checked.health_error == "Anthropic answered HTTP 403 (authentication_error)."
+
+
+def test_a_new_url_needs_the_key_again_so_the_stored_one_goes_nowhere_new(cast, stub) -> None:
+    endpoint = openai_endpoint(cast, stub.url, api_key="sk-stored")
+    with pytest.raises(ApplicationError) as refused:
+        services.endpoint_update(organization=cast.org, endpoint=endpoint, actor=cast.admin,
+                                 changes={"base_url": stub.url + "/other"})
+    assert refused.value.details == {"api_key": [refused.value.details["api_key"][0]]}
+    assert "entered again" in refused.value.message
+    endpoint.refresh_from_db()
+    assert endpoint.base_url == stub.url and endpoint.reveal_api_key() == "sk-stored"
+    # With the key typed again (or cleared) the move is made.
+    moved = services.endpoint_update(organization=cast.org, endpoint=endpoint,
+                                     actor=cast.admin, changes={"base_url": stub.url + "/v1"},
+                                     api_key="sk-typed-again")
+    assert moved.base_url == stub.url + "/v1" and moved.reveal_api_key() == "sk-typed-again"

@@ -33,7 +33,7 @@ def test_configured_endpoints_are_added_once_with_the_key_encrypted(settings,
     settings.HAAO_ENDPOINT_ALLOWLIST = ["127.0.0.1"]
     settings.ANTHROPIC_API_KEY = "sk-ant-demo"
     # No DNS in tests: api.anthropic.com "resolves" to a public address.
-    monkeypatch.setattr("agents.ssrf.socket.getaddrinfo",
+    monkeypatch.setattr("haao.ssrf.socket.getaddrinfo",
                         lambda *a, **k: [(2, 1, 6, "", ("160.79.104.10", 443))])
     seed()
     seed()
@@ -93,7 +93,7 @@ def test_without_keys_the_sample_models_stand_in_and_step_aside_for_real_ones(
 
     # A real Tech Lead key: Claude takes the part, the sample Tech Lead steps aside.
     settings.ANTHROPIC_API_KEY = "sk-ant-demo"
-    monkeypatch.setattr("agents.ssrf.socket.getaddrinfo",
+    monkeypatch.setattr("haao.ssrf.socket.getaddrinfo",
                         lambda *a, **k: [(2, 1, 6, "", ("160.79.104.10", 443))])
     seed()
     enabled = set(InferenceEndpoint.objects.filter(enabled=True).values_list("name", flat=True))

@@ -7,6 +7,7 @@ import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -27,6 +28,12 @@ class Case:
         """A branch with one commit on top of main in the bare repository; its sha."""
         return self.fake.git.commit(self.fake.repo, branch=name,
                                     files={f"{name.replace('/', '-')}.txt": text})
+
+
+@pytest.fixture(autouse=True)
+def loopback_allowed(settings: Any) -> None:
+    """The fake forges listen on loopback, which the operator must allow (haao/ssrf.py)."""
+    settings.HAAO_ENDPOINT_ALLOWLIST = ["127.0.0.1"]
 
 
 def adapter(fake: FakeForge, *, token: str | None = None, api_url: str | None = None) -> Forge:

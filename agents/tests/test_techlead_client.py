@@ -12,7 +12,6 @@ from agents import pricing
 from agents.model_servers import AnthropicServer, Reset, Response, delayed, invalid_json
 from agents.model_servers import anthropic as anth
 from agents.models import CallOutcome, InferenceEndpoint, ModelCall
-from agents.ssrf import UnsafeEndpointURL
 from agents.techlead.client import (
     CallContext,
     CallRefused,
@@ -23,6 +22,7 @@ from agents.techlead.client import (
 )
 from agents.tests.endpoints import tech_lead_endpoint
 from haao.errors import ApplicationError
+from haao.ssrf import UnsafeEndpointURL
 
 pytestmark = pytest.mark.django_db
 MESSAGES = "/v1/messages"

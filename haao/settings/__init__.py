@@ -310,7 +310,11 @@ SPECTACULAR_SETTINGS = {
 # --- Models ---------------------------------------------------------------------------------
 ANTHROPIC_API_KEY = env.optional("ANTHROPIC_API_KEY", "CLAUDE_API_KEY")
 LMSTUDIO_BASE_URL = env.url("LMSTUDIO_BASE_URL", None, schemes=("http", "https"))
-HAAO_ENDPOINT_ALLOWLIST = env.string_list("HAAO_ENDPOINT_ALLOWLIST", [])  # agents/ssrf.py
+# Private hosts and networks (each optionally with :port) HAAO's servers may call: model
+# endpoints, SSO issuers, forges. For every organization, then per organization slug as
+# "acme=gpu-box:1234 10.0.0.5:8000;beta=lmstudio:1234". haao/ssrf.py, docs/security.md.
+HAAO_ENDPOINT_ALLOWLIST = env.string_list("HAAO_ENDPOINT_ALLOWLIST", [])
+HAAO_ENDPOINT_ALLOWLIST_BY_ORG = env.string("HAAO_ENDPOINT_ALLOWLIST_BY_ORG", "")
 # Directories a project's repository may be a local path in (tickets.services.projects); the
 # demo's sample repository lives in the first one.
 HAAO_LOCAL_REPOSITORIES = env.string_list("HAAO_LOCAL_REPOSITORIES", [str(DATA_DIR / "samples")])
@@ -325,14 +329,19 @@ if HAAO_SAMPLE_MODELS_PORT > 65534 or HAAO_DEMO_LOCAL_MODEL_PORT > 65535:
     raise ImproperlyConfigured("HAAO_SAMPLE_MODELS_PORT and HAAO_DEMO_LOCAL_MODEL_PORT must "
                                "be TCP ports (the sample coder takes the port after the first).")
 if (HAAO_SAMPLE_MODELS or HAAO_DEMO_LOCAL_MODEL) and "127.0.0.1" not in HAAO_ENDPOINT_ALLOWLIST:
-    # Demo only: the sample models listen on loopback, which endpoints may not reach otherwise.
-    HAAO_ENDPOINT_ALLOWLIST.append("127.0.0.1")
+    # Demo only: the sample models listen on loopback, which endpoints may not reach otherwise;
+    # their ports only, not the machine's other services.
+    HAAO_ENDPOINT_ALLOWLIST += [f"127.0.0.1:{HAAO_SAMPLE_MODELS_PORT}",
+                                f"127.0.0.1:{HAAO_SAMPLE_MODELS_PORT + 1}",
+                                f"127.0.0.1:{HAAO_DEMO_LOCAL_MODEL_PORT}"]
 if LMSTUDIO_BASE_URL:
-    # The operator named this local server: let endpoints reach its host (LM Studio on
-    # localhost is the common case), and nothing else private.
-    _lmstudio_host = urlsplit(LMSTUDIO_BASE_URL).hostname
-    if _lmstudio_host and _lmstudio_host not in HAAO_ENDPOINT_ALLOWLIST:
-        HAAO_ENDPOINT_ALLOWLIST.append(_lmstudio_host)
+    # The operator named this local server: let endpoints reach its host and port (LM Studio
+    # on localhost is the common case), and nothing else private.
+    _lmstudio = urlsplit(LMSTUDIO_BASE_URL)
+    if _lmstudio.hostname:
+        _host = f"[{_lmstudio.hostname}]" if ":" in _lmstudio.hostname else _lmstudio.hostname
+        HAAO_ENDPOINT_ALLOWLIST.append(
+            f"{_host}:{_lmstudio.port or (443 if _lmstudio.scheme == 'https' else 80)}")
 
 LOGGING = {
     "version": 1,

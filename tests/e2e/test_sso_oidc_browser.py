@@ -39,7 +39,9 @@ def op(live_server: Any):
 
 
 @pytest.fixture
-def acme(cast: Any, op: OIDCProvider):
+def acme(cast: Any, op: OIDCProvider, settings: Any):
+    # The provider listens on loopback: the operator allows it (haao/ssrf.py).
+    settings.HAAO_ENDPOINT_ALLOWLIST = ["127.0.0.1"]
     op.set_mode("normal")
     services.sso_connection_save(
         organization=cast.org, actor=cast.admin,

@@ -113,9 +113,9 @@ def forge_detect(url: str) -> str:
 
 def clean_repository_url(url: Any) -> str:
     """A repository location HAAO may use: no credentials, a public host or an allowed path."""
-    from agents.ssrf import UnsafeEndpointURL, allowlisted, check_endpoint_url
     from agents.workspaces.git import redact
     from agents.workspaces.repos import RepositoryRefused, check_repository
+    from haao.ssrf import UnsafeEndpointURL, allowlisted, check_endpoint_url
 
     field = "repository_url"
     if not isinstance(url, str):
@@ -197,8 +197,8 @@ def project_settings_clean(values: Mapping[str, Any], *,
     """Check `values` (API names, any subset of SETTINGS) against `current` (None: a new one).
 
     Returns the model fields to set; raises ApplicationError naming the first bad field."""
-    from agents.ssrf import UnsafeEndpointURL, check_endpoint_url
     from agents.workspaces.git import check_branch_name
+    from haao.ssrf import UnsafeEndpointURL, check_endpoint_url
 
     unknown = sorted(set(values) - set(SETTINGS))
     if unknown:

@@ -111,10 +111,11 @@ class Command(BaseCommand):
                                     api_key=api_key)
                 elif (current.base_url != values.get("base_url", current.base_url)
                       or not current.enabled):
+                    # A new address needs the key again (it is sent only where entered).
                     endpoint_update(organization=organization, endpoint=current, actor=admin,
                                     changes={"base_url": values.get("base_url",
                                                                     current.base_url),
-                                             "enabled": True})
+                                             "enabled": True}, api_key=api_key)
             except ApplicationError as error:
                 # e.g. LM Studio on localhost without HAAO_ENDPOINT_ALLOWLIST=localhost,...
                 self.stderr.write(f"Endpoint “{values['name']}” not added: {error.message}")

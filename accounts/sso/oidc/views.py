@@ -13,6 +13,8 @@ import time
 from typing import Any
 
 import jwt
+import requests
+from allauth.socialaccount.adapter import get_adapter
 from allauth.socialaccount.internal import jwtkit
 from allauth.socialaccount.models import SocialApp, SocialLogin, SocialToken
 from allauth.socialaccount.providers.oauth2.client import OAuth2Error
@@ -26,6 +28,32 @@ ALLOWED_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS
                                 "ES256", "ES384", "ES512", "EdDSA"})
 CLOCK_SKEW_SECONDS = 60
 NONCE_TTL_SECONDS = 3600
+DISCOVERY_TTL_SECONDS = 300
+DISCOVERY_MAX_BYTES = 256 * 1024
+# What a sign-in needs from the discovery document.
+DISCOVERY_URLS = ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri")
+
+
+def _fetch_discovery(server_url: str) -> dict[str, Any]:
+    try:
+        with get_adapter().get_requests_session() as session:
+            response = session.get(server_url, allow_redirects=False)
+    except requests.RequestException as error:
+        raise OAuth2Error(f"The identity provider could not be reached: {error}") from None
+    if response.status_code != 200:
+        raise OAuth2Error("The identity provider's discovery document answered HTTP "
+                          f"{response.status_code}.")
+    if len(response.content) > DISCOVERY_MAX_BYTES:
+        raise OAuth2Error("The identity provider's discovery document is too large.")
+    try:
+        config = response.json()
+    except ValueError:
+        raise OAuth2Error("The identity provider's discovery document is not JSON.") from None
+    if not isinstance(config, dict) or not all(
+            isinstance(config.get(name), str) for name in DISCOVERY_URLS):
+        raise OAuth2Error("The identity provider's discovery document lacks "
+                          + ", ".join(DISCOVERY_URLS) + ".")
+    return config
 
 
 def _same_issuer(a: str, b: str) -> bool:
@@ -36,6 +64,21 @@ class OrgOIDCAdapter(OpenIDConnectOAuth2Adapter):
     """Verifies every ID token, whoever fetched it."""
 
     login_state: dict[str, Any] | None = None
+
+    @property
+    def openid_config(self) -> dict[str, Any]:
+        """The provider's discovery document, fetched through the SSRF guard and kept a few
+        minutes (an anonymous sign-in start must not make HAAO fetch it each time); what is
+        not a JSON object is refused with the reason, never a server error."""
+        if not hasattr(self, "_openid_config"):
+            server_url = self.get_provider().server_url
+            key = "oidc-discovery:" + hashlib.sha256(server_url.encode()).hexdigest()
+            config = cache.get(key)
+            if config is None:
+                config = _fetch_discovery(server_url)
+                cache.set(key, config, DISCOVERY_TTL_SECONDS)
+            self._openid_config = config
+        return dict(self._openid_config)
 
     def complete_login(
         self, request: HttpRequest, app: SocialApp, token: SocialToken, **kwargs: Any

@@ -41,6 +41,9 @@ logger = logging.getLogger(__name__)
 # "3 failed" (pytest), "FAILED (failures=2, errors=1)" (unittest), "2 failing" (mocha).
 _FAILED_COUNTS = (re.compile(r"\b(\d+) failed\b"), re.compile(r"failures=(\d+)"),
                   re.compile(r"\b(\d+) failing\b"))
+# pytest's short summary: "FAILED tests/test_x.py::test_y - AssertionError: …".
+_FAILED_TEST = re.compile(r"^FAILED (\S+)", re.MULTILINE)
+FAILED_TESTS_SHOWN = 5
 
 
 class SetupStatus(StrEnum):
@@ -182,3 +185,44 @@ def _failed_count(output: str) -> int | None:
             return int(found[-1])
     return None
 
+
+# --- What Gate 1 reads ---------------------------------------------------------------------------
+
+def base_failure(project: Project) -> dict[str, Any] | None:
+    """The project's last setup report when it says the tests already fail at the commit new
+    tickets would start from (as far as this machine knows without fetching), else None.
+
+    Its `failed_tests` names up to five failing tests from pytest's summary."""
+    report = project.setup_report or {}
+    if report.get("status") != SetupStatus.TESTS_FAIL_ON_BASE or not report.get("commit"):
+        return None
+    start = _known_start(project)
+    if start and start != report["commit"]:
+        return None  # the branch moved since: the check does not speak of it
+    names = list(dict.fromkeys(_FAILED_TEST.findall(str(report.get("output_tail", "")))))
+    return {**report, "failed_tests": names[:FAILED_TESTS_SHOWN]}
+
+
+def _known_start(project: Project) -> str:
+    """The commit the project's next tickets start from, as this machine last saw it: the
+    integration branch's head once HAAO's work is on it (agents.delivery.branches.work_base),
+    else the default branch's head in this machine's workspace; "" when unknown here."""
+    from django.conf import settings
+
+    from agents.delivery.branches import upstream_tip
+    from agents.models import IntegrationBranch
+    from agents.workspaces.repos import check_project_id
+    from tickets.models import DeliveryMode
+
+    if project.delivery != DeliveryMode.PULL_REQUEST:
+        branch = IntegrationBranch.objects.filter(project=project,
+                                                  name=project.integration_branch).first()
+        if branch is not None and branch.head != branch.base:
+            return str(branch.head)
+    repo = settings.HAAO_WORKSPACE_ROOT / check_project_id(project.pk) / "repo"
+    if not (repo / "HEAD").is_file():
+        return ""
+    try:
+        return upstream_tip(repo, project)
+    except ApplicationError:
+        return ""

@@ -13,11 +13,13 @@ from django.test import Client
 
 from accounts.models import AuditEvent
 from agents import tasks
+from agents.engine.steps import workspace_of
 from agents.preflight import SetupStatus, setup_check
 from agents.sandbox import sandbox_available
 from agents.techlead.testing import SAMPLE_PROJECT
 from agents.workspaces.git import git
 from agents.workspaces.samples import git_checkout
+from tests.factories import RequirementFactory, TicketFactory
 from tests.fixtures import token_client
 from tickets import services
 from tickets.models import Project
@@ -282,3 +284,34 @@ def test_the_task_checks_a_project_and_skips_one_that_is_gone(cast: Any, sample:
     assert stored(project)["status"] == "ok"
     assert last_event(cast).data["status"] == "ok"
 
+
+# --- Gate 1 --------------------------------------------------------------------------------------
+
+def test_gate_1_warns_while_the_tests_fail_at_the_commit_the_tickets_start_from(
+        cast: Any, sample: Path) -> None:
+    project = project_at(cast, str(sample), test_command=PYTEST)
+    services.project_grant_set(organization=cast.org, project=project, user=cast.product_owner,
+                               grants={"approve"}, actor=cast.admin)
+    ticket = TicketFactory(requirement=RequirementFactory(project=project))
+    page_url = f"/o/acme/requirements/{ticket.requirement.key}/"
+    client = browser(cast.product_owner)
+    assert 'data-testid="base-failure"' not in client.get(page_url).content.decode()
+
+    setup_check(project=project)
+
+    page = client.get(page_url).content.decode()
+    assert 'data-testid="base-failure"' in page
+    assert f"already fails on main at <span class=\"font-mono\" title=\"{head_of(sample)}\">" \
+           f"{head_of(sample)[:7]}</span> (1 failed)" in page
+    assert shlex.join(PYTEST) in page  # the failing check, by its command
+    failing = "tests/test_totals.py::test_total_rounds_half_a_cent_up"
+    assert f'Failing: <code class="font-mono">{failing}</code>' in page
+    assert 'id="approve-button"' in page  # a warning, not a lock: the person decides
+
+    # The team fixes main: once HAAO has fetched it, the old report no longer speaks of it.
+    (sample / "NOTES.md").write_text("fixed upstream\n")
+    git(["add", "NOTES.md"], cwd=sample)
+    git(["-c", "user.name=Dev", "-c", "user.email=dev@example.test", "commit", "-q", "-m",
+         "fix"], cwd=sample)
+    workspace_of(project, fresh=True)
+    assert 'data-testid="base-failure"' not in client.get(page_url).content.decode()

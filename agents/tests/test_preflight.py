@@ -307,6 +307,11 @@ def test_gate_1_warns_while_the_tests_fail_at_the_commit_the_tickets_start_from(
     failing = "tests/test_totals.py::test_total_rounds_half_a_cent_up"
     assert f'Failing: <code class="font-mono">{failing}</code>' in page
     assert 'id="approve-button"' in page  # a warning, not a lock: the person decides
+    api = token_client(cast.org, cast.product_owner, ["read"])
+    api_url = f"/api/v1/orgs/acme/requirements/{ticket.requirement.key}/"
+    warned = api.get(api_url).json()["base_failure"]
+    assert (warned["status"], warned["commit"], warned["failed_tests"]) == (
+        "tests_fail_on_base", head_of(sample), [failing])
 
     # The team fixes main: once HAAO has fetched it, the old report no longer speaks of it.
     (sample / "NOTES.md").write_text("fixed upstream\n")
@@ -315,3 +320,4 @@ def test_gate_1_warns_while_the_tests_fail_at_the_commit_the_tickets_start_from(
          "fix"], cwd=sample)
     workspace_of(project, fresh=True)
     assert 'data-testid="base-failure"' not in client.get(page_url).content.decode()
+    assert api.get(api_url).json()["base_failure"] is None

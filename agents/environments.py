@@ -2,8 +2,10 @@
 
 The project's setup command (the only step that may be given network access, by policy)
 runs once per project and base commit in the sandbox, with a checkout of that commit as its
-working directory and the environment directory writable at /env. Checks then see the same
-directory read-only at /env, so they start fast and offline. See docs/sandbox.md.
+working directory and the environment directory writable at /env. When the toolchain has a
+Python, HAAO first makes a virtualenv at /env/venv with it and runs the setup command inside
+it, so `pip install -e .` works as on a laptop. Checks then see the same directory read-only
+at /env, so they start fast and offline. See docs/sandbox.md.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import os
 import re
 import shutil
 import subprocess
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +35,8 @@ from agents.sandbox import (
     SandboxLimits,
     run_check,
 )
-from agents.workspaces.git import file_lock, git
-from agents.workspaces.repos import check_project_id, lock_for
+from agents.workspaces.git import file_lock
+from agents.workspaces.repos import check_project_id, commit_checkout
 from haao.errors import ApplicationError
 
 # Where the environment appears inside the sandbox, writable for setup, read-only for checks.
@@ -44,6 +45,8 @@ ENV_MOUNT = "/env"
 READY_MARKER = ".haao-ready"
 # How much of the setup command's output an error carries.
 OUTPUT_TAIL_CHARS = 2000
+# The virtualenv HAAO makes for the setup command, inside the sandbox.
+VENV_MOUNT = f"{ENV_MOUNT}/venv"
 
 logger = logging.getLogger(__name__)
 
@@ -121,11 +124,12 @@ def environment_prepare(*, project: Any, repo_path: Path, base_commit: str, root
     # The setup command finds the given interpreters' programs first (python3 -m venv).
     setup_path = ":".join([*(str(p / "bin") for p in given if (p / "bin").is_dir()),
                            SANDBOX_PATH])
+    python = toolchain_python(given) if argv and not makes_own_venv(argv) else None
     with file_lock(path.with_name(f"{base_commit}.lock")):
         if not (path / READY_MARKER).is_file():
             _build(argv=argv, repo=repo, path=path, base_commit=base_commit,
                    limits=dataclasses.replace(limits, network=network), readonly=readonly,
-                   sandbox_uid=sandbox_uid, setup_path=setup_path)
+                   sandbox_uid=sandbox_uid, setup_path=setup_path, python=python)
     # The environment's own interpreters link to their base (pyvenv.cfg's home): it is seen
     # too. Nothing in the directory the setup command wrote is run to find out.
     behind = toolchain_paths([path], trusted=False)[1:]
@@ -134,9 +138,40 @@ def environment_prepare(*, project: Any, repo_path: Path, base_commit: str, root
                                binds=(Bind(source=path, target=ENV_MOUNT, writable=False),))
 
 
+def project_environment(*, project: Any, repo_path: Path,
+                        base_commit: str) -> PreparedEnvironment | None:
+    """The project's environment at `base_commit` as the loop prepares it (its setup command
+    with the network, HAAO_CHECK_TOOLCHAIN), or None when it has no setup command."""
+    if not project.setup_command:
+        return None
+    return environment_prepare(project=project, repo_path=repo_path, base_commit=base_commit,
+                               root=settings.DATA_DIR / "environments",
+                               limits=SandboxLimits(), network=True,
+                               readonly_paths=settings.HAAO_CHECK_TOOLCHAIN)
+
+
+def toolchain_python(directories: Sequence[Path]) -> Path | None:
+    """The first `python3` (or `python`) in the toolchain directories' `bin`, or None."""
+    for directory in directories:
+        for name in ("python3", "python"):
+            candidate = Path(directory) / "bin" / name
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return candidate
+    return None
+
+
+def makes_own_venv(argv: Sequence[str]) -> bool:
+    """Whether the setup command itself makes a virtualenv (`python -m venv`, `virtualenv`,
+    `uv venv`): then HAAO leaves /env to it, as before it made one itself."""
+    program = os.path.basename(argv[0]) if argv else ""
+    module = any(argv[i] == "-m" and argv[i + 1] in ("venv", "virtualenv")
+                 for i in range(len(argv) - 1))
+    return module or program == "virtualenv" or (program == "uv" and argv[1:2] == ["venv"])
+
+
 def _build(*, argv: list[str], repo: Path, path: Path, base_commit: str,
            limits: SandboxLimits, readonly: tuple[Path, ...], sandbox_uid: int,
-           setup_path: str = SANDBOX_PATH) -> None:
+           setup_path: str = SANDBOX_PATH, python: Path | None = None) -> None:
     # Whatever a failed earlier preparation left is not trusted: start from nothing.
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
@@ -146,7 +181,8 @@ def _build(*, argv: list[str], repo: Path, path: Path, base_commit: str,
             os.chown(path, sandbox_uid, sandbox_uid)
         try:
             _run_setup(argv=argv, repo=repo, path=path, base_commit=base_commit, limits=limits,
-                       readonly=readonly, sandbox_uid=sandbox_uid, setup_path=setup_path)
+                       readonly=readonly, sandbox_uid=sandbox_uid, setup_path=setup_path,
+                       python=python)
         except BaseException:
             shutil.rmtree(path, ignore_errors=True)
             raise
@@ -157,28 +193,32 @@ def _build(*, argv: list[str], repo: Path, path: Path, base_commit: str,
 
 def _run_setup(*, argv: list[str], repo: Path, path: Path, base_commit: str,
                limits: SandboxLimits, readonly: tuple[Path, ...], sandbox_uid: int,
-               setup_path: str = SANDBOX_PATH) -> None:
-    with file_lock(lock_for(repo)):
-        if git(["rev-parse", "--verify", "--quiet", f"{base_commit}^{{commit}}"], cwd=repo,
-               check=False).returncode != 0:
-            raise ApplicationError(f"The base commit {base_commit} is not in the project's "
-                                   "repository.", code="commit_missing",
-                                   details={"base_commit": "not in the repository"})
-        checkout = repo.parent / "worktrees" / f"env-{base_commit[:12]}-{uuid.uuid4().hex[:8]}"
-        checkout.parent.mkdir(parents=True, exist_ok=True)
-        git(["worktree", "add", "--quiet", "--detach", str(checkout), base_commit], cwd=repo)
-    try:
+               setup_path: str = SANDBOX_PATH, python: Path | None = None) -> None:
+    binds = [Bind(source=path, target=ENV_MOUNT, writable=True)]
+    env_extra = {"PATH": setup_path}
+    with commit_checkout(repo=repo, commit=base_commit, label="env") as checkout:
+        if python is not None:
+            # Made by the toolchain's interpreter itself, in the sandbox: pip then installs
+            # into /env/venv instead of refusing a system interpreter (externally managed).
+            made = run_check(worktree=checkout, check=CheckSpec(
+                name="venv", command=(str(python), "-m", "venv", VENV_MOUNT),
+                timeout_seconds=limits.timeout_seconds), limits=limits,
+                readonly_paths=readonly, env_extra=env_extra, sandbox_uid=sandbox_uid,
+                binds=binds)
+            if not made.passed:
+                output = (made.stdout + made.stderr).strip()[-OUTPUT_TAIL_CHARS:]
+                raise EnvironmentSetupFailed(
+                    f"HAAO could not make the project's virtualenv with `{python} -m venv "
+                    f"{VENV_MOUNT}` ({made.expectation}). An admin can install Python's venv "
+                    "module on the worker (Debian: apt-get install python3-venv) or name "
+                    "another interpreter in HAAO_CHECK_TOOLCHAIN. Its output ended with:\n"
+                    f"{output or '(no output)'}",
+                    details={"setup_command": made.expectation, "output_tail": output})
+            env_extra = {"PATH": f"{VENV_MOUNT}/bin:{setup_path}", "VIRTUAL_ENV": VENV_MOUNT}
         check = CheckSpec(name="setup", command=tuple(argv),
                           timeout_seconds=limits.timeout_seconds)
         run = run_check(worktree=checkout, check=check, limits=limits, readonly_paths=readonly,
-                        env_extra={"PATH": setup_path}, sandbox_uid=sandbox_uid,
-                        binds=[Bind(source=path, target=ENV_MOUNT, writable=True)])
-    finally:
-        with file_lock(lock_for(repo)):
-            git(["worktree", "remove", "--force", "--force", str(checkout)], cwd=repo,
-                check=False)
-            shutil.rmtree(checkout, ignore_errors=True)
-            git(["worktree", "prune"], cwd=repo, check=False)
+                        env_extra=env_extra, sandbox_uid=sandbox_uid, binds=binds)
     if not run.passed:
         output = (run.stdout + run.stderr).strip()[-OUTPUT_TAIL_CHARS:]
         raise EnvironmentSetupFailed(
@@ -190,8 +230,7 @@ def _run_setup(*, argv: list[str], repo: Path, path: Path, base_commit: str,
 def _env_extra(path: Path) -> dict[str, str]:
     """PATH (and VIRTUAL_ENV) that put the environment's programs first inside the sandbox."""
     if (path / "venv" / "bin").is_dir():
-        venv = f"{ENV_MOUNT}/venv"
-        return {"PATH": f"{venv}/bin:{SANDBOX_PATH}", "VIRTUAL_ENV": venv}
+        return {"PATH": f"{VENV_MOUNT}/bin:{SANDBOX_PATH}", "VIRTUAL_ENV": VENV_MOUNT}
     if (path / "bin").is_dir():
         return {"PATH": f"{ENV_MOUNT}/bin:{SANDBOX_PATH}"}
     return {}

@@ -8,6 +8,7 @@ spending a retry, an escalation or a cloud call. The texts here are what that ad
 
 from __future__ import annotations
 
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -84,16 +85,36 @@ def sandbox_problem() -> str:
     machine; otherwise why not, for an admin (what /health reports)."""
     if not sandbox_available():
         return SANDBOX_MISSING
-    probe = CheckSpec(name="health", command=("python3", "-c", "import sys; print(sys.version)"),
-                      timeout_seconds=30)
     try:
-        readonly, env_extra = check_toolchain()
-        with tempfile.TemporaryDirectory(prefix="haao-health-") as scratch:
-            run = run_check(worktree=Path(scratch), check=probe, readonly_paths=readonly,
-                            limits=SandboxLimits(timeout_seconds=30), env_extra=env_extra)
+        run, path = _probe(("python3", "-c", "import sys; print(sys.version)"))
     except ApplicationError as error:
         return error_cause(error) or error.message
     if run.passed:
         return ""
-    return check_failure_cause(run, path=env_extra["PATH"]) or \
+    return check_failure_cause(run, path=path) or \
         f"python3 -c … failed in the sandbox: {run.expectation}"
+
+
+def sandbox_detail() -> str:
+    """What a working sandbox runs, for an admin: "bubblewrap 0.8.0, python 3.11.7 at
+    /usr/bin/python3" (the python3 checks find first); "" when the probe does not answer."""
+    try:
+        run, _ = _probe(("python3", "-c", "import sys; print(sys.version.split()[0], "
+                                           "sys.executable)"))
+        done = subprocess.run(["bwrap", "--version"], capture_output=True, text=True,  # noqa: S607
+                              timeout=10, check=False)
+    except (ApplicationError, OSError, subprocess.SubprocessError):
+        return ""
+    version, _, executable = run.stdout.strip().partition(" ")
+    bwrap = done.stdout.strip().replace("bubblewrap", "").strip() or "(version unknown)"
+    return f"bubblewrap {bwrap}, python {version} at {executable}" if run.passed else ""
+
+
+def _probe(command: tuple[str, ...]) -> tuple[CheckRun, str]:
+    """Run `command` with the default toolchain in the sandbox; the run and its PATH."""
+    probe = CheckSpec(name="health", command=command, timeout_seconds=30)
+    readonly, env_extra = check_toolchain()
+    with tempfile.TemporaryDirectory(prefix="haao-health-") as scratch:
+        run = run_check(worktree=Path(scratch), check=probe, readonly_paths=readonly,
+                        limits=SandboxLimits(timeout_seconds=30), env_extra=env_extra)
+    return run, env_extra["PATH"]

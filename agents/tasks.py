@@ -95,6 +95,14 @@ def decompose(requirement_id: str) -> None:
     steps.decompose_step(requirement_id=requirement_id)
 
 
+@shared_task(name="haao.setup_check", **ON_DEADLOCK)
+@ids
+def setup_check(project_id: str) -> None:
+    from agents.preflight import setup_check_run
+
+    setup_check_run(project_id=project_id)
+
+
 @shared_task(name="haao.recover", **ON_DEADLOCK)
 def recover() -> None:
     recovery.recover()

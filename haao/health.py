@@ -26,7 +26,8 @@ TIMEOUT_SECONDS = 3.0
 # A sandboxed check costs tens of milliseconds and rarely changes its answer: probe this often.
 SANDBOX_PROBE_SECONDS = 300
 _sandbox_lock = threading.Lock()
-_sandbox_seen: tuple[float, str] | None = None
+# When it was probed, the problem ("" when none) and what a working sandbox runs.
+_sandbox_seen: tuple[float, str, str] | None = None
 
 
 def check_database() -> None:
@@ -65,17 +66,33 @@ def check_channel_layer() -> None:
         pool.submit(asyncio.run, round_trip()).result(timeout=TIMEOUT_SECONDS * 2)
 
 
-def check_sandbox() -> None:
-    """A trivial check of the default toolchain's python, in the sandbox (cached a while)."""
+def sandbox_state() -> tuple[str, str]:
+    """(problem, detail) of this machine's sandbox: a trivial check of the default
+    toolchain's python (cached a while); the problem is "" when it runs."""
     global _sandbox_seen
-    from agents.failures import sandbox_problem
+    from agents.failures import sandbox_detail, sandbox_problem
 
     with _sandbox_lock:
         if _sandbox_seen is None or time.monotonic() - _sandbox_seen[0] > SANDBOX_PROBE_SECONDS:
-            _sandbox_seen = (time.monotonic(), sandbox_problem())
-        problem = _sandbox_seen[1]
+            problem = sandbox_problem()
+            _sandbox_seen = (time.monotonic(), problem, "" if problem else sandbox_detail())
+        return _sandbox_seen[1], _sandbox_seen[2]
+
+
+def check_sandbox() -> None:
+    """A trivial check of the default toolchain's python, in the sandbox (cached a while)."""
+    problem, _ = sandbox_state()
     if problem:
         raise RuntimeError(problem)
+
+
+def sandbox_summary() -> str:
+    """One line for an admin: "Sandbox: working (bubblewrap 0.8.0, python 3.11.7 at …)", or
+    the problem in words."""
+    problem, detail = sandbox_state()
+    if problem:
+        return f"Sandbox: not working on this server. {problem}"
+    return f"Sandbox: working ({detail})" if detail else "Sandbox: working"
 
 
 def sandbox_required() -> bool:

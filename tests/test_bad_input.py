@@ -98,6 +98,7 @@ COVERED_IN_PROJECT_SETTINGS = {
         "tickets/tests/test_api_projects_settings.py",
     "api/v1/orgs/<slug:org>/projects/<str:key>/connection-test/":
         "tickets/tests/test_api_projects_settings.py",
+    "api/v1/orgs/<slug:org>/projects/<str:key>/setup-check/": "agents/tests/test_preflight.py",
 }
 COVERED_ELSEWHERE = {
     "api/v1/orgs/<slug:org>/requirements/<str:key>/": "tickets/tests/test_api_bad_input.py",

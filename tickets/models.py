@@ -81,6 +81,10 @@ class Project(TenantModel):
     connection_report = models.JSONField(
         default=dict, blank=True, editable=False,
         help_text="The last connection test: when, and what it found.")
+    setup_report = models.JSONField(
+        default=dict, blank=True, editable=False,
+        help_text="The last setup check (agents.preflight): its status, the "
+                  "commit it ran at, when, and what to do about it.")
     ticket_seq = models.PositiveIntegerField(default=0, editable=False)
     requirement_seq = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)

@@ -20,6 +20,8 @@ urlpatterns = [
          name="api-project-deploy-key"),
     path(f"{org}projects/<str:key>/connection-test/", api.ProjectConnectionTestView.as_view(),
          name="api-project-connection-test"),
+    path(f"{org}projects/<str:key>/setup-check/", api.ProjectSetupCheckView.as_view(),
+         name="api-project-setup-check"),
     path(f"{org}projects/<str:key>/grants/<uuid:membership>/", api.ProjectGrantsView.as_view(),
          name="api-project-grants"),
     path(f"{org}projects/<str:key>/requirements/", api.RequirementListView.as_view(),

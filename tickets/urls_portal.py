@@ -20,6 +20,8 @@ urlpatterns = [
          project_settings.WebhookSecretView.as_view(), name="portal-project-webhook-secret"),
     path("projects/<str:key>/settings/connection-test/",
          project_settings.ConnectionTestView.as_view(), name="portal-project-connection-test"),
+    path("projects/<str:key>/settings/setup-check/",
+         project_settings.SetupCheckView.as_view(), name="portal-project-setup-check"),
     path("projects/<str:key>/cards/<str:ticket_key>/", projects.CardView.as_view(),
          name="portal-project-card"),
 ]

@@ -16,6 +16,7 @@ from accounts.roles import Capability
 from accounts.selectors import organizations_of
 from accounts.views.base import OrgView
 from haao.errors import ApplicationError
+from haao.health import sandbox_state, sandbox_summary
 from tickets.selectors import decisions_waiting_for, projects_visible_to
 
 
@@ -40,6 +41,10 @@ class OrgOverviewView(OrgView, TemplateView):
         context["can_manage_members"] = self.can(Capability.MANAGE_MEMBERS)
         context["waiting"] = decisions_waiting_for(user=self.membership.user,
                                                    organization=self.org)
+        if self.can(Capability.MANAGE_POLICIES):
+            # Whether checks can run on this server at all (the sandbox part of /health).
+            problem, _ = sandbox_state()
+            context["sandbox"] = {"ok": not problem, "summary": sandbox_summary()}
         return context
 
 

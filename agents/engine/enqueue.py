@@ -68,3 +68,9 @@ def poll_pull_request(*, branch_id: Any, organization: Organization) -> None:
     _send("poll_pull_request", kwargs={"branch_id": branch_id},
           queue=routing.queue_for(organization=organization, kind=routing.CHECKS),
           on_commit=False)
+
+
+def setup_check(*, project_id: Any, organization: Organization, on_commit: bool = True) -> None:
+    _send("setup_check", kwargs={"project_id": project_id},
+          queue=routing.queue_for(organization=organization, kind=routing.CHECKS),
+          on_commit=on_commit)

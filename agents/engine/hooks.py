@@ -11,8 +11,8 @@ from typing import Any
 from django.core.cache import cache
 
 from agents.engine import enqueue, routing
-from tickets.models import Attempt, AttemptOutcome, Requirement, Ticket, TicketStatus
-from tickets.services import requirements
+from tickets.models import Attempt, AttemptOutcome, Project, Requirement, Ticket, TicketStatus
+from tickets.services import projects, requirements
 from tickets.state import Transition, on_enter
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,18 @@ def start_decomposition(requirement_id: Any) -> None:
                           on_commit=False)
 
 
+def start_setup_check(project_id: Any) -> None:
+    """A project was created or its repository, branch or commands changed: check its setup."""
+    project = Project.objects.select_related("organization").filter(pk=project_id).first()
+    if project is not None:
+        enqueue.setup_check(project_id=project.pk, organization=project.organization,
+                            on_commit=False)
+
+
 def register() -> None:
-    """Hook decomposition to new requirements (the state hooks register on import)."""
+    """Hook decomposition to new requirements and the setup check to project changes (the
+    state hooks register on import)."""
     if start_decomposition not in requirements.on_requirement_created:
         requirements.on_requirement_created.append(start_decomposition)
+    if start_setup_check not in projects.on_project_setup_changed:
+        projects.on_project_setup_changed.append(start_setup_check)

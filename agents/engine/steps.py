@@ -33,7 +33,7 @@ from agents.delivery.branches import (
 )
 from agents.engine import enqueue, hooks, routing
 from agents.engine.options import options_for, sandbox_limits
-from agents.environments import check_toolchain, environment_prepare
+from agents.environments import check_toolchain, project_environment
 from agents.execution import (
     SANDBOX_MISSING,
     UNSANDBOXED_WARNING,
@@ -48,7 +48,7 @@ from agents.models import (
     InferenceEndpoint,
     ModelCall,
 )
-from agents.sandbox import CheckRun, SandboxLimits
+from agents.sandbox import CheckRun
 from agents.services import HealthResult, endpoint_health_record
 from agents.workspaces import workspace_prepare
 from agents.workspaces.remote import remote_access
@@ -545,12 +545,7 @@ def workspace_of(project: Project, *, fresh: bool = False) -> Path:
 
 def _environment(ticket: Ticket, repo: Any, base: str) -> Any:
     """The project's prepared dependencies at the attempt's base, when it has a setup."""
-    if not ticket.project.setup_command:
-        return None
-    return environment_prepare(project=ticket.project, repo_path=repo, base_commit=base,
-                               root=settings.DATA_DIR / "environments",
-                               limits=SandboxLimits(), network=True,
-                               readonly_paths=settings.HAAO_CHECK_TOOLCHAIN)
+    return project_environment(project=ticket.project, repo_path=repo, base_commit=base)
 
 
 # Refusals another try cannot fix: the ticket waits for a person instead of retrying.

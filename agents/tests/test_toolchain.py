@@ -5,12 +5,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from agents.environments import check_toolchain, toolchain_paths
+from agents.environments import check_toolchain, environment_prepare, toolchain_paths
 from agents.sandbox import SANDBOX_PATH, CheckSpec, SandboxLimits, run_check, sandbox_available
+from agents.workspaces.git import git
+from agents.workspaces.samples import git_checkout
+from tests.factories import ProjectFactory
 
 pytestmark = pytest.mark.skipif(not sandbox_available(), reason="bubblewrap cannot run here")
 
@@ -105,3 +110,73 @@ def test_nothing_holding_haao_s_own_files_or_the_whole_system_is_mounted(
         (env / "pyvenv.cfg").write_text(f"home = {home}\n")
 
     assert toolchain_paths([above, root], trusted=False) == (above, root)
+
+
+# --- The virtualenv HAAO makes for the setup command -------------------------------------------
+
+TINY = "tinypkg"
+WHEEL = f"{TINY}-0.1-py3-none-any.whl"
+# Offline: the wheel is in the repository, as a vendored dependency would be.
+REQUIREMENTS_INSTALL = ["pip", "install", "--no-index", "--disable-pip-version-check",
+                        "-r", "requirements.txt"]
+
+
+def tiny_repository(tmp_path: Path) -> Path:
+    """A repository whose requirements.txt installs a tiny package from a wheel it carries."""
+    source = tmp_path / "tiny-src"
+    (source / "wheels").mkdir(parents=True)
+    info = f"{TINY}-0.1.dist-info"
+    with zipfile.ZipFile(source / "wheels" / WHEEL, "w") as wheel:
+        wheel.writestr(f"{TINY}/__init__.py", "GREETING = 'hello from tinypkg'\n")
+        wheel.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {TINY}\n"
+                                           "Version: 0.1\n")
+        wheel.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: haao-test\n"
+                                        "Root-Is-Purelib: true\nTag: py3-none-any\n")
+        wheel.writestr(f"{info}/RECORD", f"{TINY}/__init__.py,,\n{info}/METADATA,,\n"
+                                         f"{info}/WHEEL,,\n{info}/RECORD,,\n")
+    (source / "requirements.txt").write_text(f"./wheels/{WHEEL}\n")
+    return git_checkout(source, tmp_path / "tiny")
+
+
+def debian_toolchain(tmp_path: Path) -> Path:
+    return Path("/usr")
+
+
+def pyenv_toolchain(tmp_path: Path) -> Path:
+    """A virtualenv whose python is a chain of links into a pyenv-style prefix elsewhere."""
+    versions = tmp_path / "pyenv" / "versions"
+    versions.mkdir(parents=True)
+    (versions / "3.11.7").symlink_to(BASE, target_is_directory=True)
+    python = versions / "3.11.7" / "bin" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    return venv(str(python), tmp_path / "toolchain-venv")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("layout", [
+    pytest.param(debian_toolchain, id="debian", marks=pytest.mark.skipif(
+        not Path("/usr/bin/python3").is_file(), reason="no Debian python3 here")),
+    pytest.param(pyenv_toolchain, id="pyenv"),
+])
+def test_the_setup_command_installs_into_a_virtualenv_haao_made(
+        layout: Any, tmp_path: Path, worktree: Path, settings: Any) -> None:
+    """`pip install -r requirements.txt` works as on a laptop, and checks import the result."""
+    toolchain = layout(tmp_path)
+    settings.HAAO_CHECK_TOOLCHAIN = [toolchain]
+    repo = tiny_repository(tmp_path)
+    project = ProjectFactory(repository=str(repo), setup_command=REQUIREMENTS_INSTALL)
+    head = git(["rev-parse", "HEAD"], cwd=repo).stdout.strip()
+
+    environment = environment_prepare(project=project, repo_path=repo, base_commit=head,
+                                      root=tmp_path / "envs", limits=LIMITS,
+                                      readonly_paths=[toolchain])
+    readonly, env_extra = check_toolchain(environment)
+    run = run_check(worktree=worktree, check=CheckSpec(
+        name="import", command=("python", "-c", "import sys, tinypkg; "
+                                "print(tinypkg.GREETING, sys.prefix)"), timeout_seconds=60),
+        limits=LIMITS, readonly_paths=readonly, env_extra=env_extra, binds=environment.binds)
+
+    assert run.passed, run.stdout + run.stderr
+    assert run.stdout.strip() == "hello from tinypkg /env/venv"
+    assert env_extra["VIRTUAL_ENV"] == "/env/venv"
+    assert env_extra["PATH"].startswith("/env/venv/bin:")
+    assert (environment.path / "venv" / "pyvenv.cfg").is_file()

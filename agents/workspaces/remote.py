@@ -237,6 +237,14 @@ def _explain(stderr: str, project: Project) -> tuple[bool, bool, str]:
 def connection_test(*, project: Project, actor: Any = None) -> ConnectionReport:
     """Ask the remote for the default branch; store and audit the report in plain words."""
     from tickets.services import project_connection_report_set
+
+    report = connection_check(project)
+    project_connection_report_set(project=project, report=asdict(report), actor=actor)
+    return report
+
+
+def connection_check(project: Project) -> ConnectionReport:
+    """Ask the remote for the default branch; the report in plain words, not stored."""
     from tickets.services.project_settings import clean_repository_url
 
     now = timezone.now().isoformat()
@@ -253,7 +261,6 @@ def connection_test(*, project: Project, actor: Any = None) -> ConnectionReport:
     if report is None:
         # The host keys after the conversation: a first contact has pinned them by now.
         report = replace(_ls_remote(project, now), host_keys=_host_keys(project))
-    project_connection_report_set(project=project, report=asdict(report), actor=actor)
     return report
 
 

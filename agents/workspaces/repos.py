@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -127,3 +129,27 @@ def _fetch(repo: Path, default_branch: str, env: Mapping[str, str] | None = None
            cwd=repo, check=False).returncode != 0:
         raise ApplicationError(f"The repository has no branch {default_branch!r}.",
                                code="repository_branch_missing")
+
+
+@contextmanager
+def commit_checkout(*, repo: Path, commit: str, label: str) -> Iterator[Path]:
+    """A temporary detached worktree of `commit` (named after `label`), removed afterwards."""
+    repo = Path(repo)
+    with file_lock(lock_for(repo)):
+        if git(["rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}"], cwd=repo,
+               check=False).returncode != 0:
+            raise ApplicationError(f"The base commit {commit} is not in the project's "
+                                   "repository.",
+                                   code="commit_missing",
+                                   details={"base_commit": "not in the repository"})
+        checkout = repo.parent / "worktrees" / f"{label}-{commit[:12]}-{uuid.uuid4().hex[:8]}"
+        checkout.parent.mkdir(parents=True, exist_ok=True)
+        git(["worktree", "add", "--quiet", "--detach", str(checkout), commit], cwd=repo)
+    try:
+        yield checkout
+    finally:
+        with file_lock(lock_for(repo)):
+            git(["worktree", "remove", "--force", "--force", str(checkout)], cwd=repo,
+                check=False)
+            shutil.rmtree(checkout, ignore_errors=True)
+            git(["worktree", "prune"], cwd=repo, check=False)

@@ -90,3 +90,36 @@ def test_health_reports_an_unreachable_broker_for_real(client, settings) -> None
         app.conf.broker_url = original
     assert response.status_code == 503
     assert "broker" in response.json()["failed"]
+
+
+def overview_of(user: Any) -> str:
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client.get("/o/acme/").content.decode()
+
+
+@pytest.mark.skipif(not sandbox_available(), reason="bubblewrap cannot run here")
+def test_an_admin_reads_on_the_overview_that_the_sandbox_works_and_with_what(cast: Any) -> None:
+    import subprocess
+    import sys
+
+    page = overview_of(cast.admin)
+
+    bwrap = subprocess.run(["bwrap", "--version"], capture_output=True, text=True,
+                           check=True).stdout.split()[-1]
+    assert f"Sandbox: working (bubblewrap {bwrap}, python {sys.version.split()[0]} at /" in page
+    assert 'data-testid="sandbox-status"' in page
+
+
+def test_an_admin_reads_why_the_sandbox_does_not_work_and_a_member_reads_nothing(
+        cast: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(failures, "sandbox_available", lambda: False)  # no bubblewrap here
+
+    page = overview_of(cast.admin)
+
+    assert "Sandbox: not working on this server. Checks cannot run: bubblewrap is not " \
+           "available on this worker" in page
+    assert "apt-get install bubblewrap util-linux" in page
+    assert "Sandbox:" not in overview_of(cast.member)

@@ -13,6 +13,7 @@ from tickets.api.projects import (
     ProjectGrantsView,
     ProjectListView,
     ProjectSettingsSerializer,
+    ProjectSetupCheckView,
 )
 from tickets.api.requirements import (
     ReorderSerializer,
@@ -48,6 +49,7 @@ __all__ = [
     "ProjectGrantsView",
     "ProjectListView",
     "ProjectSettingsSerializer",
+    "ProjectSetupCheckView",
     "RejectSerializer",
     "ReorderSerializer",
     "RequirementApproveView",

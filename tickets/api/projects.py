@@ -18,6 +18,7 @@ from accounts.api.serializers import StrictCharField, StrictChoiceField, StrictS
 from accounts.api.views import READ_ERRORS, WRITE_ERRORS, OrgEndpoint, errors, validated
 from accounts.models import Membership
 from accounts.roles import Capability, TokenScope
+from agents.preflight import SetupStatus, setup_check
 from agents.workspaces.remote import connection_test, deploy_key_generate, known_host_keys
 from haao.api import CursorPagination
 from haao.errors import ApplicationError
@@ -66,7 +67,7 @@ class ProjectDetailSerializer(ProjectSerializer):
                   "default_branch", "integration_branch", "setup_command", "test_command",
                   "auth_method", "token_username", "has_token", "ssh_public_key",
                   "ssh_host_keys", "delivery", "forge", "forge_api_url", "intake_label",
-                  "webhook_url", "connection_report"]
+                  "webhook_url", "connection_report", "setup_report"]
         read_only_fields = fields
 
     def get_has_token(self, project: Project) -> bool:
@@ -93,6 +94,20 @@ class ConnectionReportSerializer(serializers.Serializer):
     checked_at = serializers.CharField(read_only=True)
     host_keys = serializers.ListField(child=serializers.CharField(), read_only=True,
                                       help_text="Pinned host keys: host, type, fingerprint.")
+
+
+class SetupReportSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=[s.value for s in SetupStatus], read_only=True,
+                                     help_text="ok, or what stops the project's tests.")
+    message = serializers.CharField(read_only=True, help_text="What was found and what to do.")
+    checked_at = serializers.CharField(read_only=True)
+    branch = serializers.CharField(read_only=True, help_text="The default branch checked.")
+    commit = serializers.CharField(read_only=True, help_text="Its head commit the test command "
+                                                             "ran at; empty if not reached.")
+    command = serializers.CharField(read_only=True, help_text="The test command as run.")
+    failed = serializers.IntegerField(read_only=True, allow_null=True,
+                                      help_text="How many tests failed, when the output says.")
+    output_tail = serializers.CharField(read_only=True, help_text="The end of the output.")
 
 
 class ArgvField(serializers.ListField):
@@ -314,4 +329,18 @@ class ProjectConnectionTestView(_ProjectActionView):
         """Ask the repository for the default branch now (admin scope); the report is also
         stored as the project's `connection_report`."""
         report = connection_test(project=self.get_project(key), actor=self.actor)
+        return Response(asdict(report))
+
+
+@extend_schema(tags=["projects"])
+class ProjectSetupCheckView(_ProjectActionView):
+    serializer_class = SetupReportSerializer
+
+    @extend_schema(operation_id="projects_setup_check", request=None,
+                   responses={200: SetupReportSerializer, **errors(401, 403, 404)})
+    def post(self, request: Request, org: str, key: str) -> Response:
+        """Check the project's setup now (admin scope): fetch the default branch, prepare the
+        environment at its head and run the test command in the sandbox, without any model.
+        The report is also stored as the project's `setup_report`."""
+        report = setup_check(project=self.get_project(key), actor=self.actor)
         return Response(asdict(report))

@@ -18,8 +18,10 @@ from accounts.api.views import READ_ERRORS, WRITE_ERRORS, OrgEndpoint, errors, v
 from accounts.roles import Capability
 from agents.delivery.api import DeliverySerializer
 from agents.delivery.selectors import requirement_delivery
+from agents.preflight import base_failure
 from haao.api import CursorPagination
 from tickets import services
+from tickets.api.projects import SetupReportSerializer
 from tickets.api.tickets import (
     SPEC_HELP,
     NoBodySerializer,
@@ -56,15 +58,32 @@ class RequirementSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class BaseFailureSerializer(SetupReportSerializer):
+    failed_tests = serializers.ListField(child=serializers.CharField(), read_only=True,
+                                         help_text="Up to five failing tests, by name.")
+
+
 class RequirementDetailSerializer(RequirementSerializer):
     tickets = TicketSerializer(many=True, read_only=True,
                                help_text="The requirement's tickets in their order.")
     delivery = serializers.SerializerMethodField(
         help_text="Its pull request branch and where it stands; null before work is merged.")
+    base_failure = serializers.SerializerMethodField(
+        help_text="While proposed: the setup check's report when the project's tests already "
+                  "fail at the commit the tickets start from; null otherwise.")
 
     class Meta(RequirementSerializer.Meta):
-        fields = [*RequirementSerializer.Meta.fields, "issue_url", "tickets", "delivery"]
+        fields = [*RequirementSerializer.Meta.fields, "issue_url", "tickets", "delivery",
+                  "base_failure"]
         read_only_fields = fields
+
+    @extend_schema_field(BaseFailureSerializer(allow_null=True))
+    def get_base_failure(self, requirement: Requirement) -> dict[str, Any] | None:
+        """While proposed: the project's setup check, when it found the tests already failing
+        at the commit the tickets would start from (what Gate 1 warns about)."""
+        if requirement.status != RequirementStatus.PROPOSED:
+            return None
+        return base_failure(requirement.project)
 
     @extend_schema_field(DeliverySerializer(allow_null=True))
     def get_delivery(self, requirement: Requirement) -> dict[str, Any] | None:

@@ -26,6 +26,7 @@ from accounts.views.console import ConsolePage
 from agents.delivery.branches import branch_name_for
 from agents.delivery.selectors import requirement_delivery, ticket_delivery
 from agents.models import CallRole, ModelCall
+from agents.preflight import base_failure
 from haao.errors import ApplicationError, Forbidden, NotFound
 from tickets import services
 from tickets.api.tickets import storable_spec
@@ -157,6 +158,8 @@ class _RequirementPage(_GatePage):
             page_url=self.page_url(requirement),
             project_url=project_url(self.org.slug, requirement.project),
             last_seq=last_seq,
+            base_failure=(base_failure(requirement.project)
+                          if requirement.status == RequirementStatus.PROPOSED else None),
             stream=f"ws/o/{self.org.slug}/projects/{requirement.project.key}/events/")
 
     def ticket_of(self, requirement: Requirement, ticket_key: str) -> Ticket:

@@ -1,5 +1,5 @@
 """Portal pages of a project's repository settings: a new project, its settings, its deploy
-key and its connection test (admins).
+key, its connection test and its setup check (admins).
 
 The forms only carry text; tickets.services.project_settings.project_settings_clean decides, as for
 the API, and a refusal re-renders the page with a 400 and the error on its field.
@@ -18,6 +18,7 @@ from django.shortcuts import redirect
 from accounts.roles import Capability
 from accounts.views.console import ConsolePage
 from accounts.views.console.base import no_store, service_error
+from agents.preflight import setup_check
 from agents.workspaces.git import redact
 from agents.workspaces.remote import connection_test, deploy_key_generate, known_host_keys
 from haao.errors import ApplicationError
@@ -181,7 +182,8 @@ class ProjectSettingsView(ConsolePage):
             status, project=project,
             form=form if form is not None else ProjectSettingsForm(project=project),
             has_token=bool(project.token), host_keys=known_host_keys(project.ssh_known_hosts),
-            report=project.connection_report, webhook_url=webhook_url(project),
+            report=project.connection_report, setup=project.setup_report,
+            webhook_url=webhook_url(project),
             webhook_secret_hint=f"…{secret[-4:]}" if secret else "", **extra)
         return no_store(response)
 
@@ -236,5 +238,17 @@ class ConnectionTestView(ProjectSettingsView):
     def post(self, request: HttpRequest, key: str) -> HttpResponse:
         project = self.load(key)
         report = connection_test(project=project, actor=self.user)
+        (messages.success if report.ok else messages.error)(request, report.message)
+        return redirect(f"/o/{self.org.slug}/projects/{project.key}/settings/")
+
+
+class SetupCheckView(ProjectSettingsView):
+    """Check the setup now (the test command on the default branch) and show the report."""
+
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, key: str) -> HttpResponse:
+        project = self.load(key)
+        report = setup_check(project=project, actor=self.user)
         (messages.success if report.ok else messages.error)(request, report.message)
         return redirect(f"/o/{self.org.slug}/projects/{project.key}/settings/")

@@ -13,6 +13,7 @@ from tickets.services.projects import (
     project_grant_set,
     project_host_keys_pin,
     project_settings_clean,
+    project_setup_report_set,
     project_update,
     project_webhook_secret_rotate,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "project_grant_set",
     "project_host_keys_pin",
     "project_settings_clean",
+    "project_setup_report_set",
     "project_update",
     "project_webhook_secret_rotate",
     "requirement_approve",

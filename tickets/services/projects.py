@@ -6,8 +6,9 @@ portal's settings form both end in `project_settings_clean`.
 
 from __future__ import annotations
 
+import functools
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.db import transaction
@@ -35,14 +36,26 @@ __all__ = [
     "ARGV_EXAMPLE", "GRANTS", "MAX_TOKEN", "MODEL_FIELD", "SETTINGS", "clean_argv",
     "clean_repository_url", "project_connection_report_set", "project_create",
     "project_deploy_key_set", "project_grant_set", "project_host_keys_pin",
-    "project_repository_set", "project_settings_clean", "project_update",
-    "project_webhook_secret_rotate", "revealed",
+    "project_repository_set", "project_settings_clean", "project_setup_report_set",
+    "project_update", "project_webhook_secret_rotate", "revealed",
 ]
 
 GRANTS = {
     "view": "view_project",
     "approve": "approve_project",
 }
+# The settings (API names) that decide whether the project's tests can run: a change to one
+# makes the last setup check stale and starts a new one.
+SETUP_SETTINGS = ("repository_url", "default_branch", "setup_command", "test_command")
+# Called with the project's id after a commit that created it or changed a SETUP_SETTINGS
+# (agents.engine.hooks registers the setup check here).
+on_project_setup_changed: list[Callable[[Any], None]] = []
+
+
+def _setup_changed(project: Project) -> None:
+    """Schedule what follows a change to the project's setup, once the change commits."""
+    for hook in on_project_setup_changed:
+        transaction.on_commit(functools.partial(hook, project.pk), robust=True)
 # --- Writes ----------------------------------------------------------------------------------
 
 def project_create(*, organization: Organization, key: str, name: str, actor: User,
@@ -67,6 +80,7 @@ def project_create(*, organization: Organization, key: str, name: str, actor: Us
         audit_record(organization=organization, actor=Actor.of(actor), type="project.created",
                      target=project, project_id=project.pk,
                      data={"key": key, **project_public(project)})
+        _setup_changed(project)
     return project
 
 
@@ -97,11 +111,16 @@ def project_update(*, project: Project, actor: User, changes: Mapping[str, Any],
             changed.append("token")
         if not changed:
             return current
+        setup_changed = any(field in changed for field in SETUP_SETTINGS)
+        if setup_changed:
+            current.setup_report = {}  # about settings that no longer hold
         current.save()
         audit_record(organization=current.organization, actor=Actor.of(actor),
                      type="project.updated", target=current, project_id=current.pk,
                      data={"fields": changed,
                            "values": {f: after[f] for f in changed if f in after}})
+        if setup_changed:
+            _setup_changed(current)
     return current
 
 
@@ -111,11 +130,13 @@ def project_repository_set(*, project: Project, repository: str, actor: User) ->
 
     check_repository(repository)
     with transaction.atomic():
-        Project.objects.filter(pk=project.pk).update(repository=repository)
+        Project.objects.filter(pk=project.pk).update(repository=repository, setup_report={})
         audit_record(organization=project.organization, actor=Actor.of(actor),
                      type="project.repository_changed", target=project, project_id=project.pk,
                      data={"repository": repository})
+        _setup_changed(project)
     project.repository = repository
+    project.setup_report = {}
     return project
 
 
@@ -174,6 +195,19 @@ def project_connection_report_set(*, project: Project, report: dict[str, Any],
                      data={k: report[k] for k in ("reachable", "authenticated",
                                                   "branch_exists", "message") if k in report})
     project.connection_report = report
+
+
+def project_setup_report_set(*, project: Project, report: dict[str, Any],
+                             actor: User | None = None) -> None:
+    """Store the latest setup check and record that it ran, with its verdict and commit."""
+    with transaction.atomic():
+        Project.objects.filter(pk=project.pk).update(setup_report=report)
+        audit_record(organization=project.organization,
+                     actor=Actor.of(actor) if actor else SYSTEM, type="project.setup_checked",
+                     target=project, project_id=project.pk,
+                     data={k: report[k] for k in ("status", "commit", "branch", "message")
+                           if k in report})
+    project.setup_report = report
 
 
 def project_grant_set(*, organization: Organization, project: Project, user: User,

@@ -71,11 +71,15 @@ def requirements_of(*, project: Project) -> QuerySet[Requirement]:
 
 
 def requirement_by_key(*, membership: Membership, key: str) -> Requirement | None:
-    """The requirement `PAY-R3` with its tickets in order, if the caller may see its project."""
+    """The requirement `PAY-R3` with its tickets in order and their dependencies, if the
+    caller may see its project."""
     match = REQUIREMENT_KEY_RE.match(key)
     if match is None:
         return None
-    tickets = Ticket.objects.select_related("project", "requirement").order_by("order", "number")
+    dependencies = Ticket.objects.select_related("project").order_by("number")
+    tickets = (Ticket.objects.select_related("project", "requirement")
+               .prefetch_related(Prefetch("dependencies", queryset=dependencies))
+               .order_by("order", "number"))
     return (Requirement.objects.for_org(membership.organization)
             .filter(project__in=projects_visible_to(membership=membership),
                     project__key=match[1], number=int(match[2]))

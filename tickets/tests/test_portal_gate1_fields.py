@@ -97,6 +97,9 @@ def test_each_proposed_ticket_shows_its_spec_like_the_ticket_page(cast, po, prop
     assert "&lt;b&gt;" in card and "# <b>" not in card
     second = body[body.index('id="ticket-PAY-2"'):]
     assert 'Depends on: <a class="link font-mono" href="#ticket-PAY-1">PAY-1</a>' in second
+    # The ticket page has no card to jump to: there the link opens the other ticket.
+    page = client_for(po).get("/o/acme/tickets/PAY-2/").content.decode()
+    assert 'Depends on: <a class="link font-mono" href="/o/acme/tickets/PAY-1/">PAY-1</a>' in page
 
 
 def test_the_expected_cost_is_priced_at_the_coder_endpoint_and_called_an_estimate(

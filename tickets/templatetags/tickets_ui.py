@@ -97,10 +97,12 @@ def code_lines(excerpt: Any) -> list[CodeLine]:
     first = start if isinstance(start, int) and not isinstance(start, bool) else 1
     if not content:
         return []
+    # As many lines as the content has (a final newline ends the last line, it does not
+    # start another); Pygments may add a newline of its own at the end.
+    count = content.count("\n") + (0 if content.endswith("\n") else 1)
     html = highlight(content, _lexer_for(str(excerpt.get("path") or "")), _FORMATTER)
-    rows = html.split("\n")
-    if content.endswith("\n") and rows and rows[-1] == "":
-        rows.pop()
+    rows = html.split("\n")[:count]
+    rows += [""] * (count - len(rows))
     width = len(str(first + len(rows) - 1))
     return [CodeLine(str(first + index).rjust(width), mark_safe(row))  # noqa: S308
             for index, row in enumerate(rows)]

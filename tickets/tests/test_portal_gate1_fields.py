@@ -237,3 +237,16 @@ def test_fields_of_an_approved_ticket_are_refused_with_409(cast, po, proposal) -
     assert response.status_code == 409 and "only proposed tickets can be edited" in \
         response.content.decode()
     assert spec_of(tickets[0])["title"] == "Round totals"
+
+
+def test_an_excerpt_is_numbered_from_its_first_line_whatever_its_ending() -> None:
+    from tickets.templatetags.tickets_ui import code_lines
+
+    lines = code_lines({"path": "notes.txt", "line_start": 98, "content": "a\n<b>\nc"})
+    assert [line.number for line in lines] == [" 98", " 99", "100"]
+    assert lines[1].html == "&lt;b&gt;"
+    assert code_lines({"path": "x.py", "line_start": 1, "content": ""}) == []
+    assert [line.number for line in code_lines({"path": "x.py", "content": "x\n\ny\n"})] == \
+        ["1", "2", "3"]
+    assert [line.html for line in code_lines({"path": "t.txt", "content": "x\n\n"})] == \
+        ["x", ""]

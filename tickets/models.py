@@ -157,6 +157,11 @@ class Requirement(TenantModel):
         return f"{self.project.key}-R{self.number}"
 
 
+# How a blocked ticket's reason starts when the machine failed, not the code
+# (tickets.services.engine writes it; the waiting list reads it to say "ask an admin").
+NEEDS_ADMIN = "Needs an admin"
+
+
 class TicketStatus(models.TextChoices):
     PROPOSED = "proposed", "Proposed"
     APPROVED = "approved", "Approved"

@@ -17,6 +17,7 @@ from guardian.shortcuts import get_objects_for_user
 from accounts.models import AuditEvent, Membership, Organization, User
 from accounts.roles import Capability, role_can
 from tickets.models import (
+    NEEDS_ADMIN,
     Attempt,
     CheckResult,
     Project,
@@ -71,11 +72,15 @@ def requirements_of(*, project: Project) -> QuerySet[Requirement]:
 
 
 def requirement_by_key(*, membership: Membership, key: str) -> Requirement | None:
-    """The requirement `PAY-R3` with its tickets in order, if the caller may see its project."""
+    """The requirement `PAY-R3` with its tickets in order and their dependencies, if the
+    caller may see its project."""
     match = REQUIREMENT_KEY_RE.match(key)
     if match is None:
         return None
-    tickets = Ticket.objects.select_related("project", "requirement").order_by("order", "number")
+    dependencies = Ticket.objects.select_related("project").order_by("number")
+    tickets = (Ticket.objects.select_related("project", "requirement")
+               .prefetch_related(Prefetch("dependencies", queryset=dependencies))
+               .order_by("order", "number"))
     return (Requirement.objects.for_org(membership.organization)
             .filter(project__in=projects_visible_to(membership=membership),
                     project__key=match[1], number=int(match[2]))
@@ -188,19 +193,51 @@ def ticket_events(*, ticket: Ticket, after: int, limit: int) -> list[AuditEvent]
 
 @dataclass(frozen=True)
 class Decision:
-    """A requirement at Gate 1 or a ticket at Gate 2 that the user may decide."""
+    """Something waiting for a person who decides in its project, with what unblocks it.
 
-    kind: str  # "requirement" or "ticket"
+    kind: "requirement" (Gate 1), "ticket" (Gate 2), "blocked" (a blocked ticket) or
+    "failed" (a requirement whose decomposition failed); `reason` says why it is stuck.
+    """
+
+    kind: str
     key: str
     title: str
     organization: Organization
     project: Project
     since: datetime
+    reason: str = ""
 
     @property
     def path(self) -> str:
-        section = "requirements" if self.kind == "requirement" else "tickets"
+        section = "requirements" if self.kind in ("requirement", "failed") else "tickets"
         return f"/o/{self.organization.slug}/{section}/{self.key}/"
+
+    @property
+    def needs_admin(self) -> bool:
+        return self.kind == "blocked" and self.reason.startswith(NEEDS_ADMIN)
+
+    @property
+    def label(self) -> str:
+        return {"requirement": "Gate 1 · approve tickets", "ticket": "Gate 2 · accept work",
+                "failed": "Decomposition failed"}.get(self.kind, "Blocked")
+
+    @property
+    def action(self) -> str:
+        """What unblocks it, as the link to the page where that is done reads."""
+        if self.needs_admin:
+            cause = self.reason.removeprefix(NEEDS_ADMIN).lstrip(": ")
+            return f"Ask an admin: {cause}"
+        return {"requirement": "Review and approve", "ticket": "Accept or reject",
+                "failed": "Read why, then submit it again from the project",
+                "blocked": "Edit and retry"}[self.kind]
+
+    @property
+    def action_path(self) -> str:
+        if self.kind == "blocked":
+            return f"{self.path}#gate"
+        if self.kind == "failed":
+            return f"{self.path}#proposal"
+        return self.path
 
 
 @dataclass(frozen=True)
@@ -224,10 +261,21 @@ def projects_decided_by(*, membership: Membership) -> QuerySet[Project]:
                                 accept_global_perms=False)
 
 
+# What waits for a person who decides, by state: at a gate, or stuck until they act.
+_WAITING_REQUIREMENTS = {RequirementStatus.PROPOSED: "requirement",
+                         RequirementStatus.FAILED: "failed"}
+_WAITING_TICKETS = {TicketStatus.AWAITING_ACCEPTANCE: "ticket", TicketStatus.BLOCKED: "blocked"}
+
+
 def decisions_waiting_for(*, user: User, organization: Organization | None = None,
                           limit: int = 20) -> Waiting:
-    """Requirements at Gate 1 and tickets at Gate 2 that `user` may decide, newest first, in
-    `organization` or in every organization they belong to."""
+    """What `user` may decide or unblock, newest first, in `organization` or in every
+    organization they belong to: requirements at Gate 1 or whose decomposition failed,
+    tickets at Gate 2 or blocked.
+
+    One query for the memberships, then four per organization where the user decides
+    (two counts, two lists of at most `limit`), whatever the number of items.
+    """
     memberships = Membership.objects.filter(user=user).select_related("organization", "user")
     if organization is not None:
         memberships = memberships.filter(organization=organization)
@@ -242,16 +290,18 @@ def decisions_waiting_for(*, user: User, organization: Organization | None = Non
         may_decide = True
         projects = projects_decided_by(membership=membership).values("pk")
         requirements = (Requirement.objects.for_org(org)
-                        .filter(project__in=projects, status=RequirementStatus.PROPOSED)
-                        .select_related("project").order_by("-created_at"))
+                        .filter(project__in=projects, status__in=_WAITING_REQUIREMENTS))
         tickets = (Ticket.objects.for_org(org)
-                   .filter(project__in=projects, status=TicketStatus.AWAITING_ACCEPTANCE)
-                   .select_related("project").order_by("-status_changed_at"))
+                   .filter(project__in=projects, status__in=_WAITING_TICKETS))
         total += requirements.count() + tickets.count()
-        decisions += [Decision("requirement", r.key, r.title, org, r.project, r.created_at)
-                      for r in requirements[:limit]]
-        decisions += [Decision("ticket", t.key, t.title, org, t.project, t.status_changed_at)
-                      for t in tickets[:limit]]
+        decisions += [Decision(_WAITING_REQUIREMENTS[RequirementStatus(r.status)], r.key,
+                               r.title, org, r.project, r.created_at, r.failure)
+                      for r in requirements.select_related("project")
+                      .order_by("-created_at")[:limit]]
+        decisions += [Decision(_WAITING_TICKETS[TicketStatus(t.status)], t.key, t.title, org,
+                               t.project, t.status_changed_at, t.block_reason)
+                      for t in tickets.select_related("project")
+                      .order_by("-status_changed_at")[:limit]]
     decisions.sort(key=lambda decision: decision.since, reverse=True)
     return Waiting(decisions=decisions[:limit], total=total, may_decide=may_decide)
 

@@ -18,6 +18,8 @@ urlpatterns: list[URLPattern | URLResolver] = [
          name="portal-requirement-approve"),
     path(f"{proposed}spec/", gates.RequirementSpecView.as_view(),
          name="portal-requirement-spec"),
+    path(f"{proposed}fields/", gates.RequirementFieldsView.as_view(),
+         name="portal-requirement-fields"),
     path(f"{proposed}drop/", gates.RequirementDropView.as_view(),
          name="portal-requirement-drop"),
     path(f"{proposed}move/", gates.RequirementMoveView.as_view(),

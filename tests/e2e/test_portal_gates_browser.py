@@ -139,3 +139,40 @@ def test_a_streamed_event_is_appended_to_the_timeline_once(
     assert page.locator("#timeline li").count() == before + 1
     assert "secrets/.env is outside" in page.locator("#timeline li").last.inner_text()
     assert page.locator("[data-live-status]").inner_text() == "Live"
+
+
+def test_a_product_owner_edits_a_proposed_ticket_through_its_fields_and_approves(
+        page, live_server, cast, gates, shots) -> None:
+    signed_in(page, live_server, cast.product_owner)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{live_server.url}/o/acme/requirements/PAY-R2/")
+    card = page.locator("#ticket-PAY-2")
+    assert card.get_by_text("Expected cost").is_visible()
+    card.get_by_text("Edit PAY-2", exact=True).click()
+    card.get_by_label("Objective", exact=True).fill("Refund a card payment via POST /refunds.")
+    check = card.locator("fieldset", has_text="Check 1")
+    check.get_by_label("Command", exact=True).fill("pytest -q tests/test_refunds.py")
+    check.get_by_label("Output must contain").fill("4 passed")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(shots / "portal-gate1-fields-390.png"), full_page=True)
+    card.get_by_role("button", name="Save changes to PAY-2").click()
+
+    # Back on the page, the card reads the new objective and check.
+    page.wait_for_url("**/requirements/PAY-R2/#ticket-PAY-2")
+    card = page.locator("#ticket-PAY-2")
+    assert card.get_by_role("paragraph").filter(
+        has_text="Refund a card payment via POST /refunds.").is_visible()
+    row = card.locator("tbody tr", has_text="unit tests")
+    assert "pytest -q tests/test_refunds.py" in row.inner_text()
+    assert "output contains “4 passed”" in row.inner_text()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+    page.get_by_role("button", name="Approve 2 tickets").click()
+    page.locator("[data-confirm-ok]").click()
+    page.wait_for_url("**/projects/PAY/")
+    ticket = Ticket.objects.get(project=cast.project, number=2)
+    assert ticket.status == "approved"
+    assert ticket.spec["objective"] == "Refund a card payment via POST /refunds."
+    assert ticket.spec["definition_of_done"] == [
+        {"name": "unit tests", "command": ["pytest", "-q", "tests/test_refunds.py"],
+         "expected_exit_code": 0, "timeout_seconds": 120, "output_must_contain": ["4 passed"]}]

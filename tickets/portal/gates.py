@@ -27,6 +27,7 @@ from agents.delivery.branches import branch_name_for
 from agents.delivery.selectors import requirement_delivery, ticket_delivery
 from agents.models import CallRole, ModelCall
 from agents.preflight import base_failure
+from agents.selectors import CostEstimate, ticket_cost_estimates
 from haao.errors import ApplicationError, Forbidden, NotFound
 from tickets import services
 from tickets.api.tickets import storable_spec
@@ -39,7 +40,7 @@ from tickets.models import (
     Ticket,
     TicketStatus,
 )
-from tickets.portal.gate_forms import CancelForm, MoveForm, RejectForm, SpecForm
+from tickets.portal.gate_forms import CancelForm, MoveForm, RejectForm, SpecFields, SpecForm
 from tickets.portal.progress import Progress
 from tickets.selectors import (
     can_approve_in,
@@ -107,13 +108,20 @@ class _GatePage(ConsolePage):
 
 @dataclass
 class Card:
-    """One proposed ticket as the editor shows it, with its form and any refused save."""
+    """One proposed ticket as Gate 1 shows it: its spec as fields and as JSON, any refused
+    save of either, and what one attempt at it is expected to cost."""
 
     ticket: Ticket
     form: SpecForm
+    fields: SpecFields
+    estimate: CostEstimate
     problems: list[SpecError] = field(default_factory=list)
     first: bool = False
     last: bool = False
+
+    @property
+    def json_open(self) -> bool:
+        return bool(self.problems or self.form.errors)
 
 
 class _RequirementPage(_GatePage):
@@ -130,18 +138,26 @@ class _RequirementPage(_GatePage):
 
     def page(self, requirement: Requirement, status: int = 200, *,
              edited: tuple[str, SpecForm, list[SpecError]] | None = None,
+             edited_fields: tuple[str, SpecFields] | None = None,
              add_form: SpecForm | None = None, add_problems: list[SpecError] | None = None,
              error: str = "") -> HttpResponse:
         tickets = list(requirement.tickets.all())
         shown = [t for t in tickets if t.status != TicketStatus.CANCELLED]
+        estimates = ticket_cost_estimates(organization=self.org,
+                                          specs=[t.spec for t in shown])
         cards = []
         for position, ticket in enumerate(shown):
             card = Card(ticket=ticket, form=SpecForm(initial={
                 "spec": json.dumps(ticket.spec, indent=2, ensure_ascii=False)}),
+                fields=SpecFields.of(ticket.spec, prefix=ticket.key),
+                estimate=estimates[position],
                 first=position == 0, last=position == len(shown) - 1)
             if edited is not None and edited[0] == ticket.key:
                 card.form, card.problems = edited[1], edited[2]
+            if edited_fields is not None and edited_fields[0] == ticket.key:
+                card.fields = edited_fields[1]
             cards.append(card)
+        priced = [e.cost for e in estimates if e.cost is not None]
         may_decide = self.may_decide(requirement.project)
         editable = may_decide and requirement.status == RequirementStatus.PROPOSED
         last_seq = (AuditEvent.objects.for_org(self.org)
@@ -149,6 +165,7 @@ class _RequirementPage(_GatePage):
                     .aggregate(last=Max("seq"))["last"] or 0)
         return self.render(
             status, requirement=requirement, project=requirement.project, cards=cards,
+            estimated_total=sum(priced, Decimal("0")) if priced else None,
             delivery=requirement_delivery(requirement),
             can_deliver=self.can(Capability.MANAGE_PROJECTS),
             dropped=[t for t in tickets if t.status == TicketStatus.CANCELLED],
@@ -198,6 +215,31 @@ class RequirementSpecView(_RequirementPage):
             _raise_access(error)
             return self.page(requirement, error.status,
                              edited=(ticket.key, form, _spec_problems(error)))
+        messages.success(request, f"{ticket.key} saved.")
+        return redirect(f"{self.page_url(requirement)}#ticket-{ticket.key}")
+
+
+class RequirementFieldsView(_RequirementPage):
+    """Save a proposed ticket's title, objective, constraints, paths and checks from fields;
+    the spec goes through the same service and validation as the JSON editor's."""
+
+    def post(self, request: HttpRequest, key: str, ticket_key: str) -> HttpResponse:
+        requirement = self.load(key)
+        self.require_decider(requirement.project)
+        ticket = self.ticket_of(requirement, ticket_key)
+        fields = SpecFields.bound(request.POST, prefix=ticket.key)
+        if not fields.is_valid():
+            return self.page(requirement, 400, edited_fields=(ticket.key, fields))
+        try:
+            services.ticket_spec_update(ticket=ticket,
+                                        spec=storable_spec(fields.spec(ticket.spec)),
+                                        actor=self.user)
+        except ApplicationError as error:
+            _raise_access(error)
+            if not isinstance(error, SpecInvalid) and not error.details:
+                return self.page(requirement, error.status, error=error.message)
+            fields.refuse(_spec_problems(error))
+            return self.page(requirement, error.status, edited_fields=(ticket.key, fields))
         messages.success(request, f"{ticket.key} saved.")
         return redirect(f"{self.page_url(requirement)}#ticket-{ticket.key}")
 

@@ -19,6 +19,7 @@ from accounts.audit import SYSTEM, Actor, audit_record
 from haao.errors import Conflict
 from policies.rules import BY_NAME as POLICY_RULES
 from tickets.models import (
+    NEEDS_ADMIN,
     Attempt,
     AttemptOutcome,
     AttemptStage,
@@ -36,8 +37,6 @@ IN_PROGRESS = (S.RUNNING, S.RETRYING, S.ESCALATED, S.AUDITING)
 # Tickets whose next attempt the dispatcher creates.
 WAITING_FOR_ATTEMPT = (S.QUEUED, S.RETRYING, S.ESCALATED)
 FEEDBACK_LIMIT = 10_000
-# How a block reason starts when the machine failed, not the code (AttemptOutcome.INFRASTRUCTURE).
-NEEDS_ADMIN = "Needs an admin"
 
 
 @dataclass(frozen=True)

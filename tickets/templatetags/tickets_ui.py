@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shlex
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -72,6 +73,58 @@ def diff_lines(diff: str) -> list[DiffLine]:
 
 
 register.filter("diff_lines", diff_lines)
+
+
+@dataclass(frozen=True)
+class CodeLine:
+    """One line of a code excerpt: its number in the file (padded to align) and its HTML."""
+
+    number: str
+    html: SafeString
+
+
+@register.filter
+def code_lines(excerpt: Any) -> list[CodeLine]:
+    """A spec's code excerpt as numbered lines, highlighted for its file's language.
+
+    Pygments closes its spans at each line end, so splitting its output keeps every line
+    well-formed (a docstring spanning lines stays highlighted as one).
+    """
+    if not isinstance(excerpt, dict):
+        return []
+    content = str(excerpt.get("content") or "")
+    start = excerpt.get("line_start")
+    first = start if isinstance(start, int) and not isinstance(start, bool) else 1
+    if not content:
+        return []
+    # As many lines as the content has (a final newline ends the last line, it does not
+    # start another); Pygments may add a newline of its own at the end.
+    count = content.count("\n") + (0 if content.endswith("\n") else 1)
+    html = highlight(content, _lexer_for(str(excerpt.get("path") or "")), _FORMATTER)
+    rows = html.split("\n")[:count]
+    rows += [""] * (count - len(rows))
+    width = len(str(first + len(rows) - 1))
+    return [CodeLine(str(first + index).rjust(width), mark_safe(row))  # noqa: S308
+            for index, row in enumerate(rows)]
+
+
+@register.filter
+def check_expects(check: Any) -> str:
+    """What a Definition of Done check expects, in words (as the coder's prompt says it)."""
+    if not isinstance(check, dict):
+        return ""
+    parts = [f"exit code {check.get('expected_exit_code', 0)}"]
+    parts += [f"output contains “{text}”" for text in check.get("output_must_contain") or []]
+    parts += [f"output lacks “{text}”" for text in check.get("output_must_not_contain") or []]
+    return "; ".join(parts)
+
+
+@register.filter
+def argv(command: Any) -> str:
+    """A check's argument list as one line a person can read and type back (shell quoting)."""
+    if not isinstance(command, list):
+        return ""
+    return shlex.join(str(part) for part in command)
 
 
 @register.filter

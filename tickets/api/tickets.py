@@ -110,8 +110,11 @@ class TotalsSerializer(serializers.Serializer):
     attempts = serializers.IntegerField(read_only=True)
     cost = serializers.DecimalField(max_digits=20, decimal_places=6, read_only=True,
                                     coerce_to_string=True,
-                                    help_text="Sum of the attempts' costs, a decimal string.")
-    tokens = serializers.IntegerField(read_only=True, help_text="All tokens of all attempts.")
+                                    help_text="What the ticket cost: every model call of it (coder "
+                                              "attempts, escalation and audits), a decimal "
+                                              "string.")
+    tokens = serializers.IntegerField(read_only=True,
+                                      help_text="All tokens of those calls, cache included.")
     input_tokens = serializers.IntegerField(read_only=True)
     output_tokens = serializers.IntegerField(read_only=True)
     cache_write_tokens = serializers.IntegerField(read_only=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 from allauth.account.models import EmailAddress
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
 from accounts import services
@@ -39,8 +39,29 @@ DEMO_USERS = [
 ]
 
 
+def _password_file() -> Path:
+    # Random per installation, kept beside the database so later runs print the same one.
+    return Path(settings.DATA_DIR) / "demo-password.txt"
+
+
+def demo_login_lines(*, base_url: str) -> list[str]:
+    """Where the demo organization is and its logins; none when it is not seeded."""
+    path = _password_file()
+    if not path.exists() or not Organization.objects.filter(slug=DEMO_SLUG).exists():
+        return []
+    password = path.read_text().strip()
+    return [f"  Open   {base_url.rstrip('/')}/o/{DEMO_SLUG}/",
+            *(f"  {Role(role).label:<14} {email}  password: {password}"
+              for email, _, role in DEMO_USERS)]
+
+
 class Command(BaseCommand):
     help = "Seeds the demo organization once (safe to run again) and prints its logins."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--no-logins", action="store_true",
+                            help="Do not print the logins (`manage.py serve` prints them once "
+                                 "it is up, as `make run` does).")
 
     def handle(self, *args: Any, **options: Any) -> None:
         password = self._password()
@@ -49,14 +70,14 @@ class Command(BaseCommand):
         self._seed_endpoints()
         self._seed_repository()
         self.stdout.write(("Seeded" if created else "Found") + " the demo organization.")
-        self.stdout.write(f"\n  Open   {settings.BASE_URL}/o/{DEMO_SLUG}/")
-        for email, _, role in DEMO_USERS:
-            self.stdout.write(f"  {Role(role).label:<14} {email}  password: {password}")
-        self.stdout.write("")
+        if not options["no_logins"]:
+            self.stdout.write("")
+            for line in demo_login_lines(base_url=settings.BASE_URL):
+                self.stdout.write(line)
+            self.stdout.write("")
 
     def _password(self) -> str:
-        # Random per installation, kept beside the database so later runs print the same one.
-        path = Path(settings.DATA_DIR) / "demo-password.txt"
+        path = _password_file()
         if path.exists():
             return path.read_text().strip()
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ DATA_DIR = Path(env.string("HAAO_DATA_DIR", str(BASE_DIR / "var"))).resolve()
 BASE_URL = env.string("HAAO_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 ALLOWED_HOSTS = env.string_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.string_list("CSRF_TRUSTED_ORIGINS", [BASE_URL])
+CSRF_FAILURE_VIEW = "haao.views.csrf_failure"
 
 # Fernet keys for secrets at rest, newest first; `manage.py reencrypt_secrets` moves old rows.
 ENCRYPTION_KEYS = env.string_list("HAAO_ENCRYPTION_KEYS", [])

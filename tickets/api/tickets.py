@@ -35,7 +35,7 @@ from tickets.selectors import (
     ticket_list,
     ticket_totals,
 )
-from tickets.services.tickets import MAX_FEEDBACK
+from tickets.services.tickets import MAX_CANCEL_REASON, MAX_FEEDBACK
 from tickets.spec import SpecError, SpecInvalid, json_path
 
 SPEC_HELP = ("The Atomic Ticket, schema v1: see `GET /api/v1/schemas/atomic-ticket/v1.json`.")
@@ -170,8 +170,8 @@ class RejectSerializer(StrictSerializer):
 
 
 class CancelSerializer(StrictSerializer):
-    reason = StrictCharField(max_length=1000, required=False, allow_blank=True, default="",
-                             help_text="Why, for the event log.")
+    reason = StrictCharField(max_length=MAX_CANCEL_REASON, required=False, allow_blank=True,
+                             default="", help_text="Why, for the event log.")
 
 
 class NoBodySerializer(StrictSerializer):

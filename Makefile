@@ -44,7 +44,7 @@ run: export HAAO_CHECK_TOOLCHAIN ?= $(abspath $(VENV))
 run: $(VENV)/.installed-run .env
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py createcachetable
-	$(PY) manage.py seed_demo
+	$(PY) manage.py seed_demo --no-logins
 	PORT=$(PORT) $(PY) manage.py serve
 
 test: $(VENV)/.installed-dev

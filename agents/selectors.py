@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -156,3 +157,52 @@ def ticket_cost_estimates(*, organization: Organization,
         estimates.append(CostEstimate(endpoint.name, endpoint.model, prompt, answer,
                                       pricing.cost_of(price, prompt, answer)))
     return estimates
+# --- What a ticket cost -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TicketCost:
+    """A ticket's ledger rows summed: its coder calls, retries, escalation and audits."""
+
+    calls: int = 0
+    cost: Decimal = Decimal("0")
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return (self.input_tokens + self.output_tokens + self.cache_write_tokens
+                + self.cache_read_tokens)
+
+
+NO_COST = TicketCost()
+
+
+def ticket_costs(*, organization: Organization, tickets: Iterable[Any] | None = None,
+                 calls: QuerySet[ModelCall] | None = None) -> dict[Any, TicketCost]:
+    """What each ticket cost, by ticket id, in one grouped query: the home of a ticket's cost
+    (API, ticket page, board, reports and pull requests all read it here).
+
+    `tickets` (tickets or their ids; None for every ticket of `calls`) limits the tickets;
+    `calls` (default: the organization's whole ledger) limits the rows, e.g. to a report's
+    period. A ticket without calls is absent: read it with `.get(pk, NO_COST)`.
+    """
+    rows = (calls if calls is not None else ModelCall.objects.all()).filter(
+        organization=organization).exclude(ticket=None)
+    if tickets is not None:
+        rows = rows.filter(ticket__in=[getattr(t, "pk", t) for t in tickets])
+    grouped = (rows.order_by().values("ticket_id")
+               .annotate(calls=Count("pk"), cost=Coalesce(Sum("cost"), _ZERO),
+                         input_tokens=Coalesce(Sum("input_tokens"), 0),
+                         output_tokens=Coalesce(Sum("output_tokens"), 0),
+                         cache_write_tokens=Coalesce(Sum("cache_write_tokens"), 0),
+                         cache_read_tokens=Coalesce(Sum("cache_read_tokens"), 0)))
+    return {row.pop("ticket_id"): TicketCost(**{**row, "cost": Decimal(row["cost"])})
+            for row in grouped}
+
+
+def ticket_cost(*, ticket: Any) -> TicketCost:
+    """What one ticket cost (see `ticket_costs`)."""
+    return ticket_costs(organization=ticket.organization, tickets=[ticket]).get(
+        ticket.pk, NO_COST)

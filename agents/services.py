@@ -461,6 +461,10 @@ def model_call_record(
         ("latency_ms", latency_ms), ("redactions", redactions))}
     _same_org(organization, endpoint=endpoint, project=project, requirement=requirement,
               ticket=ticket, attempt=attempt)
+    # A call of an attempt is a call of its ticket (an audit may be handed only the attempt):
+    # the ticket's cost, `agents.selectors.ticket_costs`, sums the rows naming the ticket.
+    if attempt is not None and ticket is None:
+        ticket = attempt.ticket
     if ticket is not None and project is None:
         project = ticket.project
     if idempotency_key is not None and not 0 < len(idempotency_key) <= 200:

@@ -226,16 +226,23 @@ def policy_try(policy: EffectivePolicy, *, path: str = "", command: Sequence[str
     """What the policy says of a path, a command and a payload, as the engine would decide."""
     from policies.redaction import redact
 
+    known = list(known)
     result: dict[str, Any] = {}
+
+    def shown(decision: dict[str, Any]) -> dict[str, Any]:
+        # A command or path typed in may carry a secret (`curl -H "Authorization: …"`); the
+        # answer repeats it, so it is redacted like the text bound for a cloud model.
+        return {key: redact(value, known=known).text if isinstance(value, str) else value
+                for key, value in decision.items()}
+
     if path:
         refusal = path_refusal(policy, path)
-        result["path"] = {"allowed": refusal is None,
-                          **(refusal.data() if refusal else {"message": f"{path} may be changed."})}
+        result["path"] = shown({"allowed": refusal is None, **(
+            refusal.data() if refusal else {"message": f"{path} may be changed."})})
     if command:
         refusal = command_refusal(policy, command)
-        result["command"] = {"allowed": refusal is None,
-                             **(refusal.data() if refusal else
-                                {"message": f"{command[0]!r} may run in a check."})}
+        result["command"] = shown({"allowed": refusal is None, **(
+            refusal.data() if refusal else {"message": f"{command[0]!r} may run in a check."})})
     if payload:
         redacted = redact(payload, known=known)
         result["payload"] = {"redactions": redacted.count, "kinds": redacted.kinds,

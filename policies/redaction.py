@@ -196,6 +196,13 @@ _INLINE_ASSIGNMENT = re.compile(
     r"(?P<value>(?=[^\s\"']*\d)(?=[^\s\"']*[A-Za-z])[A-Za-z0-9+/=_\-.~]{16,})(?![^\s,;)])",
     re.IGNORECASE,
 )
+# `password=hunter2` inside a longer line (a query string, a command line, a chat message):
+# the tight `=` of a parameter, any value of four characters or more; code forms are told
+# apart by `_code_reference` and `_placeholder`.
+_PARAMETER_ASSIGNMENT = re.compile(
+    rf"(?P<key>{_KEY})=(?P<value>[^\s\"'&,;=]{{4,}})(?=$|[\s&,;\"'])",
+    re.IGNORECASE,
+)
 _NOT_VALUES = frozenset({
     "none", "null", "nil", "true", "false", "yes", "no", "on", "off", "undefined", "empty",
     "str", "bytes", "int", "float", "bool", "dict", "list", "tuple", "any", "object",
@@ -333,11 +340,12 @@ def _assignment_hits(line: str) -> Iterable[_Hit]:
         if not _placeholder(value) and not _code_reference(value, bare["key"], separator):
             yield _Hit(bare.start("value"), bare.end("value"), _KEYWORD_KIND)
         return
-    for match in _INLINE_ASSIGNMENT.finditer(line):
-        value = match["value"]
-        separator = line[match.end("key"):match.start("value")].strip()
-        if not _placeholder(value) and not _code_reference(value, match["key"], separator):
-            yield _Hit(match.start("value"), match.end("value"), _KEYWORD_KIND)
+    for pattern in (_INLINE_ASSIGNMENT, _PARAMETER_ASSIGNMENT):
+        for match in pattern.finditer(line):
+            value = match["value"]
+            separator = line[match.end("key"):match.start("value")].strip()
+            if not _placeholder(value) and not _code_reference(value, match["key"], separator):
+                yield _Hit(match.start("value"), match.end("value"), _KEYWORD_KIND)
 
 
 def _keyword_hits(line: str) -> Iterable[_Hit]:

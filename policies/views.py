@@ -22,6 +22,7 @@ from policies import rules
 from policies.enforcement import known_secrets, policy_try
 from policies.forms import PolicyForm, TryForm
 from policies.models import Policy, PolicyVersion
+from policies.redaction import redact
 from policies.rules import PolicyInvalid, Rule
 from policies.selectors import (
     DEFAULT,
@@ -208,10 +209,17 @@ class _PolicyPage(ConsolePage):
         if not form.is_valid():
             return self.page(400, try_form=form)
         effective = effective_policy(organization=self.org, project=self.project)
+        known = known_secrets(organization=self.org)
         tried = policy_try(effective, path=form.cleaned_data["path"].strip(),
                            command=form.cleaned_data["command"],
-                           payload=form.cleaned_data["payload"],
-                           known=known_secrets(organization=self.org))
+                           payload=form.cleaned_data["payload"], known=known)
+        # The form comes back with what was typed, its secrets redacted: the page shows no
+        # secret, even the one just typed into it.
+        typed = request.POST.copy()
+        for name in ("path", "command", "payload"):
+            typed[name] = redact(typed.get(name, ""), known=known).text
+        form = TryForm(typed)
+        form.is_valid()
         for decision in tried.values():
             rule = rules.BY_NAME.get(str(decision.get("rule", "")))
             if rule is not None:

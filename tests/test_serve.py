@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -55,8 +56,17 @@ def test_serve_answers_health_and_ctrl_c_stops_every_process(tmp_path) -> None:
     # Same password on every run: the data (and the printed login) are kept.
     assert first.split("password: ")[1].split()[0] == again.split("password: ")[1].split()[0]
 
-    server = subprocess.Popen([sys.executable, "manage.py", "serve"], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    quiet = manage(env, "seed_demo", "--no-logins").stdout
+    assert "Found the demo organization" in quiet and "password:" not in quiet
+    password = first.split("password: ")[1].split()[0]
+
+    # Every process writes to one pipe, in the order a person at the console would read it.
+    server = subprocess.Popen([sys.executable, "-u", "manage.py", "serve"], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(iter(server.stdout.readline, "")),
+                              daemon=True)
+    reader.start()
     try:
         deadline = time.monotonic() + 60
         status = None
@@ -70,6 +80,17 @@ def test_serve_answers_health_and_ctrl_c_stops_every_process(tmp_path) -> None:
                 pass
             time.sleep(0.5)
         assert status == 200, "the web server never answered /health with 200"
+        while time.monotonic() < deadline + 60 and not any("password:" in line
+                                                            for line in output):
+            time.sleep(0.2)
+        text = "".join(output)
+        url = f"http://127.0.0.1:{env['PORT']}/"
+        assert f"HAAO is serving on {url}" in text, text
+        assert f"Open   {url}o/demo/" in text
+        assert f"admin@demo.haao.local  password: {password}" in text
+        # The logins come after the start-up output of the web server and the worker.
+        logins = text.index("HAAO is serving on")
+        assert text.index("[tasks]") < text.index(" ready.") < logins, text
         processes = children_of(server.pid)
         assert len(processes) >= 3, "web, worker and beat should be running"
         server.send_signal(signal.SIGINT)

@@ -41,6 +41,7 @@ PUBLIC = {
     "invitations/<str:token>/": "the secret link is the credential; accepting needs sign-in",
     "api/v1/schema/": "the public OpenAPI description",
     "api/v1/docs/": "the public API documentation page",
+    "api/v1/redoc/": "the same documentation, as ReDoc",
     "api/v1/schemas/": "the Atomic Ticket JSON Schema, published for agents and tools",
     "hooks/forge/": "a forge's webhook: the project's shared secret signs each delivery, and "
                     "an unknown project, a missing secret and a bad signature all get 404",

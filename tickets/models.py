@@ -324,6 +324,12 @@ class Attempt(TenantModel):
         return f"attempt {self.number} of {self.ticket_id}"
 
     @property
+    def tokens(self) -> int:
+        """Every token of the attempt, cache reads and writes included."""
+        return (self.input_tokens + self.output_tokens + self.cache_write_tokens
+                + self.cache_read_tokens)
+
+    @property
     def duration_seconds(self) -> float | None:
         if self.finished_at is None:
             return None

@@ -7,15 +7,14 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Prefetch, QuerySet, Sum
-from django.db.models.functions import Coalesce
+from django.db.models import Prefetch, QuerySet
 from guardian.shortcuts import get_objects_for_user
 
 from accounts.models import AuditEvent, Membership, Organization, User
 from accounts.roles import Capability, role_can
+from agents.selectors import ticket_cost
 from tickets.models import (
     NEEDS_ADMIN,
     Attempt,
@@ -142,7 +141,8 @@ def ticket_detail(*, ticket: Ticket) -> Ticket:
 
 @dataclass(frozen=True)
 class Totals:
-    """What a ticket's attempts cost, summed in the database (money stays a Decimal)."""
+    """What a ticket cost: its attempts, and the ledger's rows of it (coder calls, retries,
+    escalation and audits) summed; money stays a Decimal."""
 
     attempts: int
     cost: Decimal
@@ -158,20 +158,14 @@ class Totals:
 
 
 def ticket_totals(*, ticket: Ticket) -> Totals:
-    """The sums over every attempt of `ticket`, in one aggregate query."""
-    sums: dict[str, Any] = Attempt.objects.for_org(ticket.project.organization).filter(
-        ticket=ticket).aggregate(
-        attempts=Count("pk"),
-        cost=Coalesce(Sum("cost"), Decimal("0")),
-        input_tokens=Coalesce(Sum("input_tokens"), 0),
-        output_tokens=Coalesce(Sum("output_tokens"), 0),
-        cache_write_tokens=Coalesce(Sum("cache_write_tokens"), 0),
-        cache_read_tokens=Coalesce(Sum("cache_read_tokens"), 0),
-    )
-    return Totals(attempts=sums["attempts"], cost=Decimal(sums["cost"]),
-                  input_tokens=sums["input_tokens"], output_tokens=sums["output_tokens"],
-                  cache_write_tokens=sums["cache_write_tokens"],
-                  cache_read_tokens=sums["cache_read_tokens"])
+    """The ticket's attempts and its cost as `agents.selectors.ticket_cost` sums it."""
+    spent = ticket_cost(ticket=ticket)
+    attempts = Attempt.objects.for_org(ticket.project.organization).filter(
+        ticket=ticket).count()
+    return Totals(attempts=attempts, cost=spent.cost, input_tokens=spent.input_tokens,
+                  output_tokens=spent.output_tokens,
+                  cache_write_tokens=spent.cache_write_tokens,
+                  cache_read_tokens=spent.cache_read_tokens)
 
 
 # --- Events ----------------------------------------------------------------------------------

@@ -21,7 +21,10 @@ class StrictCharField(serializers.CharField):
     store them); this adds the type check that its `str(123)` coercion skips.
     """
 
-    default_error_messages = {"not_a_string": "Expected a string but got {type}."}
+    # The count is filled in by Django's length validator; the limit here (haao.limits wording).
+    default_error_messages = {"not_a_string": "Expected a string but got {type}.",
+                              "max_length": "At most {max_length} characters "
+                                            "(got %(show_value)d)."}
 
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):

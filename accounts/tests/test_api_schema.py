@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from io import StringIO
 
 import pytest
@@ -45,3 +46,18 @@ def test_every_operation_has_a_stable_id_a_tag_and_error_responses() -> None:
 def test_the_schema_and_docs_pages_are_served(client) -> None:
     assert client.get("/api/v1/schema/").status_code == 200
     assert client.get("/api/v1/docs/").status_code == 200
+
+
+@pytest.mark.parametrize("page", ["/api/v1/docs/", "/api/v1/redoc/"])
+def test_the_docs_pages_load_only_haaos_own_files_so_they_work_offline(client, page) -> None:
+    response = client.get(page)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert any(asset.endswith(".js") for asset in assets), html
+    for asset in assets:
+        assert asset.startswith("/static/"), f"{page} loads {asset} from elsewhere"
+        served = client.get(asset)
+        assert served.status_code == 200, asset
+        assert b"".join(served.streaming_content if served.streaming else [served.content])
+    assert "cdn." not in html and "//unpkg" not in html

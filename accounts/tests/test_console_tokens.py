@@ -115,3 +115,20 @@ def test_another_organizations_token_is_not_found(cast):
         == 404
     assert ApiToken.objects.get(pk=foreign.pk).revoked_at is None
     assert "globex" not in client_for(cast.admin).get("/o/acme/tokens/").content.decode()
+
+
+def test_the_page_shows_a_curl_example_for_this_host_that_works_with_a_token(cast):
+    body = client_for(cast.member).get("/o/acme/tokens/", secure=True).content.decode()
+    example = re.search(r"data-curl-example>([^<]+)<", body)
+    assert example is not None
+    command = example[1].replace("&quot;", '"')
+    assert command == ('curl -H "Authorization: Bearer &lt;token&gt;" '
+                       "https://testserver/api/v1/orgs/acme/projects/")
+    # Pasted with a real token, it answers.
+    _, raw = services.api_token_create(organization=cast.org, user=cast.member, name="cli",
+                                       scopes=["read"],
+                                       expires_at=timezone.now() + timedelta(days=5))
+    url = command.rsplit(" ", 1)[1]
+    response = Client().get(url.removeprefix("https://testserver"), secure=True,
+                            HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert response.status_code == 200 and "results" in response.json()

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
-from django.db.models import F, Prefetch, Sum
+from django.db.models import F, Prefetch
 
 from accounts.models import AuditEvent
-from agents.models import IntegrationBranch, ModelCall
+from agents.models import IntegrationBranch
 from tickets.models import (
     Attempt,
     AttemptOutcome,
@@ -19,12 +17,6 @@ from tickets.models import (
 
 # A pull request lists at most this many tickets (a requirement rarely has more than ten).
 PULL_REQUEST_TICKETS = 100
-
-
-def ticket_cost(ticket: Ticket) -> Decimal:
-    """What the ticket cost: every model call of it, audits included (the ledger's sum)."""
-    total = ModelCall.objects.filter(ticket=ticket).aggregate(total=Sum("cost"))["total"]
-    return total or Decimal("0")
 
 
 def branch_tickets(branch: IntegrationBranch) -> list[tuple[Ticket, Attempt | None, str]]:

@@ -21,6 +21,7 @@ from accounts.models import User
 from agents.delivery.branches import branch_advance
 from agents.delivery.packs import commits_ensure, pack_save
 from agents.models import DeliveryStatus, IntegrationBranch, PullRequestState
+from agents.selectors import NO_COST, ticket_costs
 from agents.workspaces.attempts import merge_commits
 from agents.workspaces.git import WorkspaceError, git, redact
 from agents.workspaces.remote import remote_access
@@ -245,7 +246,7 @@ def _repository_path(project: Project) -> str:
 def pull_request_text(branch: IntegrationBranch) -> tuple[str, str]:
     """The pull request's title and body: the requirement, each ticket with its checks and
     audit, the cost, and links back to HAAO."""
-    from agents.delivery.selectors import branch_tickets, ticket_cost
+    from agents.delivery.selectors import branch_tickets
 
     project = branch.project
     requirement = branch.requirement
@@ -263,12 +264,15 @@ def pull_request_text(branch: IntegrationBranch) -> tuple[str, str]:
         lines = [f"Accepted tickets of project {project.key} in HAAO.", ""]
     lines.append("| ticket | Definition of Done | audit | cost |")
     lines.append("|---|---|---|---|")
-    for ticket, attempt, audit in branch_tickets(branch):
+    carried = branch_tickets(branch)
+    costs = ticket_costs(organization=project.organization,
+                         tickets=[ticket for ticket, _, _ in carried])
+    for ticket, attempt, audit in carried:
         checks = ", ".join(f"{'✅' if c.passed else '❌'} {c.name}" for c in attempt.checks.all()) \
             if attempt else "—"
         lines.append(f"| [{ticket.key}]({base_url}/o/{org}/tickets/{ticket.key}/) "
                      f"{_cell(ticket.title)} | {_cell(checks)} | {_cell(audit)} | "
-                     f"${ticket_cost(ticket):.4f} |")
+                     f"${costs.get(ticket.pk, NO_COST).cost:.4f} |")
     lines += ["", f"Delivered by HAAO from commit `{branch.head[:12]}`. Every ticket passed "
               "its checks in a sandbox and was accepted by a product owner."]
     return title, "\n".join(lines)

@@ -12,6 +12,7 @@ sees the failing output, is right; the audit passes work whose checks passed. Ev
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import threading
 from typing import Any
@@ -71,11 +72,22 @@ AUDIT_PASSED = {"passed": True, "findings": [],
                            "paths, and the Definition of Done passed."}
 
 
+# A requirement about rounding is the one the sample models know; any other is declined.
+ROUNDING_REQUIREMENT = re.compile(r"\bround", re.IGNORECASE)
+DECLINED = ("The sample models can only do the sample rounding task: a requirement about how "
+            "invoice_calc rounds money (e.g. “Totals of 0.125 must round to 0.13”). Set "
+            "ANTHROPIC_API_KEY for a real Tech Lead (README, “Models”).")
+
+
 def sample_tech_lead(request: RecordedRequest) -> Any:
-    """Propose the rounding ticket, pass audits of checked work, solve with the right fix."""
+    """Propose the rounding ticket (declining any other requirement), pass audits of checked
+    work, solve with the right fix."""
     tools = {tool.get("name") for tool in request.body.get("tools") or []
              if isinstance(tool, dict)}
     if "propose_tickets" in tools:
+        asked = last_user_text(request.body).split("\n\nThe project's own test suite")[0]
+        if not ROUNDING_REQUIREMENT.search(asked):
+            return tool_use_reply("propose_tickets", {"tickets": [], "declined": DECLINED})
         return tool_use_reply("propose_tickets", {"tickets": [ROUNDING_TICKET]})
     if "submit_audit" in tools:
         return tool_use_reply("submit_audit", AUDIT_PASSED)

@@ -32,6 +32,7 @@ from django.db.models.functions import Coalesce, TruncMonth
 from accounts.models import AuditEvent, Organization
 from agents.models import EndpointKind, EndpointRole, InferenceEndpoint, ModelCall
 from agents.pricing import CURRENT_SONNET, MICRO, MILLION, Price, UnknownModelPrice, price_for
+from agents.selectors import NO_COST, ticket_costs
 from policies.enforcement import month_start
 from policies.selectors import effective_policy, policy_for
 from tickets.models import ExecutorKind, Project, Requirement, Ticket, TicketStatus
@@ -559,15 +560,13 @@ def report_ticket_spend(*, organization: Organization,
     calls = report_calls(organization=organization, filters=filters)
     accepted_ids = set(accepted_tickets(organization=organization, filters=filters)
                        .values_list("pk", flat=True))
-    spend = {row["ticket_id"]: row for row in
-             calls.exclude(ticket=None).order_by().values("ticket_id")
-             .annotate(calls=Count("pk"), cost=Sum("cost"))}
+    spend = ticket_costs(organization=organization, calls=calls)
     ids = set(spend) | (accepted_ids if not (filters.model or filters.endpoint or filters.kind)
                         else set())
     tickets = (Ticket.objects.for_org(organization).select_related("project")
                .in_bulk(list(ids)))
-    rows = [TicketSpend(ticket=tickets[pk], calls=spend.get(pk, {}).get("calls", 0),
-                        cost=spend.get(pk, {}).get("cost") or ZERO,
+    rows = [TicketSpend(ticket=tickets[pk], calls=spend.get(pk, NO_COST).calls,
+                        cost=spend.get(pk, NO_COST).cost,
                         accepted_in_period=pk in accepted_ids)
             for pk in ids if pk in tickets]
     rows.sort(key=lambda row: (-row.cost, row.ticket.project.key, row.ticket.number))

@@ -28,7 +28,12 @@ from agents.techlead.client import (
     tech_lead_endpoint_of,
     tool_input,
 )
-from agents.techlead.prompts import DECOMPOSE_INSTRUCTIONS, EPHEMERAL, propose_tickets_tool
+from agents.techlead.prompts import (
+    DECOMPOSE_INSTRUCTIONS,
+    EPHEMERAL,
+    MAX_DECLINED,
+    propose_tickets_tool,
+)
 from agents.techlead.repo_map import repo_map
 from haao.errors import ApplicationError
 from tickets.models import Requirement, RequirementStatus
@@ -139,7 +144,9 @@ def check_proposal(data: Mapping[str, Any] | None, root: Path,
     if not isinstance(tickets, list) or not tickets:
         return [], [SpecError("$.tickets", "must be a non-empty array of tickets")]
     errors: list[SpecError] = []
-    unknown = sorted(set(data) - {"tickets"})
+    if data.get("declined"):
+        errors.append(SpecError("$.declined", "is only for a proposal with no tickets"))
+    unknown = sorted(set(data) - {"tickets", "declined"})
     errors += [SpecError(json_path((name,)), "is not allowed (unknown property)")
                for name in unknown]
     candidates: list[dict[str, Any]] = []
@@ -159,6 +166,14 @@ def check_proposal(data: Mapping[str, Any] | None, root: Path,
     if errors:
         return [], errors
     return [spec_clean(ticket) for ticket in candidates], []
+
+
+def declined(data: Mapping[str, Any] | None) -> str:
+    """The Tech Lead's reason for proposing no tickets at all; "" for a proposal."""
+    if data is None or data.get("tickets"):
+        return ""
+    reason = data.get("declined")
+    return reason.strip()[:MAX_DECLINED] if isinstance(reason, str) else ""
 
 
 def _error_report(errors: list[SpecError]) -> str:
@@ -213,6 +228,10 @@ def decompose(*, requirement: Requirement, repo_path: Path | str,
             errors = [SpecError("$", empty.message)]
             continue
         tool_id, data = tool_input(message, "propose_tickets")
+        reason = declined(data)
+        if reason:
+            # An answer, not a malformed proposal: no repair round would change it.
+            raise DecompositionFailed(f"The Tech Lead declined this requirement: {reason}", [])
         tickets, errors = check_proposal(data, root, test_command)
         if not errors:
             return tickets

@@ -10,6 +10,7 @@ from typing import Any
 from tickets.spec import load_schema
 
 MAX_TICKETS = 20
+MAX_DECLINED = 1000
 EPHEMERAL = {"type": "ephemeral"}
 
 DECOMPOSE_INSTRUCTIONS = """\
@@ -31,6 +32,8 @@ Each ticket must be:
 
 Always answer by calling the `propose_tickets` tool once, with `schema_version` "1" in every
 ticket. If HAAO reports errors in your tickets, call the tool again with every ticket corrected.
+If the requirement cannot be done in this repository at all, call the tool with no tickets and
+say why in `declined`; the product owner reads it.
 """
 
 AUDIT_INSTRUCTIONS = """\
@@ -94,8 +97,13 @@ def propose_tickets_tool() -> dict[str, Any]:
             "type": "object",
             "additionalProperties": False,
             "required": ["tickets"],
-            "properties": {"tickets": {"type": "array", "minItems": 1, "maxItems": MAX_TICKETS,
-                                       "items": copy.deepcopy(item)}},
+            "properties": {
+                "tickets": {"type": "array", "maxItems": MAX_TICKETS,
+                            "items": copy.deepcopy(item)},
+                "declined": {"type": "string", "maxLength": MAX_DECLINED,
+                             "description": "Only with no tickets: why this requirement "
+                                            "cannot be done in this repository."},
+            },
             "$defs": copy.deepcopy(defs),
         },
     }

@@ -289,3 +289,36 @@ def test_a_ticket_that_runs_the_test_command_already_gets_no_second_copy(
     project.save()
     tickets = run(requirement, checkout, endpoint)
     assert [len(t["definition_of_done"]) for t in tickets] == [1, 1]
+
+
+# --- The sample models of the demo decline what they cannot do -------------------------------
+
+@pytest.fixture
+def sample_models(cast, settings) -> Iterator[InferenceEndpoint]:
+    from agents.model_servers.demo import sample_tech_lead
+
+    settings.HAAO_ENDPOINT_ALLOWLIST = ["127.0.0.1"]
+    with AnthropicServer(answer=sample_tech_lead) as running:
+        yield tech_lead_endpoint(cast, running.url)
+
+
+def test_the_sample_tech_lead_declines_a_requirement_it_cannot_do_with_its_reason(
+        cast, checkout, sample_models) -> None:
+    other = RequirementFactory(project=cast.project, status=RequirementStatus.DECOMPOSING,
+                               title="Export invoices as PDF",
+                               text="Managers want a PDF of every invoice.")
+    done = decompose_requirement(requirement_id=other.pk, repo_path=checkout,
+                                 client=TechLeadClient(sample_models, backoff_base=0.01))
+    assert done is not None and done.status == RequirementStatus.FAILED
+    assert done.failure.startswith("The Tech Lead declined this requirement: The sample "
+                                   "models can only do the sample rounding task:")
+    assert not Ticket.objects.filter(requirement=other).exists()
+    # One answer, no repair rounds: the refusal costs one call.
+    assert ModelCall.objects.filter(requirement=other).count() == 1
+
+
+def test_the_sample_tech_lead_still_proposes_the_rounding_ticket(
+        requirement, checkout, sample_models) -> None:
+    tickets = decompose(requirement=requirement, repo_path=checkout, endpoint=sample_models,
+                        client=TechLeadClient(sample_models, backoff_base=0.01))
+    assert [t["title"] for t in tickets] == ["Round money half-up with Decimal"]

@@ -26,6 +26,7 @@ DATA_DIR = Path(env.string("HAAO_DATA_DIR", str(BASE_DIR / "var"))).resolve()
 BASE_URL = env.string("HAAO_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 ALLOWED_HOSTS = env.string_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.string_list("CSRF_TRUSTED_ORIGINS", [BASE_URL])
+CSRF_FAILURE_VIEW = "haao.views.csrf_failure"
 
 # Fernet keys for secrets at rest, newest first; `manage.py reencrypt_secrets` moves old rows.
 ENCRYPTION_KEYS = env.string_list("HAAO_ENCRYPTION_KEYS", [])
@@ -49,6 +50,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "guardian",
     "allauth",
     "allauth.account",
@@ -295,6 +297,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    # Swagger UI and ReDoc from HAAO's own static files: the docs work offline and load
+    # nothing from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # Requirements and invitations both have a `status`; name each enum after its model.
     "ENUM_NAME_OVERRIDES": {
@@ -347,7 +354,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"no_4xx_tracebacks": {"()": "haao.logs.NoTracebackForClientErrors"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
+                             "filters": ["no_4xx_tracebacks"]}},
     "root": {"handlers": ["console"], "level": env.string("LOG_LEVEL", "INFO")},
     "loggers": {"daphne": {"level": "WARNING"}},
 }

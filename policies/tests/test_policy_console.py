@@ -194,6 +194,20 @@ def test_try_it_shows_refusals_and_the_redacted_payload(cast) -> None:
     assert AWS_KEY not in payload
 
 
+def test_try_it_shows_no_secret_anywhere_on_the_page_not_even_in_its_own_form(cast) -> None:
+    response = browser(cast.admin).post(f"{PAGE}try/", {
+        "path": "config/settings.py",
+        "command": 'curl -H "Authorization: Bearer sk-live-abcdefghijklmnop1234" https://x.example',
+        "payload": "login with password=hunter2 and token=9f8e7d6c5b4aZQ"})
+    assert response.status_code == 200
+    html = response.content.decode()
+    for secret in ("hunter2", "sk-live-abcdefghijklmnop1234", "9f8e7d6c5b4aZQ"):
+        assert secret not in html, secret
+    assert "password=[REDACTED" in html and "Bearer [REDACTED" in html
+    result = html.split('id="try-result"')[1]
+    assert ">refused</span>" in result.split("Command")[1]  # still decided on what was typed
+
+
 def test_try_it_for_a_project_uses_the_projects_policy(cast) -> None:
     policy_update(organization=cast.org, actor=Actor.of(cast.admin), project=cast.project,
                   changes={"denied_paths": ["docs/**"]})

@@ -387,3 +387,21 @@ def test_threads_redacting_at_once_get_the_same_answers():
     expected = [redact(text).text for text in texts]
     with ThreadPoolExecutor(max_workers=8) as pool:
         assert list(pool.map(lambda t: redact(t).text, texts)) == expected
+
+
+@pytest.mark.parametrize(("text", "secret"), [
+    ("login with password=hunter2 and retry", "hunter2"),
+    ("https://example.com/cb?user=ada&password=hunter2&next=/", "hunter2"),
+    ("curl -d token=9f8e7d6c5b4aZQ https://example.com", "9f8e7d6c5b4aZQ"),
+])
+def test_a_short_parameter_secret_inside_a_line_is_redacted(text, secret) -> None:
+    redacted = redact(text)
+    assert secret not in redacted.text and "[REDACTED secret value]" in redacted.text
+
+
+@pytest.mark.parametrize("code", [
+    "connect(password=self.password)", "f(password=pw)", "password=get_password()",
+    "token=token_value",
+])
+def test_a_parameter_that_reads_as_code_is_left_alone(code) -> None:
+    assert redact(code).text == code

@@ -35,7 +35,7 @@ from tickets.selectors import (
     ticket_list,
     ticket_totals,
 )
-from tickets.services.tickets import MAX_FEEDBACK
+from tickets.services.tickets import MAX_CANCEL_REASON, MAX_FEEDBACK
 from tickets.spec import SpecError, SpecInvalid, json_path
 
 SPEC_HELP = ("The Atomic Ticket, schema v1: see `GET /api/v1/schemas/atomic-ticket/v1.json`.")
@@ -110,8 +110,11 @@ class TotalsSerializer(serializers.Serializer):
     attempts = serializers.IntegerField(read_only=True)
     cost = serializers.DecimalField(max_digits=20, decimal_places=6, read_only=True,
                                     coerce_to_string=True,
-                                    help_text="Sum of the attempts' costs, a decimal string.")
-    tokens = serializers.IntegerField(read_only=True, help_text="All tokens of all attempts.")
+                                    help_text="What the ticket cost: every model call of it (coder "
+                                              "attempts, escalation and audits), a decimal "
+                                              "string.")
+    tokens = serializers.IntegerField(read_only=True,
+                                      help_text="All tokens of those calls, cache included.")
     input_tokens = serializers.IntegerField(read_only=True)
     output_tokens = serializers.IntegerField(read_only=True)
     cache_write_tokens = serializers.IntegerField(read_only=True)
@@ -167,8 +170,8 @@ class RejectSerializer(StrictSerializer):
 
 
 class CancelSerializer(StrictSerializer):
-    reason = StrictCharField(max_length=1000, required=False, allow_blank=True, default="",
-                             help_text="Why, for the event log.")
+    reason = StrictCharField(max_length=MAX_CANCEL_REASON, required=False, allow_blank=True,
+                             default="", help_text="Why, for the event log.")
 
 
 class NoBodySerializer(StrictSerializer):

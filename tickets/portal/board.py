@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from django.db.models import Count, IntegerField, Max, OuterRef, Q, QuerySet, Subquery
 
 from accounts.models import AuditEvent
+from agents.selectors import NO_COST, TicketCost, ticket_costs
 from policies.selectors import policy_for
 from tickets.models import (
     Attempt,
@@ -76,6 +78,7 @@ class Card:
     attempt: int | None
     outcome: str | None
     progress: Progress | None = None
+    cost: Decimal = Decimal("0")
 
     @property
     def column(self) -> Column | None:
@@ -157,11 +160,11 @@ def _progress(project: Project, tickets: list[Ticket]) -> dict[Any, Progress]:
     return progress
 
 
-def _card(ticket: Ticket, progress: dict[Any, Progress]) -> Card:
+def _card(ticket: Ticket, progress: dict[Any, Progress], costs: dict[Any, TicketCost]) -> Card:
     # The outcome shown is the latest finished attempt's; a running one shows its progress.
     return Card(ticket=ticket, attempt=getattr(ticket, "finished_number", None),
                 outcome=getattr(ticket, "finished_outcome", None),
-                progress=progress.get(ticket.pk))
+                progress=progress.get(ticket.pk), cost=costs.get(ticket.pk, NO_COST).cost)
 
 
 def last_project_seq(*, project: Project) -> int:
@@ -192,14 +195,17 @@ def project_board(*, project: Project, per_column: int = PER_COLUMN) -> Board:
     last_seq = last_project_seq(project=project)
     totals = dict(Ticket.objects.for_org(project.organization).filter(project=project)
                   .values_list("status").annotate(n=Count("pk")).values_list("status", "n"))
-    columns: list[BoardColumn] = []
     query = _cards_query(project)
-    for column in COLUMNS:
-        tickets = list(query.filter(status__in=column.states)
-                       .order_by("-status_changed_at", "-number")[:per_column])
+    shown = [(column, list(query.filter(status__in=column.states)
+                           .order_by("-status_changed_at", "-number")[:per_column]))
+             for column in COLUMNS]
+    costs = ticket_costs(organization=project.organization,
+                         tickets=[t for _, tickets in shown for t in tickets])
+    columns: list[BoardColumn] = []
+    for column, tickets in shown:
         progress = _progress(project, tickets)
         columns.append(BoardColumn(column=column,
-                                   cards=[_card(t, progress) for t in tickets],
+                                   cards=[_card(t, progress, costs) for t in tickets],
                                    total=sum(totals.get(s, 0) for s in column.states)))
     return Board(columns=columns, in_progress=sum(totals.get(s, 0) for s in IN_PROGRESS),
                  wip_limit=policy_for(project=project).wip_limit, last_seq=last_seq,
@@ -214,7 +220,8 @@ def project_card(*, project: Project, key: str) -> Card | None:
     ticket = _cards_query(project).filter(number=int(match[2])).first()
     if ticket is None:
         return None
-    return _card(ticket, _progress(project, [ticket]))
+    return _card(ticket, _progress(project, [ticket]),
+                 ticket_costs(organization=project.organization, tickets=[ticket]))
 
 
 def ticket_counts(*, projects: QuerySet[Project]) -> dict[Any, dict[str, int]]:

@@ -12,7 +12,8 @@ from typing import Any
 
 from django import forms
 
-from tickets.services.tickets import MAX_FEEDBACK
+from haao.limits import LimitedCharField
+from tickets.services.tickets import MAX_CANCEL_REASON, MAX_FEEDBACK
 from tickets.spec import MAX_SPEC_BYTES, SpecError
 
 
@@ -218,7 +219,7 @@ class MoveForm(forms.Form):
 
 
 class RejectForm(forms.Form):
-    feedback = forms.CharField(
+    feedback = LimitedCharField(
         label="Feedback", max_length=MAX_FEEDBACK,
         widget=forms.Textarea(attrs={"rows": 4}),
         help_text="What is wrong; the next attempt receives it word for word.",
@@ -232,7 +233,7 @@ class RejectForm(forms.Form):
 
 
 class CancelForm(forms.Form):
-    reason = forms.CharField(label="Reason", max_length=1000, required=False,
+    reason = LimitedCharField(label="Reason", max_length=MAX_CANCEL_REASON, required=False,
                              help_text="Why, for the event log.")
 
     def clean_reason(self) -> str:

@@ -406,6 +406,7 @@ class _TicketPage(_GatePage):
         events = _events(loaded)
         calls = _calls(loaded)
         progress = _progress(events, attempts)
+        totals = ticket_totals(ticket=loaded)
         may_decide = self.may_decide(loaded.project)
         state = loaded.status
         requirement = loaded.requirement
@@ -416,8 +417,10 @@ class _TicketPage(_GatePage):
             timeline=[e for e in events if e.type != "attempt.tokens"],
             last_seq=events[-1].seq if events else 0,
             refusals=[e for e in events if e.type == "guardrail.refused"],
-            totals=ticket_totals(ticket=loaded),
-            calls=calls, calls_cost=sum((row.cost for row in calls), Decimal("0")),
+            totals=totals,
+            # What the attempts' own figures leave out: audits, and calls of a running attempt.
+            other_cost=totals.cost - sum((a.cost for a in attempts), Decimal("0")),
+            calls=calls,
             calls_local=sum((row.cost for row in calls if not row.is_cloud), Decimal("0")),
             calls_cloud=sum((row.cost for row in calls if row.is_cloud), Decimal("0")),
             may_decide=may_decide,

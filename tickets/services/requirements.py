@@ -13,10 +13,12 @@ from django.utils import timezone
 from accounts.audit import SYSTEM, Actor, audit_record
 from accounts.models import ActorType, User
 from haao.errors import ApplicationError, Conflict
+from haao.limits import too_long
 from tickets.models import Project, Requirement, RequirementStatus, Ticket, TicketStatus
 from tickets.services.tickets import ticket_create
 from tickets.state import GATE, require_right, ticket_transition
 
+MAX_TITLE = 200
 MAX_TEXT = 20_000
 
 # Called after commit with a new requirement's id; the engine registers decomposition here.
@@ -25,16 +27,17 @@ on_requirement_created: list[Callable[[Any], None]] = []
 
 def _cleaned(title: str, text: str) -> tuple[str, str]:
     title, text = (title or "").strip(), (text or "").strip()
-    problems = {}
-    if not title or len(title) > 200:
-        problems["title"] = ["1 to 200 characters"]
-    if not text or len(text) > MAX_TEXT:
-        problems["text"] = [f"1 to {MAX_TEXT} characters"]
+    problems: dict[str, list[str]] = {}
+    for field, label, value, limit in (("title", "The title", title, MAX_TITLE),
+                                       ("text", "The text", text, MAX_TEXT)):
+        if not value:
+            problems[field] = [f"{label} is required."]
+        elif len(value) > limit:
+            problems[field] = [too_long(label, limit, len(value))]
     if "\x00" in title + text:
-        problems.setdefault("text", []).append("no NUL bytes")
+        problems.setdefault("text", []).append("The text must not contain NUL bytes.")
     if problems:
-        name = next(iter(problems))
-        raise ApplicationError(f"{name}: {problems[name][0]}.", details=problems)
+        raise ApplicationError(next(iter(problems.values()))[0], details=problems)
     return title, text
 
 

@@ -12,10 +12,12 @@ from django.utils import timezone
 from accounts.audit import Actor, audit_record
 from accounts.models import User
 from haao.errors import ApplicationError, Conflict, NotFound
+from haao.limits import check_length
 from tickets.models import Project, Requirement, Ticket, TicketStatus
 from tickets.state import GATE, require_right, ticket_transition
 
 MAX_FEEDBACK = 10_000
+MAX_CANCEL_REASON = 1000
 
 
 def _next_ticket_number(project: Project) -> int:
@@ -168,9 +170,10 @@ def ticket_reject(*, ticket: Ticket, actor: User, feedback: str) -> Ticket:
     if not feedback:
         raise ApplicationError("Say what is wrong: feedback is required to reject.",
                                details={"feedback": ["required"]})
-    if len(feedback) > MAX_FEEDBACK or "\x00" in feedback:
-        raise ApplicationError(f"Feedback must be plain text of at most {MAX_FEEDBACK} "
-                               "characters.", details={"feedback": ["invalid"]})
+    check_length(feedback, field="feedback", label="Feedback", limit=MAX_FEEDBACK)
+    if "\x00" in feedback:
+        raise ApplicationError("Feedback must be plain text (no NUL bytes).",
+                               details={"feedback": ["invalid"]})
     return ticket_transition(ticket=ticket, to=TicketStatus.REJECTED, actor=Actor.of(actor),
                              data={"feedback": feedback},
                              fields={"feedback": feedback, "decided_by": actor,
@@ -178,8 +181,10 @@ def ticket_reject(*, ticket: Ticket, actor: User, feedback: str) -> Ticket:
 
 
 def ticket_cancel(*, ticket: Ticket, actor: User, reason: str = "") -> Ticket:
+    """Stop a ticket for good; the reason goes into the event log as given."""
+    check_length(reason, field="reason", label="The reason", limit=MAX_CANCEL_REASON)
     return ticket_transition(ticket=ticket, to=TicketStatus.CANCELLED, actor=Actor.of(actor),
-                             data={"reason": reason[:1000]})
+                             data={"reason": reason})
 
 
 def ticket_retry(*, ticket: Ticket, actor: User) -> Ticket:

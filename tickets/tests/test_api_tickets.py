@@ -3,8 +3,6 @@ Gate 1 spec edit and the gate decisions, each checked in the database and the au
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -12,6 +10,7 @@ from guardian.shortcuts import assign_perm
 
 from accounts.audit import SYSTEM
 from accounts.models import AuditEvent
+from agents.services import endpoint_create, model_call_record
 from tests.factories import ProjectFactory, RequirementFactory, TicketFactory, spec_example
 from tests.fixtures import token_client
 from tickets import services
@@ -153,15 +152,26 @@ def test_a_ticket_shows_its_spec_dependencies_attempts_checks_and_decimal_totals
     first = ticket(cast, "approved")
     work = ticket(cast, "running")
     work.dependencies.add(first)
+    gpu = endpoint_create(
+        organization=cast.org, actor=cast.admin,
+        values={"name": "GPU box", "kind": "openai_compatible", "flavor": "lm_studio",
+                "base_url": "http://93.184.215.14:1234/v1", "model": "qwen", "role": "coder",
+                "price_input": "100", "price_output": "0.005"})
     attempt = services.attempt_start(ticket=work, number=1, executor="local", model="qwen")
+    # The totals are the ledger's: each attempt's calls, recorded as the engine records them.
+    call = model_call_record(organization=cast.org, endpoint=gpu, role="code", outcome="ok",
+                             attempt=attempt, input_tokens=1000, output_tokens=200)
     services.attempt_finish(
         attempt=attempt, outcome="tests_failed", diff="--- a\n+++ b\n", input_tokens=1000,
-        output_tokens=200, cost=Decimal("0.100001"),
+        output_tokens=200, cost=call.cost,
         checks=[CheckOutcome(name="unit tests", command=["pytest", "-q"], expected_exit_code=0,
                              exit_code=1, passed=False, duration_ms=1500, stdout="1 failed")])
     second = services.attempt_start(ticket=work, number=2, executor="cloud", model="claude")
+    call = model_call_record(organization=cast.org, endpoint=gpu, role="code", outcome="ok",
+                             attempt=second, input_tokens=10, output_tokens=5,
+                             cache_read_tokens=7)
     services.attempt_finish(attempt=second, outcome="passed", input_tokens=10,
-                            output_tokens=5, cache_read_tokens=7, cost=Decimal("0.2"))
+                            output_tokens=5, cache_read_tokens=7, cost=call.cost)
     client = token_client(cast.org, cast.manager, ["read"])
     body = client.get(f"{BASE}/{work.key}/").json()
     assert body["key"] == work.key and body["state"] == "running"
@@ -172,7 +182,7 @@ def test_a_ticket_shows_its_spec_dependencies_attempts_checks_and_decimal_totals
     assert one["cost"] == "0.100001" and one["diff"] == "--- a\n+++ b\n"
     assert one["tokens"] == {"input": 1000, "output": 200, "cache_write": 0, "cache_read": 0}
     assert one["checks"][0]["passed"] is False and one["checks"][0]["stdout_tail"] == "1 failed"
-    assert body["totals"] == {"attempts": 2, "cost": "0.300001", "tokens": 1222,
+    assert body["totals"] == {"attempts": 2, "cost": "0.101701", "tokens": 1222,
                               "input_tokens": 1010, "output_tokens": 205,
                               "cache_write_tokens": 0, "cache_read_tokens": 7}
 

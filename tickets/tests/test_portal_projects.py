@@ -140,9 +140,11 @@ def test_an_admin_submits_without_a_grant(cast) -> None:
 
 @pytest.mark.parametrize("form, field, message", [
     ({"title": "", "text": "Something"}, "title", "This field is required."),
-    ({"title": "x" * 201, "text": "Something"}, "title", "at most 200 characters"),
+    ({"title": "x" * 201, "text": "Something"}, "title",
+     "Title is at most 200 characters (got 201)."),
     ({"title": "Fine", "text": "   "}, "text", "This field is required."),
-    ({"title": "Fine", "text": "y" * 20_001}, "text", "at most 20000 characters"),
+    ({"title": "Fine", "text": "y" * 20_001}, "text",
+     "What you need is at most 20000 characters (got 20001)."),
     ({"title": "Fine", "text": "nul\x00byte"}, "text", "Null characters are not allowed."),
 ])
 def test_bad_input_comes_back_with_400_on_its_field_and_nothing_stored(

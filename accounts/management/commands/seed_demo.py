@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import secrets
+import shutil
 from pathlib import Path
 from typing import Any
 
 from allauth.account.models import EmailAddress
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.contrib.contenttypes.models import ContentType
+from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
+from guardian.models import UserObjectPermission
 
 from accounts import services
 from accounts.models import Organization, User
 from accounts.roles import Role
+from agents.models import ModelCall
 from agents.pricing import CURRENT_SONNET
 from agents.sandbox import sandbox_available
 from agents.selectors import endpoints_of
@@ -39,24 +43,79 @@ DEMO_USERS = [
 ]
 
 
+def _password_file() -> Path:
+    # Random per installation, kept beside the database so later runs print the same one.
+    return Path(settings.DATA_DIR) / "demo-password.txt"
+
+
+def demo_login_lines(*, base_url: str) -> list[str]:
+    """Where the demo organization is and its logins; none when it is not seeded."""
+    path = _password_file()
+    if not path.exists() or not Organization.objects.filter(slug=DEMO_SLUG).exists():
+        return []
+    password = path.read_text().strip()
+    return [f"  Open   {base_url.rstrip('/')}/o/{DEMO_SLUG}/",
+            *(f"  {Role(role).label:<14} {email}  password: {password}"
+              for email, _, role in DEMO_USERS)]
+
+
 class Command(BaseCommand):
     help = "Seeds the demo organization once (safe to run again) and prints its logins."
 
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--reset", action="store_true",
+                            help="Delete the demo organization's data (and its sample "
+                                 "repository copy and checkouts) first, then seed it again; "
+                                 "other organizations are not touched.")
+        parser.add_argument("--no-logins", action="store_true",
+                            help="Do not print the logins (`manage.py serve` prints them once "
+                                 "it is up, as `make run` does).")
+
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["reset"]:
+            self._reset()
         password = self._password()
         with transaction.atomic():
             created = self._seed(password)
         self._seed_endpoints()
         self._seed_repository()
         self.stdout.write(("Seeded" if created else "Found") + " the demo organization.")
-        self.stdout.write(f"\n  Open   {settings.BASE_URL}/o/{DEMO_SLUG}/")
-        for email, _, role in DEMO_USERS:
-            self.stdout.write(f"  {Role(role).label:<14} {email}  password: {password}")
-        self.stdout.write("")
+        if not options["no_logins"]:
+            self.stdout.write("")
+            for line in demo_login_lines(base_url=settings.BASE_URL):
+                self.stdout.write(line)
+            self.stdout.write("")
+
+    def _reset(self) -> None:
+        """Delete the demo organization and everything of it, then its files on disk."""
+        organization = Organization.objects.filter(slug=DEMO_SLUG).first()
+        if organization is None:
+            self.stdout.write("No demo organization to reset.")
+            return
+        projects = list(Project.objects.for_org(organization))
+        ids = [str(project.pk) for project in projects]
+        repositories = {project.repository for project in projects if project.repository}
+        with transaction.atomic():
+            # The ledger's rows PROTECT their endpoints; they go first, with the organization.
+            ModelCall.objects.for_org(organization).delete()
+            UserObjectPermission.objects.filter(
+                content_type=ContentType.objects.get_for_model(Project),
+                object_pk__in=ids).delete()
+            organization.delete()
+        data_dir = Path(settings.DATA_DIR).resolve()
+        for project_id in ids:
+            shutil.rmtree(Path(settings.HAAO_WORKSPACE_ROOT) / project_id, ignore_errors=True)
+        for repository in repositories:
+            path = Path(repository).resolve()
+            # Only HAAO's own copy under the data directory, and only if no other
+            # organization's project works on it.
+            if (path.is_relative_to(data_dir) and path.is_dir()
+                    and not Project.objects.filter(repository=repository).exists()):
+                shutil.rmtree(path, ignore_errors=True)
+        self.stdout.write("Deleted the demo organization and its data.")
 
     def _password(self) -> str:
-        # Random per installation, kept beside the database so later runs print the same one.
-        path = Path(settings.DATA_DIR) / "demo-password.txt"
+        path = _password_file()
         if path.exists():
             return path.read_text().strip()
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -36,6 +36,9 @@ class TokensView(ConsolePage):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         context.setdefault("form", ApiTokenForm())
+        # The host and scheme this page was reached by: the example works when pasted.
+        projects = self.request.build_absolute_uri(f"/api/v1/orgs/{self.org.slug}/projects/")
+        context["curl_example"] = f'curl -H "Authorization: Bearer <token>" {projects}'
         tokens = ApiToken.objects.for_org(self.org).order_by("-created_at")
         context["own_tokens"] = tokens.filter(user=self.user)
         is_admin = self.can(Capability.MANAGE_MEMBERS)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,8 +18,30 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from agents.engine import routing
+from haao.celery import READY_FILE_VARIABLE
 
 STOP_GRACE_SECONDS = 10
+# A slow machine still gets the address and logins, even if the worker never says it's ready.
+ANNOUNCE_AFTER_SECONDS = 120
+SETTLE_SECONDS = 1.0
+
+
+def served_url(host: str, port: int) -> str:
+    """The URL a browser on this machine opens for a server bound to `host`:`port`."""
+    shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(host, host)  # noqa: S104
+    if ":" in shown and not shown.startswith("["):
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}/"
+
+
+def answers(host: str, port: int) -> bool:
+    """Whether the web server accepts connections yet."""
+    target = served_url(host, port).split("//", 1)[1].rsplit(":", 1)[0].strip("[]")
+    try:
+        with socket.create_connection((target, port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 class Command(BaseCommand):
@@ -51,8 +74,13 @@ class Command(BaseCommand):
         if settings.HAAO_DEMO_LOCAL_MODEL:
             commands["local-model"] = [python, "-m", "agents.localmodel", "--port",
                                        str(settings.HAAO_DEMO_LOCAL_MODEL_PORT)]
+        ready_file = data_dir / "worker-ready"
+        ready_file.unlink(missing_ok=True)
+        environment = {**os.environ, READY_FILE_VARIABLE: str(ready_file)}
         processes: dict[str, subprocess.Popen[bytes]] = {}
         stopping = False
+        announced = False
+        url = served_url(options["host"], options["port"])
 
         def stop(signum: int, frame: Any) -> None:
             nonlocal stopping
@@ -63,17 +91,37 @@ class Command(BaseCommand):
         try:
             for name, command in commands.items():
                 # Own process group: a Ctrl-C reaches us once, and we stop the children in order.
-                processes[name] = subprocess.Popen(command, start_new_session=True)  # noqa: S603
-            self.stdout.write(f"HAAO is serving on http://{options['host']}:{options['port']}/ "
-                              "(Ctrl-C stops it).")
+                processes[name] = subprocess.Popen(  # noqa: S603
+                    command, start_new_session=True, env=environment)
+            started = time.monotonic()
+            ready_at: float | None = None
             while not stopping:
                 for name, process in processes.items():
                     if process.poll() is not None:
                         self.stderr.write(f"{name} exited with {process.returncode}; stopping.")
                         stopping = True
+                now = time.monotonic()
+                if ready_at is None and ready_file.exists() and answers(options["host"],
+                                                                        options["port"]):
+                    ready_at = now
+                # The worker logs "ready" just after it signals it: let that line out first.
+                if not stopping and not announced and (
+                        now - started > ANNOUNCE_AFTER_SECONDS
+                        or (ready_at is not None and now - ready_at >= SETTLE_SECONDS)):
+                    self._announce(url)
+                    announced = True
                 time.sleep(0.3)
         finally:
             self._stop_all(processes)
+
+    def _announce(self, url: str) -> None:
+        """Where HAAO answers and the demo's logins, last, after the processes' start-up."""
+        from accounts.management.commands.seed_demo import demo_login_lines
+
+        lines = ["", f"HAAO is serving on {url} (Ctrl-C stops it).",
+                 *demo_login_lines(base_url=url), ""]
+        self.stdout.write("\n".join(lines))
+        self.stdout.flush()
 
     def _stop_all(self, processes: dict[str, subprocess.Popen[bytes]]) -> None:
         for process in processes.values():

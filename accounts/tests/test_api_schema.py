@@ -45,3 +45,34 @@ def test_every_operation_has_a_stable_id_a_tag_and_error_responses() -> None:
 def test_the_schema_and_docs_pages_are_served(client) -> None:
     assert client.get("/api/v1/schema/").status_code == 200
     assert client.get("/api/v1/docs/").status_code == 200
+
+
+def test_responses_link_a_project_to_its_requirements_and_a_requirement_to_its_tickets() -> None:
+    paths = schema()["paths"]
+    created = paths["/api/v1/orgs/{org}/projects/"]["post"]["responses"]["201"]["links"]
+    assert created["ListRequirements"] == {
+        "operationId": "requirements_list", "description": "The project's requirements.",
+        "parameters": {"org": "$request.path.org", "key": "$response.body#/key"}}
+    requirement = paths["/api/v1/orgs/{org}/requirements/{key}/"]["get"]["responses"]["200"]
+    assert requirement["links"]["GetFirstTicket"]["parameters"]["key"] == \
+        "$response.body#/tickets/0/key"
+    ticket = paths["/api/v1/orgs/{org}/tickets/{key}/"]["get"]["responses"]["200"]["links"]
+    assert {link["operationId"] for link in ticket.values()} >= {
+        "tickets_approve", "tickets_accept", "tickets_reject", "tickets_cancel",
+        "tickets_retry"}
+
+
+def test_request_bodies_refuse_unknown_fields_and_lists_document_their_400() -> None:
+    document = schema()
+    assert document["components"]["schemas"]["RequirementCreateRequest"][
+        "additionalProperties"] is False
+    tickets = document["paths"]["/api/v1/orgs/{org}/tickets/"]["get"]
+    page_size = next(p for p in tickets["parameters"] if p["name"] == "page_size")
+    assert page_size["schema"] == {"type": "integer", "minimum": 1}
+    assert "400" in document["paths"]["/api/v1/orgs/"]["get"]["responses"]
+
+
+def test_an_endpoints_flavor_is_one_of_its_enum_or_blank() -> None:
+    flavor = schema()["components"]["schemas"]["Endpoint"]["properties"]["flavor"]
+    refs = {part.get("$ref") for part in flavor["oneOf"]}
+    assert refs == {"#/components/schemas/FlavorEnum", "#/components/schemas/BlankEnum"}

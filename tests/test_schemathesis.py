@@ -142,7 +142,7 @@ def point_at_real_rows(case: Any, world: World) -> None:
 
 @pytest.mark.django_db
 @schema.parametrize()
-@settings(max_examples=5, deadline=None,
+@settings(max_examples=3, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.filter_too_much, HealthCheck.data_too_large])
 def test_the_api_never_errors_and_answers_as_described(case: Any, world: World) -> None:

@@ -35,6 +35,9 @@ from haao.api import NOT_FOUND_MESSAGE
 class EndpointSerializer(serializers.ModelSerializer):
     has_api_key = serializers.BooleanField(read_only=True,
                                            help_text="Whether a key is stored (never returned).")
+    flavor = serializers.ChoiceField(
+        choices=EndpointFlavor.choices, allow_blank=True, read_only=True,
+        help_text="Which local server it is; blank for Anthropic.")
     price_source = serializers.SerializerMethodField(
         help_text="`table`: Anthropic's price table at call time; `endpoint`: the prices here.")
 

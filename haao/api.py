@@ -2,17 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any
 
+from django import forms
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
-from rest_framework import exceptions, pagination
+from django.core.validators import RegexValidator
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django_filters.rest_framework import DjangoFilterBackend
+from rest_framework import exceptions, pagination, serializers
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from haao.errors import ApplicationError
 
 NOT_FOUND_MESSAGE = "Not found."
+API_PREFIX = "/api/"
+
+
+class ErrorBodySerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable machine-readable code, e.g. `not_found`.")
+    message = serializers.CharField(help_text="A sentence for people, naming the problem.")
+    details = serializers.DictField(
+        child=serializers.JSONField(),
+        help_text="Per-field messages for invalid input; empty otherwise.",
+    )
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The shape of every error the API answers."""
+
+    error = ErrorBodySerializer()
 
 
 def _flatten(detail: Any) -> Any:
@@ -62,10 +84,98 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
+def _error_code(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        return "error"
+
+
+class JSONErrorsUnderAPI:
+    """Every error under /api/ answers the API's error JSON, whoever produced it.
+
+    Django itself answers some requests before any API view runs: a path no route matches
+    (or whose converter refuses the value, e.g. a malformed UUID) gets handler404's HTML page,
+    a request Django cannot read gets an empty 400. Portal pages keep whatever handler404
+    renders; only responses under /api/ that are not JSON are rewritten. Listed before
+    CommonMiddleware, so its slash-appending redirect still happens first.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (response.status_code < 400 or not request.path.startswith(API_PREFIX)
+                or response.streaming or isinstance(response, Response)
+                or response.get("Content-Type", "").startswith("application/json")):
+            return response  # an API view's own error, rendered as the client asked
+        status = response.status_code
+        message = NOT_FOUND_MESSAGE if status == 404 else HTTPStatus(status).phrase + "."
+        body = {"error": {"code": _error_code(status), "message": message, "details": {}}}
+        answer = JsonResponse(body, status=status)
+        for header in ("Allow", "WWW-Authenticate", "Retry-After"):
+            if header in response:
+                answer[header] = response[header]
+        return answer
+
+
+def _free_text(field: forms.Field) -> bool:
+    return type(field) is forms.CharField and not any(
+        isinstance(validator, RegexValidator) for validator in field.validators)
+
+
+class StrictFilterBackend(DjangoFilterBackend):
+    """django-filter's backend, refusing a filter given empty (`?until=`, `?project=`):
+    django-filter would ignore it, so a client's mistake would silently widen the list. Only
+    free text (a text filter with no validators, like `q`) may be empty. haao.openapi
+    documents each filter's bounds from the same form fields."""
+
+    def get_filterset(self, request: Request, queryset: Any, view: Any) -> Any:
+        filterset = super().get_filterset(request, queryset, view)
+        if filterset is not None:
+            empty = [name for name, item in filterset.filters.items()
+                     if name in request.query_params and request.query_params.get(name) == ""
+                     and not _free_text(item.field)]
+            if empty:
+                raise exceptions.ValidationError(
+                    {name: ["Give a value, or leave the parameter out."] for name in empty})
+        return filterset
+
+
 class CursorPagination(pagination.CursorPagination):
-    """Stable pages over growing lists; newest first unless a view says otherwise."""
+    """Stable pages over growing lists; newest first unless a view says otherwise.
+
+    `page_size` must be a whole number of at least 1 (a larger one than `max_page_size`
+    gets `max_page_size` rows); anything else is a 400 naming the parameter, not a silent
+    default. A cursor that no page handed out answers 404: there is no such page.
+    """
 
     ordering = "-created_at"
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
+    invalid_cursor_message = "Invalid cursor: pass the `next` or `previous` link of a page."
+
+    def get_page_size(self, request: Request) -> int:
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return int(self.page_size)
+        try:
+            size = int(raw, 10)
+        except ValueError:
+            size = 0
+        if size < 1 or not raw.strip().isdigit():
+            raise exceptions.ValidationError({self.page_size_query_param: [
+                "Expected a whole number of at least 1."]})
+        return min(size, self.max_page_size)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters: list[dict[str, Any]] = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"] = {"type": "integer", "minimum": 1}
+                parameter["description"] = (f"Rows per page (default {self.page_size}); more "
+                                            f"than {self.max_page_size} give "
+                                            f"{self.max_page_size}.")
+        return parameters

@@ -9,16 +9,16 @@ nothing is stored.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, ClassVar
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.api.serializers import StrictCharField, StrictSerializer
+from accounts.api.serializers import StrictCharField, StrictChoiceField, StrictSerializer
 from accounts.api.views import READ_ERRORS, WRITE_ERRORS, OrgEndpoint, errors, validated
 from accounts.audit import Actor
 from accounts.roles import Capability, TokenScope
@@ -39,6 +39,7 @@ from tickets.selectors import project_by_key, projects_visible_to
 
 MAX_ARGV = 100
 RULE_COUNT = len(rules.RULES)
+RULE_NAMES = [rule.name for rule in rules.RULES]
 
 # --- Serializers -----------------------------------------------------------------------------
 
@@ -73,16 +74,29 @@ class ProjectPolicySerializer(PolicySerializer):
                                   help_text="Every rule by name.")
 
 
+@extend_schema_field(rules.rules_object_schema())
+class RuleChangesField(serializers.DictField):
+    """Rule name → new value; policies.rules judges each value."""
+
+
 class PolicyUpdateSerializer(StrictSerializer):
-    rules = serializers.DictField(
-        child=serializers.JSONField(), required=False,
+    # validate(): rules to change, rules to inherit, or both.
+    schema_extra: ClassVar[dict[str, Any]] = {
+        "minProperties": 1,
+        "anyOf": [{"required": ["rules"]}, {"required": ["inherit"]}]}
+
+    rules = RuleChangesField(
+        child=serializers.JSONField(allow_null=True), required=False,
         help_text="Rule name → new value; only the rules given change.")
     inherit = serializers.ListField(
-        child=StrictCharField(max_length=100), required=False, max_length=RULE_COUNT,
+        child=StrictChoiceField(choices=RULE_NAMES), required=False,
+        min_length=1, max_length=RULE_COUNT,
         help_text="Rule names to drop: a project inherits the organization's value again; "
                   "the organization's own go back to HAAO's default.")
 
     def validate_rules(self, value: dict[str, Any]) -> dict[str, Any]:
+        if not value:
+            raise serializers.ValidationError("Give at least one rule to change.")
         if len(value) > RULE_COUNT:
             raise serializers.ValidationError(f"At most {RULE_COUNT} rules.")
         return value
@@ -94,6 +108,12 @@ class PolicyUpdateSerializer(StrictSerializer):
 
 
 class PolicyTrySerializer(StrictSerializer):
+    # validate(): at least one of a path with text in it, a command or a payload.
+    schema_extra: ClassVar[dict[str, Any]] = {"minProperties": 1, "anyOf": [
+        {"required": ["path"], "properties": {"path": {"pattern": "\\S"}}},
+        {"required": ["command"], "properties": {"command": {"minItems": 1}}},
+        {"required": ["payload"], "properties": {"payload": {"minLength": 1}}}]}
+
     path = StrictCharField(max_length=MAX_PATH, required=False, allow_blank=True,
                            help_text="A path in the repository.")
     command = serializers.ListField(

@@ -312,6 +312,57 @@ def rules_clean(changes: Mapping[str, Any], *, current: Mapping[str, Any]) -> di
     return cleaned
 
 
+_AMOUNT = r"^(?:[0-9]{1,6}(?:\.[0-9]{1,2})?|1000000(?:\.00?)?)$"
+# Globs the schema promises are accepted: plain names (a leading dot too, as in .env),
+# `*`, `**`, `*.ext` and `name*` segments. `_pattern_error` accepts a little more.
+_NAME = r"\.?[A-Za-z0-9_-][A-Za-z0-9_.-]*\*?"
+_SEGMENT = rf"(?:\*\*|\*|\*\.[A-Za-z0-9_.-]+|{_NAME})"
+_GLOB = rf"^{_SEGMENT}(?:/{_SEGMENT})*$"
+_SCRIPT = r"^\./[A-Za-z0-9_-][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_-][A-Za-z0-9_.-]*)*$"
+
+
+def rules_object_schema() -> dict[str, Any]:
+    """The JSON Schema of a set of rule changes: known names only, each value's own schema,
+    and the network turned on only with a reason of at least REASON_MIN characters."""
+    reason = {"minLength": REASON_MIN, "pattern": rf"\S[\s\S]{{{REASON_MIN - 2},}}\S"}
+    return {"type": "object", "additionalProperties": False, "minProperties": 1,
+            "properties": {rule.name: json_schema(rule) for rule in RULES},
+            "anyOf": [{"properties": {"sandbox_network": {"enum": [False]}}},
+                      {"required": ["sandbox_network_reason"],
+                       "properties": {"sandbox_network_reason": reason}}]}
+
+
+def json_schema(rule: Rule) -> dict[str, Any]:
+    """The JSON Schema of a rule's value, as far as one can say it (the API's contract);
+    `_clean` stays the judge of glob syntax, program names and the network's reason."""
+    schema: dict[str, Any]
+    if rule.kind == "bool":
+        schema = {"type": "boolean"}
+    elif rule.kind == "int":
+        schema = {"type": "integer", "minimum": rule.minimum, "maximum": rule.maximum}
+    elif rule.kind == "money":
+        schema = {"anyOf": [{"type": "string", "pattern": _AMOUNT},
+                            {"type": "integer", "minimum": 0, "maximum": int(MONEY_MAX)}],
+                  "description": "USD, e.g. \"12.50\"."}
+    elif rule.kind == "choice":
+        schema = {"type": "string", "enum": [name for name, _ in rule.choices]}
+    elif rule.kind == "text":
+        schema = {"type": "string", "maxLength": TEXT_MAX,
+                  "pattern": "^[^\\x00-\\x08\\x0b-\\x1f\\x7f]*$"}
+    else:  # paths, programs
+        item: dict[str, Any] = {"type": "string", "maxLength": PATTERN_LENGTH_MAX}
+        if rule.kind == "paths":
+            item["pattern"] = _GLOB
+        else:
+            item["maxLength"] = PATTERN_LENGTH_MAX + len("./")
+            allowed = sorted(KNOWN_PROGRAMS - ANY_COMMAND_PROGRAMS)
+            item["anyOf"] = [{"enum": allowed}, {"pattern": _SCRIPT}]
+        schema = {"type": "array", "maxItems": PATTERNS_MAX, "items": item}
+    if rule.nullable:
+        schema["nullable"] = True
+    return schema
+
+
 def to_json(name: str, value: Any) -> Any:
     """A rule's value as stored in a row's JSON (money as a string, never a float)."""
     if isinstance(value, Decimal):

@@ -7,11 +7,11 @@ from typing import Any
 import django_filters
 from django.core.validators import RegexValidator
 from django.db.models import QuerySet, Subquery
-from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
 from accounts.models import Organization
+from haao.api import StrictFilterBackend
 from tickets.models import Project, Requirement, Ticket, TicketStatus, project_key_validator
 from tickets.selectors import REQUIREMENT_KEY_RE
 
@@ -68,7 +68,7 @@ class TicketFilter(django_filters.FilterSet):
         return queryset.filter(requirement_id=Subquery(requirement.values("pk")[:1]))
 
 
-class OrgFilterBackend(DjangoFilterBackend):
+class OrgFilterBackend(StrictFilterBackend):
     """django-filter's backend, handing the view's organization to the filter set."""
 
     def get_filterset_kwargs(self, request: Any, queryset: Any, view: Any) -> dict[str, Any]:

@@ -72,6 +72,9 @@ def _json_type(value: Any) -> str:
 class StrictSerializer(serializers.Serializer):
     """Input serializer that names unknown fields instead of silently dropping them."""
 
+    # haao.openapi reads it: the schema then says `additionalProperties: false`.
+    refuses_unknown_fields = True
+
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
             unknown = sorted(str(key)[:50] for key in set(data) - set(self.fields))
@@ -83,19 +86,6 @@ class StrictSerializer(serializers.Serializer):
 
 
 # --- Errors ----------------------------------------------------------------------------------
-
-class ErrorBodySerializer(serializers.Serializer):
-    code = serializers.CharField(help_text="Stable machine-readable code, e.g. `not_found`.")
-    message = serializers.CharField(help_text="A sentence for people, naming the problem.")
-    details = serializers.DictField(
-        child=serializers.JSONField(),
-        help_text="Per-field messages for invalid input; empty otherwise.",
-    )
-
-
-class ErrorSerializer(serializers.Serializer):
-    error = ErrorBodySerializer()
-
 
 # --- Organizations ---------------------------------------------------------------------------
 

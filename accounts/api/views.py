@@ -10,6 +10,7 @@ from datetime import UTC, timedelta
 from typing import Any, ClassVar
 
 import django_filters
+from django import forms
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -25,7 +26,7 @@ from accounts.api.base import OrgGenericAPIView
 from accounts.models import ApiToken, AuditEvent, Invitation, Membership, Organization, User
 from accounts.roles import SCOPE_IMPLIES, Capability, TokenScope
 from accounts.selectors import organizations_of
-from haao.api import CursorPagination
+from haao.api import CursorPagination, ErrorSerializer
 from haao.errors import Forbidden
 
 DEFAULT_TOKEN_LIFETIME = timedelta(days=90)
@@ -42,7 +43,7 @@ ERROR_DESCRIPTIONS = {
 
 def errors(*codes: int) -> dict[int, OpenApiResponse]:
     """OpenAPI responses for the error statuses an operation may answer."""
-    return {code: OpenApiResponse(s.ErrorSerializer, description=ERROR_DESCRIPTIONS[code])
+    return {code: OpenApiResponse(ErrorSerializer, description=ERROR_DESCRIPTIONS[code])
             for code in codes}
 
 
@@ -115,7 +116,7 @@ class OrganizationListView(generics.ListAPIView):
         return organizations.annotate(role=Subquery(role[:1]))
 
     @extend_schema(operation_id="organizations_list", responses={200: s.OrganizationSerializer,
-                                                                 **errors(401)})
+                                                                 **errors(401, 404)})
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """The organizations you belong to (a token: only its own) and your role in each."""
         return super().get(request, *args, **kwargs)
@@ -306,6 +307,12 @@ class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
         return super().filter(qs, value)
 
 
+class IntegerFilter(django_filters.NumberFilter):
+    """A whole number: `0.5` is refused, not rounded into a query."""
+
+    field_class = forms.IntegerField
+
+
 class AuditEventFilter(django_filters.FilterSet):
     type = django_filters.CharFilter(field_name="type", max_length=64,
                                      help_text="Event type, e.g. `membership.role_changed`.")
@@ -316,7 +323,7 @@ class AuditEventFilter(django_filters.FilterSet):
                               help_text="Events at or after this time.")
     until = UTCDateTimeFilter(field_name="created_at", lookup_expr="lt",
                               help_text="Events before this time.")
-    after_seq = django_filters.NumberFilter(
+    after_seq = IntegerFilter(
         field_name="seq", lookup_expr="gt", min_value=0, max_value=2**62,
         help_text="Only events after this sequence number, oldest first: poll with the last "
                   "`seq` you saw to follow the log.")

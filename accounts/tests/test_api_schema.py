@@ -61,3 +61,32 @@ def test_the_docs_pages_load_only_haaos_own_files_so_they_work_offline(client, p
         assert served.status_code == 200, asset
         assert b"".join(served.streaming_content if served.streaming else [served.content])
     assert "cdn." not in html and "//unpkg" not in html
+def test_responses_link_a_project_to_its_requirements_and_a_requirement_to_its_tickets() -> None:
+    paths = schema()["paths"]
+    created = paths["/api/v1/orgs/{org}/projects/"]["post"]["responses"]["201"]["links"]
+    assert created["ListRequirements"] == {
+        "operationId": "requirements_list", "description": "The project's requirements.",
+        "parameters": {"org": "$request.path.org", "key": "$response.body#/key"}}
+    requirement = paths["/api/v1/orgs/{org}/requirements/{key}/"]["get"]["responses"]["200"]
+    assert requirement["links"]["GetFirstTicket"]["parameters"]["key"] == \
+        "$response.body#/tickets/0/key"
+    ticket = paths["/api/v1/orgs/{org}/tickets/{key}/"]["get"]["responses"]["200"]["links"]
+    assert {link["operationId"] for link in ticket.values()} >= {
+        "tickets_approve", "tickets_accept", "tickets_reject", "tickets_cancel",
+        "tickets_retry"}
+
+
+def test_request_bodies_refuse_unknown_fields_and_lists_document_their_400() -> None:
+    document = schema()
+    assert document["components"]["schemas"]["RequirementCreateRequest"][
+        "additionalProperties"] is False
+    tickets = document["paths"]["/api/v1/orgs/{org}/tickets/"]["get"]
+    page_size = next(p for p in tickets["parameters"] if p["name"] == "page_size")
+    assert page_size["schema"] == {"type": "integer", "minimum": 1}
+    assert "400" in document["paths"]["/api/v1/orgs/"]["get"]["responses"]
+
+
+def test_an_endpoints_flavor_is_one_of_its_enum_or_blank() -> None:
+    flavor = schema()["components"]["schemas"]["Endpoint"]["properties"]["flavor"]
+    refs = {part.get("$ref") for part in flavor["oneOf"]}
+    assert refs == {"#/components/schemas/FlavorEnum", "#/components/schemas/BlankEnum"}

@@ -72,6 +72,8 @@ class _BranchesBase(OrgEndpoint):
 
 @extend_schema(tags=["projects"])
 class BranchListView(_BranchesBase):
+    pagination_class = None  # the 200 most recent, as one list
+
     @extend_schema(operation_id="projects_branches_list",
                    responses={200: BranchSerializer(many=True), **errors(*READ_ERRORS)})
     def get(self, request: Request, org: str, key: str) -> Response:

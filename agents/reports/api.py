@@ -12,12 +12,14 @@ from typing import Any
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.api.base import OrgAPIView
 from accounts.api.views import errors
+from accounts.models import Membership
 from accounts.roles import Capability
 from agents.reports.export import csv_response
 from agents.reports.forms import report_filter_from
@@ -26,6 +28,7 @@ from agents.reports.selectors import (
     KINDS,
     CostReport,
     Figures,
+    ReportFilter,
     cost_report,
     usd,
 )
@@ -35,7 +38,7 @@ MONEY = ("local_cost", "cloud_cost", "cost", "all_cloud_cost", "savings",
          "cost_per_accepted_ticket", "all_cloud_cost_per_accepted_ticket")
 PARAMETERS = [
     OpenApiParameter("from", OpenApiTypes.DATE, description="First UTC day (default: the "
-                     "first of this month)."),
+                     "first of this month). Not after `to`; at most 3660 days before it."),
     OpenApiParameter("to", OpenApiTypes.DATE, description="Last UTC day, included "
                      "(default: today)."),
     OpenApiParameter("project", str, description="A project's key."),
@@ -46,6 +49,20 @@ PARAMETERS = [
     OpenApiParameter("group", str, enum=list(GROUPS), description="How rows are split "
                      "(default: project)."),
 ]
+
+
+# Parameters with a type or a list of values: given empty, they are a mistake the portal's
+# form would read as "not set", so the API refuses them (texts may be empty).
+TYPED = [p.name for p in PARAMETERS if p.type is not str or p.enum]
+
+
+def filters_of(request: Request, membership: Membership) -> ReportFilter:
+    """The report filter of the query string; a typed parameter given empty is a 400."""
+    empty = [name for name in TYPED if request.query_params.get(name, None) == ""]
+    if empty:
+        raise ValidationError({name: ["Give a value, or leave the parameter out."]
+                               for name in empty})
+    return report_filter_from(request.query_params, membership=membership)
 
 
 def _figures(row: Figures, slug: str) -> dict[str, Any]:
@@ -90,7 +107,7 @@ class CostReportAPIView(OrgAPIView):
                               **errors(400, 401, 403, 404)})
     def get(self, request: Request, org: str) -> Response:
         """Cost per accepted ticket, spend, the all-cloud comparison, quality and budgets."""
-        filters = report_filter_from(request.query_params, membership=self.membership)
+        filters = filters_of(request, self.membership)
         return Response(report_json(cost_report(organization=self.org, filters=filters),
                                     self.org.slug))
 
@@ -117,6 +134,6 @@ class CostReportCSVAPIView(OrgAPIView):
                               **errors(400, 401, 403, 404)})
     def get(self, request: Request, org: str) -> HttpResponse:
         """The report's rows and totals as CSV."""
-        filters = report_filter_from(request.query_params, membership=self.membership)
+        filters = filters_of(request, self.membership)
         return csv_response(cost_report(organization=self.org, filters=filters),
                             self.org.slug)

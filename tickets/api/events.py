@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
@@ -48,11 +48,7 @@ class EventPageSerializer(serializers.Serializer):
         read_only=True, help_text="Whether more events were waiting beyond this page.")
 
 
-EVENT_PARAMETERS = [
-    OpenApiParameter("after", int, description="Only events with a larger `seq` (default 0)."),
-    OpenApiParameter("limit", int, description=f"At most this many events, 1-{MAX_LIMIT} "
-                                                f"(default {DEFAULT_LIMIT})."),
-]
+EVENT_PARAMETERS = [EventQuerySerializer]  # their bounds go into the schema
 
 
 class EventStreamView(OrgEndpoint):
@@ -64,7 +60,8 @@ class EventStreamView(OrgEndpoint):
 
     def page(self, request: Request,
              events_after: Callable[..., list[AuditEvent]]) -> Response:
-        query = EventQuerySerializer(data=request.query_params)
+        # A plain dict: DRF would read `?after=` from a QueryDict as "not given".
+        query = EventQuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
         after, limit = query.validated_data["after"], query.validated_data["limit"]
         # One row more than asked tells whether more are waiting, without a count.

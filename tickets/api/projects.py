@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import Any, ClassVar
 
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
@@ -128,6 +128,8 @@ def _model_max(field: str) -> int:
 
 class ProjectSettingsSerializer(StrictSerializer):
     """The repository settings; every rule beyond a field's type is the service's."""
+
+    schema_extra: ClassVar[dict[str, Any]] = {"minProperties": 1}  # see validate()
 
     name = StrictCharField(max_length=_model_max("name"), required=False)
     description = StrictCharField(max_length=5000, required=False, allow_blank=True)

@@ -193,7 +193,8 @@ class RequirementReorderView(RequirementEndpoint):
     serializer_class = RequirementDetailSerializer
 
     @extend_schema(operation_id="requirements_reorder", request=ReorderSerializer,
-                   responses={200: RequirementDetailSerializer, **errors(*WRITE_ERRORS)})
+                   responses={200: RequirementDetailSerializer,
+                              **errors(*WRITE_ERRORS, 409)})
     def post(self, request: Request, org: str, key: str) -> Response:
         """Gate 1: set the order of the requirement's tickets."""
         self.require_write_capability()

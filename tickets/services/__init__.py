@@ -18,6 +18,7 @@ from tickets.services.projects import (
 )
 from tickets.services.requirements import (
     requirement_approve,
+    requirement_conclude,
     requirement_create,
     requirement_deliver,
     requirement_fail,
@@ -51,6 +52,7 @@ __all__ = [
     "project_update",
     "project_webhook_secret_rotate",
     "requirement_approve",
+    "requirement_conclude",
     "requirement_create",
     "requirement_deliver",
     "requirement_fail",

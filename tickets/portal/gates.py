@@ -151,6 +151,8 @@ class _RequirementPage(_GatePage):
             delivery=requirement_delivery(requirement),
             can_deliver=self.can(Capability.MANAGE_PROJECTS),
             dropped=[t for t in tickets if t.status == TicketStatus.CANCELLED],
+            ticket_keys=[t.key for t in tickets],
+            accepted_count=sum(t.status == TicketStatus.ACCEPTED for t in shown),
             may_decide=may_decide, editable=editable, error=error,
             add_form=add_form or SpecForm(initial={"spec": json.dumps(NEW_SPEC, indent=2)}),
             add_problems=add_problems or [], add_open=add_form is not None,

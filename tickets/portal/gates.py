@@ -42,6 +42,7 @@ from tickets.portal.gate_forms import CancelForm, MoveForm, RejectForm, SpecForm
 from tickets.portal.progress import Progress
 from tickets.selectors import (
     can_approve_in,
+    latest_audit,
     requirement_by_key,
     ticket_by_key,
     ticket_detail,
@@ -366,9 +367,11 @@ class _TicketPage(_GatePage):
         may_decide = self.may_decide(loaded.project)
         state = loaded.status
         requirement = loaded.requirement
+        latest = attempts[-1] if attempts else None
         return self.render(
             status, ticket=loaded, project=loaded.project, attempts=attempts,
-            latest=attempts[-1] if attempts else None,
+            latest=latest,
+            audit=latest_audit(events, attempt=latest.number) if latest is not None else None,
             attempt_rows=[(a, progress.get(a.number)) for a in reversed(attempts)],
             timeline=[e for e in events if e.type != "attempt.tokens"],
             last_seq=events[-1].seq if events else 0,

@@ -176,8 +176,8 @@
     var time = doc.createElement("time");
     time.className = "whitespace-nowrap";
     time.setAttribute("datetime", event.created_at);
-    time.setAttribute("data-format", "datetime");
-    time.textContent = String(event.created_at).replace("T", " ").slice(0, 16);
+    time.setAttribute("data-format", "seconds");
+    time.textContent = String(event.created_at).replace("T", " ").slice(0, 19);
     when.appendChild(time);
     var body = doc.createElement("span");
     body.className = "min-w-0 break-words";

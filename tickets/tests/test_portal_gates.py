@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 
 import pytest
@@ -463,3 +464,13 @@ def test_gate_two_says_why_the_work_was_not_audited(cast, po) -> None:
     body = client_for(po).get(url(ticket.key)).content.decode()
     panel = body[body.index('id="gate"'):body.index("Accept and merge")]
     assert ">Skipped</span>" in panel and "no Tech Lead endpoint is configured" in panel
+
+
+def test_the_timeline_gives_times_to_the_second_and_whole_reasons(cast, po, awaiting) -> None:
+    reason = "The model kept editing files outside the allowed paths; " * 12
+    services.ticket_cancel(ticket=Ticket.objects.get(pk=awaiting.pk), actor=po, reason=reason)
+    body = client_for(po).get(url("PAY-1")).content.decode()
+    timeline = body[body.index('id="timeline"'):body.index('id="timeline-empty"')]
+    stamps = re.findall(r'data-format="seconds"[^>]*>([^<]+)</time>', timeline)
+    assert stamps and all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \w+", s) for s in stamps)
+    assert reason.strip() in timeline

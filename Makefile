@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run test lint typecheck check-deploy css clean clean-localmodel localmodel-wheel bench bench-quick
+.PHONY: run test axe lint typecheck check-deploy css clean clean-localmodel localmodel-wheel bench bench-quick
 
 $(VENV)/bin/python:
 	@$(PYTHON) -m venv $(VENV) || { echo "Python's venv module is missing: apt-get install python3-venv"; exit 1; }
@@ -47,7 +47,18 @@ run: $(VENV)/.installed-run .env
 	$(PY) manage.py seed_demo --no-logins
 	PORT=$(PORT) $(PY) manage.py serve
 
-test: $(VENV)/.installed-dev
+# axe-core for the accessibility browser tests (tests/e2e/test_accessibility_browser.py),
+# installed from its lock file before the tests run, so they never need the internet.
+AXE := tests/e2e/axe/node_modules/axe-core/axe.min.js
+
+$(AXE): tests/e2e/axe/package-lock.json
+	@if ! command -v npm >/dev/null; then echo "npm not found: the accessibility browser tests will be skipped (apt-get install npm)"; \
+	elif (cd tests/e2e/axe && npm ci --no-audit --no-fund --loglevel=error); then touch $@; \
+	else echo "npm ci in tests/e2e/axe failed: the accessibility browser tests will be skipped"; fi
+
+axe: $(AXE)
+
+test: $(VENV)/.installed-dev $(AXE)
 	./scripts/test.sh $(ARGS)
 
 # Drops the built llama.cpp wheel and uninstalls it, e.g. after the local model server died

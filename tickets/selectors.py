@@ -303,3 +303,44 @@ def decisions_waiting_for(*, user: User, organization: Organization | None = Non
 def webhook_url(project: Project) -> str:
     """The absolute address where the project's forge sends its events."""
     return f"{settings.BASE_URL}/hooks/forge/{project.pk}/"
+
+
+@dataclass(frozen=True)
+class AuditOutcome:
+    """The Tech Lead's audit of one attempt, as the ticket's events recorded it."""
+
+    attempt: int | None
+    verdict: str  # "passed", "failed" or "skipped"
+    reason: str
+    findings: list[dict[str, Any]]
+
+    @property
+    def words(self) -> str:
+        return f"{self.verdict}: {self.reason}" if self.reason else self.verdict
+
+
+def audit_outcome(event: AuditEvent) -> AuditOutcome | None:
+    """The audit an event records: the verdict (`ticket.audited`), or a skipped audit (a
+    transition to acceptance saying why); None for any other event."""
+    data = event.data if isinstance(event.data, dict) else {}
+    attempt = data.get("attempt") if isinstance(data.get("attempt"), int) else None
+    if event.type == "ticket.audited":
+        findings = [f for f in data.get("findings") or [] if isinstance(f, dict)]
+        return AuditOutcome(attempt=attempt, verdict="passed" if data.get("passed") else "failed",
+                            reason=str(data.get("summary") or ""), findings=findings)
+    said = data.get("audit")
+    if (event.type == "ticket.transition" and isinstance(said, str)
+            and said.startswith("skipped")):
+        return AuditOutcome(attempt=attempt, verdict="skipped",
+                            reason=said.removeprefix("skipped").lstrip(": "), findings=[])
+    return None
+
+
+def latest_audit(events: list[AuditEvent], *, attempt: int) -> AuditOutcome | None:
+    """The last audit of attempt number `attempt` among a ticket's events, if any."""
+    found = None
+    for event in events:
+        outcome = audit_outcome(event)
+        if outcome is not None and outcome.attempt == attempt:
+            found = outcome
+    return found

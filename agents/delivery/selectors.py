@@ -14,6 +14,7 @@ from tickets.models import (
     Requirement,
     Ticket,
 )
+from tickets.selectors import audit_outcome
 
 # A pull request lists at most this many tickets (a requirement rarely has more than ten).
 PULL_REQUEST_TICKETS = 100
@@ -35,9 +36,9 @@ def branch_tickets(branch: IntegrationBranch) -> list[tuple[Ticket, Attempt | No
         organization_id=branch.organization_id, type="ticket.audited",
         target_id__in=[str(t.pk) for t in found]).order_by("seq")
     for event in events:
-        data = event.data if isinstance(event.data, dict) else {}
-        verdicts[event.target_id] = ("passed" if data.get("passed") else "failed") + (
-            f": {data.get('summary', '')}"[:200] if data.get("summary") else "")
+        outcome = audit_outcome(event)
+        if outcome is not None:
+            verdicts[event.target_id] = outcome.words[:len(outcome.verdict) + 200]
     return [(t, next(iter(t.passed_attempts), None), verdicts.get(str(t.pk), "not audited"))
             for t in found]
 

@@ -269,3 +269,18 @@ def test_the_console_refuses_anthropics_own_api_as_self_hosted(cast) -> None:
     errors = response.content.decode().split('id="id_self_hosted_error"')[1].split("</ul>")[0]
     assert "Anthropic" in errors
     assert not InferenceEndpoint.objects.exists()
+
+
+def test_the_page_sums_up_every_refused_value_at_the_top_with_links_to_the_fields(cast) -> None:
+    response = browser(cast.admin).post(PAGE, submission(cast, retry_budget="-1",
+                                                         monthly_cloud_cap_usd="lots"))
+    assert response.status_code == 400
+    html = response.content.decode()
+    summary = html.split('id="form-errors"')[1].split("</div>")[0]
+    assert html.index('id="form-errors"') < html.index('id="id_retry_budget"')
+    assert "2 problems to fix before saving:" in summary
+    assert 'href="#id_retry_budget"' in summary and 'href="#id_monthly_cloud_cap_usd"' in summary
+
+
+def test_a_valid_page_has_no_error_summary(cast) -> None:
+    assert 'id="form-errors"' not in browser(cast.admin).get(PAGE).content.decode()

@@ -10,7 +10,7 @@
  *   [data-copy="#id"]                  copy the value/text of #id
  *   [data-copy="literal text"]         copy the literal text
  *   <time datetime="...T...">          shown in the viewer's time zone
- *     data-format="datetime|date|relative", data-localize="off" to skip
+ *     data-format="datetime|seconds|date|relative", data-localize="off" to skip
  *   details[data-menu]                 closes on Escape / outside click
  */
 (function () {
@@ -169,6 +169,7 @@
   /* ------------------------------------------------ local times */
   var rtf = typeof Intl.RelativeTimeFormat === "function" ? new Intl.RelativeTimeFormat(undefined, { numeric: "auto" }) : null;
   var fmtDateTime = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+  var fmtSeconds = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
   var fmtDate = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
   var fmtFull = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "long" });
 
@@ -198,6 +199,8 @@
         el.textContent = relative(date);
       } else if (format === "date") {
         el.textContent = fmtDate.format(date);
+      } else if (format === "seconds") {
+        el.textContent = fmtSeconds.format(date);
       } else {
         el.textContent = fmtDateTime.format(date);
       }

@@ -8,7 +8,8 @@
  *     running attempt, and re-reads the page's [data-live-section] parts when the
  *     ticket moves on (a transition, an attempt starting or ending, …);
  *   - requirement page: while the Tech Lead decomposes, reloads the proposal when a
- *     requirement.* event of this requirement arrives.
+ *     requirement.* event of this requirement arrives; afterwards re-reads the status
+ *     (#requirement-status) when one of its tickets moves, until a final state.
  * The words of the timeline mirror tickets/templatetags/tickets_ui.py `summarize`.
  */
 (function () {
@@ -175,8 +176,8 @@
     var time = doc.createElement("time");
     time.className = "whitespace-nowrap";
     time.setAttribute("datetime", event.created_at);
-    time.setAttribute("data-format", "datetime");
-    time.textContent = String(event.created_at).replace("T", " ").slice(0, 16);
+    time.setAttribute("data-format", "seconds");
+    time.textContent = String(event.created_at).replace("T", " ").slice(0, 19);
     when.appendChild(time);
     var body = doc.createElement("span");
     body.className = "min-w-0 break-words";
@@ -246,21 +247,34 @@
   }
 
   /* ------------------------------------------------ requirement page (Gate 1) */
+  var FINAL_REQUIREMENT = { delivered: 1, cancelled: 1, failed: 1 };
+
   function startRequirement(root, live) {
-    if (root.getAttribute("data-status") !== "decomposing") return;
+    if (FINAL_REQUIREMENT[root.getAttribute("data-status")]) return;
     var key = root.getAttribute("data-requirement");
     var after = parseInt(root.getAttribute("data-after"), 10) || 0;
     var subscription = null;
-    var refresh = refresher("#requirement-body", function (fresh) {
+    function settled(fresh) {
       var page = fresh.getElementById("requirement-page");
       var status = page ? page.getAttribute("data-status") : null;
-      if (status && status !== "decomposing") {
-        root.setAttribute("data-status", status);
-        announce(status === "proposed" ? key + ": the proposed tickets are ready for review."
-          : key + ": decomposition ended (" + status + ").");
-        if (subscription) subscription.close();
-      }
-    });
+      var was = root.getAttribute("data-status");
+      if (!status || status === was) return;
+      root.setAttribute("data-status", status);
+      var badge = doc.querySelector("#requirement-status .badge");
+      announce(was === "decomposing" && status === "proposed"
+        ? key + ": the proposed tickets are ready for review."
+        : key + " is " + (badge ? badge.textContent.trim() : status) + " now.");
+      if (FINAL_REQUIREMENT[status] && subscription) subscription.close();
+    }
+    // While the Tech Lead decomposes the whole proposal is re-read; later only the status,
+    // which follows the requirement's tickets (tickets/services/requirements.py).
+    var refreshBody = refresher("#requirement-body", settled);
+    var refreshStatus = refresher("#requirement-status", settled);
+    function ticketOfThis(label) {
+      var status = doc.getElementById("requirement-status");
+      var keys = status ? (status.getAttribute("data-tickets") || "").split(" ") : [];
+      return keys.indexOf(label) >= 0;
+    }
     subscription = live.subscribe(root.getAttribute("data-stream"), {
       after: after,
       onEvent: function (event) {
@@ -268,7 +282,14 @@
           if (event.seq <= after) return;
           after = event.seq;
         }
-        if (String(event.type).indexOf("requirement.") === 0 && event.target_label === key) refresh();
+        var type = String(event.type);
+        if (type.indexOf("requirement.") === 0 && event.target_label === key) {
+          if (root.getAttribute("data-status") === "decomposing") refreshBody();
+          else refreshStatus();
+        } else if ((type === "ticket.transition" || type === "ticket.merged") &&
+                   ticketOfThis(event.target_label)) {
+          refreshStatus();
+        }
       },
       onStatus: function (status) { showStatus(root, status); }
     });

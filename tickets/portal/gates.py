@@ -44,6 +44,7 @@ from tickets.portal.gate_forms import CancelForm, MoveForm, RejectForm, SpecFiel
 from tickets.portal.progress import Progress
 from tickets.selectors import (
     can_approve_in,
+    latest_audit,
     requirement_by_key,
     ticket_by_key,
     ticket_detail,
@@ -169,6 +170,8 @@ class _RequirementPage(_GatePage):
             delivery=requirement_delivery(requirement),
             can_deliver=self.can(Capability.MANAGE_PROJECTS),
             dropped=[t for t in tickets if t.status == TicketStatus.CANCELLED],
+            ticket_keys=[t.key for t in tickets],
+            accepted_count=sum(t.status == TicketStatus.ACCEPTED for t in shown),
             may_decide=may_decide, editable=editable, error=error,
             add_form=add_form or SpecForm(initial={"spec": json.dumps(NEW_SPEC, indent=2)}),
             add_problems=add_problems or [], add_open=add_form is not None,
@@ -410,9 +413,11 @@ class _TicketPage(_GatePage):
         may_decide = self.may_decide(loaded.project)
         state = loaded.status
         requirement = loaded.requirement
+        latest = attempts[-1] if attempts else None
         return self.render(
             status, ticket=loaded, project=loaded.project, attempts=attempts,
-            latest=attempts[-1] if attempts else None,
+            latest=latest,
+            audit=latest_audit(events, attempt=latest.number) if latest is not None else None,
             attempt_rows=[(a, progress.get(a.number)) for a in reversed(attempts)],
             timeline=[e for e in events if e.type != "attempt.tokens"],
             last_seq=events[-1].seq if events else 0,

@@ -19,6 +19,7 @@ from tickets.services.projects import (
 )
 from tickets.services.requirements import (
     requirement_approve,
+    requirement_conclude,
     requirement_create,
     requirement_deliver,
     requirement_fail,
@@ -53,6 +54,7 @@ __all__ = [
     "project_update",
     "project_webhook_secret_rotate",
     "requirement_approve",
+    "requirement_conclude",
     "requirement_create",
     "requirement_deliver",
     "requirement_fail",

@@ -29,6 +29,7 @@ from tickets.models import (
     TicketStatus,
 )
 from tickets.services.attempts import attempt_start
+from tickets.services.requirements import requirement_conclude
 from tickets.state import ticket_transition
 
 S = TicketStatus
@@ -257,6 +258,7 @@ def ticket_merged(*, ticket: Ticket, commit: str, branch: str = "") -> bool:
             progress(ticket=ticket, type="ticket.merged",
                      data={"commit": commit,
                            "branch": branch or ticket.project.integration_branch})
+            requirement_conclude(requirement_id=ticket.requirement_id)
     return bool(updated)
 
 

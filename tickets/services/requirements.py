@@ -14,9 +14,16 @@ from accounts.audit import SYSTEM, Actor, audit_record
 from accounts.models import ActorType, User
 from haao.errors import ApplicationError, Conflict
 from haao.limits import too_long
-from tickets.models import Project, Requirement, RequirementStatus, Ticket, TicketStatus
+from tickets.models import (
+    DeliveryMode,
+    Project,
+    Requirement,
+    RequirementStatus,
+    Ticket,
+    TicketStatus,
+)
 from tickets.services.tickets import ticket_create
-from tickets.state import GATE, require_right, ticket_transition
+from tickets.state import GATE, Transition, on_enter, require_right, ticket_transition
 
 MAX_TITLE = 200
 MAX_TEXT = 20_000
@@ -144,13 +151,19 @@ def requirement_approve(*, requirement: Requirement, actor: User) -> list[Ticket
     return tickets
 
 
+def _unfinished(requirement_id: Any) -> bool:
+    """Whether a ticket of the requirement is neither accepted and merged nor cancelled."""
+    tickets = Ticket.objects.filter(requirement_id=requirement_id)
+    return (tickets.exclude(status__in=(TicketStatus.ACCEPTED, TicketStatus.CANCELLED)).exists()
+            or tickets.filter(status=TicketStatus.ACCEPTED, merged_commit="").exists())
+
+
 def requirement_deliver(*, requirement: Requirement, branch: str, pull_request: str,
                         commit: str) -> bool:
     """The requirement's pull request was merged: its final state, once every ticket of it is
     done (accepted and merged, or cancelled). Compare-and-set from approved, so once."""
     with transaction.atomic():
-        if Ticket.objects.filter(requirement=requirement).exclude(
-                status__in=(TicketStatus.ACCEPTED, TicketStatus.CANCELLED)).exists():
+        if _unfinished(requirement.pk):
             return False
         updated = Requirement.objects.filter(pk=requirement.pk,
                                              status=RequirementStatus.APPROVED).update(
@@ -162,3 +175,42 @@ def requirement_deliver(*, requirement: Requirement, branch: str, pull_request: 
                          data={"requirement": requirement.key, "branch": branch,
                                "pull_request": pull_request, "commit": commit})
     return bool(updated)
+
+
+def requirement_conclude(*, requirement_id: Any) -> str | None:
+    """Give an approved requirement whose tickets are all done the final state that waits for
+    no forge: cancelled when every ticket was cancelled, delivered once the accepted ones are
+    merged into HAAO's branch, unless a pull request is to carry them (its merge delivers,
+    `requirement_deliver`); the project's pushed branch has a delivery state of its own.
+    Returns the new state, or None when nothing changed."""
+    with transaction.atomic():
+        requirement = (Requirement.objects.select_related("project", "organization")
+                       .filter(pk=requirement_id, status=RequirementStatus.APPROVED).first())
+        if requirement is None or _unfinished(requirement_id):
+            return None
+        if not Ticket.objects.filter(requirement_id=requirement_id,
+                                     status=TicketStatus.ACCEPTED).exists():
+            to = RequirementStatus.CANCELLED
+        elif requirement.project.delivery != DeliveryMode.PULL_REQUEST:
+            to = RequirementStatus.DELIVERED
+        else:
+            return None
+        if not Requirement.objects.filter(pk=requirement_id,
+                                          status=RequirementStatus.APPROVED).update(status=to):
+            return None
+        reason = ("every ticket was cancelled" if to == RequirementStatus.CANCELLED
+                  else "every ticket was accepted or cancelled")
+        audit_record(organization=requirement.organization, actor=SYSTEM,
+                     type=f"requirement.{to}", target=requirement,
+                     target_label=requirement.key, project_id=requirement.project_id,
+                     data={"requirement": requirement.key, "reason": reason})
+    return to
+
+
+@on_enter(TicketStatus.CANCELLED)
+def _conclude_after_cancel(change: Transition) -> None:
+    """A cancelled ticket may have been its requirement's last unfinished one."""
+    requirement_id = (Ticket.objects.filter(pk=change.ticket_id)
+                      .values_list("requirement_id", flat=True).first())
+    if requirement_id is not None:
+        requirement_conclude(requirement_id=requirement_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 
 import pytest
@@ -16,7 +17,7 @@ from agents.models import InferenceEndpoint, ModelCall
 from tests.factories import MembershipFactory, spec_example
 from tickets import services
 from tickets.models import Attempt, CheckResult, Requirement, Ticket, TicketStatus
-from tickets.services.engine import progress
+from tickets.services.engine import Options, progress, ticket_audit_skipped, ticket_audited
 from tickets.state import ticket_transition
 
 
@@ -423,3 +424,53 @@ def test_a_diff_is_highlighted_for_its_files_language_and_escaped() -> None:
     text_line = [line for line in lines if line.kind == "remove"][1]
     assert "tok-k" not in text_line.html and "&lt;b&gt;" in text_line.html
     assert [line.kind for line in lines[:4]] == ["file", "file", "file", "hunk"]
+
+
+def test_gate_two_shows_the_tech_leads_audit_verdict_and_reason(cast, po) -> None:
+    requirement, tickets = proposed(cast, po)
+    services.requirement_approve(requirement=requirement, actor=po)
+    ticket = Ticket.objects.select_related("project__organization").get(pk=tickets[0].pk)
+    for to in ("queued", "running"):
+        ticket_transition(ticket=ticket, to=to, actor=SYSTEM)
+    attempt = Attempt.objects.create(
+        organization=ticket.organization, ticket=ticket, number=1, executor="local",
+        endpoint="gpu-box", model="qwen2.5-coder", outcome="passed", diff="",
+        finished_at=timezone.now())
+    ticket_transition(ticket=ticket, to="auditing", actor=SYSTEM)
+    ticket_audited(attempt=attempt, passed=True,
+                   summary="Rounds half-up as asked; the tests cover 0.005.",
+                   findings=[{"severity": "minor", "path": "billing/totals.py",
+                              "message": "Name the rounding constant."}],
+                   actor=SYSTEM, options=Options(escalation=False, audit=True))
+    body = client_for(po).get(url(ticket.key)).content.decode()
+    panel = body[body.index('id="gate"'):body.index("Accept and merge")]
+    assert "Tech Lead's audit of attempt 1" in panel
+    assert ">Passed</span>" in panel
+    assert "Rounds half-up as asked; the tests cover 0.005." in panel
+    assert "Name the rounding constant." in panel and "billing/totals.py" in panel
+
+
+def test_gate_two_says_why_the_work_was_not_audited(cast, po) -> None:
+    requirement, tickets = proposed(cast, po)
+    services.requirement_approve(requirement=requirement, actor=po)
+    ticket = Ticket.objects.select_related("project__organization").get(pk=tickets[0].pk)
+    for to in ("queued", "running"):
+        ticket_transition(ticket=ticket, to=to, actor=SYSTEM)
+    attempt = Attempt.objects.create(
+        organization=ticket.organization, ticket=ticket, number=1, executor="local",
+        outcome="passed", finished_at=timezone.now())
+    ticket_audit_skipped(ticket=ticket, attempt=attempt,
+                         reason="no Tech Lead endpoint is configured")
+    body = client_for(po).get(url(ticket.key)).content.decode()
+    panel = body[body.index('id="gate"'):body.index("Accept and merge")]
+    assert ">Skipped</span>" in panel and "no Tech Lead endpoint is configured" in panel
+
+
+def test_the_timeline_gives_times_to_the_second_and_whole_reasons(cast, po, awaiting) -> None:
+    reason = "The model kept editing files outside the allowed paths; " * 12
+    services.ticket_cancel(ticket=Ticket.objects.get(pk=awaiting.pk), actor=po, reason=reason)
+    body = client_for(po).get(url("PAY-1")).content.decode()
+    timeline = body[body.index('id="timeline"'):body.index('id="timeline-empty"')]
+    stamps = re.findall(r'data-format="seconds"[^>]*>([^<]+)</time>', timeline)
+    assert stamps and all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \w+", s) for s in stamps)
+    assert reason.strip() in timeline

@@ -30,6 +30,7 @@ from accounts.models import (
 )
 from accounts.roles import Role, TokenScope
 from accounts.selectors import sso_domain_owners
+from accounts.signals import access_reduce
 from haao.errors import ApplicationError, Conflict, Forbidden, NotFound
 
 logger = logging.getLogger(__name__)
@@ -92,6 +93,9 @@ def organization_set_sso_policy(
                  "break_glass_user": break_glass_user.email if break_glass_user else None}
         audit_record(organization=org, actor=Actor.of(actor), type="sso.policy_changed",
                      target=org, data={"before": before, "after": after})
+        if sso_required:
+            # Open live sockets of sessions that no longer meet the rule are closed.
+            access_reduce(organization=org.pk)
     return org
 
 
@@ -154,6 +158,7 @@ def membership_set_role(
         audit_record(organization=organization, actor=Actor.of(actor),
                      type="membership.role_changed", target=current,
                      target_label=current.user.email, data={"before": before, "after": role})
+        access_reduce(users=[current.user_id])
     return current
 
 
@@ -172,6 +177,7 @@ def membership_remove(*, organization: Organization, membership: Membership, act
         current.delete()
         _revoke_tokens_of(organization=organization, user=membership.user, actor=actor,
                           reason="membership removed")
+        access_reduce(users=[current.user_id])
 
 
 def membership_add(*, organization: Organization, user: User, role: str, actor: User,

@@ -260,3 +260,50 @@ def test_anthropics_own_api_cannot_be_called_self_hosted(cast, admin) -> None:
     bad_type = admin.post(ENDPOINTS, {**LOCAL, "self_hosted": "perhaps"}, format="json")
     assert bad_type.status_code == 400 and "self_hosted" in bad_type.json()["error"]["details"]
     assert not InferenceEndpoint.objects.exists()
+
+
+def test_an_unpaired_surrogate_answers_400_naming_the_field_and_stores_nothing(cast,
+                                                                              admin) -> None:
+    before = stored(cast)
+    for body in ('{"rules": {"sandbox_network_reason": "why \\ud800"}}',
+                 '{"rules": {"denied_paths": ["ok/**", "\\udc00/**"]}}',
+                 '{"rules": {"\\ud800": 1}}'):
+        response = admin.generic("PATCH", URL, body, content_type="application/json")
+        assert response.status_code == 400, response.content
+        error = response.json()["error"]
+        assert error["message"].startswith("rules."), error
+        assert "unpaired surrogate" in error["message"]
+    response = admin.generic("PATCH", URL, '{"rules": {"denied_paths": ["ok/**", "\\udc00"]}}',
+                             content_type="application/json")
+    assert "rules.denied_paths[1]" in response.json()["error"]["details"]
+    assert stored(cast) == before
+
+
+def test_a_policy_stored_with_an_unpaired_surrogate_still_reads(cast, admin) -> None:
+    # As stored before the API refused it.
+    policy_update(organization=cast.org, actor=Actor.of(cast.admin),
+                  changes={"sandbox_network_reason": "why \ud800"})
+    reader = token_client(cast.org, cast.admin, ["read"])
+    policy = reader.get(URL)
+    assert policy.status_code == 200
+    assert policy.json()["rules"]["sandbox_network_reason"]["value"] == "why \ufffd"
+    versions = reader.get(f"{URL}versions/")
+    assert versions.status_code == 200
+    assert versions.json()["results"][0]["changes"]["sandbox_network_reason"] == [
+        None, "why \ufffd"]
+    events = reader.get("/api/v1/orgs/acme/audit-events/", {"type": "policy.changed"})
+    assert events.status_code == 200
+    assert "why \ufffd" in str(events.json()["results"][0]["data"])
+
+
+def test_json_nested_too_deeply_answers_400(cast, admin) -> None:
+    before = stored(cast)
+    body = '{"rules": {"denied_paths": ' + "[" * 10_000 + "]" * 10_000 + "}}"
+    response = admin.generic("PATCH", URL, body, content_type="application/json")
+    assert response.status_code == 400, response.content[:500]
+    assert "nested too deeply" in response.json()["error"]["message"]
+    response = admin.generic("PATCH", URL, '{"rules": {"denied_paths": '
+                             + "[" * 100 + "]" * 100 + "}}", content_type="application/json")
+    assert response.status_code == 400
+    assert "rules.denied_paths" in response.json()["error"]["message"]
+    assert stored(cast) == before

@@ -255,3 +255,14 @@ def test_the_console_refuses_anthropics_own_api_as_self_hosted(cast) -> None:
     errors = response.content.decode().split('id="id_self_hosted_error"')[1].split("</ul>")[0]
     assert "Anthropic" in errors
     assert not InferenceEndpoint.objects.exists()
+
+
+def test_a_policy_stored_with_an_unpaired_surrogate_still_shows_with_its_history(cast) -> None:
+    # As stored before the API refused it.
+    policy_update(organization=cast.org, actor=Actor.of(cast.admin),
+                  changes={"sandbox_network_reason": "why \ud800",
+                           "denied_paths": ["secrets/\udc00/**"]})
+    response = browser(cast.admin).get(PAGE)
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "why \ufffd" in page and "secrets/\ufffd/**" in page

@@ -32,6 +32,7 @@ from accounts.views.console.base import (
     SUMMARY_LENGTH,
     ConsolePage,
 )
+from haao.text import displayable
 
 
 def _audit_types(org: Any) -> list[str]:
@@ -83,7 +84,10 @@ class AuditLogView(ConsolePage):
         page_obj = paginator.get_page(request.GET.get("page"))
         events = list(page_obj.object_list)
         for event in events:
-            event.summary = summarize(event.data)
+            # Rows stored before input was checked may hold unpaired surrogates.
+            event.actor_label = displayable(event.actor_label)
+            event.target_label = displayable(event.target_label)
+            event.summary = displayable(summarize(event.data))
         query = request.GET.copy()
         query.pop("page", None)
         return self.render(form=form, page_obj=page_obj, events=events,
@@ -94,7 +98,7 @@ class AuditLogView(ConsolePage):
 
 def csv_cell(value: Any) -> str:
     """A cell a spreadsheet shows as text: formula-like values get a leading apostrophe."""
-    text = "" if value is None else str(value)
+    text = "" if value is None else displayable(str(value))
     return "'" + text if text.startswith(FORMULA_PREFIXES) else text
 
 

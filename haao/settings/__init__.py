@@ -26,6 +26,8 @@ DATA_DIR = Path(env.string("HAAO_DATA_DIR", str(BASE_DIR / "var"))).resolve()
 BASE_URL = env.string("HAAO_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 ALLOWED_HOSTS = env.string_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.string_list("CSRF_TRUSTED_ORIGINS", [BASE_URL])
+# Origins (scheme, host and port) whose pages may open live sockets (haao/asgi.py).
+WEBSOCKET_ALLOWED_ORIGINS = list(dict.fromkeys([BASE_URL, *CSRF_TRUSTED_ORIGINS]))
 
 # Fernet keys for secrets at rest, newest first; `manage.py reencrypt_secrets` moves old rows.
 ENCRYPTION_KEYS = env.string_list("HAAO_ENCRYPTION_KEYS", [])

@@ -44,7 +44,7 @@ def run(scenario: Callable[[], Awaitable[Any]]) -> Any:
 
 
 def headers_for(user: Any | None) -> list[tuple[bytes, bytes]]:
-    headers = [(b"origin", b"http://localhost")]
+    headers = [(b"origin", settings.BASE_URL.encode())]
     if user is not None:
         client = Client()
         client.force_login(user)
@@ -377,7 +377,7 @@ def test_an_organization_that_requires_sso_streams_only_to_a_session_through_its
     client = Client()
     client.force_login(cast.admin)
     name = settings.SESSION_COOKIE_NAME
-    cookie = [(b"origin", b"http://localhost"),
+    cookie = [(b"origin", settings.BASE_URL.encode()),
               (b"cookie", f"{name}={client.cookies[name].value}".encode())]
     # Signed in with a password: the organization's rule is not met.
     assert run(lambda: close_code(PAY, cookie)) == 4403
@@ -401,7 +401,7 @@ def signed_in(user: Any) -> tuple[Client, list[tuple[bytes, bytes]]]:
     client = Client()
     client.force_login(user)
     name = settings.SESSION_COOKIE_NAME
-    return client, [(b"origin", b"http://localhost"),
+    return client, [(b"origin", settings.BASE_URL.encode()),
                     (b"cookie", f"{name}={client.cookies[name].value}".encode())]
 
 
@@ -480,3 +480,20 @@ def test_a_socket_stays_open_when_someone_elses_access_shrinks(cast) -> None:
         return received
 
     assert run(scenario)[-1] == 0
+
+
+@pytest.mark.parametrize("origin", ["https://127.0.0.1:8000", "http://127.0.0.1:8001",
+                                    "http://127.0.0.1", "http://evil.example"])
+def test_a_socket_from_another_origin_is_refused_even_on_the_same_host(cast, settings,
+                                                                      origin) -> None:
+    settings.WEBSOCKET_ALLOWED_ORIGINS = ["http://127.0.0.1:8000"]
+    _, headers = signed_in(cast.admin)
+    other = [(b"origin", origin.encode()), *headers[1:]]
+
+    async def scenario() -> bool:
+        communicator = WebsocketCommunicator(application, PAY, headers=other)
+        connected, _ = await communicator.connect(timeout=TIMEOUT)
+        await communicator.disconnect()
+        return connected
+
+    assert run(scenario) is False

@@ -10,6 +10,7 @@ from datetime import UTC, timedelta
 from typing import Any, ClassVar
 
 import django_filters
+from django.core.exceptions import ValidationError
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -297,13 +298,23 @@ class ApiTokenDetailView(TokenVisibility):
 
 # --- Audit log -------------------------------------------------------------------------------
 
-class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
-    """An ISO 8601 time in any offset, compared in UTC (PostgreSQL refuses offsets past 15:59)."""
+class UTCDateTimeField(django_filters.fields.IsoDateTimeField):
+    """An ISO 8601 time in any offset, in UTC (PostgreSQL refuses offsets past 15:59); a time
+    whose UTC falls outside years 1-9999 is refused like any other bad value."""
 
-    def filter(self, qs: Any, value: Any) -> Any:
-        if value is not None and timezone.is_aware(value):
-            value = value.astimezone(UTC)
-        return super().filter(qs, value)
+    def to_python(self, value: Any) -> Any:
+        parsed = super().to_python(value)
+        if parsed is not None and timezone.is_aware(parsed):
+            try:
+                parsed = parsed.astimezone(UTC)
+            except OverflowError:
+                raise ValidationError("This time is out of range: use a year from 1 to 9999.",
+                                      code="out_of_range") from None
+        return parsed
+
+
+class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UTCDateTimeField
 
 
 class AuditEventFilter(django_filters.FilterSet):

@@ -262,6 +262,18 @@ def test_a_bad_audit_filter_answers_400_naming_it(cast) -> None:
     assert "after_seq" in response.json()["error"]["details"]
 
 
+@pytest.mark.parametrize(("name", "value"), [
+    ("since", "99999-01-01"), ("since", "9999-12-31T23:59:59-12:00"),
+    ("until", "0001-01-01T00:00:00+14:00"), ("until", "9999-12-31T23:59:59-23:59"),
+])
+def test_an_audit_time_out_of_range_answers_400_naming_it(cast, name, value) -> None:
+    client = token_client(cast.org, cast.admin, ["read"])
+    response = client.get(f"{BASE}/audit-events/", {name: value})
+    assert response.status_code == 400
+    assert name in response.json()["error"]["details"]
+    assert response.json()["error"]["message"].startswith(f"{name}: ")
+
+
 def test_a_member_cannot_read_the_audit_log(cast) -> None:
     response = token_client(cast.org, cast.member, ["read"]).get(f"{BASE}/audit-events/")
     assert response.status_code == 403

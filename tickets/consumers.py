@@ -51,6 +51,7 @@ from django.conf import settings
 
 from accounts.assurance import session_satisfies
 from accounts.models import AuditEvent
+from accounts.roles import hidden_event_prefixes
 from accounts.selectors import membership_for
 from tickets import live
 from tickets.api.events import MAX_SEQ, EventSerializer
@@ -127,9 +128,12 @@ def resolve_stream(*, user: Any, org_slug: str, kind: str, key: str,
         project = project_by_key(membership=membership, key=key)
         if project is None:
             return CloseCode.NOT_FOUND
-        return Stream(key=f"project:{project.pk}", group=live.project_group(project.pk),
+        # Members who may not read some event types follow a stream (and hub) without them.
+        hidden = hidden_event_prefixes(membership.role)
+        return Stream(key=f"project:{project.pk}:{','.join(hidden)}",
+                      group=live.project_group(project.pk),
                       read=lambda after, limit: project_events(project=project, after=after,
-                                                               limit=limit),
+                                                               limit=limit, hidden=hidden),
                       organization_id=org.pk)
     ticket = ticket_by_key(membership=membership, key=key)
     if ticket is None:

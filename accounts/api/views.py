@@ -25,7 +25,7 @@ from accounts.api import serializers as s
 from accounts.api.base import OrgGenericAPIView
 from accounts.models import ApiToken, AuditEvent, Invitation, Membership, Organization, User
 from accounts.roles import SCOPE_IMPLIES, Capability, TokenScope
-from accounts.selectors import organizations_of
+from accounts.selectors import audit_events_readable, organizations_of
 from haao.api import CursorPagination
 from haao.errors import Forbidden
 
@@ -356,7 +356,7 @@ class AuditEventListView(OrgEndpoint):
     def get_queryset(self) -> QuerySet[AuditEvent]:
         if self.is_schema_generation():
             return AuditEvent.objects.none()
-        return AuditEvent.objects.for_org(self.org)
+        return audit_events_readable(membership=self.membership)
 
     @extend_schema(operation_id="audit_events_list",
                    responses={200: s.AuditEventSerializer(many=True),

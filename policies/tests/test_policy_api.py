@@ -307,3 +307,33 @@ def test_json_nested_too_deeply_answers_400(cast, admin) -> None:
     assert response.status_code == 400
     assert "rules.denied_paths" in response.json()["error"]["message"]
     assert stored(cast) == before
+
+
+def test_policy_changes_are_read_only_by_those_who_may_read_the_policy(cast, admin) -> None:
+    from django.test import Client
+
+    from tickets import services as ticket_services
+
+    ticket_services.project_grant_set(organization=cast.org, project=cast.project,
+                                      user=cast.member, grants={"view"}, actor=cast.admin)
+    admin.patch(project_url(cast), {"rules": {"denied_paths": ["secret-plan/**"]}},
+                format="json")
+    assert token_client(cast.org, cast.manager, ["read"]).get(URL).status_code == 403
+
+    def readers(user) -> list[str]:
+        browser = Client()
+        browser.force_login(user)
+        api = token_client(cast.org, user, ["read"])
+        answers = [browser.get("/o/acme/admin/audit/"), browser.get("/o/acme/admin/audit.csv"),
+                   api.get("/api/v1/orgs/acme/audit-events/"),
+                   api.get("/api/v1/orgs/acme/projects/PAY/events/")]
+        return [b"".join(r.streaming_content).decode() if r.streaming else r.content.decode()
+                for r in answers if r.status_code == 200]
+
+    for text in readers(cast.manager):
+        assert "secret-plan" not in text and "policy.changed" not in text
+    member_texts = readers(cast.member)
+    assert len(member_texts) == 1  # the project's events: no audit log for members
+    assert "secret-plan" not in member_texts[0]
+    admin_texts = readers(cast.admin)
+    assert len(admin_texts) == 4 and all("secret-plan" in text for text in admin_texts)

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 
 from accounts.api.views import READ_ERRORS, OrgEndpoint, errors
 from accounts.models import ActorType, AuditEvent
+from accounts.roles import hidden_event_prefixes
 from haao.text import displayable_data
 from tickets.selectors import project_by_key, project_events, ticket_by_key, ticket_events
 
@@ -93,8 +94,9 @@ class ProjectEventsView(EventStreamView):
         project = project_by_key(membership=self.membership, key=key)
         if project is None:
             raise NotFound()
+        hidden = hidden_event_prefixes(self.membership.role)
         return self.page(request, lambda after, limit: project_events(
-            project=project, after=after, limit=limit))
+            project=project, after=after, limit=limit, hidden=hidden))
 
 
 @extend_schema(tags=["events"])

@@ -317,9 +317,10 @@ def invitation_accept(*, raw_token: str, user: User) -> Membership:
 
 def api_token_create(
     *, organization: Organization, user: User, name: str, scopes: Iterable[str],
-    expires_at: datetime,
+    expires_at: datetime, parent: ApiToken | None = None,
 ) -> tuple[ApiToken, str]:
-    """A token for `user` in `organization`; the plaintext is returned once and never stored."""
+    """A token for `user` in `organization`; the plaintext is returned once and never stored.
+    A token created with `parent` (another token) expires no later and is revoked with it."""
     scope_list = sorted(set(scopes))
     unknown = [s for s in scope_list if s not in TokenScope.values]
     if not scope_list or unknown:
@@ -334,6 +335,10 @@ def api_token_create(
     if expires_at > now + MAX_TOKEN_LIFETIME:
         raise ApplicationError("A token may live at most one year.",
                                details={"expires_at": ["too far"]})
+    if parent is not None and expires_at > parent.expires_at:
+        raise ApplicationError(
+            "A token created with a token must expire no later than that token "
+            f"({parent.expires_at.isoformat()}).", details={"expires_at": ["after the parent"]})
     if not Membership.objects.for_org(organization).filter(user=user).exists():
         raise NotFound("Not found.")
     raw = tokens.new_api_token()
@@ -341,6 +346,7 @@ def api_token_create(
         token = ApiToken.objects.create(
             organization=organization, user=user, name=name, prefix=tokens.display_prefix(raw),
             token_hash=tokens.digest(raw), scopes=scope_list, expires_at=expires_at,
+            parent=parent,
         )
         audit_record(organization=organization, actor=Actor.of(user), type="api_token.created",
                      target=token, data={"scopes": scope_list, "expires_at": expires_at,
@@ -357,6 +363,20 @@ def api_token_revoke(*, organization: Organization, token: ApiToken, actor: User
             raise Conflict("This token was revoked already.")
         audit_record(organization=organization, actor=Actor.of(actor), type="api_token.revoked",
                      target=token, data={"prefix": token.prefix})
+        _revoke_children(organization=organization, parents=[token.pk], actor=actor)
+
+
+def _revoke_children(*, organization: Organization, parents: list[Any], actor: User) -> None:
+    """Revoke every token created with one of `parents`, and theirs, and so on."""
+    while parents:
+        children = list(ApiToken.objects.for_org(organization).filter(
+            parent_id__in=parents, revoked_at__isnull=True))
+        for child in children:
+            ApiToken.objects.filter(pk=child.pk).update(revoked_at=timezone.now())
+            audit_record(organization=organization, actor=Actor.of(actor),
+                         type="api_token.revoked", target=child,
+                         data={"prefix": child.prefix, "reason": "its parent token was revoked"})
+        parents = [child.pk for child in children]
 
 
 def _revoke_tokens_of(*, organization: Organization, user: User, actor: User, reason: str) -> None:

@@ -275,10 +275,14 @@ class ApiTokenListView(TokenVisibility):
                 raise Forbidden(f"This token cannot create a token with more scopes than its "
                                 f"own; it lacks: {', '.join(wider)}.",
                                 details={"scopes": [f"not held: {', '.join(wider)}"]})
-        expires_at = data.get("expires_at") or timezone.now() + DEFAULT_TOKEN_LIFETIME
+        expires_at = data.get("expires_at")
+        if expires_at is None:
+            expires_at = timezone.now() + DEFAULT_TOKEN_LIFETIME
+            if current is not None:
+                expires_at = min(expires_at, current.expires_at)
         token, raw = services.api_token_create(
             organization=self.org, user=self.actor, name=data["name"],
-            scopes=scopes, expires_at=expires_at)
+            scopes=scopes, expires_at=expires_at, parent=current)
         body = {**s.ApiTokenSerializer(token).data, "token": raw}
         return Response(body, status=status.HTTP_201_CREATED)
 

@@ -294,7 +294,10 @@ class AccessWatch:
         async with self.lock:
             if self.listener is None:
                 layer = get_channel_layer()
-                self.channel = await layer.new_channel("access")
+                # The hubs' prefix: channels_redis reads every process-local channel of one
+                # prefix with one blocking pop, and a second prefix would hold that pop (and
+                # the hubs' notifications) while it waits on its own list.
+                self.channel = await layer.new_channel("live")
                 await layer.group_add(self.group, self.channel)
                 self.listener = asyncio.ensure_future(self._listen(layer, self.channel))
             self.members.add(consumer)

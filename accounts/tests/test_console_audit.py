@@ -7,6 +7,7 @@ import io
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
@@ -130,8 +131,10 @@ def test_another_organizations_events_never_appear(cast):
 
 
 def test_an_event_stored_with_an_unpaired_surrogate_still_shows_and_exports(cast):
-    # As stored before input was checked: the page, the CSV and the policy history still
-    # answer, with the character replaced.
+    if connection.vendor == "postgresql":
+        pytest.skip("PostgreSQL's jsonb never stored unpaired surrogates")
+    # As stored (on SQLite) before input was checked: the page and the CSV still answer,
+    # with the character replaced.
     audit_record(organization=cast.org, actor=Actor.of(cast.admin), type="policy.changed",
                  target_label="label", data={"reason": "why \ud800", "\udc00": 1})
     client = client_for(cast.admin)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.db import connection
 from rest_framework.test import APIClient
 
 from accounts.audit import Actor
@@ -280,7 +281,9 @@ def test_an_unpaired_surrogate_answers_400_naming_the_field_and_stores_nothing(c
 
 
 def test_a_policy_stored_with_an_unpaired_surrogate_still_reads(cast, admin) -> None:
-    # As stored before the API refused it.
+    if connection.vendor == "postgresql":
+        pytest.skip("PostgreSQL's jsonb never stored unpaired surrogates")
+    # As stored (on SQLite) before the API refused it.
     policy_update(organization=cast.org, actor=Actor.of(cast.admin),
                   changes={"sandbox_network_reason": "why \ud800"})
     reader = token_client(cast.org, cast.admin, ["read"])

@@ -289,6 +289,7 @@ class AccessWatch:
         self.members: set[EventStreamConsumer] = set()
         self.channel = ""
         self.listener: asyncio.Task[None] | None = None
+        self.refresher: asyncio.Task[None] | None = None
 
     async def join(self, consumer: EventStreamConsumer) -> None:
         async with self.lock:
@@ -300,6 +301,7 @@ class AccessWatch:
                 self.channel = await layer.new_channel("live")
                 await layer.group_add(self.group, self.channel)
                 self.listener = asyncio.ensure_future(self._listen(layer, self.channel))
+                self.refresher = asyncio.ensure_future(self._refresh(layer, self.channel))
             self.members.add(consumer)
 
     async def leave(self, consumer: EventStreamConsumer) -> bool:
@@ -310,6 +312,9 @@ class AccessWatch:
                 return False
             self.listener.cancel()
             self.listener = None
+            if self.refresher is not None:
+                self.refresher.cancel()
+                self.refresher = None
             with contextlib.suppress(Exception):
                 await get_channel_layer().group_discard(self.group, self.channel)
             return True
@@ -318,15 +323,9 @@ class AccessWatch:
         failures = 0
         while True:
             try:
-                message = await asyncio.wait_for(layer.receive(channel), SAFETY_SECONDS)
+                message = await layer.receive(channel)
             except asyncio.CancelledError:
                 raise
-            except TimeoutError:
-                # Renew the group (layers expire it) and check anyway: a lost notification
-                # leaves a socket open at most this long.
-                message = {}
-                with contextlib.suppress(Exception):
-                    await layer.group_add(self.group, channel)
             except Exception as error:
                 failures += 1
                 logger.warning("live: receiving on %s failed (%d in a row): %r",
@@ -336,9 +335,20 @@ class AccessWatch:
                 continue
             failures = 0
             ended = message.get("ended_sessions") or []
-            ended_sessions = {key for key in ended if isinstance(key, str)}
-            for member in list(self.members):
-                member.access_changed(ended_sessions)
+            self._tell({key for key in ended if isinstance(key, str)})
+
+    async def _refresh(self, layer: Any, channel: str) -> None:
+        # Renew the group (layers expire it) and check anyway: a lost notification, a changed
+        # password or a deactivated account leaves a socket open at most this long.
+        while True:
+            await asyncio.sleep(SAFETY_SECONDS)
+            with contextlib.suppress(Exception):
+                await layer.group_add(self.group, channel)
+            self._tell(set())
+
+    def _tell(self, ended_sessions: set[str]) -> None:
+        for member in list(self.members):
+            member.access_changed(ended_sessions)
 
 
 # Per event loop (one per server process; tests run several loops one after another).

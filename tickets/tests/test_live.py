@@ -497,3 +497,16 @@ def test_a_socket_from_another_origin_is_refused_even_on_the_same_host(cast, set
         return connected
 
     assert run(scenario) is False
+
+
+def test_a_socket_of_a_deactivated_account_closes_at_the_next_periodic_check(
+        cast, monkeypatch) -> None:
+    from accounts.models import User
+
+    monkeypatch.setattr(consumers, "SAFETY_SECONDS", 0.2)
+    _, headers = signed_in(cast.manager)
+
+    def deactivate() -> None:  # no notification: only the periodic check can notice
+        User.objects.filter(pk=cast.manager.pk).update(is_active=False)
+
+    assert closed_after(cast, headers, deactivate) == 4403

@@ -9,12 +9,14 @@ it can never reach an account that belongs elsewhere.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.account.internal.stagekit import clear_login
 from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from allauth.socialaccount.models import SocialApp, SocialLogin
+from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.forms import Form
@@ -49,7 +51,28 @@ def _refuse(request: HttpRequest, origin: Origin | None, *, email: str, reason: 
     return ImmediateHttpResponse(response)
 
 
+def absolute_url(path: str) -> str:
+    """`path` on HAAO_BASE_URL: links sent by mail never take their host from a request."""
+    return settings.BASE_URL + path
+
+
 class AccountAdapter(DefaultAccountAdapter):
+    def get_reset_password_from_key_url(self, key: str) -> str:
+        path = reverse("account_reset_password_from_key",
+                       kwargs={"uidb36": "UID", "key": "KEY"})
+        return absolute_url(path.replace("UID-KEY", quote(key)))
+
+    def get_email_confirmation_url(self, request: HttpRequest | None,
+                                   emailconfirmation: Any) -> str:
+        return absolute_url(reverse("account_confirm_email", args=[emailconfirmation.key]))
+
+    def _get_login_attempts_cache_key(self, request: HttpRequest, **credentials: Any) -> str:
+        # allauth counts failed logins per account; counted per (client address, account)
+        # instead, nobody can lock someone else out by failing on purpose from elsewhere
+        # (the per-address limit of ACCOUNT_RATE_LIMITS still holds each address back).
+        account_key = super()._get_login_attempts_cache_key(request, **credentials)
+        return f"{self.get_client_ip(request)}:{account_key}"
+
     def pre_login(self, request: HttpRequest, user: AbstractBaseUser, **kwargs: Any
                   ) -> HttpResponse | None:
         """Refuse any sign-in but SSO to members of an organization that requires SSO.

@@ -146,6 +146,10 @@ class ApiToken(TenantModel):
     expires_at = models.DateTimeField()
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # The token that created this one through the API: this one expires no later and is
+    # revoked with it (accounts.services.api_token_revoke).
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL,
+                               related_name="children", editable=False)
 
 
     class Meta:

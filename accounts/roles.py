@@ -38,6 +38,19 @@ def role_can(role: str, capability: str) -> bool:
     return capability in ROLE_CAPABILITIES.get(role, frozenset())
 
 
+# Audit event types (by prefix) readable only with a capability beyond reading the log: the
+# capability their own page and API require (accounts.selectors.audit_events_readable).
+EVENT_CAPABILITIES: dict[str, str] = {
+    "policy.": Capability.MANAGE_POLICIES,
+}
+
+
+def hidden_event_prefixes(role: str) -> list[str]:
+    """The audit event type prefixes a member of `role` may not read."""
+    return sorted(prefix for prefix, capability in EVENT_CAPABILITIES.items()
+                  if not role_can(role, capability))
+
+
 class TokenScope(models.TextChoices):
     READ = "read", "Read"
     WRITE = "write", "Write"

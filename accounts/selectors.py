@@ -6,7 +6,8 @@ from collections.abc import Iterable
 
 from django.db.models import QuerySet
 
-from accounts.models import Membership, Organization, SSOConnection, User
+from accounts.models import AuditEvent, Membership, Organization, SSOConnection, User
+from accounts.roles import hidden_event_prefixes
 
 
 def membership_for(*, user: User, org_slug: str) -> Membership | None:
@@ -42,3 +43,12 @@ def sso_domain_owners(*, domains: Iterable[str],
             if domain in wanted:
                 owners.setdefault(domain, connection.organization)
     return owners
+
+
+def audit_events_readable(*, membership: Membership) -> QuerySet[AuditEvent]:
+    """The organization's audit events this member may read: without the capability an event
+    type needs (e.g. policy changes need MANAGE_POLICIES), those events are left out."""
+    events = AuditEvent.objects.for_org(membership.organization)
+    for prefix in hidden_event_prefixes(membership.role):
+        events = events.exclude(type__startswith=prefix)
+    return events

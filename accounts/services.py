@@ -30,6 +30,7 @@ from accounts.models import (
 )
 from accounts.roles import Role, TokenScope
 from accounts.selectors import sso_domain_owners
+from accounts.signals import access_reduce
 from haao.errors import ApplicationError, Conflict, Forbidden, NotFound
 from haao.ssrf import check_endpoint_url
 
@@ -93,6 +94,9 @@ def organization_set_sso_policy(
                  "break_glass_user": break_glass_user.email if break_glass_user else None}
         audit_record(organization=org, actor=Actor.of(actor), type="sso.policy_changed",
                      target=org, data={"before": before, "after": after})
+        if sso_required:
+            # Open live sockets of sessions that no longer meet the rule are closed.
+            access_reduce(organization=org.pk)
     return org
 
 
@@ -155,6 +159,7 @@ def membership_set_role(
         audit_record(organization=organization, actor=Actor.of(actor),
                      type="membership.role_changed", target=current,
                      target_label=current.user.email, data={"before": before, "after": role})
+        access_reduce(users=[current.user_id])
     return current
 
 
@@ -173,6 +178,7 @@ def membership_remove(*, organization: Organization, membership: Membership, act
         current.delete()
         _revoke_tokens_of(organization=organization, user=membership.user, actor=actor,
                           reason="membership removed")
+        access_reduce(users=[current.user_id])
 
 
 def membership_add(*, organization: Organization, user: User, role: str, actor: User,
@@ -312,9 +318,10 @@ def invitation_accept(*, raw_token: str, user: User) -> Membership:
 
 def api_token_create(
     *, organization: Organization, user: User, name: str, scopes: Iterable[str],
-    expires_at: datetime,
+    expires_at: datetime, parent: ApiToken | None = None,
 ) -> tuple[ApiToken, str]:
-    """A token for `user` in `organization`; the plaintext is returned once and never stored."""
+    """A token for `user` in `organization`; the plaintext is returned once and never stored.
+    A token created with `parent` (another token) expires no later and is revoked with it."""
     scope_list = sorted(set(scopes))
     unknown = [s for s in scope_list if s not in TokenScope.values]
     if not scope_list or unknown:
@@ -329,6 +336,10 @@ def api_token_create(
     if expires_at > now + MAX_TOKEN_LIFETIME:
         raise ApplicationError("A token may live at most one year.",
                                details={"expires_at": ["too far"]})
+    if parent is not None and expires_at > parent.expires_at:
+        raise ApplicationError(
+            "A token created with a token must expire no later than that token "
+            f"({parent.expires_at.isoformat()}).", details={"expires_at": ["after the parent"]})
     if not Membership.objects.for_org(organization).filter(user=user).exists():
         raise NotFound("Not found.")
     raw = tokens.new_api_token()
@@ -336,6 +347,7 @@ def api_token_create(
         token = ApiToken.objects.create(
             organization=organization, user=user, name=name, prefix=tokens.display_prefix(raw),
             token_hash=tokens.digest(raw), scopes=scope_list, expires_at=expires_at,
+            parent=parent,
         )
         audit_record(organization=organization, actor=Actor.of(user), type="api_token.created",
                      target=token, data={"scopes": scope_list, "expires_at": expires_at,
@@ -352,6 +364,20 @@ def api_token_revoke(*, organization: Organization, token: ApiToken, actor: User
             raise Conflict("This token was revoked already.")
         audit_record(organization=organization, actor=Actor.of(actor), type="api_token.revoked",
                      target=token, data={"prefix": token.prefix})
+        _revoke_children(organization=organization, parents=[token.pk], actor=actor)
+
+
+def _revoke_children(*, organization: Organization, parents: list[Any], actor: User) -> None:
+    """Revoke every token created with one of `parents`, and theirs, and so on."""
+    while parents:
+        children = list(ApiToken.objects.for_org(organization).filter(
+            parent_id__in=parents, revoked_at__isnull=True))
+        for child in children:
+            ApiToken.objects.filter(pk=child.pk).update(revoked_at=timezone.now())
+            audit_record(organization=organization, actor=Actor.of(actor),
+                         type="api_token.revoked", target=child,
+                         data={"prefix": child.prefix, "reason": "its parent token was revoked"})
+        parents = [child.pk for child in children]
 
 
 def _revoke_tokens_of(*, organization: Organization, user: User, actor: User, reason: str) -> None:

@@ -17,6 +17,13 @@ from agents import pricing
 from agents.models import CallOutcome, InferenceEndpoint, ModelCall
 
 
+def dedicated_queue_held_elsewhere(*, queue: str, organization: Organization) -> bool:
+    """Whether another organization's endpoint names `queue` as its dedicated queue: queue
+    names are global on the broker, so one organization's name is nobody else's."""
+    return bool(queue) and InferenceEndpoint.objects.filter(dedicated_queue=queue).exclude(
+        organization=organization).exists()
+
+
 def endpoints_of(*, organization: Organization) -> QuerySet[InferenceEndpoint]:
     """The organization's endpoints by name."""
     return InferenceEndpoint.objects.for_org(organization).order_by("name")

@@ -36,6 +36,7 @@ from agents.models import (
     ModelCall,
     queue_name_validator,
 )
+from agents.selectors import dedicated_queue_held_elsewhere
 from agents.tls import tls_context
 from haao.errors import ApplicationError, Conflict
 from haao.ssrf import (
@@ -186,6 +187,15 @@ def _public(endpoint: InferenceEndpoint) -> dict[str, Any]:
     }
 
 
+def _refuse_foreign_queue(organization: Organization, queue: str) -> None:
+    # The worker of whoever holds a name consumes its tasks: a second claimant would receive
+    # (or steal) another organization's work.
+    if dedicated_queue_held_elsewhere(queue=queue, organization=organization):
+        raise Conflict(f"The queue name '{queue}' is used by another organization; choose "
+                       "another (for example one starting with your organization's slug).",
+                       code="queue_taken", details={"dedicated_queue": ["taken"]})
+
+
 def _name_taken(name: str) -> Conflict:
     return Conflict(f"An endpoint named '{name}' exists already.", details={"name": ["taken"]})
 
@@ -201,6 +211,7 @@ def endpoint_create(*, organization: Organization, actor: User, values: dict[str
             if InferenceEndpoint.objects.for_org(organization).filter(
                     name=clean["name"]).exists():
                 raise _name_taken(clean["name"])
+            _refuse_foreign_queue(organization, clean["dedicated_queue"])
             endpoint = InferenceEndpoint.objects.create(organization=organization,
                                                         api_key=key, **clean)
             audit_record(organization=organization, actor=Actor.of(actor),
@@ -241,6 +252,8 @@ def endpoint_update(*, organization: Organization, endpoint: InferenceEndpoint, 
             if clean["name"] != current.name and InferenceEndpoint.objects.for_org(
                     organization).filter(name=clean["name"]).exclude(pk=current.pk).exists():
                 raise _name_taken(clean["name"])
+            if clean["dedicated_queue"] != current.dedicated_queue:
+                _refuse_foreign_queue(organization, clean["dedicated_queue"])
             for field, value in clean.items():
                 setattr(current, field, value)
             key_change = None

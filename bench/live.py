@@ -304,6 +304,7 @@ def run(args: argparse.Namespace, workdir: Path, database_url: str) -> None:
                    env=dict(os.environ), check=True, timeout=600)
     seed = json.loads(seeded.read_text())
     port = free_port()
+    os.environ["HAAO_BASE_URL"] = f"http://127.0.0.1:{port}"  # the sockets' allowed origin
     server = start_server(port, workdir / "daphne.log")
     try:
         figures = asyncio.run(measure(args, workdir, seed["cookie"], seed["after"], port,

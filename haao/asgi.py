@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from django.core.asgi import get_asgi_application
 
@@ -11,15 +12,28 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from channels.security.websocket import OriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from haao.routing import websocket_urlpatterns  # noqa: E402
+
+
+class SameOriginValidator(OriginValidator):
+    """Channels' OriginValidator over settings.WEBSOCKET_ALLOWED_ORIGINS, read per socket."""
+
+    def __init__(self, application: Any) -> None:
+        super().__init__(application, [])
+
+    def validate_origin(self, parsed_origin: Any) -> bool:
+        return any(self.match_allowed_origin(parsed_origin, pattern)
+                   for pattern in settings.WEBSOCKET_ALLOWED_ORIGINS)
+
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
+        # A socket opens only from a page of HAAO itself: scheme, host and port all match
+        # one of WEBSOCKET_ALLOWED_ORIGINS (a host alone would let http://haao:8080 in).
+        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -23,6 +23,7 @@ from accounts.api.views import READ_ERRORS, WRITE_ERRORS, OrgEndpoint, errors, v
 from accounts.audit import Actor
 from accounts.roles import Capability, TokenScope
 from haao.api import NOT_FOUND_MESSAGE, CursorPagination
+from haao.text import displayable_data
 from policies import rules
 from policies.enforcement import known_secrets, policy_try
 from policies.forms import MAX_COMMAND, MAX_PATH, MAX_PAYLOAD
@@ -165,6 +166,10 @@ class PolicyVersionSerializer(serializers.ModelSerializer):
     def get_project(self, version: PolicyVersion) -> str | None:
         return version.project.key if version.project is not None else None
 
+    def to_representation(self, instance: PolicyVersion) -> Any:
+        # Versions stored before input was checked may hold unpaired surrogates.
+        return displayable_data(super().to_representation(instance))
+
 
 def _json(name: str, value: Any) -> Any:
     return rules.to_json(name, value)
@@ -186,7 +191,8 @@ def policy_body(effective: EffectivePolicy, *, own: dict[str, Any] | None = None
     if project is not None:
         answer["project"] = project.key
     answer.update(rules=body, redaction="always")
-    return answer
+    # Values stored before input was checked may hold unpaired surrogates.
+    return dict(displayable_data(answer))
 
 
 # --- Views -----------------------------------------------------------------------------------

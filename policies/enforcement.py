@@ -52,7 +52,8 @@ class Refusal:
 
 def path_refusal(policy: EffectivePolicy, path: str) -> Refusal | None:
     """Whether agents may change `path` under the policy ("never" wins over "may")."""
-    denied = rules.path_matches(path, policy.denied_paths)
+    # Denied paths match however the checkout's file system would spell the same file.
+    denied = rules.path_matches(path, policy.denied_paths, fold=True)
     if denied is not None:
         return Refusal("denied_paths", denied,
                        f"{path} matches {denied!r}, which agents may never change.")

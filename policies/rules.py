@@ -181,10 +181,18 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out))
 
 
-def path_matches(path: str, patterns: Sequence[str]) -> str | None:
-    """The first pattern that matches `path`, or None."""
+def fold_path(path: str) -> str:
+    """`path` (or a pattern) as a case-insensitive file system that drops trailing dots and
+    spaces (Windows, macOS by default) would name it: each folder casefolded and stripped."""
+    return "/".join(segment.rstrip(". ").casefold() for segment in path.split("/"))
+
+
+def path_matches(path: str, patterns: Sequence[str], *, fold: bool = False) -> str | None:
+    """The first pattern that matches `path`, or None; with `fold`, compared as `fold_path`
+    names both (for paths that must never be changed: `SECRETS.txt.` is `secrets.txt`)."""
+    subject = fold_path(path) if fold else path
     for pattern in patterns:
-        if glob_regex(pattern).fullmatch(path):
+        if glob_regex(fold_path(pattern) if fold else pattern).fullmatch(subject):
             return pattern
     return None
 

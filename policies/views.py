@@ -18,6 +18,7 @@ from django.shortcuts import redirect
 from accounts.audit import Actor
 from accounts.roles import Capability
 from accounts.views.console import ConsolePage
+from haao.text import displayable, displayable_data
 from policies import rules
 from policies.enforcement import known_secrets, policy_try
 from policies.forms import PolicyForm, TryForm
@@ -42,6 +43,10 @@ VERSIONS_PAGE_SIZE = 50
 
 def shown_value(rule: Rule, value: Any) -> str:
     """A rule's value in words, for tables and the history."""
+    return displayable(_shown_value(rule, value))
+
+
+def _shown_value(rule: Rule, value: Any) -> str:
     if value is None:
         return "no limit" if rule.nullable else "—"
     if rule.kind == "bool":
@@ -94,7 +99,8 @@ def _diff(version: PolicyVersion, unset: str) -> list[DiffRow]:
         rule = rules.BY_NAME.get(name)
         before, after = [*change, None, None][:2] if isinstance(change, list) else (None, None)
         if rule is None:
-            rows.append(DiffRow(name, str(before), str(after)))
+            rows.append(DiffRow(displayable(name), displayable(str(before)),
+                                displayable(str(after))))
             continue
         rows.append(DiffRow(rule.label,
                             unset if before is None else shown_value(rule, before),
@@ -128,7 +134,8 @@ class _PolicyPage(ConsolePage):
         if self.project is not None:
             for name in rules.ADDITIVE:
                 values[name] = rules.from_json(name, own.get(name, []))
-        return values
+        # Values stored before input was checked may hold unpaired surrogates.
+        return {name: displayable_data(value) for name, value in values.items()}
 
     def state(self) -> tuple[EffectivePolicy, dict[str, Any], dict[str, Any]]:
         effective = effective_policy(organization=self.org, project=self.project)
@@ -145,9 +152,9 @@ class _PolicyPage(ConsolePage):
         groups = []
         for group, fields in form.groups():
             groups.append((group, [RuleRow(
-                rule=rule, field=field, value=getattr(effective, rule.name),
+                rule=rule, field=field, value=displayable_data(getattr(effective, rule.name)),
                 source=effective.sources[rule.name], own=rule.name in own,
-                organization_value=(getattr(organization, rule.name)
+                organization_value=(displayable_data(getattr(organization, rule.name))
                                     if organization is not None else None))
                 for rule, field in fields]))
         versions = Paginator(policy_versions(organization=self.org, project=self.project),

@@ -15,10 +15,17 @@ and reads new events once for all of that process's sockets.
 
 Refusals are decided before the socket is accepted, then sent as a close code right after
 accepting (a server answers a close before accept with a bare HTTP 403, and browsers do not
-show scripts its status): 4400 bad `after`, 4403 anonymous or a project the member may not
-see, 4404 no such project or ticket in that organization, and no such organization or not a
-member of it (the portal's one door answers both the same way, so nobody learns which other
-organizations exist).
+show scripts its status): 4400 bad `after`, 4403 anonymous or a session that does not meet
+the organization's sign-in rule, 4404 no such project or ticket, one the member may not see,
+and no such organization or not a member of it (each pair answered the same way, so nobody
+learns which projects or organizations exist).
+
+Access is checked again while a socket is open: each socket of a process joins its user's
+and its organization's AccessWatch, which hears `access.changed` (tickets.live, sent after a
+membership, a role, a project grant or the sign-in rule changed, and at sign-out) and then
+re-runs the opening check against the session store and the database; a socket that may no
+longer stream is closed with the code it would get when opening. The watch also checks every
+SAFETY_SECONDS, so a lost notification costs at most that delay.
 """
 
 from __future__ import annotations
@@ -32,22 +39,23 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
+from importlib import import_module
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.auth import get_user
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
+from django.conf import settings
 
 from accounts.assurance import session_satisfies
 from accounts.models import AuditEvent
+from accounts.roles import hidden_event_prefixes
 from accounts.selectors import membership_for
 from tickets import live
 from tickets.api.events import MAX_SEQ, EventSerializer
-from tickets.models import Project, Ticket
 from tickets.selectors import (
-    PROJECT_KEY_RE,
-    TICKET_KEY_RE,
     project_by_key,
     project_events,
     ticket_by_key,
@@ -81,6 +89,7 @@ class Stream:
     key: str
     group: str
     read: Callable[[int, int], list[AuditEvent]]
+    organization_id: Any = None
 
     def frames(self, after: int, limit: int) -> list[Frame]:
         """Up to `limit` events after `after` as ready-to-send messages (runs in a thread)."""
@@ -118,21 +127,21 @@ def resolve_stream(*, user: Any, org_slug: str, kind: str, key: str,
     if kind == "project":
         project = project_by_key(membership=membership, key=key)
         if project is None:
-            exists = (PROJECT_KEY_RE.match(key) is not None
-                      and Project.objects.for_org(org).filter(key=key).exists())
-            return CloseCode.FORBIDDEN if exists else CloseCode.NOT_FOUND
-        return Stream(key=f"project:{project.pk}", group=live.project_group(project.pk),
+            return CloseCode.NOT_FOUND
+        # Members who may not read some event types follow a stream (and hub) without them.
+        hidden = hidden_event_prefixes(membership.role)
+        return Stream(key=f"project:{project.pk}:{','.join(hidden)}",
+                      group=live.project_group(project.pk),
                       read=lambda after, limit: project_events(project=project, after=after,
-                                                               limit=limit))
+                                                               limit=limit, hidden=hidden),
+                      organization_id=org.pk)
     ticket = ticket_by_key(membership=membership, key=key)
     if ticket is None:
-        match = TICKET_KEY_RE.match(key)
-        exists = match is not None and Ticket.objects.for_org(org).filter(
-            project__key=match[1], number=int(match[2])).exists()
-        return CloseCode.FORBIDDEN if exists else CloseCode.NOT_FOUND
+        return CloseCode.NOT_FOUND
     return Stream(key=f"ticket:{ticket.pk}", group=live.ticket_group(ticket.pk),
                   read=lambda after, limit: ticket_events(ticket=ticket, after=after,
-                                                          limit=limit))
+                                                          limit=limit),
+                  organization_id=org.pk)
 
 
 class StreamHub:
@@ -270,8 +279,95 @@ class StreamHub:
             del self.frames[:extra]
 
 
+class AccessWatch:
+    """One user's or one organization's access group in this process, shared by its sockets:
+    an `access.changed` there (or every SAFETY_SECONDS) makes each socket check again."""
+
+    def __init__(self, group: str) -> None:
+        self.group = group
+        self.lock = asyncio.Lock()
+        self.members: set[EventStreamConsumer] = set()
+        self.channel = ""
+        self.listener: asyncio.Task[None] | None = None
+        self.refresher: asyncio.Task[None] | None = None
+
+    async def join(self, consumer: EventStreamConsumer) -> None:
+        async with self.lock:
+            if self.listener is None:
+                layer = get_channel_layer()
+                # The hubs' prefix: channels_redis reads every process-local channel of one
+                # prefix with one blocking pop, and a second prefix would hold that pop (and
+                # the hubs' notifications) while it waits on its own list.
+                self.channel = await layer.new_channel("live")
+                await layer.group_add(self.group, self.channel)
+                self.listener = asyncio.ensure_future(self._listen(layer, self.channel))
+                self.refresher = asyncio.ensure_future(self._refresh(layer, self.channel))
+            self.members.add(consumer)
+
+    async def leave(self, consumer: EventStreamConsumer) -> bool:
+        """Stop watching; True when no socket of this process watches the group any more."""
+        async with self.lock:
+            self.members.discard(consumer)
+            if self.members or self.listener is None:
+                return False
+            self.listener.cancel()
+            self.listener = None
+            if self.refresher is not None:
+                self.refresher.cancel()
+                self.refresher = None
+            with contextlib.suppress(Exception):
+                await get_channel_layer().group_discard(self.group, self.channel)
+            return True
+
+    async def _listen(self, layer: Any, channel: str) -> None:
+        failures = 0
+        while True:
+            try:
+                message = await layer.receive(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                failures += 1
+                logger.warning("live: receiving on %s failed (%d in a row): %r",
+                               self.group, failures, error)
+                await asyncio.sleep(min(1.0, 0.05 * (2 ** (failures - 1))) if failures > 1
+                                    else 0)
+                continue
+            failures = 0
+            ended = message.get("ended_sessions") or []
+            self._tell({key for key in ended if isinstance(key, str)})
+
+    async def _refresh(self, layer: Any, channel: str) -> None:
+        # Renew the group (layers expire it) and check anyway: a lost notification, a changed
+        # password or a deactivated account leaves a socket open at most this long.
+        while True:
+            await asyncio.sleep(SAFETY_SECONDS)
+            with contextlib.suppress(Exception):
+                await layer.group_add(self.group, channel)
+            self._tell(set())
+
+    def _tell(self, ended_sessions: set[str]) -> None:
+        for member in list(self.members):
+            member.access_changed(ended_sessions)
+
+
 # Per event loop (one per server process; tests run several loops one after another).
 _hubs: dict[tuple[int, str], StreamHub] = {}
+_watches: dict[tuple[int, str], AccessWatch] = {}
+
+
+def watch_for(group: str) -> AccessWatch:
+    key = (id(asyncio.get_running_loop()), group)
+    watch = _watches.get(key)
+    if watch is None:
+        watch = _watches[key] = AccessWatch(group)
+    return watch
+
+
+def watch_forget(watch: AccessWatch) -> None:
+    for key, value in list(_watches.items()):
+        if value is watch:
+            del _watches[key]
 
 
 def hub_for(stream: Stream) -> StreamHub:
@@ -300,6 +396,11 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
     last_seq = 0
     notified = 0
     drainer: asyncio.Task[None] | None = None
+    watches: tuple[AccessWatch, ...] = ()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.checks: set[asyncio.Task[None]] = set()
 
     async def connect(self) -> None:
         after = parse_after(self.scope.get("query_string", b""))
@@ -322,6 +423,11 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
             # backlog or announced afterwards (and then skipped when already sent).
             self.hub = hub_for(decision)
             await self.hub.join(self)
+            user = self.scope["user"]
+            self.watches = (watch_for(live.user_group(user.pk)),
+                            watch_for(live.organization_group(decision.organization_id)))
+            for watch in self.watches:
+                await watch.join(self)
             await self.accept()
             while True:
                 page = await database_sync_to_async(decision.frames)(self.last_seq, PAGE)
@@ -335,12 +441,65 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         await self.close(code=int(code))
 
     async def disconnect(self, code: int) -> None:
+        await self.stop_following()
+        if self.drainer is not None:
+            self.drainer.cancel()
+        for check in list(self.checks):
+            if check is not asyncio.current_task():
+                check.cancel()
+
+    async def stop_following(self) -> None:
+        """Leave the stream's hub and the access watches; nothing more is sent after this."""
         if self.hub is not None:
             hub, self.hub = self.hub, None
             if await hub.leave(self):
                 hub_forget(hub)
-        if self.drainer is not None:
-            self.drainer.cancel()
+        watches, self.watches = self.watches, ()
+        for watch in watches:
+            if await watch.leave(self):
+                watch_forget(watch)
+
+    def access_changed(self, ended_sessions: set[str]) -> None:
+        """The user's or organization's access may have shrunk: check again, close if so."""
+        check = asyncio.ensure_future(self._check_access(ended_sessions))
+        self.checks.add(check)  # held until done (the loop keeps only weak references)
+        check.add_done_callback(self.checks.discard)
+
+    async def _check_access(self, ended_sessions: set[str]) -> None:
+        try:
+            session = self.scope.get("session")
+            session_key = getattr(session, "session_key", None)
+            if session_key is None or session_key in ended_sessions:
+                code: CloseCode | None = CloseCode.FORBIDDEN
+            else:
+                code = await self.access_lost(session_key)
+        except Exception:
+            logger.exception("live: checking a socket's access failed; closing it")
+            code = CloseCode.FORBIDDEN
+        if code is None:
+            return
+        # Under the send lock: a catch-up already sending finishes its frame, then nothing
+        # more goes out (the hub is left before the lock is released).
+        async with self.sending:
+            if self.hub is None:
+                return
+            await self.stop_following()
+            await self.close(code=int(code))
+
+    async def access_lost(self, session_key: str) -> CloseCode | None:
+        """Why this socket may no longer stream, judged afresh; None while it still may."""
+        session = import_module(settings.SESSION_ENGINE).SessionStore(session_key=session_key)
+        user = await get_user({"session": session})
+        kwargs = self.scope["url_route"]["kwargs"]
+        decision = await database_sync_to_async(resolve_stream)(
+            user=user, org_slug=kwargs["org"], kind=self.kind, key=kwargs["key"],
+            session=session)
+        if isinstance(decision, CloseCode):
+            return decision
+        scoped = self.scope.get("user")
+        if getattr(scoped, "pk", None) != user.pk:
+            return CloseCode.FORBIDDEN  # the session now belongs to someone else
+        return None
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Clients only listen; what they send is ignored."""

@@ -1,5 +1,7 @@
 """Live event notifications: the channel-layer groups of a project's and a ticket's stream,
-and the after-commit hook that tells their sockets something new was stored.
+and the after-commit hook that tells their sockets something new was stored; and the groups
+of a user and of an organization, told when someone may see less (accounts.signals), so
+their open sockets check again and close.
 
 A notification carries only the sequence number, never the event: sockets read the audit log
 (tickets/consumers.py), which stays the source of truth. Notifications go out from one
@@ -25,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 # The type of a notification; tickets/consumers.StreamHub reads only its `seq`.
 NOTIFY_TYPE = "events.notify"
+# The type of an access notification; tickets/consumers.AccessWatch reads `ended_sessions`.
+ACCESS_TYPE = "access.changed"
 TICKET_TARGET = "tickets.ticket"
 # How long a process that exits waits for its last notifications to leave.
 FLUSH_SECONDS = 2.0
@@ -36,6 +40,14 @@ def project_group(project_id: Any) -> str:
 
 def ticket_group(ticket_id: Any) -> str:
     return f"events.ticket.{uuid.UUID(str(ticket_id)).hex}"
+
+
+def user_group(user_id: Any) -> str:
+    return f"access.user.{int(user_id)}"
+
+
+def organization_group(organization_id: Any) -> str:
+    return f"access.org.{uuid.UUID(str(organization_id)).hex}"
 
 
 def event_groups(event: AuditEvent) -> list[str]:
@@ -54,6 +66,8 @@ class Notifier:
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.pending: dict[str, int] = {}
+        # group → session keys that ended (an access notification; empty: "check again")
+        self.access: dict[str, set[str]] = {}
         self.busy = False
         self.condition = threading.Condition()
         self.thread = threading.Thread(target=self._run, name="haao-live-notify", daemon=True)
@@ -65,11 +79,17 @@ class Notifier:
                 self.pending[group] = max(seq, self.pending.get(group, 0))
             self.condition.notify()
 
+    def notify_access(self, groups: list[str], ended_sessions: list[str]) -> None:
+        with self.condition:
+            for group in groups:
+                self.access.setdefault(group, set()).update(ended_sessions)
+            self.condition.notify()
+
     def flush(self, timeout: float = FLUSH_SECONDS) -> bool:
         """Wait until everything notified so far was handed to the layer; False on timeout."""
         deadline = time.monotonic() + timeout
         with self.condition:
-            while self.pending or self.busy:
+            while self.pending or self.access or self.busy:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -82,25 +102,28 @@ class Notifier:
         loop = asyncio.new_event_loop()
         while True:
             with self.condition:
-                while not self.pending:
+                while not self.pending and not self.access:
                     self.condition.wait()
                 batch, self.pending, self.busy = self.pending, {}, True
+                access, self.access = self.access, {}
+            messages = {group: {"type": NOTIFY_TYPE, "seq": seq} for group, seq in batch.items()}
+            messages.update({group: {"type": ACCESS_TYPE, "ended_sessions": sorted(keys)}
+                             for group, keys in access.items()})
             try:
                 layer = layers.get_channel_layer()
                 if layer is not None:
-                    loop.run_until_complete(self._send(layer, batch))
+                    loop.run_until_complete(self._send(layer, messages))
             except Exception:
-                logger.exception("live: could not notify %d group(s)", len(batch))
+                logger.exception("live: could not notify %d group(s)", len(messages))
             finally:
                 with self.condition:
                     self.busy = False
                     self.condition.notify_all()
 
     @staticmethod
-    async def _send(layer: Any, batch: dict[str, int]) -> None:
+    async def _send(layer: Any, batch: dict[str, dict[str, Any]]) -> None:
         results = await asyncio.gather(
-            *(layer.group_send(group, {"type": NOTIFY_TYPE, "seq": seq})
-              for group, seq in batch.items()),
+            *(layer.group_send(group, message) for group, message in batch.items()),
             return_exceptions=True)
         failed = [group for group, result in zip(batch, results, strict=True)
                   if isinstance(result, BaseException)]
@@ -136,3 +159,26 @@ def event_committed(event: AuditEvent) -> None:
             notifier().notify(groups, event.seq)
     except Exception:  # never into the writer: the log has the event, sockets catch up later
         logger.exception("live: could not queue the notification of event %s", event.seq)
+
+
+def access_reduced(*, users: list[Any], organization: Any, ended_sessions: list[str],
+                   **_: Any) -> None:
+    """Tell the sockets of these users (or of the whole organization) to check their access
+    again (accounts.signals.access_reduced, after commit)."""
+    try:
+        groups = [user_group(user) for user in users]
+        if organization is not None:
+            groups.append(organization_group(organization))
+        if groups:
+            notifier().notify_access(groups, ended_sessions)
+    except Exception:  # never into the writer; the sockets' periodic check closes them later
+        logger.exception("live: could not queue an access notification")
+
+
+def user_logged_out(*, request: Any, user: Any, **_: Any) -> None:
+    """A signed-out session's sockets close (django.contrib.auth's user_logged_out)."""
+    if user is None:
+        return
+    session_key = getattr(getattr(request, "session", None), "session_key", None)
+    access_reduced(users=[user.pk], organization=None,
+                   ended_sessions=[session_key] if session_key else [])

@@ -4,9 +4,11 @@ may see."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Prefetch, QuerySet
@@ -170,10 +172,15 @@ def ticket_totals(*, ticket: Ticket) -> Totals:
 
 # --- Events ----------------------------------------------------------------------------------
 
-def project_events(*, project: Project, after: int, limit: int) -> list[AuditEvent]:
-    """Up to `limit` events of `project` with a sequence number above `after`, oldest first."""
-    return list(AuditEvent.objects.for_org(project.organization)
-                .filter(project_id=project.pk, seq__gt=after).order_by("seq")[:limit])
+def project_events(*, project: Project, after: int, limit: int,
+                   hidden: Iterable[str] = ()) -> list[AuditEvent]:
+    """Up to `limit` events of `project` with a sequence number above `after`, oldest first,
+    without the event types starting with a `hidden` prefix (accounts.roles)."""
+    events = AuditEvent.objects.for_org(project.organization).filter(project_id=project.pk,
+                                                                     seq__gt=after)
+    for prefix in hidden:
+        events = events.exclude(type__startswith=prefix)
+    return list(events.order_by("seq")[:limit])
 
 
 def ticket_events(*, ticket: Ticket, after: int, limit: int) -> list[AuditEvent]:

@@ -8,6 +8,7 @@ from rest_framework import serializers
 
 from accounts.models import ApiToken, AuditEvent, Invitation, Membership
 from accounts.roles import Role, TokenScope
+from haao.text import displayable_data
 
 # Sizes a person would never exceed; larger inputs are refused before any service runs.
 MAX_NAME = 100
@@ -186,3 +187,7 @@ class AuditEventSerializer(serializers.ModelSerializer):
         fields = ["seq", "created_at", "actor_type", "actor_label", "type", "target_type",
                   "target_id", "target_label", "data", "prev_hash", "hash"]
         read_only_fields = fields
+
+    def to_representation(self, instance: AuditEvent) -> Any:
+        # Rows stored before input was checked may hold unpaired surrogates: shown replaced.
+        return displayable_data(super().to_representation(instance))

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 import django_filters
 from django import forms
+from django.core.exceptions import ValidationError
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -25,7 +26,7 @@ from accounts.api import serializers as s
 from accounts.api.base import OrgGenericAPIView
 from accounts.models import ApiToken, AuditEvent, Invitation, Membership, Organization, User
 from accounts.roles import SCOPE_IMPLIES, Capability, TokenScope
-from accounts.selectors import organizations_of
+from accounts.selectors import audit_events_readable, organizations_of
 from haao.api import CursorPagination, ErrorSerializer
 from haao.errors import Forbidden
 
@@ -275,10 +276,14 @@ class ApiTokenListView(TokenVisibility):
                 raise Forbidden(f"This token cannot create a token with more scopes than its "
                                 f"own; it lacks: {', '.join(wider)}.",
                                 details={"scopes": [f"not held: {', '.join(wider)}"]})
-        expires_at = data.get("expires_at") or timezone.now() + DEFAULT_TOKEN_LIFETIME
+        expires_at = data.get("expires_at")
+        if expires_at is None:
+            expires_at = timezone.now() + DEFAULT_TOKEN_LIFETIME
+            if current is not None:
+                expires_at = min(expires_at, current.expires_at)
         token, raw = services.api_token_create(
             organization=self.org, user=self.actor, name=data["name"],
-            scopes=scopes, expires_at=expires_at)
+            scopes=scopes, expires_at=expires_at, parent=current)
         body = {**s.ApiTokenSerializer(token).data, "token": raw}
         return Response(body, status=status.HTTP_201_CREATED)
 
@@ -298,13 +303,23 @@ class ApiTokenDetailView(TokenVisibility):
 
 # --- Audit log -------------------------------------------------------------------------------
 
-class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
-    """An ISO 8601 time in any offset, compared in UTC (PostgreSQL refuses offsets past 15:59)."""
+class UTCDateTimeField(django_filters.fields.IsoDateTimeField):
+    """An ISO 8601 time in any offset, in UTC (PostgreSQL refuses offsets past 15:59); a time
+    whose UTC falls outside years 1-9999 is refused like any other bad value."""
 
-    def filter(self, qs: Any, value: Any) -> Any:
-        if value is not None and timezone.is_aware(value):
-            value = value.astimezone(UTC)
-        return super().filter(qs, value)
+    def to_python(self, value: Any) -> Any:
+        parsed = super().to_python(value)
+        if parsed is not None and timezone.is_aware(parsed):
+            try:
+                parsed = parsed.astimezone(UTC)
+            except OverflowError:
+                raise ValidationError("This time is out of range: use a year from 1 to 9999.",
+                                      code="out_of_range") from None
+        return parsed
+
+
+class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UTCDateTimeField
 
 
 class IntegerFilter(django_filters.NumberFilter):
@@ -352,7 +367,7 @@ class AuditEventListView(OrgEndpoint):
     def get_queryset(self) -> QuerySet[AuditEvent]:
         if self.is_schema_generation():
             return AuditEvent.objects.none()
-        return AuditEvent.objects.for_org(self.org)
+        return audit_events_readable(membership=self.membership)
 
     @extend_schema(operation_id="audit_events_list",
                    responses={200: s.AuditEventSerializer(many=True),

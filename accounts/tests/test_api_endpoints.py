@@ -262,6 +262,18 @@ def test_a_bad_audit_filter_answers_400_naming_it(cast) -> None:
     assert "after_seq" in response.json()["error"]["details"]
 
 
+@pytest.mark.parametrize(("name", "value"), [
+    ("since", "99999-01-01"), ("since", "9999-12-31T23:59:59-12:00"),
+    ("until", "0001-01-01T00:00:00+14:00"), ("until", "9999-12-31T23:59:59-23:59"),
+])
+def test_an_audit_time_out_of_range_answers_400_naming_it(cast, name, value) -> None:
+    client = token_client(cast.org, cast.admin, ["read"])
+    response = client.get(f"{BASE}/audit-events/", {name: value})
+    assert response.status_code == 400
+    assert name in response.json()["error"]["details"]
+    assert response.json()["error"]["message"].startswith(f"{name}: ")
+
+
 def test_a_member_cannot_read_the_audit_log(cast) -> None:
     response = token_client(cast.org, cast.member, ["read"]).get(f"{BASE}/audit-events/")
     assert response.status_code == 403
@@ -275,3 +287,31 @@ def test_audit_time_filters_accept_any_offset_and_compare_in_utc(cast) -> None:
                           {"since": "1883-10-22T00:21:10-22:52"})
     assert response.status_code == 200
     assert len(response.json()["results"]) >= 1  # every event is after 1883
+
+
+def test_a_token_made_with_a_token_expires_no_later_and_is_revoked_with_it(cast) -> None:
+    parent, parent_raw = services.api_token_create(
+        organization=cast.org, user=cast.admin, name="parent", scopes=["write"],
+        expires_at=timezone.now() + timedelta(days=2))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {parent_raw}")
+    later = (parent.expires_at + timedelta(days=30)).isoformat()
+    refused = client.post(f"{BASE}/tokens/", {"name": "outliving", "scopes": ["read"],
+                                              "expires_at": later}, format="json")
+    assert refused.status_code == 400
+    assert "expires_at" in refused.json()["error"]["details"]
+    child = client.post(f"{BASE}/tokens/", {"name": "child", "scopes": ["write"]},
+                        format="json")
+    assert child.status_code == 201, child.content
+    assert ApiToken.objects.get(name="child").expires_at <= parent.expires_at
+    grandchild_client = APIClient()
+    grandchild_client.credentials(HTTP_AUTHORIZATION=f"Bearer {child.json()['token']}")
+    grandchild = grandchild_client.post(f"{BASE}/tokens/", {"name": "grandchild",
+                                                           "scopes": ["read"]}, format="json")
+    assert grandchild.status_code == 201
+    services.api_token_revoke(organization=cast.org, token=parent, actor=cast.admin)
+    for raw in (child.json()["token"], grandchild.json()["token"]):
+        after = APIClient()
+        after.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+        assert after.get(f"{BASE}/").status_code == 401
+    assert AuditEvent.objects.filter(type="api_token.revoked").count() == 3

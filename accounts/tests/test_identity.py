@@ -114,3 +114,32 @@ def test_the_failed_login_limit_is_per_account_not_global(client) -> None:
         login(client, victim.email, "wrong password")
     login(client, other.email)
     assert client.session["_auth_user_id"] == str(other.pk)
+
+
+def test_failing_on_purpose_from_another_address_does_not_lock_the_owner_out() -> None:
+    from django.test import Client
+
+    victim = UserFactory()
+    attacker = Client(REMOTE_ADDR="203.0.113.9")
+    for _ in range(6):
+        login(attacker, victim.email, "wrong password")
+    assert "Too many failed login attempts" in login(attacker, victim.email).content.decode()
+    owner = Client(REMOTE_ADDR="198.51.100.7")
+    login(owner, victim.email)
+    assert owner.session["_auth_user_id"] == str(victim.pk)
+
+
+@pytest.mark.parametrize("host", ["evil.example", "localhost:9999"])
+def test_mailed_links_use_the_base_url_not_the_request_host(client, settings, host) -> None:
+    settings.ALLOWED_HOSTS = ["*"]
+    settings.BASE_URL = "https://haao.example.test"
+    user = UserFactory()
+    client.post("/accounts/password/reset/", {"email": user.email}, HTTP_HOST=host)
+    client.post("/accounts/signup/", {
+        "email": "newcomer@example.test", "password1": "a long new passphrase",
+        "password2": "a long new passphrase"}, HTTP_HOST=host)
+    assert len(mail.outbox) == 2
+    for message in mail.outbox:
+        links = re.findall(r"https?://[^\s/]+/accounts/\S+", message.body)
+        assert links, message.body
+        assert all(link.startswith("https://haao.example.test/accounts/") for link in links)

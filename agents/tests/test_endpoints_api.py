@@ -202,3 +202,24 @@ def test_outsider_404_member_403_admin_200(cast) -> None:
     assert reader.get(detail).status_code == 200
     assert reader.patch(detail, {"enabled": False}, format="json").status_code == 403
     assert admin.get(detail).status_code == 200
+
+
+def test_a_dedicated_queue_another_organization_holds_cannot_be_claimed(cast, admin) -> None:
+    services.endpoint_create(
+        organization=cast.other_org, actor=cast.outsider,
+        values={**{k: v for k, v in VALID.items() if k != "api_key"},
+                "dedicated_queue": "gpu-1"})
+    endpoint = existing(cast)
+    before = snapshot(cast)
+    created = admin.post(URL, {**VALID, "dedicated_queue": "gpu-1"}, format="json")
+    changed = admin.patch(f"{URL}{endpoint.pk}/", {"dedicated_queue": "gpu-1"}, format="json")
+    for response in (created, changed):
+        assert response.status_code == 409, response.content[:300]
+        assert "dedicated_queue" in response.json()["error"]["details"]
+        assert "another organization" in response.json()["error"]["message"]
+    assert snapshot(cast) == before
+    # Its own endpoints may share a queue.
+    assert admin.post(URL, {**VALID, "dedicated_queue": "acme-gpu"}, format="json"
+                      ).status_code == 201
+    assert admin.patch(f"{URL}{endpoint.pk}/", {"dedicated_queue": "acme-gpu"}, format="json"
+                       ).status_code == 200

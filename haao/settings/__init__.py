@@ -27,6 +27,8 @@ BASE_URL = env.string("HAAO_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 ALLOWED_HOSTS = env.string_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.string_list("CSRF_TRUSTED_ORIGINS", [BASE_URL])
 CSRF_FAILURE_VIEW = "haao.views.csrf_failure"
+# Origins (scheme, host and port) whose pages may open live sockets (haao/asgi.py).
+WEBSOCKET_ALLOWED_ORIGINS = list(dict.fromkeys([BASE_URL, *CSRF_TRUSTED_ORIGINS]))
 
 # Fernet keys for secrets at rest, newest first; `manage.py reencrypt_secrets` moves old rows.
 ENCRYPTION_KEYS = env.string_list("HAAO_ENCRYPTION_KEYS", [])
@@ -286,8 +288,9 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "haao.openapi.AutoSchema",
-    # The API speaks JSON only: a form or multipart body answers 415 with the error JSON.
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # The API speaks JSON only (a form or multipart body answers 415 with the error JSON),
+    # refusing unpaired surrogates and deep nesting (haao/text.py).
+    "DEFAULT_PARSER_CLASSES": ["haao.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "haao.api.CursorPagination",
     "DEFAULT_FILTER_BACKENDS": ["haao.api.StrictFilterBackend"],
     "EXCEPTION_HANDLER": "haao.api.exception_handler",

@@ -366,3 +366,17 @@ def test_nul_bytes_and_huge_values_are_refused_naming_the_field(cast: Any, field
     assert field in raised.value.details
     assert len(raised.value.message) < 1000  # the input is not echoed back
     assert not PolicyVersion.objects.exists()
+
+
+@pytest.mark.parametrize(("path", "denied"), [
+    ("SECRETS/prod.yaml", True), ("secrets./prod.yaml", True), ("secrets /prod.yaml", True),
+    ("deploy/Server.KEY", True), ("deploy/server.key.", True), ("deploy/server.key .", True),
+    (".ENV", True), (".Github/workflows/ci.yml", True), ("src/app.py", False),
+])
+def test_denied_paths_match_whatever_case_and_trailing_dots_or_spaces(cast: Any, path: str,
+                                                                      denied: bool) -> None:
+    update(cast, denied_paths=["secrets/**", "**/*.key", ".env", ".github/**"],
+           allowed_paths=["**"])
+    refusal = path_refusal(effective_policy(organization=cast.org), path)
+    assert (refusal is not None and refusal.rule == "denied_paths") is denied
+

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.db import connection
 from rest_framework.test import APIClient
 
 from accounts.audit import Actor
@@ -260,3 +261,82 @@ def test_anthropics_own_api_cannot_be_called_self_hosted(cast, admin) -> None:
     bad_type = admin.post(ENDPOINTS, {**LOCAL, "self_hosted": "perhaps"}, format="json")
     assert bad_type.status_code == 400 and "self_hosted" in bad_type.json()["error"]["details"]
     assert not InferenceEndpoint.objects.exists()
+
+
+def test_an_unpaired_surrogate_answers_400_naming_the_field_and_stores_nothing(cast,
+                                                                              admin) -> None:
+    before = stored(cast)
+    for body in ('{"rules": {"sandbox_network_reason": "why \\ud800"}}',
+                 '{"rules": {"denied_paths": ["ok/**", "\\udc00/**"]}}',
+                 '{"rules": {"\\ud800": 1}}'):
+        response = admin.generic("PATCH", URL, body, content_type="application/json")
+        assert response.status_code == 400, response.content
+        error = response.json()["error"]
+        assert error["message"].startswith("rules."), error
+        assert "unpaired surrogate" in error["message"]
+    response = admin.generic("PATCH", URL, '{"rules": {"denied_paths": ["ok/**", "\\udc00"]}}',
+                             content_type="application/json")
+    assert "rules.denied_paths[1]" in response.json()["error"]["details"]
+    assert stored(cast) == before
+
+
+def test_a_policy_stored_with_an_unpaired_surrogate_still_reads(cast, admin) -> None:
+    if connection.vendor == "postgresql":
+        pytest.skip("PostgreSQL's jsonb never stored unpaired surrogates")
+    # As stored (on SQLite) before the API refused it.
+    policy_update(organization=cast.org, actor=Actor.of(cast.admin),
+                  changes={"sandbox_network_reason": "why \ud800"})
+    reader = token_client(cast.org, cast.admin, ["read"])
+    policy = reader.get(URL)
+    assert policy.status_code == 200
+    assert policy.json()["rules"]["sandbox_network_reason"]["value"] == "why \ufffd"
+    versions = reader.get(f"{URL}versions/")
+    assert versions.status_code == 200
+    assert versions.json()["results"][0]["changes"]["sandbox_network_reason"] == [
+        None, "why \ufffd"]
+    events = reader.get("/api/v1/orgs/acme/audit-events/", {"type": "policy.changed"})
+    assert events.status_code == 200
+    assert "why \ufffd" in str(events.json()["results"][0]["data"])
+
+
+def test_json_nested_too_deeply_answers_400(cast, admin) -> None:
+    before = stored(cast)
+    body = '{"rules": {"denied_paths": ' + "[" * 10_000 + "]" * 10_000 + "}}"
+    response = admin.generic("PATCH", URL, body, content_type="application/json")
+    assert response.status_code == 400, response.content[:500]
+    assert "nested too deeply" in response.json()["error"]["message"]
+    response = admin.generic("PATCH", URL, '{"rules": {"denied_paths": '
+                             + "[" * 100 + "]" * 100 + "}}", content_type="application/json")
+    assert response.status_code == 400
+    assert "rules.denied_paths" in response.json()["error"]["message"]
+    assert stored(cast) == before
+
+
+def test_policy_changes_are_read_only_by_those_who_may_read_the_policy(cast, admin) -> None:
+    from django.test import Client
+
+    from tickets import services as ticket_services
+
+    ticket_services.project_grant_set(organization=cast.org, project=cast.project,
+                                      user=cast.member, grants={"view"}, actor=cast.admin)
+    admin.patch(project_url(cast), {"rules": {"denied_paths": ["secret-plan/**"]}},
+                format="json")
+    assert token_client(cast.org, cast.manager, ["read"]).get(URL).status_code == 403
+
+    def readers(user) -> list[str]:
+        browser = Client()
+        browser.force_login(user)
+        api = token_client(cast.org, user, ["read"])
+        answers = [browser.get("/o/acme/admin/audit/"), browser.get("/o/acme/admin/audit.csv"),
+                   api.get("/api/v1/orgs/acme/audit-events/"),
+                   api.get("/api/v1/orgs/acme/projects/PAY/events/")]
+        return [b"".join(r.streaming_content).decode() if r.streaming else r.content.decode()
+                for r in answers if r.status_code == 200]
+
+    for text in readers(cast.manager):
+        assert "secret-plan" not in text and "policy.changed" not in text
+    member_texts = readers(cast.member)
+    assert len(member_texts) == 1  # the project's events: no audit log for members
+    assert "secret-plan" not in member_texts[0]
+    admin_texts = readers(cast.admin)
+    assert len(admin_texts) == 4 and all("secret-plan" in text for text in admin_texts)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
 
 from accounts.audit import Actor
@@ -284,3 +285,14 @@ def test_the_page_sums_up_every_refused_value_at_the_top_with_links_to_the_field
 
 def test_a_valid_page_has_no_error_summary(cast) -> None:
     assert 'id="form-errors"' not in browser(cast.admin).get(PAGE).content.decode()
+def test_a_policy_stored_with_an_unpaired_surrogate_still_shows_with_its_history(cast) -> None:
+    if connection.vendor == "postgresql":
+        pytest.skip("PostgreSQL's jsonb never stored unpaired surrogates")
+    # As stored (on SQLite) before the API refused it.
+    policy_update(organization=cast.org, actor=Actor.of(cast.admin),
+                  changes={"sandbox_network_reason": "why \ud800",
+                           "denied_paths": ["secrets/\udc00/**"]})
+    response = browser(cast.admin).get(PAGE)
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "why \ufffd" in page and "secrets/\ufffd/**" in page

@@ -4,6 +4,7 @@ id, so a client that lost its socket resumes exactly where it stopped."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
@@ -13,6 +14,8 @@ from rest_framework.response import Response
 
 from accounts.api.views import READ_ERRORS, OrgEndpoint, errors
 from accounts.models import ActorType, AuditEvent
+from accounts.roles import hidden_event_prefixes
+from haao.text import displayable_data
 from tickets.selectors import project_by_key, project_events, ticket_by_key, ticket_events
 
 MAX_LIMIT = 500
@@ -37,6 +40,10 @@ class EventSerializer(serializers.ModelSerializer):
         fields = ["seq", "created_at", "type", "actor_type", "actor_label", "target_type",
                   "target_label", "data"]
         read_only_fields = fields
+
+    def to_representation(self, instance: AuditEvent) -> Any:
+        # Rows stored before input was checked may hold unpaired surrogates: shown replaced.
+        return displayable_data(super().to_representation(instance))
 
 
 class EventPageSerializer(serializers.Serializer):
@@ -84,8 +91,9 @@ class ProjectEventsView(EventStreamView):
         project = project_by_key(membership=self.membership, key=key)
         if project is None:
             raise NotFound()
+        hidden = hidden_event_prefixes(self.membership.role)
         return self.page(request, lambda after, limit: project_events(
-            project=project, after=after, limit=limit))
+            project=project, after=after, limit=limit, hidden=hidden))
 
 
 @extend_schema(tags=["events"])

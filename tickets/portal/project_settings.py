@@ -112,7 +112,7 @@ def _argv(text: str) -> Any:
         return []
     try:
         parsed = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # refused by the service as not an argv list
         return text
     return parsed if isinstance(parsed, list) else text
 

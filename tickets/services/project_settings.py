@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from haao import text
 from haao.errors import ApplicationError
 from tickets.models import DeliveryMode, ForgeKind, Project, RepositoryAuth
 
@@ -57,6 +58,9 @@ def clean_argv(value: Any, *, field: str) -> list[str]:
             raise _invalid(field, f"{field}: argument {index + 1} must be a non-empty string.")
         if "\x00" in item:
             raise _invalid(field, f"{field}: argument {index + 1} contains a NUL byte.")
+        if not text.is_encodable(item):
+            raise _invalid(field, f"{field}: argument {index + 1} "
+                                  f"{text.UNPAIRED_SURROGATE}.")
         if len(item) > ARGV_MAX_LENGTH:
             raise _invalid(field, f"{field}: argument {index + 1} is longer than "
                                   f"{ARGV_MAX_LENGTH} characters.")

@@ -16,6 +16,7 @@ from guardian.shortcuts import assign_perm, remove_perm
 
 from accounts.audit import SYSTEM, Actor, audit_record
 from accounts.models import Membership, Organization, User
+from accounts.signals import access_reduce
 from haao.errors import ApplicationError, Conflict, NotFound
 from tickets.models import Project, RepositoryAuth
 from tickets.services.project_settings import (
@@ -236,4 +237,6 @@ def project_grant_set(*, organization: Organization, project: Project, user: Use
                          type="project.grants_changed", target=project,
                          data={"user": user.email, "before": sorted(before),
                                "after": sorted(grants)})
+        if before - grants:
+            access_reduce(users=[user.pk])
     return grants

@@ -44,7 +44,7 @@ def run(scenario: Callable[[], Awaitable[Any]]) -> Any:
 
 
 def headers_for(user: Any | None) -> list[tuple[bytes, bytes]]:
-    headers = [(b"origin", b"http://localhost")]
+    headers = [(b"origin", settings.BASE_URL.encode())]
     if user is not None:
         client = Client()
         client.force_login(user)
@@ -275,9 +275,14 @@ def test_an_anonymous_visitor_is_refused(cast) -> None:
     assert run(lambda: close_code(PAY, headers)) == 4403
 
 
-def test_a_member_without_access_to_the_project_is_refused(cast) -> None:
+def test_a_member_without_access_to_a_project_cannot_tell_it_exists(cast) -> None:
+    TicketFactory(project=cast.project, requirement__project=cast.project, number=1)
     headers = headers_for(cast.member)
-    assert run(lambda: close_code(PAY, headers)) == 4403
+    # Not allowed and not there answer alike.
+    assert run(lambda: close_code(PAY, headers)) == 4404
+    assert run(lambda: close_code("/ws/o/acme/projects/NOPE/events/", headers)) == 4404
+    assert run(lambda: close_code("/ws/o/acme/tickets/PAY-1/events/", headers)) == 4404
+    assert run(lambda: close_code("/ws/o/acme/tickets/PAY-9/events/", headers)) == 4404
 
 
 def test_an_outsider_gets_not_found_as_for_an_organization_that_does_not_exist(cast) -> None:
@@ -372,7 +377,7 @@ def test_an_organization_that_requires_sso_streams_only_to_a_session_through_its
     client = Client()
     client.force_login(cast.admin)
     name = settings.SESSION_COOKIE_NAME
-    cookie = [(b"origin", b"http://localhost"),
+    cookie = [(b"origin", settings.BASE_URL.encode()),
               (b"cookie", f"{name}={client.cookies[name].value}".encode())]
     # Signed in with a password: the organization's rule is not met.
     assert run(lambda: close_code(PAY, cookie)) == 4403
@@ -390,3 +395,118 @@ def test_an_organization_that_requires_sso_streams_only_to_a_session_through_its
         return events
 
     assert run(scenario) is not None
+
+
+def signed_in(user: Any) -> tuple[Client, list[tuple[bytes, bytes]]]:
+    client = Client()
+    client.force_login(user)
+    name = settings.SESSION_COOKIE_NAME
+    return client, [(b"origin", settings.BASE_URL.encode()),
+                    (b"cookie", f"{name}={client.cookies[name].value}".encode())]
+
+
+def closed_after(cast: Any, headers: list[tuple[bytes, bytes]],
+                 change: Callable[[], None]) -> int:
+    """Open a stream, make `change`, then the close code the open socket receives."""
+    async def scenario() -> int:
+        communicator = await open_stream(PAY, headers)
+        await read_until_caught_up(communicator)
+        await database_sync_to_async(change)()
+        output = await communicator.receive_output(timeout=TIMEOUT)
+        while output["type"] == "websocket.send":  # events written by the change itself
+            output = await communicator.receive_output(timeout=TIMEOUT)
+        assert output["type"] == "websocket.close", output
+        await communicator.disconnect()
+        return int(output["code"])
+
+    return run(scenario)
+
+
+def test_an_open_socket_closes_when_the_members_project_grant_is_withdrawn(cast) -> None:
+    grant_view(cast, cast.member)
+    _, headers = signed_in(cast.member)
+
+    def withdraw() -> None:
+        ticket_services.project_grant_set(organization=cast.org, project=cast.project,
+                                          user=cast.member, grants=set(), actor=cast.admin)
+
+    assert closed_after(cast, headers, withdraw) == 4404
+
+
+def test_an_open_socket_closes_when_the_member_is_removed_from_the_organization(cast) -> None:
+    from accounts import services as account_services
+    from accounts.models import Membership
+
+    _, headers = signed_in(cast.manager)
+
+    def remove() -> None:
+        account_services.membership_remove(
+            organization=cast.org, actor=cast.admin,
+            membership=Membership.objects.get(organization=cast.org, user=cast.manager))
+
+    assert closed_after(cast, headers, remove) == 4404
+
+
+def test_an_open_socket_closes_when_its_session_signs_out(cast) -> None:
+    client, headers = signed_in(cast.admin)
+
+    def sign_out() -> None:
+        assert client.post("/accounts/logout/").status_code == 302
+
+    assert closed_after(cast, headers, sign_out) == 4403
+
+
+def test_a_socket_stays_open_when_someone_elses_access_shrinks(cast) -> None:
+    grant_view(cast, cast.member)
+    _, headers = signed_in(cast.admin)
+    member_client, _ = signed_in(cast.member)
+
+    async def scenario() -> list[int]:
+        communicator = await open_stream(PAY, headers)
+        await read_until_caught_up(communicator)
+
+        def others_lose_access() -> None:
+            ticket_services.project_grant_set(organization=cast.org, project=cast.project,
+                                              user=cast.member, grants=set(), actor=cast.admin)
+            member_client.post("/accounts/logout/")
+            record(cast, 1)
+
+        await database_sync_to_async(others_lose_access)()
+        received = []
+        while not received or received[-1] != 0:
+            message = await communicator.receive_json_from(timeout=TIMEOUT)
+            received.append(message["event"]["data"].get("n", -1))
+        await communicator.disconnect()
+        return received
+
+    assert run(scenario)[-1] == 0
+
+
+@pytest.mark.parametrize("origin", ["https://127.0.0.1:8000", "http://127.0.0.1:8001",
+                                    "http://127.0.0.1", "http://evil.example"])
+def test_a_socket_from_another_origin_is_refused_even_on_the_same_host(cast, settings,
+                                                                      origin) -> None:
+    settings.WEBSOCKET_ALLOWED_ORIGINS = ["http://127.0.0.1:8000"]
+    _, headers = signed_in(cast.admin)
+    other = [(b"origin", origin.encode()), *headers[1:]]
+
+    async def scenario() -> bool:
+        communicator = WebsocketCommunicator(application, PAY, headers=other)
+        connected, _ = await communicator.connect(timeout=TIMEOUT)
+        await communicator.disconnect()
+        return connected
+
+    assert run(scenario) is False
+
+
+def test_a_socket_of_a_deactivated_account_closes_at_the_next_periodic_check(
+        cast, monkeypatch) -> None:
+    from accounts.models import User
+
+    monkeypatch.setattr(consumers, "SAFETY_SECONDS", 0.2)
+    _, headers = signed_in(cast.manager)
+
+    def deactivate() -> None:  # no notification: only the periodic check can notice
+        User.objects.filter(pk=cast.manager.pk).update(is_active=False)
+
+    assert closed_after(cast, headers, deactivate) == 4403

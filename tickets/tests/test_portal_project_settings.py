@@ -119,6 +119,8 @@ def test_a_blank_token_keeps_the_stored_one(cast) -> None:
     ("repository_url", "/etc", "HAAO_LOCAL_REPOSITORIES"),
     ("default_branch", "a..b", "not a valid branch name"),
     ("delivery", "pull_request", "forge"),
+    ("test_command", '["pytest", "\\ud800"]', "unpaired surrogate"),
+    ("test_command", "[" * 10_000 + "]" * 10_000, "argv list"),
 ])
 def test_bad_settings_rerender_with_the_error_and_store_nothing(
         cast, field, value, words) -> None:

@@ -25,6 +25,7 @@ from accounts.models import (
     AuditEvent,
 )
 from accounts.roles import Capability
+from accounts.selectors import audit_events_readable
 from accounts.views.base import OrgView
 from accounts.views.console.base import (
     AUDIT_PAGE_SIZE,
@@ -32,15 +33,16 @@ from accounts.views.console.base import (
     SUMMARY_LENGTH,
     ConsolePage,
 )
+from haao.text import displayable
 
 
-def _audit_types(org: Any) -> list[str]:
-    return list(AuditEvent.objects.for_org(org).order_by("type")
+def _audit_types(membership: Any) -> list[str]:
+    return list(audit_events_readable(membership=membership).order_by("type")
                 .values_list("type", flat=True).distinct())
 
 
-def _audit_events(org: Any, filters: dict[str, Any]) -> QuerySet[AuditEvent]:
-    events = AuditEvent.objects.for_org(org).order_by("-seq")
+def _audit_events(membership: Any, filters: dict[str, Any]) -> QuerySet[AuditEvent]:
+    events = audit_events_readable(membership=membership).order_by("-seq")
     if filters.get("actor"):
         events = events.filter(Q(actor_label__icontains=filters["actor"])
                                | Q(actor_user__name__icontains=filters["actor"]))
@@ -73,17 +75,20 @@ class AuditLogView(ConsolePage):
     template_name = "console/audit.html"
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        types = _audit_types(self.org)
+        types = _audit_types(self.membership)
         form = AuditFilterForm(request.GET or None, types=types)
         if form.is_bound and not form.is_valid():
             return self.render(400, form=form, page_obj=None, events=[], filtered=True)
         filters = form.cleaned_data if form.is_bound else {}
-        paginator = Paginator(_audit_events(self.org, filters).select_related("actor_user"),
+        paginator = Paginator(_audit_events(self.membership, filters).select_related("actor_user"),
                               AUDIT_PAGE_SIZE)
         page_obj = paginator.get_page(request.GET.get("page"))
         events = list(page_obj.object_list)
         for event in events:
-            event.summary = summarize(event.data)
+            # Rows stored before input was checked may hold unpaired surrogates.
+            event.actor_label = displayable(event.actor_label)
+            event.target_label = displayable(event.target_label)
+            event.summary = displayable(summarize(event.data))
         query = request.GET.copy()
         query.pop("page", None)
         return self.render(form=form, page_obj=page_obj, events=events,
@@ -94,7 +99,7 @@ class AuditLogView(ConsolePage):
 
 def csv_cell(value: Any) -> str:
     """A cell a spreadsheet shows as text: formula-like values get a leading apostrophe."""
-    text = "" if value is None else str(value)
+    text = "" if value is None else displayable(str(value))
     return "'" + text if text.startswith(FORMULA_PREFIXES) else text
 
 
@@ -109,13 +114,13 @@ class AuditCSVView(OrgView, View):
     required_capability = Capability.VIEW_AUDIT
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        form = AuditFilterForm(request.GET, types=_audit_types(self.org))
+        form = AuditFilterForm(request.GET, types=_audit_types(self.membership))
         if not form.is_valid():
             problems = "; ".join(f"{name}: {' '.join(str(e) for e in errors)}"
                                  for name, errors in form.errors.items())
             return HttpResponse(f"Bad filter: {problems}\n", status=400,
                                 content_type="text/plain; charset=utf-8")
-        events = _audit_events(self.org, form.cleaned_data)
+        events = _audit_events(self.membership, form.cleaned_data)
         slug = self.org.slug
         writer = csv.writer(_Echo())
 

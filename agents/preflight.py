@@ -158,8 +158,10 @@ def _run_tests(project: Project, *, repo: Any, head: str, now: str) -> SetupRepo
     failed = _failed_count(output)
     counted = f"{failed} failed" if failed else run.expectation
     return report(SetupStatus.TESTS_FAIL_ON_BASE, f"The test command `{shown}` already fails "
-                  f"on {project.default_branch} at {short} ({counted}): fix the branch or the "
-                  "command before approving tickets, or no ticket can pass.", failed)
+                  f"on {project.default_branch} at {short} ({counted}), before any ticket "
+                  "changes a line: only a ticket that fixes these failures can pass its "
+                  "checks. If no ticket is meant to, fix the branch or the command first.",
+                  failed)
 
 
 def _machine(error: ApplicationError, *, now: str, branch: str, head: str) -> SetupReport:

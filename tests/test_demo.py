@@ -8,15 +8,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
-import pytest
 
-from tests.test_serve import free_port
+from tests.demo_server import free_port, free_port_pair, manage, poll, status_of
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN_SCRIPT = """
@@ -30,41 +26,6 @@ _, raw = api_token_create(organization=org, user=user, name="demo test",
                           scopes=["read", "write"], expires_at=timezone.now() + timedelta(days=1))
 print(raw)
 """
-
-
-def manage(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
-
-
-def free_port_pair() -> int:
-    for _ in range(50):
-        port = free_port()
-        if port < 65000:
-            try:
-                import socket
-
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", port + 1))
-                return port
-            except OSError:
-                continue
-    raise RuntimeError("no two free neighbouring ports")
-
-
-def poll(read: Callable[[], Any], *, until: Callable[[Any], bool], timeout: float,
-         what: str, logs: Path) -> Any:
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = read()
-        if until(value):
-            return value
-        time.sleep(0.5)
-    pytest.fail(f"timed out waiting for {what}; last: {value}\n"
-                f"{logs.read_text(errors='replace')[-5000:]}")
 
 
 def test_the_demo_takes_a_requirement_to_a_merged_commit(tmp_path: Path) -> None:
@@ -88,7 +49,7 @@ def test_the_demo_takes_a_requirement_to_a_merged_commit(tmp_path: Path) -> None
     api = httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1/orgs/demo/",
                        headers={"Authorization": f"Bearer {token}"}, timeout=10)
     try:
-        poll(lambda: _status(f"http://127.0.0.1:{port}/health"), until=lambda s: s == 200,
+        poll(lambda: status_of(f"http://127.0.0.1:{port}/health"), until=lambda s: s == 200,
              timeout=60, what="the web process", logs=log)
         created = api.post("projects/DEMO/requirements/", json={
             "title": "Invoices round half a cent the wrong way",
@@ -131,9 +92,3 @@ def test_the_demo_takes_a_requirement_to_a_merged_commit(tmp_path: Path) -> None
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
 
-
-def _status(url: str) -> int:
-    try:
-        return httpx.get(url, timeout=2).status_code
-    except httpx.HTTPError:
-        return 0

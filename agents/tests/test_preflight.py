@@ -100,8 +100,9 @@ def test_tests_that_already_fail_on_main_are_named_with_the_commit(
     assert report.status == SetupStatus.TESTS_FAIL_ON_BASE
     assert report.failed == 1
     assert report.message.startswith(f"The test command `{' '.join(PYTEST)}` already fails on "
-                                     f"main at {short} (1 failed): fix the branch or the "
-                                     "command before approving tickets")
+                                     f"main at {short} (1 failed), before any ticket changes "
+                                     "a line: only a ticket that fixes these failures can "
+                                     "pass")
     assert "half_a_cent" in report.output_tail
     assert stored(project)["status"] == "tests_fail_on_base"
     assert last_event(cast).data["status"] == "tests_fail_on_base"

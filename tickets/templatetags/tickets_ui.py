@@ -143,12 +143,13 @@ def diff_stats(diff: str) -> dict[str, int]:
 
 @register.filter
 def money(value: Any) -> str:
-    """A cost as a decimal string in USD with 2 to 6 decimals (never through a float)."""
+    """A cost as every page shows it: USD with 2 to 6 decimals and thousands separated,
+    e.g. "1,234.5 USD" → "1,234.50 USD" (never through a float)."""
     try:
         amount = Decimal(str(value if value is not None else "0")).quantize(_MICRO)
     except (InvalidOperation, ValueError):
         return "—"
-    text = format(amount, "f")
+    text = format(amount, ",f")
     whole, _, fraction = text.partition(".")
     fraction = fraction.rstrip("0").ljust(2, "0")
     return f"{whole}.{fraction} USD"

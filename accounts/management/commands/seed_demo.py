@@ -26,9 +26,10 @@ from agents.workspaces.samples import sample_repository
 from haao.errors import ApplicationError
 from tickets.models import Project
 from tickets.services import project_create, project_grant_set
-from tickets.services.projects import project_repository_set
+from tickets.services.projects import project_repository_set, project_update
 
 DEMO_SLUG = "demo"
+SAMPLE_TEST_COMMAND = ["python", "-m", "pytest", "-q", "-p", "no:cacheprovider"]
 SAMPLE_CODER = "Sample models · coder"
 SAMPLE_TECH_LEAD = "Sample models · Tech Lead"
 SAMPLE_AUDITOR = "Sample models · auditor"
@@ -195,11 +196,18 @@ class Command(BaseCommand):
         """The sample project's code as the demo project's repository, created once."""
         organization = Organization.objects.get(slug=DEMO_SLUG)
         project = Project.objects.for_org(organization).filter(key="DEMO").first()
-        if project is None or project.repository:
+        if project is None:
+            return
+        admin = User.objects.get(email=DEMO_USERS[0][0])
+        if not project.test_command:
+            # The sample's own tests: every ticket's checks include them, and "Check setup"
+            # runs them on the default branch before any model is called.
+            project = project_update(project=project, actor=admin,
+                                     changes={"test_command": SAMPLE_TEST_COMMAND})
+        if project.repository:
             return
         repository = sample_repository(Path(settings.DATA_DIR) / "samples")
-        project_repository_set(project=project, repository=str(repository),
-                               actor=User.objects.get(email=DEMO_USERS[0][0]))
+        project_repository_set(project=project, repository=str(repository), actor=admin)
         if not sandbox_available():
             # Without bubblewrap the demo's checks could not run at all; the sample code is
             # HAAO's own, and every such attempt carries a warning that it ran unsandboxed.

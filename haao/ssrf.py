@@ -304,20 +304,6 @@ def allowlisted(host: str, port: int, *, allowlist: Iterable[str] | None = None,
     return bool(addresses) and all(permitted.permits_address(a, port) for a in addresses)
 
 
-def redact_url(url: str) -> str:
-    """`url` without its user name and password, for logs, audit entries and pages."""
-    if not isinstance(url, str) or "@" not in url:
-        return url
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url.rsplit("@", 1)[-1]
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"***@{host}"))
-
-
 # --- Transports that connect only to the address they checked ----------------------------------
 
 def _pinned_netloc(address: IPAddress, port: int | None) -> str:

@@ -5,6 +5,7 @@ portal's JSON form fields; and the one way readers render text already stored.""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +13,8 @@ from typing import Any
 # deepest legitimate input (an Atomic Ticket inside a request) needs far fewer levels.
 MAX_JSON_DEPTH = 64
 UNPAIRED_SURROGATE = "must be valid Unicode text (it contains an unpaired surrogate)"
+# The user name and password part of any URL in a text ("https://bot:token@host/…").
+_URL_USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
 
 
 class TextInvalid(ValueError):
@@ -31,8 +34,17 @@ def is_encodable(text: str) -> bool:
     return True
 
 
+def redact_userinfo(text: str) -> str:
+    """Drop user:password@ from any URL in `text`, so credentials never reach a message, a log
+    or a page."""
+    return _URL_USERINFO.sub("***@", text)
+
+
 def displayable(text: str) -> str:
-    """`text` with every character UTF-8 cannot carry (a lone surrogate) replaced by U+FFFD."""
+    """`text` as a reader shows it: any URL's credentials redacted (rows stored before URLs
+    with them were refused), every character UTF-8 cannot carry (a lone surrogate) as U+FFFD."""
+    if "@" in text:
+        text = redact_userinfo(text)
     if is_encodable(text):
         return text
     return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")

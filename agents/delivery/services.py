@@ -23,9 +23,10 @@ from agents.delivery.packs import commits_ensure, pack_save
 from agents.models import DeliveryStatus, IntegrationBranch, PullRequestState
 from agents.selectors import NO_COST, ticket_costs
 from agents.workspaces.attempts import merge_commits
-from agents.workspaces.git import WorkspaceError, git, redact
+from agents.workspaces.git import WorkspaceError, git
 from agents.workspaces.remote import remote_access
 from haao.errors import ApplicationError
+from haao.text import redact_userinfo
 from tickets.models import DeliveryMode, Project
 from tickets.services import requirement_deliver
 
@@ -165,7 +166,7 @@ def _take_in(branch: IntegrationBranch, repo: Path, remote: str) -> str:
 
 def _failure_words(branch: IntegrationBranch, output: str) -> str:
     """Why a fetch or push failed, in words an admin can act on; never the token."""
-    text = redact(output).strip()
+    text = redact_userinfo(output).strip()
     token = getattr(branch.project, "token", None)
     secret = token.reveal() if token else ""
     if secret:

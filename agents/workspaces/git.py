@@ -6,7 +6,6 @@ import contextlib
 import fcntl
 import functools
 import os
-import re
 import subprocess
 import tempfile
 import time
@@ -14,6 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from haao.errors import ApplicationError
+from haao.text import redact_userinfo
 
 AUTHOR_NAME = "HAAO"
 AUTHOR_EMAIL = "haao@localhost"
@@ -47,7 +47,6 @@ _CONFIG = (
     "user.name=" + AUTHOR_NAME,
     "user.email=" + AUTHOR_EMAIL,
 )
-_URL_USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
 
 
 class WorkspaceError(ApplicationError):
@@ -87,11 +86,6 @@ def git_env() -> dict[str, str]:
     }
 
 
-def redact(text: str) -> str:
-    """Drop user:password@ from any URL in text, so credentials never reach a message or log."""
-    return _URL_USERINFO.sub("***@", text)
-
-
 def git(args: Sequence[str], *, cwd: Path, check: bool = True, input_text: str | None = None,
         timeout: float = DEFAULT_TIMEOUT, env: Mapping[str, str] | None = None,
         input_bytes: bytes | None = None) -> subprocess.CompletedProcess[str]:
@@ -124,7 +118,7 @@ def git(args: Sequence[str], *, cwd: Path, check: bool = True, input_text: str |
         raise WorkspaceError("git is not installed on this worker.") from None
     if check and result.returncode != 0:
         raise WorkspaceError(
-            f"git {args[0]} failed: {redact(_tail(result.stderr or result.stdout))}",
+            f"git {args[0]} failed: {redact_userinfo(_tail(result.stderr or result.stdout))}",
             details={"command": args[0], "exit_code": result.returncode})
     return result
 

@@ -26,8 +26,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.utils import timezone
 
-from agents.workspaces.git import WorkspaceError, git, redact
+from agents.workspaces.git import WorkspaceError, git
 from haao.errors import ApplicationError
+from haao.text import redact_userinfo
 from tickets.models import ForgeKind, Project, RepositoryAuth
 from tickets.services.project_settings import revealed
 
@@ -175,7 +176,7 @@ def deploy_key_generate(*, project: Project, actor: Any) -> str:
 
 def _scrub(text: str, project: Project) -> str:
     """git's words without credentials: URLs' userinfo and the token itself are removed."""
-    text = redact(text)
+    text = redact_userinfo(text)
     token = revealed(project.token)
     if token:
         text = text.replace(token, "***")
@@ -229,7 +230,8 @@ def _explain(stderr: str, project: Project) -> tuple[bool, bool, str]:
     if any(s in text for s in ("repository not found", "not found", "does not appear to be a "
                                "git repository", "no such file or directory", " 404")):
         return True, False, (
-            f"The repository was not found at {redact(project.repository)}. Check the path; "
+            f"The repository was not found at {redact_userinfo(project.repository)}. "
+            "Check the path; "
             "a private repository also answers like this when the credentials lack access.")
     return False, False, f"git could not reach the repository: {said or 'no reason given'}"
 

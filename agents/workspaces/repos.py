@@ -10,8 +10,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from agents.workspaces.git import FETCH_TIMEOUT, check_branch_name, file_lock, git, redact
+from agents.workspaces.git import FETCH_TIMEOUT, check_branch_name, file_lock, git
 from haao.errors import ApplicationError
+from haao.text import redact_userinfo
 
 _PROJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # user@host:path, git's scp-like form of an ssh URL.
@@ -35,7 +36,7 @@ def check_repository(repository: str) -> str:
     """Return repository if it is an absolute local path or an allowed URL, else raise."""
     if not isinstance(repository, str) or not repository.strip():
         raise RepositoryRefused("The repository location is empty.")
-    shown = redact(repository[:200])
+    shown = redact_userinfo(repository[:200])
     if any(char in repository for char in "\x00\n\r") or repository != repository.strip():
         raise RepositoryRefused(f"The repository location {shown!r} contains control "
                                 "characters or surrounding spaces.")
@@ -123,7 +124,7 @@ def _fetch(repo: Path, default_branch: str, env: Mapping[str, str] | None = None
                  timeout=FETCH_TIMEOUT, env=env)
     if result.returncode != 0:
         raise ApplicationError(
-            f"The repository could not be fetched: {redact(result.stderr.strip()[-600:])}",
+            f"The repository could not be fetched: {redact_userinfo(result.stderr.strip()[-600:])}",
             code="repository_unreachable", details={"exit_code": result.returncode})
     if git(["show-ref", "--verify", "--quiet", f"refs/remotes/origin/{default_branch}"],
            cwd=repo, check=False).returncode != 0:

@@ -19,9 +19,9 @@ from accounts.roles import Capability
 from accounts.views.console import ConsolePage
 from accounts.views.console.base import no_store, service_error
 from agents.preflight import setup_check
-from agents.workspaces.git import redact
 from agents.workspaces.remote import connection_test, deploy_key_generate, known_host_keys
 from haao.errors import ApplicationError
+from haao.text import redact_userinfo
 from tickets import services
 from tickets.models import DeliveryMode, ForgeKind, Project, RepositoryAuth, project_key_validator
 from tickets.selectors import project_by_key, webhook_url
@@ -90,7 +90,7 @@ class ProjectSettingsForm(forms.Form):
             # service refuses the redacted URL with the same words.
             data = QueryDict(mutable=True)
             data.update(self.data)
-            data["repository_url"] = redact(url)
+            data["repository_url"] = redact_userinfo(url)
             self.data = data
 
     def values(self) -> dict[str, Any]:

@@ -117,9 +117,9 @@ def forge_detect(url: str) -> str:
 
 def clean_repository_url(url: Any) -> str:
     """A repository location HAAO may use: no credentials, a public host or an allowed path."""
-    from agents.workspaces.git import redact
     from agents.workspaces.repos import RepositoryRefused, check_repository
     from haao.ssrf import UnsafeEndpointURL, allowlisted, check_endpoint_url
+    from haao.text import redact_userinfo
 
     field = "repository_url"
     if not isinstance(url, str):
@@ -140,7 +140,7 @@ def clean_repository_url(url: Any) -> str:
     try:
         check_repository(url)
     except RepositoryRefused as error:
-        raise _invalid(field, redact(error.message)) from None
+        raise _invalid(field, redact_userinfo(error.message)) from None
     local = local_repository_path(url)
     if local is not None:
         resolved = Path(os.path.realpath(local))
@@ -262,15 +262,17 @@ def project_settings_clean(values: Mapping[str, Any], *,
 
 def project_public(project: Project) -> dict[str, Any]:
     """What the audit log may say about a project's settings: everything but the secrets."""
-    from agents.workspaces.git import redact
+    from haao.text import redact_userinfo
 
     return {
         "name": project.name, "description": project.description[:200],
-        "repository_url": redact(project.repository), "default_branch": project.default_branch,
+        "repository_url": redact_userinfo(project.repository),
+        "default_branch": project.default_branch,
         "setup_command": project.setup_command, "test_command": project.test_command,
         "auth_method": project.auth_method, "token_username": project.token_username,
         "delivery": project.delivery, "forge": project.forge,
-        "forge_api_url": redact(project.forge_api_url), "intake_label": project.intake_label,
+        "forge_api_url": redact_userinfo(project.forge_api_url),
+        "intake_label": project.intake_label,
         "has_token": bool(project.token),
     }
 

@@ -33,7 +33,7 @@ from accounts.views.console.base import (
     SUMMARY_LENGTH,
     ConsolePage,
 )
-from haao.text import displayable
+from haao.text import displayable, displayable_data
 
 
 def _audit_types(membership: Any) -> list[str]:
@@ -88,7 +88,8 @@ class AuditLogView(ConsolePage):
             # Rows stored before input was checked may hold unpaired surrogates.
             event.actor_label = displayable(event.actor_label)
             event.target_label = displayable(event.target_label)
-            event.summary = displayable(summarize(event.data))
+            # Made displayable before it is cut short, so a cut URL keeps no credentials.
+            event.summary = summarize(displayable_data(event.data))
         query = request.GET.copy()
         query.pop("page", None)
         return self.render(form=form, page_obj=page_obj, events=events,

@@ -14,9 +14,9 @@ import logging
 import re
 import shlex
 from dataclasses import asdict, dataclass
-from enum import StrEnum
 from typing import Any
 
+from django.db import models
 from django.utils import timezone
 
 from agents import sandbox
@@ -46,7 +46,7 @@ _FAILED_TEST = re.compile(r"^FAILED (\S+)", re.MULTILINE)
 FAILED_TESTS_SHOWN = 5
 
 
-class SetupStatus(StrEnum):
+class SetupStatus(models.TextChoices):
     OK = "ok"
     NO_REPOSITORY = "no_repository"
     UNREACHABLE = "unreachable"

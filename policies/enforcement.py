@@ -84,6 +84,12 @@ def command_refusal(policy: EffectivePolicy, argv: Sequence[str]) -> Refusal | N
     """Whether a Definition-of-Done check may start its program (argv[0])."""
     program = str(argv[0]) if argv else ""
     if program in policy.allowed_programs:
+        option = rules.inline_code_option(argv)
+        if option and not policy.inline_code:
+            return Refusal("inline_code", False,
+                           f"The check runs code typed on its command line ({program[:100]} "
+                           f"{option} …), which the policy does not allow: run a file of the "
+                           "repository instead, or an admin turns on inline code.")
         return None
     shown = program[:100]
     return Refusal("allowed_programs", shown,

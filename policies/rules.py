@@ -32,6 +32,39 @@ DEFAULT_DENIED_PATHS = (
 DEFAULT_PROGRAMS = ("pytest", "python", "python3", "npm", "npx", "node", "make", "go", "cargo",
                     "ruff", "mypy", "tox")
 
+# Interpreters and the options that make them run code given on the command line instead of
+# a file: refused unless the policy's `inline_code` allows it.
+INLINE_CODE_OPTIONS: dict[str, frozenset[str]] = {
+    "python": frozenset({"-c"}), "node": frozenset({"-e", "--eval", "-p", "--print"}),
+    "perl": frozenset({"-e", "-E"}), "ruby": frozenset({"-e"}), "php": frozenset({"-r"}),
+    "deno": frozenset({"eval"}), "bun": frozenset({"-e", "--eval", "-p", "--print"}),
+    "sh": frozenset({"-c"}), "bash": frozenset({"-c"}),
+}
+
+
+def inline_code_option(argv: Sequence[str]) -> str | None:
+    """The option by which `argv` runs code typed on its command line, if it does:
+    `python3.12 -c …` → "-c", `node --eval=…` → "--eval"; options combined with others
+    (`python -Bc …`) count too."""
+    if not argv:
+        return None
+    program = str(argv[0]).rsplit("/", 1)[-1]
+    family = "python" if program.startswith("python") else program
+    options = INLINE_CODE_OPTIONS.get(family)
+    if options is None:
+        return None
+    for arg in map(str, argv[1:]):
+        name = arg.split("=", 1)[0]
+        if name in options:
+            return name
+        if family in ("python", "perl", "ruby", "sh", "bash") and arg.startswith("-") \
+                and not arg.startswith("--") and any(f"-{c}" in options for c in arg[1:]):
+            return next(f"-{c}" for c in arg[1:] if f"-{c}" in options)
+        if not arg.startswith("-"):
+            return None  # a script file: what follows is its own arguments
+    return None
+
+
 # Programs HAAO knows as test runners, build tools and linters; a policy may allow these,
 # or a script inside the repository ("./scripts/check").
 KNOWN_PROGRAMS = frozenset({
@@ -97,6 +130,10 @@ RULES: tuple[Rule, ...] = (
     Rule("allowed_programs", "Programs checks may run", "programs", DEFAULT_PROGRAMS,
          "The first element of a Definition-of-Done command: a known tool, or a script in the "
          "repository such as ./scripts/check.", "Checks"),
+    Rule("inline_code", "Inline code in checks", "bool", False,
+         "Allow checks such as python -c '…' or node -e '…'. Off, an interpreter runs files "
+         "of the repository (and the test runners do), never a program typed into the "
+         "check.", "Checks"),
     Rule("sandbox_timeout_seconds", "Sandbox time limit", "int", 600,
          "Wall-clock seconds one check may run.", "Checks", 1, 3600, unit="s"),
     Rule("sandbox_memory_mb", "Sandbox memory limit", "int", 4096,

@@ -27,6 +27,7 @@ class EffectivePolicy:
     max_changed_files: int
     max_changed_lines: int
     allowed_programs: list[str]
+    inline_code: bool
     sandbox_timeout_seconds: int
     sandbox_memory_mb: int
     sandbox_max_processes: int

@@ -91,8 +91,10 @@ class Processes:
         self.procs["web"] = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
              "haao.asgi:application"],
+            # Its own address is HAAO_BASE_URL: live sockets open only from that origin.
             cwd=ROOT, env={**self.env(), "HAAO_HTTPS": "false", "DEBUG": "false",
-                           "ALLOWED_HOSTS": "127.0.0.1,localhost"},
+                           "ALLOWED_HOSTS": "127.0.0.1,localhost",
+                           "HAAO_BASE_URL": f"http://127.0.0.1:{port}"},
             stdout=log, stderr=log, start_new_session=True)
         url = f"http://127.0.0.1:{port}"
 

@@ -274,7 +274,8 @@ def test_planted_secrets_never_reach_the_cloud(
     services.project_grant_set(organization=cast.org, project=project,
                                user=cast.product_owner, grants={"approve"}, actor=cast.admin)
     # The Tech Lead's own work is audited too here, so the audit's request is checked as well.
-    set_policy(cast, project, retry_budget=0, audit_work="all")
+    # The check prints files with python -c: code on its command line, allowed here.
+    set_policy(cast, project, retry_budget=0, audit_work="all", inline_code=True)
     files = [path for path in sorted(repo.rglob("*")) if path.is_file() and ".git" not in
              path.parts and path.name != "SECRETS.txt"]
     context = [{"path": str(path.relative_to(repo)), "line_start": 1,
@@ -341,7 +342,7 @@ def test_the_sandbox_network_stays_off_until_an_admin_turns_it_on_with_a_reason(
     port = int(cloud.url.rsplit(":", 1)[1].split("/")[0])
     reach_host = ["python", "-c", f"import socket; socket.create_connection(('127.0.0.1', "
                                   f"{port}), timeout=3); print('connected')"]
-    set_policy(cast, project, retry_budget=0, escalation_allowed=False)
+    set_policy(cast, project, retry_budget=0, escalation_allowed=False, inline_code=True)
     start(cast, coder, cloud, processes, tech_lead=one_check(
         {"name": "reach the host", "command": reach_host, "output_must_contain": ["connected"]}))
 
@@ -362,7 +363,7 @@ def test_the_sandbox_time_limit_of_the_policy_ends_a_slow_check(
         cast: Any, project: Project, coder: OpenAIServer, cloud: AnthropicServer,
         processes: Processes) -> None:
     set_policy(cast, project, sandbox_timeout_seconds=2, retry_budget=0,
-               escalation_allowed=False)
+               escalation_allowed=False, inline_code=True)
     start(cast, coder, cloud, processes, tech_lead=one_check(
         {"name": "slow", "command": ["python", "-c", "import time; time.sleep(60)"]}))
 

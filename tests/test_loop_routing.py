@@ -57,7 +57,7 @@ def note_ticket(number: int) -> dict[str, Any]:
         title=f"Write note {number}", objective=f"Create notes/{number}.txt.",
         allowed_paths=[f"notes/{number}.txt"],
         code_context=[{"path": "README.md", "line_start": 1, "line_end": 3}],
-        definition_of_done=[{"name": "python runs", "command": ["python", "-c", "pass"],
+        definition_of_done=[{"name": "python runs", "command": ["python", "--version"],
                              "expected_exit_code": 0, "timeout_seconds": 60}])
 
 

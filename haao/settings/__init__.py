@@ -23,12 +23,19 @@ if len(SECRET_KEY) < 50 and not DEBUG:
 DATA_DIR = Path(env.string("HAAO_DATA_DIR", str(BASE_DIR / "var"))).resolve()
 # SQLite, the embedded broker and collected static files live here; create it on first start.
 (DATA_DIR / "static").mkdir(parents=True, exist_ok=True)
-BASE_URL = env.string("HAAO_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+# Where people reach HAAO; by default what `manage.py serve` (make run) listens on, PORT.
+BASE_URL = env.string("HAAO_BASE_URL",
+                      f"http://127.0.0.1:{env.integer('PORT', 8000, minimum=1)}").rstrip("/")
 ALLOWED_HOSTS = env.string_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.string_list("CSRF_TRUSTED_ORIGINS", [BASE_URL])
 CSRF_FAILURE_VIEW = "haao.views.csrf_failure"
 # Origins (scheme, host and port) whose pages may open live sockets (haao/asgi.py).
-WEBSOCKET_ALLOWED_ORIGINS = list(dict.fromkeys([BASE_URL, *CSRF_TRUSTED_ORIGINS]))
+# On this machine alone, 127.0.0.1 and localhost are the same place (people type either).
+_loopback_twin = (BASE_URL.replace("//127.0.0.1", "//localhost", 1)
+                  if "//127.0.0.1" in BASE_URL else
+                  BASE_URL.replace("//localhost", "//127.0.0.1", 1))
+WEBSOCKET_ALLOWED_ORIGINS = list(dict.fromkeys([BASE_URL, _loopback_twin,
+                                                *CSRF_TRUSTED_ORIGINS]))
 
 # Fernet keys for secrets at rest, newest first; `manage.py reencrypt_secrets` moves old rows.
 ENCRYPTION_KEYS = env.string_list("HAAO_ENCRYPTION_KEYS", [])
@@ -320,6 +327,7 @@ SPECTACULAR_SETTINGS = {
         "RoleEnum": "accounts.roles.Role",
         "EndpointRoleEnum": "agents.models.EndpointRole",
         "DeliveryStatusEnum": "agents.models.DeliveryStatus",
+        "SetupStatusEnum": "agents.preflight.SetupStatus",
     },
 }
 

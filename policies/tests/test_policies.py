@@ -380,3 +380,30 @@ def test_denied_paths_match_whatever_case_and_trailing_dots_or_spaces(cast: Any,
     refusal = path_refusal(effective_policy(organization=cast.org), path)
     assert (refusal is not None and refusal.rule == "denied_paths") is denied
 
+
+
+@pytest.mark.parametrize(("argv", "option"), [
+    (["python", "-c", "import os"], "-c"),
+    (["python3.12", "-Bc", "print(1)"], "-c"),
+    (["python", "-I", "-c", "print(1)"], "-c"),
+    (["node", "--eval=process.exit(0)"], "--eval"),
+    (["node", "-p", "1"], "-p"),
+    (["python", "-m", "pytest", "-q"], None),
+    (["python", "scripts/check.py", "-c", "x"], None),
+    (["pytest", "-c", "setup.cfg"], None),  # pytest's -c names a config file
+])
+def test_code_typed_on_a_checks_command_line_is_recognised(argv, option) -> None:
+    assert rules.inline_code_option(argv) == option
+
+
+@pytest.mark.django_db
+def test_a_check_running_inline_code_is_refused_until_the_policy_allows_it(cast) -> None:
+    refusal = command_refusal(effective_policy(organization=cast.org), ["python", "-c", "1"])
+    assert refusal is not None and refusal.rule == "inline_code"
+    assert "python -c" in refusal.message
+    assert command_refusal(effective_policy(organization=cast.org),
+                           ["python", "-m", "pytest"]) is None
+    policy_update(organization=cast.org, actor=Actor.of(cast.admin),
+                  changes={"inline_code": True})
+    assert command_refusal(effective_policy(organization=cast.org),
+                           ["python", "-c", "1"]) is None

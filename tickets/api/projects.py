@@ -97,7 +97,7 @@ class ConnectionReportSerializer(serializers.Serializer):
 
 
 class SetupReportSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=[s.value for s in SetupStatus], read_only=True,
+    status = serializers.ChoiceField(choices=SetupStatus.choices, read_only=True,
                                      help_text="ok, or what stops the project's tests.")
     message = serializers.CharField(read_only=True, help_text="What was found and what to do.")
     checked_at = serializers.CharField(read_only=True)

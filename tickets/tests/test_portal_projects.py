@@ -270,7 +270,7 @@ def test_the_requirements_list_links_each_requirement_with_its_gate_one_count(ca
     html = browser(cast.manager).get(PAGE).content.decode()
     assert f'href="/o/acme/requirements/{waiting.key}/"' in html
     assert "Proposed (Gate 1)" in html
-    assert re.search(r'text-amber-800">2</span> <span class="text-slate-400">/ 3</span>', html)
+    assert re.search(r'text-amber-800">2</span> <span class="text-slate-500">/ 3</span>', html)
 
 
 def test_a_project_without_requirements_says_who_writes_them(cast) -> None:

@@ -11,6 +11,7 @@ import pytest
 from django.test import override_settings
 
 from accounts import services as account_services
+from accounts.audit import SYSTEM
 from agents import sandbox
 from agents import services as agent_services
 from agents.environments import environment_prepare
@@ -22,6 +23,7 @@ from agents.techlead.testing import SAMPLE_PROJECT, git_checkout
 from agents.tests.test_execution import LIMITS, RIGHT_FIX, sample_spec
 from agents.workspaces import workspace_prepare
 from agents.workspaces.git import git
+from policies.services import policy_update
 from tests.factories import ProjectFactory, TicketFactory
 from tickets.models import Ticket
 
@@ -128,6 +130,9 @@ def test_checks_run_with_the_prepared_environment(
     environment = environment_prepare(project=project, repo_path=repo, base_commit=base,
                                       root=tmp_path / "envs", limits=LIMITS,
                                       readonly_paths=[Path(sys.base_prefix)])
+    # The check prints the interpreter's prefix with python -c: inline code, allowed here.
+    policy_update(organization=project.organization, actor=SYSTEM,
+                  changes={"inline_code": True})
     spec = sample_spec()
     spec["definition_of_done"][0]["command"] = [
         "python", "-c", "import sys, pytest; sys.exit(pytest.main(['-q', '-p', "

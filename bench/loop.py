@@ -243,7 +243,7 @@ def proposal(batch: int, size: int) -> dict[str, Any]:
             "objective": f"Create notes/{n}.txt with the line 'note {n}'.",
             "code_context": [{"path": "README.md", "line_start": 1, "line_end": 1}],
             "allowed_paths": [f"notes/{n}.txt"], "constraints": [],
-            "definition_of_done": [{"name": "trivial", "command": ["python3", "-c", "pass"],
+            "definition_of_done": [{"name": "trivial", "command": ["python3", "--version"],
                                     "expected_exit_code": 0, "timeout_seconds": 30}],
             "dependencies": [], "complexity": 1})
     return {"tickets": tickets}

@@ -144,7 +144,90 @@ def resolve_stream(*, user: Any, org_slug: str, kind: str, key: str,
                   organization_id=org.pk)
 
 
-class StreamHub:
+class GroupListener:
+    """One channel-layer group followed by this process on behalf of its sockets: a channel
+    of its own in the group, a receive loop handing each message to `received`, and a
+    SAFETY_SECONDS timer that renews the group (layers expire it) and calls `refreshed`.
+    The first socket to join starts both; the last to leave stops them."""
+
+    def __init__(self, group: str) -> None:
+        self.group = group
+        self.lock = asyncio.Lock()
+        self.members: set[EventStreamConsumer] = set()
+        self.channel = ""
+        self.listener: asyncio.Task[None] | None = None
+        self.refresher: asyncio.Task[None] | None = None
+
+    async def join(self, consumer: EventStreamConsumer) -> None:
+        """Follow the group; once this returns, every later message reaches `consumer`."""
+        async with self.lock:
+            if self.listener is None:
+                layer = get_channel_layer()
+                # One prefix for every listener: channels_redis reads every process-local
+                # channel of one prefix with one blocking pop, and a second prefix would hold
+                # that pop (and the others' messages) while it waits on its own list.
+                self.channel = await layer.new_channel("live")
+                await layer.group_add(self.group, self.channel)
+                self.listener = asyncio.ensure_future(self._listen(layer, self.channel))
+                self.refresher = asyncio.ensure_future(self._refresh(layer, self.channel))
+            self.members.add(consumer)
+
+    async def leave(self, consumer: EventStreamConsumer) -> bool:
+        """Stop following; True when no socket of this process follows the group any more."""
+        async with self.lock:
+            self.members.discard(consumer)
+            if self.members or self.listener is None:
+                return False
+            self.listener.cancel()
+            self.listener = None
+            if self.refresher is not None:
+                self.refresher.cancel()
+                self.refresher = None
+            with contextlib.suppress(Exception):
+                await get_channel_layer().group_discard(self.group, self.channel)
+            return True
+
+    async def _listen(self, layer: Any, channel: str) -> None:
+        failures = 0
+        while True:
+            try:
+                message = await layer.receive(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                # A blocking pop can time out on a busy Redis (redis-py's read timeout): try
+                # again at once, and back off only while the layer keeps failing. A message
+                # lost on the way is made up for by `refreshed`.
+                failures += 1
+                logger.warning("live: receiving on %s failed (%d in a row): %r",
+                               self.group, failures, error)
+                await asyncio.sleep(min(1.0, 0.05 * (2 ** (failures - 1))) if failures > 1
+                                    else 0)
+                continue
+            failures = 0
+            self.received(message)
+
+    async def _refresh(self, layer: Any, channel: str) -> None:
+        while True:
+            await asyncio.sleep(SAFETY_SECONDS)
+            for step in (lambda: layer.group_add(self.group, channel), self.refreshed):
+                try:
+                    await step()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    # Each step on its own: a layer that cannot renew the group does not
+                    # keep the sockets from being checked.
+                    logger.exception("live: refreshing %s failed", self.group)
+
+    def received(self, message: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    async def refreshed(self) -> None:
+        raise NotImplementedError
+
+
+class StreamHub(GroupListener):
     """One stream in this process: its group subscription and its recent events, shared by
     every socket following it.
 
@@ -158,81 +241,25 @@ class StreamHub:
     """
 
     def __init__(self, stream: Stream) -> None:
+        super().__init__(stream.group)
         self.stream = stream
-        self.lock = asyncio.Lock()
         self.base: int | None = None
         self.top = 0
         self.seqs: list[int] = []
         self.frames: list[Frame] = []
-        self.members: set[EventStreamConsumer] = set()
-        self.channel = ""
-        self.listener: asyncio.Task[None] | None = None
-        self.refresher: asyncio.Task[None] | None = None
 
-    async def join(self, consumer: EventStreamConsumer) -> None:
-        """Follow the stream; once this returns, every later commit reaches `consumer`."""
-        async with self.lock:
-            if self.listener is None:
-                layer = get_channel_layer()
-                self.channel = await layer.new_channel("live")
-                await layer.group_add(self.stream.group, self.channel)
-                self.listener = asyncio.ensure_future(self._listen(layer, self.channel))
-                self.refresher = asyncio.ensure_future(self._refresh(layer, self.channel))
-            self.members.add(consumer)
+    def received(self, message: dict[str, Any]) -> None:
+        try:
+            seq = int(message.get("seq", 0))
+        except (TypeError, ValueError):
+            return
+        for member in list(self.members):
+            member.wake(seq)
 
-    async def leave(self, consumer: EventStreamConsumer) -> bool:
-        """Stop following; True when no socket of this process follows the stream any more."""
-        async with self.lock:
-            self.members.discard(consumer)
-            if self.members or self.listener is None:
-                return False
-            self.listener.cancel()
-            self.listener = None
-            if self.refresher is not None:
-                self.refresher.cancel()
-                self.refresher = None
-            with contextlib.suppress(Exception):
-                await get_channel_layer().group_discard(self.stream.group, self.channel)
-            return True
-
-    async def _listen(self, layer: Any, channel: str) -> None:
-        failures = 0
-        while True:
-            try:
-                message = await layer.receive(channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                # A blocking pop can time out on a busy Redis (redis-py's read timeout): try
-                # again at once, and back off only while the layer keeps failing. A message
-                # lost on the way is picked up by `_refresh`.
-                failures += 1
-                logger.warning("live: receiving on %s failed (%d in a row): %r",
-                               self.stream.group, failures, error)
-                await asyncio.sleep(min(1.0, 0.05 * (2 ** (failures - 1))) if failures > 1
-                                    else 0)
-                continue
-            failures = 0
-            try:
-                seq = int(message.get("seq", 0))
-            except (TypeError, ValueError):
-                continue
-            for member in list(self.members):
-                member.wake(seq)
-
-    async def _refresh(self, layer: Any, channel: str) -> None:
-        while True:
-            await asyncio.sleep(SAFETY_SECONDS)
-            try:
-                await layer.group_add(self.stream.group, channel)
-                newest = await self._read_new()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("live: refreshing %s failed", self.stream.group)
-                continue
-            for member in list(self.members):
-                member.wake(newest)
+    async def refreshed(self) -> None:
+        newest = await self._read_new()
+        for member in list(self.members):
+            member.wake(newest)
 
     async def _read_new(self) -> int:
         """Read whatever was committed after `top` (no notification needed); the new top."""
@@ -279,72 +306,17 @@ class StreamHub:
             del self.frames[:extra]
 
 
-class AccessWatch:
+class AccessWatch(GroupListener):
     """One user's or one organization's access group in this process, shared by its sockets:
-    an `access.changed` there (or every SAFETY_SECONDS) makes each socket check again."""
+    an `access.changed` there (or every SAFETY_SECONDS: a lost notification, a changed
+    password or a deactivated account) makes each socket check again."""
 
-    def __init__(self, group: str) -> None:
-        self.group = group
-        self.lock = asyncio.Lock()
-        self.members: set[EventStreamConsumer] = set()
-        self.channel = ""
-        self.listener: asyncio.Task[None] | None = None
-        self.refresher: asyncio.Task[None] | None = None
+    def received(self, message: dict[str, Any]) -> None:
+        ended = message.get("ended_sessions") or []
+        self._tell({key for key in ended if isinstance(key, str)})
 
-    async def join(self, consumer: EventStreamConsumer) -> None:
-        async with self.lock:
-            if self.listener is None:
-                layer = get_channel_layer()
-                # The hubs' prefix: channels_redis reads every process-local channel of one
-                # prefix with one blocking pop, and a second prefix would hold that pop (and
-                # the hubs' notifications) while it waits on its own list.
-                self.channel = await layer.new_channel("live")
-                await layer.group_add(self.group, self.channel)
-                self.listener = asyncio.ensure_future(self._listen(layer, self.channel))
-                self.refresher = asyncio.ensure_future(self._refresh(layer, self.channel))
-            self.members.add(consumer)
-
-    async def leave(self, consumer: EventStreamConsumer) -> bool:
-        """Stop watching; True when no socket of this process watches the group any more."""
-        async with self.lock:
-            self.members.discard(consumer)
-            if self.members or self.listener is None:
-                return False
-            self.listener.cancel()
-            self.listener = None
-            if self.refresher is not None:
-                self.refresher.cancel()
-                self.refresher = None
-            with contextlib.suppress(Exception):
-                await get_channel_layer().group_discard(self.group, self.channel)
-            return True
-
-    async def _listen(self, layer: Any, channel: str) -> None:
-        failures = 0
-        while True:
-            try:
-                message = await layer.receive(channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                failures += 1
-                logger.warning("live: receiving on %s failed (%d in a row): %r",
-                               self.group, failures, error)
-                await asyncio.sleep(min(1.0, 0.05 * (2 ** (failures - 1))) if failures > 1
-                                    else 0)
-                continue
-            failures = 0
-            ended = message.get("ended_sessions") or []
-            self._tell({key for key in ended if isinstance(key, str)})
-
-    async def _refresh(self, layer: Any, channel: str) -> None:
-        # Renew the group (layers expire it) and check anyway: a lost notification, a changed
-        # password or a deactivated account leaves a socket open at most this long.
-        while True:
-            await asyncio.sleep(SAFETY_SECONDS)
-            with contextlib.suppress(Exception):
-                await layer.group_add(self.group, channel)
-            self._tell(set())
+    async def refreshed(self) -> None:
+        self._tell(set())
 
     def _tell(self, ended_sessions: set[str]) -> None:
         for member in list(self.members):
@@ -352,36 +324,33 @@ class AccessWatch:
 
 
 # Per event loop (one per server process; tests run several loops one after another).
-_hubs: dict[tuple[int, str], StreamHub] = {}
-_watches: dict[tuple[int, str], AccessWatch] = {}
+_listeners: dict[tuple[int, str], GroupListener] = {}
+
+
+def hub_for(stream: Stream) -> StreamHub:
+    # By the stream's key, not its group: members who may see different events of one
+    # project share the group but not the hub's cached events.
+    key = (id(asyncio.get_running_loop()), f"stream:{stream.key}")
+    hub = _listeners.get(key)
+    if hub is None:
+        hub = _listeners[key] = StreamHub(stream)
+    assert isinstance(hub, StreamHub)
+    return hub
 
 
 def watch_for(group: str) -> AccessWatch:
     key = (id(asyncio.get_running_loop()), group)
-    watch = _watches.get(key)
+    watch = _listeners.get(key)
     if watch is None:
-        watch = _watches[key] = AccessWatch(group)
+        watch = _listeners[key] = AccessWatch(group)
+    assert isinstance(watch, AccessWatch)
     return watch
 
 
-def watch_forget(watch: AccessWatch) -> None:
-    for key, value in list(_watches.items()):
-        if value is watch:
-            del _watches[key]
-
-
-def hub_for(stream: Stream) -> StreamHub:
-    key = (id(asyncio.get_running_loop()), stream.key)
-    hub = _hubs.get(key)
-    if hub is None:
-        hub = _hubs[key] = StreamHub(stream)
-    return hub
-
-
-def hub_forget(hub: StreamHub) -> None:
-    for key, value in list(_hubs.items()):
-        if value is hub:
-            del _hubs[key]
+def listener_forget(listener: GroupListener) -> None:
+    for key, value in list(_listeners.items()):
+        if value is listener:
+            del _listeners[key]
 
 
 class EventStreamConsumer(AsyncWebsocketConsumer):
@@ -453,11 +422,11 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         if self.hub is not None:
             hub, self.hub = self.hub, None
             if await hub.leave(self):
-                hub_forget(hub)
+                listener_forget(hub)
         watches, self.watches = self.watches, ()
         for watch in watches:
             if await watch.leave(self):
-                watch_forget(watch)
+                listener_forget(watch)
 
     def access_changed(self, ended_sessions: set[str]) -> None:
         """The user's or organization's access may have shrunk: check again, close if so."""

@@ -8,6 +8,7 @@ the API, and a refusal re-renders the page with a 400 and the error on its field
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -230,25 +231,26 @@ class WebhookSecretView(ProjectSettingsView):
         return self.page(project, new_webhook_secret=secret)
 
 
-class ConnectionTestView(ProjectSettingsView):
-    """Test the connection now and show the report in words."""
+class ProjectCheckView(ProjectSettingsView):
+    """Run one of the project's checks now and show its report in words."""
 
     http_method_names = ["post"]
+    check: Callable[..., Any]
 
     def post(self, request: HttpRequest, key: str) -> HttpResponse:
         project = self.load(key)
-        report = connection_test(project=project, actor=self.user)
+        report = type(self).check(project=project, actor=self.user)
         (messages.success if report.ok else messages.error)(request, report.message)
         return redirect(f"/o/{self.org.slug}/projects/{project.key}/settings/")
 
 
-class SetupCheckView(ProjectSettingsView):
-    """Check the setup now (the test command on the default branch) and show the report."""
+class ConnectionTestView(ProjectCheckView):
+    """Test the connection now."""
 
-    http_method_names = ["post"]
+    check = connection_test
 
-    def post(self, request: HttpRequest, key: str) -> HttpResponse:
-        project = self.load(key)
-        report = setup_check(project=project, actor=self.user)
-        (messages.success if report.ok else messages.error)(request, report.message)
-        return redirect(f"/o/{self.org.slug}/projects/{project.key}/settings/")
+
+class SetupCheckView(ProjectCheckView):
+    """Check the setup now (the test command on the default branch)."""
+
+    check = setup_check

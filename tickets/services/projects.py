@@ -188,27 +188,27 @@ def project_webhook_secret_rotate(*, project: Project, actor: User) -> str:
 def project_connection_report_set(*, project: Project, report: dict[str, Any],
                                   actor: User | None = None) -> None:
     """Store the latest connection test and record that it ran, with its verdict."""
-    with transaction.atomic():
-        Project.objects.filter(pk=project.pk).update(connection_report=report)
-        audit_record(organization=project.organization,
-                     actor=Actor.of(actor) if actor else SYSTEM, type="project.connection_tested",
-                     target=project, project_id=project.pk,
-                     data={k: report[k] for k in ("reachable", "authenticated",
-                                                  "branch_exists", "message") if k in report})
-    project.connection_report = report
+    _report_set(project=project, field="connection_report", report=report, actor=actor,
+                type="project.connection_tested",
+                audited=("reachable", "authenticated", "branch_exists", "message"))
 
 
 def project_setup_report_set(*, project: Project, report: dict[str, Any],
                              actor: User | None = None) -> None:
     """Store the latest setup check and record that it ran, with its verdict and commit."""
+    _report_set(project=project, field="setup_report", report=report, actor=actor,
+                type="project.setup_checked", audited=("status", "commit", "branch", "message"))
+
+
+def _report_set(*, project: Project, field: str, report: dict[str, Any], actor: User | None,
+                type: str, audited: tuple[str, ...]) -> None:
     with transaction.atomic():
-        Project.objects.filter(pk=project.pk).update(setup_report=report)
+        Project.objects.filter(pk=project.pk).update(**{field: report})
         audit_record(organization=project.organization,
-                     actor=Actor.of(actor) if actor else SYSTEM, type="project.setup_checked",
-                     target=project, project_id=project.pk,
-                     data={k: report[k] for k in ("status", "commit", "branch", "message")
-                           if k in report})
-    project.setup_report = report
+                     actor=Actor.of(actor) if actor else SYSTEM, type=type, target=project,
+                     project_id=project.pk,
+                     data={k: report[k] for k in audited if k in report})
+    setattr(project, field, report)
 
 
 def project_grant_set(*, organization: Organization, project: Project, user: User,

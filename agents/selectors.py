@@ -195,8 +195,8 @@ def ticket_costs(*, organization: Organization, tickets: Iterable[Any] | None = 
     `calls` (default: the organization's whole ledger) limits the rows, e.g. to a report's
     period. A ticket without calls is absent: read it with `.get(pk, NO_COST)`.
     """
-    rows = (calls if calls is not None else ModelCall.objects.all()).filter(
-        organization=organization).exclude(ticket=None)
+    rows = (calls.filter(organization=organization) if calls is not None
+            else ModelCall.objects.for_org(organization)).exclude(ticket=None)
     if tickets is not None:
         rows = rows.filter(ticket__in=[getattr(t, "pk", t) for t in tickets])
     grouped = (rows.order_by().values("ticket_id")

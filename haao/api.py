@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
@@ -84,11 +84,16 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
-def _error_code(status: int) -> str:
+def _phrase(status: int) -> str:
+    """The status's reason phrase ("Not Found"); "Error" for a code HTTP does not name."""
     try:
-        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+        return HTTPStatus(status).phrase
     except ValueError:
-        return "error"
+        return "Error"
+
+
+def _error_code(status: int) -> str:
+    return _phrase(status).lower().replace(" ", "_").replace("-", "_")
 
 
 class JSONErrorsUnderAPI:
@@ -111,13 +116,24 @@ class JSONErrorsUnderAPI:
                 or response.get("Content-Type", "").startswith("application/json")):
             return response  # an API view's own error, rendered as the client asked
         status = response.status_code
-        message = NOT_FOUND_MESSAGE if status == 404 else HTTPStatus(status).phrase + "."
+        message = NOT_FOUND_MESSAGE if status == 404 else _phrase(status) + "."
         body = {"error": {"code": _error_code(status), "message": message, "details": {}}}
         answer = JsonResponse(body, status=status)
         for header in ("Allow", "WWW-Authenticate", "Retry-After"):
             if header in response:
                 answer[header] = response[header]
         return answer
+
+
+EMPTY_PARAMETER = "Give a value, or leave the parameter out."
+
+
+def refuse_empty(query_params: Any, names: Iterable[str]) -> None:
+    """A 400 naming each of `names` given empty (`?until=`): read as "not set" it would
+    silently widen what the client asked for."""
+    empty = [name for name in names if query_params.get(name, None) == ""]
+    if empty:
+        raise exceptions.ValidationError({name: [EMPTY_PARAMETER] for name in empty})
 
 
 def _free_text(field: forms.Field) -> bool:
@@ -134,12 +150,8 @@ class StrictFilterBackend(DjangoFilterBackend):
     def get_filterset(self, request: Request, queryset: Any, view: Any) -> Any:
         filterset = super().get_filterset(request, queryset, view)
         if filterset is not None:
-            empty = [name for name, item in filterset.filters.items()
-                     if name in request.query_params and request.query_params.get(name) == ""
-                     and not _free_text(item.field)]
-            if empty:
-                raise exceptions.ValidationError(
-                    {name: ["Give a value, or leave the parameter out."] for name in empty})
+            refuse_empty(request.query_params, [name for name, item in filterset.filters.items()
+                                                if not _free_text(item.field)])
         return filterset
 
 
@@ -161,14 +173,10 @@ class CursorPagination(pagination.CursorPagination):
         raw = request.query_params.get(self.page_size_query_param)
         if raw is None:
             return int(self.page_size)
-        try:
-            size = int(raw, 10)
-        except ValueError:
-            size = 0
-        if size < 1 or not raw.strip().isdigit():
+        if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
             raise exceptions.ValidationError({self.page_size_query_param: [
                 "Expected a whole number of at least 1."]})
-        return min(size, self.max_page_size)
+        return min(int(raw), self.max_page_size)
 
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
         parameters: list[dict[str, Any]] = super().get_schema_operation_parameters(view)

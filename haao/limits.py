@@ -10,7 +10,7 @@ from django import forms
 from haao.errors import ApplicationError
 
 
-def too_long(label: str, limit: int, got: int) -> str:
+def too_long(label: str, limit: int | str, got: int | str) -> str:
     """The one wording of an over-limit refusal, for services, forms and the API."""
     return f"{label} is at most {limit} characters (got {got})."
 
@@ -29,8 +29,8 @@ class LimitedCharField(forms.CharField):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         label = str(self.label or "The text")
-        self.error_messages["max_length"] = (
-            f"{label} is at most %(limit_value)d characters (got %(show_value)d).")
+        self.error_messages["max_length"] = too_long(label, "%(limit_value)d",
+                                                     "%(show_value)d")
 
     def widget_attrs(self, widget: forms.Widget) -> dict[str, Any]:
         attrs = super().widget_attrs(widget)

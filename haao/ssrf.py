@@ -146,11 +146,12 @@ def parse_allowlist_by_org(text: str) -> dict[str, tuple[str, ...]]:
     return result
 
 
-@functools.lru_cache(maxsize=256)
 def _org_slug(organization_id: Any) -> str:
+    """Read each time (slugs can be renamed); only when per-organization entries exist."""
     from accounts.models import Organization
 
-    return str(Organization.objects.values_list("slug", flat=True).get(pk=organization_id))
+    return str(Organization.objects.values_list("slug", flat=True)
+               .filter(pk=organization_id).first() or "")
 
 
 def effective_allowlist(*, allowlist: Iterable[str] | None = None,
@@ -230,7 +231,11 @@ def checked_address(host: str, port: int, *, allowlist: Iterable[str] | None = N
     public or allowed, and the first is the one to use (pin it)."""
     host = host.rstrip(".").lower()
     permitted = effective_allowlist(allowlist=allowlist, organization_id=organization_id)
-    addresses = resolve(host, port, field=field)
+    return _first_allowed(host, port, resolve(host, port, field=field), permitted, field)
+
+
+def _first_allowed(host: str, port: int, addresses: list[IPAddress], permitted: Allowlist,
+                   field: str) -> IPAddress:
     if not addresses:
         raise UnsafeEndpointURL(f"The host '{host[:100]}' could not be resolved.", field=field)
     if permitted.permits_host(host, port):
@@ -284,14 +289,12 @@ def check_endpoint_url(url: str, *, allowlist: Iterable[str] | None = None,
     if permitted.permits_host(host, port):
         return  # named by the operator: no lookup needed to allow it
     try:
-        addresses = resolve(host, port, field=field)
+        addresses = resolve(host.lower(), port, field=field)
     except UnsafeEndpointURL:
         if unresolved_ok:
             return
         raise
-    if addresses:
-        checked_address(host, port, allowlist=allowlist, organization_id=organization_id,
-                        field=field)
+    _first_allowed(host.lower(), port, addresses, permitted, field)  # one lookup, one list
 
 
 def allowlisted(host: str, port: int, *, allowlist: Iterable[str] | None = None,

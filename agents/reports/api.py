@@ -12,7 +12,6 @@ from typing import Any
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -33,6 +32,7 @@ from agents.reports.selectors import (
     usd,
 )
 from agents.reports.views import tickets_url
+from haao.api import refuse_empty
 
 MONEY = ("local_cost", "cloud_cost", "cost", "all_cloud_cost", "savings",
          "cost_per_accepted_ticket", "all_cloud_cost_per_accepted_ticket")
@@ -58,10 +58,7 @@ TYPED = [p.name for p in PARAMETERS if p.type is not str or p.enum]
 
 def filters_of(request: Request, membership: Membership) -> ReportFilter:
     """The report filter of the query string; a typed parameter given empty is a 400."""
-    empty = [name for name in TYPED if request.query_params.get(name, None) == ""]
-    if empty:
-        raise ValidationError({name: ["Give a value, or leave the parameter out."]
-                               for name in empty})
+    refuse_empty(request.query_params, TYPED)
     return report_filter_from(request.query_params, membership=membership)
 
 

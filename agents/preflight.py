@@ -213,7 +213,7 @@ def _known_start(project: Project) -> str:
 
     from agents.delivery.branches import upstream_tip
     from agents.models import IntegrationBranch
-    from agents.workspaces.repos import check_project_id
+    from agents.workspaces.repos import workspace_repo
     from tickets.models import DeliveryMode
 
     if project.delivery != DeliveryMode.PULL_REQUEST:
@@ -221,7 +221,7 @@ def _known_start(project: Project) -> str:
                                                   name=project.integration_branch).first()
         if branch is not None and branch.head != branch.base:
             return str(branch.head)
-    repo = settings.HAAO_WORKSPACE_ROOT / check_project_id(project.pk) / "repo"
+    repo = workspace_repo(project.pk, settings.HAAO_WORKSPACE_ROOT)
     if not (repo / "HEAD").is_file():
         return ""
     try:

@@ -308,15 +308,21 @@ class StreamHub(GroupListener):
 
 class AccessWatch(GroupListener):
     """One user's or one organization's access group in this process, shared by its sockets:
-    an `access.changed` there (or every SAFETY_SECONDS: a lost notification, a changed
-    password or a deactivated account) makes each socket check again."""
+    an `access.changed` there makes each socket check again. A user's watch (`timed`) also
+    checks every SAFETY_SECONDS (a lost notification, a changed password or a deactivated
+    account); every socket has one, so its organization's watch does not repeat that."""
+
+    def __init__(self, group: str, *, timed: bool) -> None:
+        super().__init__(group)
+        self.timed = timed
 
     def received(self, message: dict[str, Any]) -> None:
         ended = message.get("ended_sessions") or []
         self._tell({key for key in ended if isinstance(key, str)})
 
     async def refreshed(self) -> None:
-        self._tell(set())
+        if self.timed:
+            self._tell(set())
 
     def _tell(self, ended_sessions: set[str]) -> None:
         for member in list(self.members):
@@ -338,11 +344,11 @@ def hub_for(stream: Stream) -> StreamHub:
     return hub
 
 
-def watch_for(group: str) -> AccessWatch:
+def watch_for(group: str, *, timed: bool) -> AccessWatch:
     key = (id(asyncio.get_running_loop()), group)
     watch = _listeners.get(key)
     if watch is None:
-        watch = _listeners[key] = AccessWatch(group)
+        watch = _listeners[key] = AccessWatch(group, timed=timed)
     assert isinstance(watch, AccessWatch)
     return watch
 
@@ -370,6 +376,7 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.checks: set[asyncio.Task[None]] = set()
+        self.pending: set[str] | None = None  # ended sessions of a check about to run
 
     async def connect(self) -> None:
         after = parse_after(self.scope.get("query_string", b""))
@@ -393,8 +400,9 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
             self.hub = hub_for(decision)
             await self.hub.join(self)
             user = self.scope["user"]
-            self.watches = (watch_for(live.user_group(user.pk)),
-                            watch_for(live.organization_group(decision.organization_id)))
+            self.watches = (watch_for(live.user_group(user.pk), timed=True),
+                            watch_for(live.organization_group(decision.organization_id),
+                                      timed=False))
             for watch in self.watches:
                 await watch.join(self)
             await self.accept()
@@ -429,12 +437,18 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
                 listener_forget(watch)
 
     def access_changed(self, ended_sessions: set[str]) -> None:
-        """The user's or organization's access may have shrunk: check again, close if so."""
-        check = asyncio.ensure_future(self._check_access(ended_sessions))
+        """The user's or organization's access may have shrunk: check again, close if so.
+        A check not yet started takes the new ended sessions instead of a second check."""
+        if self.pending is not None:
+            self.pending |= ended_sessions
+            return
+        self.pending = set(ended_sessions)
+        check = asyncio.ensure_future(self._check_access())
         self.checks.add(check)  # held until done (the loop keeps only weak references)
         check.add_done_callback(self.checks.discard)
 
-    async def _check_access(self, ended_sessions: set[str]) -> None:
+    async def _check_access(self) -> None:
+        ended_sessions, self.pending = self.pending or set(), None
         try:
             session = self.scope.get("session")
             session_key = getattr(session, "session_key", None)

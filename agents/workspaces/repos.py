@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from agents.workspaces.git import FETCH_TIMEOUT, check_branch_name, file_lock, git
@@ -68,6 +69,11 @@ def check_project_id(project_id: object) -> str:
     return value
 
 
+def workspace_repo(project_id: Any, root: Path | str) -> Path:
+    """Where this machine keeps a project's clone under the workspace root."""
+    return Path(root) / check_project_id(project_id) / "repo"
+
+
 def workspace_prepare(*, project_id: object, repository: str, default_branch: str,
                       root: Path, env: Mapping[str, str] | None = None,
                       integration_branch: str = "") -> Path:
@@ -81,8 +87,7 @@ def workspace_prepare(*, project_id: object, repository: str, default_branch: st
         if default_branch == integration_branch:
             raise ApplicationError("The integration branch must differ from the default "
                                    "branch.", code="invalid_branch")
-    home = Path(root) / check_project_id(project_id)
-    repo = home / "repo"
+    repo = workspace_repo(project_id, root)
     # Only the first clone and the fetch's ref updates need one process at a time per machine.
     with file_lock(lock_for(repo)):
         if not (repo / "HEAD").is_file():

@@ -7,6 +7,7 @@ the new head and merges again on top of it.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from django.db import IntegrityError, transaction
@@ -158,15 +159,17 @@ def branch_merge_ticket(*, ticket: Ticket, attempt: Attempt, repo: Path,
                                                             new=result.commit):
                 branch.refresh_from_db()
                 continue
+            # A local branch of the same name, so a person in this worker's workspace can
+            # `git log` it; the database stays the record. After commit, and registered
+            # before the merge's own reactions, so it is set before anyone hears of it.
+            transaction.on_commit(functools.partial(
+                git, ["update-ref", f"refs/heads/{branch.name}", result.commit], cwd=repo,
+                check=False))
             if not ticket_merged(ticket=ticket, commit=result.commit, branch=branch.name):
                 # Another delivery recorded the merge first: leave the branch as it was.
                 transaction.set_rollback(True)
                 branch.refresh_from_db()
                 return branch, result
-            # A local branch of the same name, set before the merge is visible, so a person
-            # in this worker's workspace can `git log` it; the database stays the record.
-            git(["update-ref", f"refs/heads/{branch.name}", result.commit], cwd=repo,
-                check=False)
         return branch, result
     raise WorkspaceError(f"The branch {branch.name} kept moving; the merge will be retried.",
                          code="branch_busy")

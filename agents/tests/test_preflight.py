@@ -322,3 +322,16 @@ def test_gate_1_warns_while_the_tests_fail_at_the_commit_the_tickets_start_from(
     workspace_of(project, fresh=True)
     assert 'data-testid="base-failure"' not in client.get(page_url).content.decode()
     assert api.get(api_url).json()["base_failure"] is None
+
+
+def test_a_check_of_settings_changed_while_it_ran_stores_nothing(cast: Any, sample: Path) -> None:
+    project = project_at(cast, str(sample), test_command=PYTEST)
+    as_read = Project.objects.get(pk=project.pk)  # what a slow check started from
+    services.project_update(project=project, actor=cast.admin,
+                            changes={"test_command": ["python", "-m", "pytest", "-x"]})
+
+    report = setup_check(project=as_read)
+
+    assert report.status == "tests_fail_on_base"  # it ran, about the old command
+    assert stored(project) == {}  # the change's own check will speak of the new one
+    assert not AuditEvent.objects.filter(type="project.setup_checked").exists()

@@ -193,22 +193,36 @@ def project_connection_report_set(*, project: Project, report: dict[str, Any],
                 audited=("reachable", "authenticated", "branch_exists", "message"))
 
 
+# What a setup check ran with: a report is stored only while these still hold.
+SETUP_FIELDS = ("repository", "default_branch", "setup_command", "test_command")
+
+
 def project_setup_report_set(*, project: Project, report: dict[str, Any],
-                             actor: User | None = None) -> None:
-    """Store the latest setup check and record that it ran, with its verdict and commit."""
-    _report_set(project=project, field="setup_report", report=report, actor=actor,
-                type="project.setup_checked", audited=("status", "commit", "branch", "message"))
+                             actor: User | None = None) -> bool:
+    """Store the latest setup check and record that it ran, with its verdict and commit.
+
+    `project` is as the check read it: if its settings changed meanwhile (the change cleared
+    the report and queued a new check), this report speaks of settings that no longer hold
+    and is dropped (False), so a slow check never overwrites a newer one's subject."""
+    return _report_set(project=project, field="setup_report", report=report, actor=actor,
+                       type="project.setup_checked",
+                       audited=("status", "commit", "branch", "message"),
+                       unchanged={name: getattr(project, name) for name in SETUP_FIELDS})
 
 
 def _report_set(*, project: Project, field: str, report: dict[str, Any], actor: User | None,
-                type: str, audited: tuple[str, ...]) -> None:
+                type: str, audited: tuple[str, ...],
+                unchanged: dict[str, Any] | None = None) -> bool:
     with transaction.atomic():
-        Project.objects.filter(pk=project.pk).update(**{field: report})
+        if not Project.objects.filter(pk=project.pk, **(unchanged or {})).update(
+                **{field: report}):
+            return False
         audit_record(organization=project.organization,
                      actor=Actor.of(actor) if actor else SYSTEM, type=type, target=project,
                      project_id=project.pk,
                      data={k: report[k] for k in audited if k in report})
     setattr(project, field, report)
+    return True
 
 
 def project_grant_set(*, organization: Organization, project: Project, user: User,

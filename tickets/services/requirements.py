@@ -165,16 +165,20 @@ def requirement_deliver(*, requirement: Requirement, branch: str, pull_request: 
     with transaction.atomic():
         if _unfinished(requirement.pk):
             return False
-        updated = Requirement.objects.filter(pk=requirement.pk,
-                                             status=RequirementStatus.APPROVED).update(
-            status=RequirementStatus.DELIVERED)
-        if updated:
-            audit_record(organization=requirement.organization, actor=SYSTEM,
-                         type="requirement.delivered", target=requirement,
-                         target_label=requirement.key, project_id=requirement.project_id,
-                         data={"requirement": requirement.key, "branch": branch,
-                               "pull_request": pull_request, "commit": commit})
-    return bool(updated)
+        return _finish(requirement, RequirementStatus.DELIVERED,
+                       {"branch": branch, "pull_request": pull_request, "commit": commit})
+
+
+def _finish(requirement: Requirement, to: str, data: dict[str, Any]) -> bool:
+    """Approved → `to` by compare-and-set, with its event; False when another got there."""
+    if not Requirement.objects.filter(pk=requirement.pk,
+                                      status=RequirementStatus.APPROVED).update(status=to):
+        return False
+    audit_record(organization=requirement.organization, actor=SYSTEM,
+                 type=f"requirement.{to}", target=requirement, target_label=requirement.key,
+                 project_id=requirement.project_id,
+                 data={"requirement": requirement.key, **data})
+    return True
 
 
 def requirement_conclude(*, requirement_id: Any) -> str | None:
@@ -195,16 +199,9 @@ def requirement_conclude(*, requirement_id: Any) -> str | None:
             to = RequirementStatus.DELIVERED
         else:
             return None
-        if not Requirement.objects.filter(pk=requirement_id,
-                                          status=RequirementStatus.APPROVED).update(status=to):
-            return None
         reason = ("every ticket was cancelled" if to == RequirementStatus.CANCELLED
                   else "every ticket was accepted or cancelled")
-        audit_record(organization=requirement.organization, actor=SYSTEM,
-                     type=f"requirement.{to}", target=requirement,
-                     target_label=requirement.key, project_id=requirement.project_id,
-                     data={"requirement": requirement.key, "reason": reason})
-    return to
+        return to if _finish(requirement, to, {"reason": reason}) else None
 
 
 @on_enter(TicketStatus.CANCELLED)

@@ -80,34 +80,29 @@ def error_cause(error: BaseException) -> str:
     return ""
 
 
-def sandbox_problem() -> str:
-    """"" when a trivial check of the default toolchain's python runs in the sandbox on this
-    machine; otherwise why not, for an admin (what /health reports)."""
+def sandbox_probe() -> tuple[str, str]:
+    """(problem, detail) from one trivial check of the default toolchain's python in the
+    sandbox on this machine (what /health reports). The problem is "" when it runs, else why
+    not, for an admin; the detail says what runs: "bubblewrap 0.8.0, python 3.11.7 at
+    /usr/bin/python3" (the python3 checks find first)."""
     if not sandbox_available():
-        return SANDBOX_MISSING
+        return SANDBOX_MISSING, ""
     try:
-        run, path = _probe(("python3", "-c", "import sys; print(sys.version)"))
+        run, path = _probe(("python3", "-c", "import sys; print(sys.version.split()[0], "
+                                             "sys.executable)"))
     except ApplicationError as error:
-        return error_cause(error) or error.message
-    if run.passed:
-        return ""
-    return check_failure_cause(run, path=path) or \
-        f"python3 -c … failed in the sandbox: {run.expectation}"
-
-
-def sandbox_detail() -> str:
-    """What a working sandbox runs, for an admin: "bubblewrap 0.8.0, python 3.11.7 at
-    /usr/bin/python3" (the python3 checks find first); "" when the probe does not answer."""
+        return error_cause(error) or error.message, ""
+    if not run.passed:
+        return (check_failure_cause(run, path=path)
+                or f"python3 -c … failed in the sandbox: {run.expectation}"), ""
+    version, _, executable = run.stdout.strip().partition(" ")
     try:
-        run, _ = _probe(("python3", "-c", "import sys; print(sys.version.split()[0], "
-                                           "sys.executable)"))
         done = subprocess.run(["bwrap", "--version"], capture_output=True, text=True,  # noqa: S607
                               timeout=10, check=False)
-    except (ApplicationError, OSError, subprocess.SubprocessError):
-        return ""
-    version, _, executable = run.stdout.strip().partition(" ")
-    bwrap = done.stdout.strip().replace("bubblewrap", "").strip() or "(version unknown)"
-    return f"bubblewrap {bwrap}, python {version} at {executable}" if run.passed else ""
+        bwrap = done.stdout.strip().replace("bubblewrap", "").strip()
+    except (OSError, subprocess.SubprocessError):
+        bwrap = ""
+    return "", f"bubblewrap {bwrap or '(version unknown)'}, python {version} at {executable}"
 
 
 def _probe(command: tuple[str, ...]) -> tuple[CheckRun, str]:

@@ -70,12 +70,11 @@ def sandbox_state() -> tuple[str, str]:
     """(problem, detail) of this machine's sandbox: a trivial check of the default
     toolchain's python (cached a while); the problem is "" when it runs."""
     global _sandbox_seen
-    from agents.failures import sandbox_detail, sandbox_problem
+    from agents.failures import sandbox_probe
 
     with _sandbox_lock:
         if _sandbox_seen is None or time.monotonic() - _sandbox_seen[0] > SANDBOX_PROBE_SECONDS:
-            problem = sandbox_problem()
-            _sandbox_seen = (time.monotonic(), problem, "" if problem else sandbox_detail())
+            _sandbox_seen = (time.monotonic(), *sandbox_probe())
         return _sandbox_seen[1], _sandbox_seen[2]
 
 
@@ -86,10 +85,9 @@ def check_sandbox() -> None:
         raise RuntimeError(problem)
 
 
-def sandbox_summary() -> str:
-    """One line for an admin: "Sandbox: working (bubblewrap 0.8.0, python 3.11.7 at …)", or
-    the problem in words."""
-    problem, detail = sandbox_state()
+def sandbox_summary(problem: str, detail: str) -> str:
+    """One line for an admin of `sandbox_state()`: "Sandbox: working (bubblewrap 0.8.0,
+    python 3.11.7 at …)", or the problem in words."""
     if problem:
         return f"Sandbox: not working on this server. {problem}"
     return f"Sandbox: working ({detail})" if detail else "Sandbox: working"

@@ -43,8 +43,9 @@ class OrgOverviewView(OrgView, TemplateView):
                                                    organization=self.org)
         if self.can(Capability.MANAGE_POLICIES):
             # Whether checks can run on this server at all (the sandbox part of /health).
-            problem, _ = sandbox_state()
-            context["sandbox"] = {"ok": not problem, "summary": sandbox_summary()}
+            problem, detail = sandbox_state()
+            context["sandbox"] = {"ok": not problem,
+                                  "summary": sandbox_summary(problem, detail)}
         return context
 
 

@@ -20,11 +20,11 @@ def fresh_probe(monkeypatch: pytest.MonkeyPatch) -> None:
 def broken_sandbox(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     probes: list[int] = []
 
-    def problem() -> str:
+    def probe() -> tuple[str, str]:
         probes.append(1)
-        return "`python3` is not found inside the sandbox: …; an admin can …"
+        return "`python3` is not found inside the sandbox: …; an admin can …", ""
 
-    monkeypatch.setattr(failures, "sandbox_problem", problem)
+    monkeypatch.setattr(failures, "sandbox_probe", probe)
     return probes
 
 

@@ -48,7 +48,12 @@ def sso_domain_owners(*, domains: Iterable[str],
 def audit_events_readable(*, membership: Membership) -> QuerySet[AuditEvent]:
     """The organization's audit events this member may read: without the capability an event
     type needs (e.g. policy changes need MANAGE_POLICIES), those events are left out."""
-    events = AuditEvent.objects.for_org(membership.organization)
-    for prefix in hidden_event_prefixes(membership.role):
+    return without_types(AuditEvent.objects.for_org(membership.organization),
+                         hidden_event_prefixes(membership.role))
+
+
+def without_types(events: QuerySet[AuditEvent], prefixes: Iterable[str]) -> QuerySet[AuditEvent]:
+    """`events` without the types starting with one of `prefixes` (hidden_event_prefixes)."""
+    for prefix in prefixes:
         events = events.exclude(type__startswith=prefix)
     return events

@@ -16,6 +16,7 @@ from guardian.shortcuts import get_objects_for_user
 
 from accounts.models import AuditEvent, Membership, Organization, User
 from accounts.roles import Capability, role_can
+from accounts.selectors import without_types
 from agents.selectors import ticket_cost
 from tickets.models import (
     NEEDS_ADMIN,
@@ -178,9 +179,7 @@ def project_events(*, project: Project, after: int, limit: int,
     without the event types starting with a `hidden` prefix (accounts.roles)."""
     events = AuditEvent.objects.for_org(project.organization).filter(project_id=project.pk,
                                                                      seq__gt=after)
-    for prefix in hidden:
-        events = events.exclude(type__startswith=prefix)
-    return list(events.order_by("seq")[:limit])
+    return list(without_types(events, hidden).order_by("seq")[:limit])
 
 
 def ticket_events(*, ticket: Ticket, after: int, limit: int) -> list[AuditEvent]:

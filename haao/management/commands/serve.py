@@ -26,17 +26,20 @@ ANNOUNCE_AFTER_SECONDS = 120
 SETTLE_SECONDS = 1.0
 
 
+def local_host(host: str) -> str:
+    """The address this machine reaches a server bound to `host` at (a wildcard → loopback)."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
+
+
 def served_url(host: str, port: int) -> str:
     """The URL a browser on this machine opens for a server bound to `host`:`port`."""
-    shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(host, host)  # noqa: S104
-    if ":" in shown and not shown.startswith("["):
-        shown = f"[{shown}]"
-    return f"http://{shown}:{port}/"
+    shown = local_host(host).strip("[]")
+    return f"http://[{shown}]:{port}/" if ":" in shown else f"http://{shown}:{port}/"
 
 
 def answers(host: str, port: int) -> bool:
     """Whether the web server accepts connections yet."""
-    target = served_url(host, port).split("//", 1)[1].rsplit(":", 1)[0].strip("[]")
+    target = local_host(host).strip("[]")
     try:
         with socket.create_connection((target, port), timeout=1):
             return True

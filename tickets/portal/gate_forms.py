@@ -4,6 +4,8 @@ Gate 2."""
 from __future__ import annotations
 
 import copy
+import dataclasses
+import functools
 import json
 import re
 import shlex
@@ -145,20 +147,27 @@ class SpecFields:
 
     form: TicketFieldsForm
     checks: Any  # a CheckFormSet
-    other: list[str]
-    rows: list[CheckForm]
+    other: list[str] = dataclasses.field(default_factory=list)
+
+    @functools.cached_property
+    def rows(self) -> list[CheckForm]:
+        """The check rows that make the spec's checks, in order: kept ones and filled new
+        ones (after `is_valid()`)."""
+        return [row for index, row in enumerate(self.checks.forms)
+                if row not in self.checks.deleted_forms
+                and (index < self.checks.initial_form_count() or row.has_changed())]
 
     @classmethod
     def of(cls, spec: dict[str, Any], *, prefix: str) -> SpecFields:
         checks = CheckFormSet(prefix=f"{prefix}-checks", initial=[
             CheckForm.initial_from(check) for check in spec.get("definition_of_done") or []])
         return cls(TicketFieldsForm(prefix=prefix, initial=TicketFieldsForm.initial_from(spec)),
-                   checks, [], [])
+                   checks)
 
     @classmethod
     def bound(cls, data: Any, *, prefix: str) -> SpecFields:
         return cls(TicketFieldsForm(data, prefix=prefix),
-                   CheckFormSet(data, prefix=f"{prefix}-checks"), [], [])
+                   CheckFormSet(data, prefix=f"{prefix}-checks"))
 
     def is_valid(self) -> bool:
         return self.form.is_valid() & self.checks.is_valid()
@@ -170,9 +179,6 @@ class SpecFields:
         spec.update(title=data["title"], objective=data["objective"],
                     constraints=_lines(data["constraints"]),
                     allowed_paths=_lines(data["allowed_paths"]))
-        self.rows = [row for index, row in enumerate(self.checks.forms)
-                     if row not in self.checks.deleted_forms
-                     and (index < self.checks.initial_form_count() or row.has_changed())]
         spec["definition_of_done"] = [row.as_check() for row in self.rows]
         return spec
 

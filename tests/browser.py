@@ -59,3 +59,19 @@ def signed_in(page: Any, live_server: Any, user: Any) -> None:
     page.context.add_cookies([{"name": settings.SESSION_COOKIE_NAME,
                                "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
                                "url": live_server.url}])
+
+
+# Stands in for static/js/live.js's socket: pages subscribe to it, and a test drives the
+# "stream" by calling the recorded subscriptions' handlers (window.__live.subs).
+LIVE_STUB = """
+(() => {
+  const live = { subs: [], subscribe(path, options) {
+    live.subs.push({ path, options }); options.onStatus && options.onStatus("live");
+    return { close() {} }; } };
+  window.__live = live;
+  let haao;
+  Object.defineProperty(window, "HAAO", { configurable: true,
+    get() { return haao; },
+    set(value) { haao = value; Object.defineProperty(haao, "live", { value: live }); } });
+})();
+"""

@@ -190,7 +190,7 @@ def test_a_new_url_needs_the_key_again_so_the_stored_one_goes_nowhere_new(cast, 
     with pytest.raises(ApplicationError) as refused:
         services.endpoint_update(organization=cast.org, endpoint=endpoint, actor=cast.admin,
                                  changes={"base_url": stub.url + "/other"})
-    assert refused.value.details == {"api_key": [refused.value.details["api_key"][0]]}
+    assert list(refused.value.details) == ["api_key"]
     assert "entered again" in refused.value.message
     endpoint.refresh_from_db()
     assert endpoint.base_url == stub.url and endpoint.reveal_api_key() == "sk-stored"

@@ -13,7 +13,7 @@ from guardian.shortcuts import assign_perm
 
 from accounts.audit import SYSTEM
 from accounts.models import AuditEvent
-from tests.browser import signed_in
+from tests.browser import LIVE_STUB, signed_in
 from tests.factories import spec_example
 from tickets import services
 from tickets.models import Attempt, CheckResult, Ticket
@@ -28,18 +28,6 @@ DIFF = ("diff --git a/billing/totals.py b/billing/totals.py\n--- a/billing/total
 
 # A stand-in for live.js's window.HAAO.live: it records the subscription so the test can
 # hand the page events as the socket would. Installed before any page script runs.
-LIVE_STUB = """
-(() => {
-  const live = { subs: [], subscribe(path, options) {
-    live.subs.push({ path, options }); options.onStatus && options.onStatus("live");
-    return { close() {} }; } };
-  window.__live = live;
-  let haao;
-  Object.defineProperty(window, "HAAO", { configurable: true,
-    get() { return haao; },
-    set(value) { haao = value; Object.defineProperty(haao, "live", { value: live }); } });
-})();
-"""
 
 
 @pytest.fixture

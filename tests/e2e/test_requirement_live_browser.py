@@ -8,8 +8,7 @@ from guardian.shortcuts import assign_perm
 
 from accounts.audit import SYSTEM
 from accounts.models import AuditEvent
-from tests.browser import signed_in
-from tests.e2e.test_portal_gates_browser import LIVE_STUB
+from tests.browser import LIVE_STUB, signed_in
 from tests.factories import spec_example
 from tickets import services
 from tickets.models import Requirement, Ticket

@@ -4,17 +4,14 @@ the sample project through both gates, on the embedded defaults (SQLite, SQL bro
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
 
-from tests.demo_server import free_port, free_port_pair, manage, poll, status_of
+from tests.demo_server import demo_server, poll
 
-ROOT = Path(__file__).resolve().parents[1]
 TOKEN_SCRIPT = """
 from datetime import timedelta
 from django.utils import timezone
@@ -29,66 +26,43 @@ print(raw)
 
 
 def test_the_demo_takes_a_requirement_to_a_merged_commit(tmp_path: Path) -> None:
-    port = free_port()
-    env = {**os.environ, "HAAO_DATA_DIR": str(tmp_path / "data"), "PORT": str(port),
-           "HAAO_SAMPLE_MODELS": "true", "HAAO_SAMPLE_MODELS_PORT": str(free_port_pair()),
-           "HAAO_CHECK_TOOLCHAIN": ",".join(sorted({sys.prefix, sys.base_prefix})),
-           "HAAO_RECOVERY_INTERVAL": "3", "HAAO_BASE_URL": f"http://127.0.0.1:{port}",
-           "ALLOWED_HOSTS": "127.0.0.1,localhost"}
-    env.pop("DATABASE_URL", None)  # the embedded defaults, exactly as `make run`
-    env.pop("REDIS_URL", None)
-    manage(env, "migrate", "--noinput")
-    manage(env, "createcachetable")
-    seeded = manage(env, "seed_demo")
-    assert "sample models" in seeded
-    token = manage(env, "shell", "-c", TOKEN_SCRIPT).strip().splitlines()[-1]
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen([sys.executable, "manage.py", "serve"], cwd=ROOT, env=env,
-                                  stdout=out, stderr=out, start_new_session=True)
-    api = httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1/orgs/demo/",
-                       headers={"Authorization": f"Bearer {token}"}, timeout=10)
-    try:
-        poll(lambda: status_of(f"http://127.0.0.1:{port}/health"), until=lambda s: s == 200,
-             timeout=60, what="the web process", logs=log)
-        created = api.post("projects/DEMO/requirements/", json={
-            "title": "Invoices round half a cent the wrong way",
-            "text": "A total of 0.125 shows as 0.12 on invoices; accountants expect 0.13."})
-        assert created.status_code == 201, created.text
-        key = created.json()["key"]
-        proposal = poll(lambda: api.get(f"requirements/{key}/").json(),
-                        until=lambda r: r["status"] != "decomposing", timeout=60,
-                        what="the sample Tech Lead's proposal", logs=log)
-        assert proposal["status"] == "proposed", proposal
-        [ticket_key] = [ticket["key"] for ticket in proposal["tickets"]]
-        assert api.post(f"requirements/{key}/approve/").status_code == 200
+    with demo_server(tmp_path, HAAO_CHECK_TOOLCHAIN=",".join(sorted({sys.prefix,
+                                                                     sys.base_prefix})),
+                     HAAO_RECOVERY_INTERVAL="3") as demo:
+        assert "sample models" in demo.seed_output
+        token = demo.manage("shell", "-c", TOKEN_SCRIPT).strip().splitlines()[-1]
+        log = demo.log
+        with httpx.Client(base_url=f"{demo.url}/api/v1/orgs/demo/", timeout=10,
+                          headers={"Authorization": f"Bearer {token}"}) as api:
+            created = api.post("projects/DEMO/requirements/", json={
+                "title": "Invoices round half a cent the wrong way",
+                "text": "A total of 0.125 shows as 0.12 on invoices; accountants expect 0.13."})
+            assert created.status_code == 201, created.text
+            key = created.json()["key"]
+            proposal = poll(lambda: api.get(f"requirements/{key}/").json(),
+                            until=lambda r: r["status"] != "decomposing", timeout=60,
+                            what="the sample Tech Lead's proposal", logs=log)
+            assert proposal["status"] == "proposed", proposal
+            [ticket_key] = [ticket["key"] for ticket in proposal["tickets"]]
+            assert api.post(f"requirements/{key}/approve/").status_code == 200
 
-        ticket = poll(lambda: api.get(f"tickets/{ticket_key}/").json(),
-                      until=lambda t: t["state"] in ("awaiting_acceptance", "blocked"),
-                      timeout=120, what="the ticket to await acceptance", logs=log)
-        assert ticket["state"] == "awaiting_acceptance", ticket
-        # The sample coder's first answer fails the sample's tests; its retry fixes them.
-        assert [a["outcome"] for a in ticket["attempts"]] == ["tests_failed", "passed"]
+            ticket = poll(lambda: api.get(f"tickets/{ticket_key}/").json(),
+                          until=lambda t: t["state"] in ("awaiting_acceptance", "blocked"),
+                          timeout=120, what="the ticket to await acceptance", logs=log)
+            assert ticket["state"] == "awaiting_acceptance", ticket
+            # The sample coder's first answer fails the sample's tests; its retry fixes them.
+            assert [a["outcome"] for a in ticket["attempts"]] == ["tests_failed", "passed"]
 
-        assert api.post(f"tickets/{ticket_key}/accept/").status_code == 200
-        merged = poll(lambda: api.get(f"tickets/{ticket_key}/").json(),
-                      until=lambda t: bool(t["merged_commit"]), timeout=60,
-                      what="the merge into the integration branch", logs=log)
-        events = api.get(f"tickets/{ticket_key}/events/", params={"limit": 500}).json()
-        types = [event["type"] for event in events["results"]]
-        assert "ticket.audited" in types and "ticket.merged" in types
-        project_repos = list((tmp_path / "data" / "workspaces").glob("*/repo"))
-        assert len(project_repos) == 1
-        subject = subprocess.run(
-            ["git", "log", "-1", "--format=%H %s", "haao/integration"], cwd=project_repos[0],
-            capture_output=True, text=True, check=True).stdout.strip()
-        assert subject == f"{merged['merged_commit']} {ticket_key}: {merged['title']}"
-    finally:
-        api.close()
-        os.killpg(server.pid, signal.SIGINT)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-
+            assert api.post(f"tickets/{ticket_key}/accept/").status_code == 200
+            merged = poll(lambda: api.get(f"tickets/{ticket_key}/").json(),
+                          until=lambda t: bool(t["merged_commit"]), timeout=60,
+                          what="the merge into the integration branch", logs=log)
+            events = api.get(f"tickets/{ticket_key}/events/", params={"limit": 500}).json()
+            types = [event["type"] for event in events["results"]]
+            assert "ticket.audited" in types and "ticket.merged" in types
+            project_repos = list((tmp_path / "data" / "workspaces").glob("*/repo"))
+            assert len(project_repos) == 1
+            subject = subprocess.run(
+                ["git", "log", "-1", "--format=%H %s", "haao/integration"], cwd=project_repos[0],
+                capture_output=True, text=True, check=True).stdout.strip()
+            assert subject == f"{merged['merged_commit']} {ticket_key}: {merged['title']}"

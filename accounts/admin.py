@@ -11,7 +11,6 @@ from django.http import HttpRequest
 
 from accounts.models import (
     ApiToken,
-    AuditEvent,
     Invitation,
     Membership,
     Organization,
@@ -120,25 +119,6 @@ class OrganizationDomainAdmin(admin.ModelAdmin):
     list_filter = ["method"]
     search_fields = ["domain", "organization__slug"]
     exclude = ["token"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-@admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
-    """Read-only: the audit log is append-only, and its hash chain detects edits."""
-
-    list_display = ["organization", "seq", "created_at", "actor_label", "type", "target_label"]
-    list_filter = ["type", "actor_type"]
-    search_fields = ["actor_label", "target_label", "organization__slug"]
-    date_hierarchy = "created_at"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -3,7 +3,7 @@
 An organization that requires SSO admits a session only if it signed in through that
 organization's own identity provider (or belongs to its break-glass admin). Signing in
 through another organization's IdP, or with a password, never satisfies it. The portal door
-(accounts/views/base.py) and the API door (accounts/api/base.py) ask `session_satisfies`.
+(haao/views.py) and the API door (haao/endpoints.py) ask `session_satisfies`.
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ from collections.abc import Iterable
 
 from django.db.models import QuerySet
 
-from accounts.models import AuditEvent, Membership, Organization, SSOConnection, User
+from accounts.models import Membership, Organization, SSOConnection, User
 from accounts.roles import hidden_event_prefixes
+from haao.models import AuditEvent
 
 
 def membership_for(*, user: User, org_slug: str) -> Membership | None:

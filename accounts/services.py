@@ -18,7 +18,6 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts import tokens
-from accounts.audit import SYSTEM, Actor, audit_record
 from accounts.models import (
     ApiToken,
     Invitation,
@@ -31,6 +30,7 @@ from accounts.models import (
 from accounts.roles import Role, TokenScope
 from accounts.selectors import sso_domain_owners
 from accounts.signals import access_reduce
+from haao.audit import SYSTEM, Actor, audit_record
 from haao.errors import ApplicationError, Conflict, Forbidden, NotFound
 from haao.ssrf import check_endpoint_url
 

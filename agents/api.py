@@ -15,9 +15,6 @@ from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.api.serializers import StrictCharField, StrictChoiceField, StrictSerializer
-from accounts.api.views import READ_ERRORS, WRITE_ERRORS, OrgEndpoint, errors, validated
-from accounts.audit import Actor
 from accounts.roles import Capability, TokenScope
 from agents import selectors, services
 from agents.models import (
@@ -28,7 +25,18 @@ from agents.models import (
     InferenceEndpoint,
 )
 from agents.services import MAX_API_KEY, MAX_PRICE
-from haao.api import NOT_FOUND_MESSAGE
+from haao.api import (
+    NOT_FOUND_MESSAGE,
+    READ_ERRORS,
+    WRITE_ERRORS,
+    StrictCharField,
+    StrictChoiceField,
+    StrictSerializer,
+    errors,
+    validated,
+)
+from haao.audit import Actor
+from haao.endpoints import OrgEndpoint
 
 # --- Serializers -----------------------------------------------------------------------------
 

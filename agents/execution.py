@@ -37,11 +37,11 @@ from agents.workspaces import (
 from agents.workspaces.checkouts import checkout_at, checkout_hand_over
 from agents.workspaces.git import git
 from haao.errors import ApplicationError
+from haao.secrets_registry import organization_secrets
 from policies.enforcement import (
     Refusal,
     command_refusal,
     edits_refusal,
-    known_secrets,
     refusal_record,
 )
 from policies.redaction import redact_payload
@@ -233,7 +233,7 @@ class AttemptRun:
             feedback=self.ticket.feedback)
         if self.endpoint.is_cloud:  # a coder off the organization's machines reads no secret
             messages, _ = redact_payload(
-                messages, known=known_secrets(organization=self.ticket.organization))
+                messages, known=organization_secrets(organization=self.ticket.organization))
         try:
             return complete(endpoint=self.endpoint, messages=messages, stream=stream,
                             on_token=on_token, timeout=timeout, max_tokens=max_tokens,

@@ -9,8 +9,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.utils import timezone
 
-from accounts.tenancy import TenantModel
 from haao.crypto import EncryptedTextField, Secret
+from haao.tenancy import TenantModel
 
 QUEUE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}\Z"
 queue_name_validator = RegexValidator(

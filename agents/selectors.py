@@ -15,6 +15,9 @@ from django.db.models.functions import Coalesce
 from accounts.models import Organization
 from agents import pricing
 from agents.models import CallOutcome, InferenceEndpoint, ModelCall
+from policies.enforcement import Budget, Refusal, month_start, over_budget
+from policies.selectors import EffectivePolicy
+from tickets.models import Attempt, Ticket
 
 
 def dedicated_queue_held_elsewhere(*, queue: str, organization: Organization) -> bool:
@@ -213,3 +216,66 @@ def ticket_cost(*, ticket: Any) -> TicketCost:
     """What one ticket cost (see `ticket_costs`)."""
     return ticket_costs(organization=ticket.organization, tickets=[ticket]).get(
         ticket.pk, NO_COST)
+
+
+@dataclass(frozen=True)
+class Totals:
+    """What a ticket cost: its attempts, and the ledger's rows of it (coder calls, retries,
+    escalation and audits) summed; money stays a Decimal."""
+
+    attempts: int
+    cost: Decimal
+    input_tokens: int
+    output_tokens: int
+    cache_write_tokens: int
+    cache_read_tokens: int
+
+    @property
+    def tokens(self) -> int:
+        return (self.input_tokens + self.output_tokens + self.cache_write_tokens
+                + self.cache_read_tokens)
+
+
+def ticket_totals(*, ticket: Ticket) -> Totals:
+    """The ticket's attempts and its cost as `ticket_cost` sums it."""
+    spent = ticket_cost(ticket=ticket)
+    attempts = Attempt.objects.for_org(ticket.project.organization).filter(
+        ticket=ticket).count()
+    return Totals(attempts=attempts, cost=spent.cost, input_tokens=spent.input_tokens,
+                  output_tokens=spent.output_tokens,
+                  cache_write_tokens=spent.cache_write_tokens,
+                  cache_read_tokens=spent.cache_read_tokens)
+
+
+# --- Cloud spend against the policy's caps ----------------------------------------------------
+
+def cloud_budgets(policy: EffectivePolicy, *, organization: Organization, ticket: Any = None,
+                  requirement: Any = None) -> list[Budget]:
+    """The caps that apply to a cloud call for this ticket or requirement, with the cloud
+    spend against each, summed from the ledger in one query."""
+    requirement_id = requirement.pk if requirement is not None else \
+        getattr(ticket, "requirement_id", None)
+    wanted = []  # (rule, cap, what, the calls that count)
+    if ticket is not None and policy.ticket_cloud_cap_usd is not None:
+        wanted.append(("ticket_cloud_cap_usd", policy.ticket_cloud_cap_usd, "this ticket",
+                       Q(ticket=ticket)))
+    if requirement_id is not None and policy.requirement_cloud_cap_usd is not None:
+        wanted.append(("requirement_cloud_cap_usd", policy.requirement_cloud_cap_usd,
+                       "this requirement",
+                       Q(requirement_id=requirement_id) | Q(ticket__requirement_id=requirement_id)))
+    if policy.monthly_cloud_cap_usd is not None:
+        wanted.append(("monthly_cloud_cap_usd", policy.monthly_cloud_cap_usd,
+                       "the organization this month", Q(created_at__gte=month_start())))
+    if not wanted:
+        return []
+    sums = ModelCall.objects.for_org(organization).filter(is_cloud=True).aggregate(
+        **{rule: Sum("cost", filter=calls) for rule, _, _, calls in wanted})
+    return [Budget(rule, cap, sums[rule] or Decimal("0"), what)
+            for rule, cap, what, _ in wanted]
+
+
+def spend_refusal(policy: EffectivePolicy, *, organization: Organization, estimate: Decimal,
+                  ticket: Any = None, requirement: Any = None) -> Refusal | None:
+    """Whether a cloud call that may cost up to `estimate` would go over a cap."""
+    return over_budget(cloud_budgets(policy, organization=organization, ticket=ticket,
+                                     requirement=requirement), estimate)

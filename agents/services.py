@@ -18,7 +18,6 @@ import httpx
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.audit import SYSTEM, Actor, audit_record
 from accounts.models import Organization, User
 from agents import pricing
 from agents.models import (
@@ -38,6 +37,7 @@ from agents.models import (
 )
 from agents.selectors import dedicated_queue_held_elsewhere
 from agents.tls import tls_context
+from haao.audit import SYSTEM, Actor, audit_record
 from haao.errors import ApplicationError, Conflict
 from haao.ssrf import (
     RefusedAddress,

@@ -12,13 +12,13 @@ from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 
-from accounts.audit import Actor
 from accounts.roles import Capability
-from accounts.views.console import ConsolePage
 from agents import pricing, selectors, services
 from agents.forms import EndpointForm
 from agents.models import InferenceEndpoint
+from haao.audit import Actor
 from haao.errors import ApplicationError
+from haao.views import OrgPage
 
 
 def _form_error(form: EndpointForm, error: ApplicationError) -> None:
@@ -27,7 +27,7 @@ def _form_error(form: EndpointForm, error: ApplicationError) -> None:
     form.add_error(fields[0] if fields else None, error.message)
 
 
-class EndpointsView(ConsolePage):
+class EndpointsView(OrgPage):
     """The organization's endpoints with their health; create one."""
 
     required_capability = Capability.MANAGE_POLICIES
@@ -58,7 +58,7 @@ class EndpointsView(ConsolePage):
         return redirect(self.org_url("console-endpoints"))
 
 
-class _EndpointPage(ConsolePage):
+class _EndpointPage(OrgPage):
     required_capability = Capability.MANAGE_POLICIES
 
     def load(self, endpoint_id: Any) -> InferenceEndpoint:

@@ -596,10 +596,10 @@ def seed_org(config: Config, index: int, workdir: Path, models: TraceModels,
     """An organization for one configuration: product owner, a project on the sample
     repository, its endpoints (priced as the trace says), its policy."""
     from accounts import services as accounts
-    from accounts.audit import Actor
     from accounts.models import User
     from agents.services import endpoint_create
     from agents.workspaces.samples import SAMPLE_PROJECT, git_checkout
+    from haao.audit import Actor
     from policies.services import policy_update
     from tickets.models import Project
     from tickets.services import project_create, project_grant_set

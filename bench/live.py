@@ -52,8 +52,8 @@ def run_writer(count: int, rate: float, out: str) -> None:
     django.setup()
     from django.db import transaction
 
-    from accounts.audit import SYSTEM, audit_record
     from accounts.models import Organization
+    from haao.audit import SYSTEM, audit_record
     from tickets import live
     from tickets.models import Project
 
@@ -166,8 +166,9 @@ def run_seed(out: str) -> None:
     from django.core.management import call_command
     from django.test import Client
 
-    from accounts.models import AuditEvent, Membership, Organization, User
+    from accounts.models import Membership, Organization, User
     from accounts.roles import Role
+    from haao.models import AuditEvent
     from tickets.services import project_create
 
     call_command("migrate", verbosity=0)

@@ -279,11 +279,11 @@ def seed(workdir: Path, cloud: Any, local: Any) -> tuple[Any, Any]:
     """An organization with a product owner, the sample repository as a project, the two
     endpoints; WIP and endpoint concurrency high enough not to throttle."""
     from accounts import services as accounts
-    from accounts.audit import Actor
     from accounts.models import User
     from agents.pricing import CURRENT_SONNET
     from agents.services import endpoint_create
     from agents.workspaces.samples import SAMPLE_PROJECT, git_checkout
+    from haao.audit import Actor
     from policies.services import policy_update
     from tickets.models import Project
     from tickets.services import project_create, project_grant_set
@@ -390,8 +390,8 @@ def drive(project: Any, owner: Any, *, tickets: int, timeout: float,
 def per_ticket(workdir: Path, project: Any, approved_at: datetime) -> dict[str, Any]:
     """Sum each ticket's task timings (dispatch shared evenly); subtract model latency and
     the checks' own run time from the wall-time figure."""
-    from accounts.models import AuditEvent
     from agents.models import ModelCall
+    from haao.models import AuditEvent
     from tickets.models import Attempt, CheckResult, Ticket
 
     rows = [json.loads(line) for path in workdir.glob("timings.*")

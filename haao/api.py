@@ -1,4 +1,4 @@
-"""REST API plumbing shared by every app: error JSON, pagination."""
+"""REST API plumbing shared by every app: error JSON, strict input fields, pagination."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.validators import RegexValidator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, pagination, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -187,3 +188,101 @@ class CursorPagination(pagination.CursorPagination):
                                             f"than {self.max_page_size} give "
                                             f"{self.max_page_size}.")
         return parameters
+
+
+ERROR_DESCRIPTIONS = {
+    400: "Invalid input; `details` names each field.",
+    401: "Not signed in, or the token is missing, malformed, expired or revoked.",
+    403: "Your role or the token's scope does not allow this.",
+    404: "No such organization or object, or it belongs to another organization.",
+    409: "The request conflicts with the current state.",
+    415: "The body is not JSON (send `Content-Type: application/json`).",
+}
+
+
+def errors(*codes: int) -> dict[int, OpenApiResponse]:
+    """OpenAPI responses for the error statuses an operation may answer."""
+    return {code: OpenApiResponse(ErrorSerializer, description=ERROR_DESCRIPTIONS[code])
+            for code in codes}
+
+
+READ_ERRORS = (401, 403, 404)
+WRITE_ERRORS = (400, 401, 403, 404, 415)
+
+
+def validated(serializer_class: type[serializers.Serializer], request: Request) -> Any:
+    """The request body validated by `serializer_class`; invalid input raises a 400."""
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class StrictCharField(serializers.CharField):
+    """A string and only a string: numbers, lists and objects are refused, not converted.
+
+    DRF's CharField already refuses NUL and surrogate characters (the database could not
+    store them); this adds the type check that its `str(123)` coercion skips.
+    """
+
+    # The count is filled in by Django's length validator; the limit here (haao.limits wording).
+    default_error_messages = {"not_a_string": "Expected a string but got {type}.",
+                              "max_length": "At most {max_length} characters "
+                                            "(got %(show_value)d)."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("not_a_string", type=_json_type(data))
+        return str(super().to_internal_value(data))
+
+
+class StrictEmailField(serializers.EmailField):
+    default_error_messages = {"not_a_string": "Expected a string but got {type}."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("not_a_string", type=_json_type(data))
+        return str(super().to_internal_value(data))
+
+
+class StrictChoiceField(serializers.ChoiceField):
+    default_error_messages = {"not_a_string": "Expected a string but got {type}.",
+                              "invalid_choice": "\"{input}\" is not one of: {choices}."}
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, str):
+            self.fail("not_a_string", type=_json_type(data))
+        if data not in self.choice_strings_to_values:
+            # Echo a bounded part of the input: the error must not repeat a megabyte back.
+            shown = data if len(data) <= 40 else f"{data[:40]}…"
+            self.fail("invalid_choice", input=shown, choices=", ".join(self.choices))
+        return super().to_internal_value(data)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
+class StrictSerializer(serializers.Serializer):
+    """Input serializer that names unknown fields instead of silently dropping them."""
+
+    # haao.openapi reads it: the schema then says `additionalProperties: false`.
+    refuses_unknown_fields = True
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(str(key)[:50] for key in set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(
+                    {key: ["This field is not accepted here."] for key in unknown[:10]}
+                )
+        return super().to_internal_value(data)

@@ -4,7 +4,7 @@ from django.apps import AppConfig
 
 
 class HaaoConfig(AppConfig):
-    """Project-wide commands (serve, reencrypt_secrets); no models."""
+    """The platform core: the audit log's models, project-wide commands (serve, seed_demo, …)."""
 
     name = "haao"
     verbose_name = "HAAO"

@@ -34,8 +34,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from accounts.models import AuditEvent
 from agents.models import HealthStatus, InferenceEndpoint, ModelCall
+from haao.models import AuditEvent
 from policies.enforcement import month_start
 from policies.rules import BY_NAME as POLICY_RULES
 from tickets.models import Attempt, AttemptOutcome, Ticket, TicketStatus

@@ -1,13 +1,16 @@
-"""Every model field that holds a secret at rest, for re-encryption under the newest key."""
+"""Every model field that holds a secret at rest: for re-encryption under the newest key, and
+for redacting an organization's own secrets from text bound for a cloud model."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator
+from typing import Any
 
 from django.apps import apps
 from django.db import models
 
-from haao.crypto import EncryptedTextField
+from haao.crypto import EncryptedTextField, Secret
 
 
 def encrypted_fields() -> Iterator[tuple[type[models.Model], str]]:
@@ -15,3 +18,21 @@ def encrypted_fields() -> Iterator[tuple[type[models.Model], str]]:
         for field in model._meta.concrete_fields:
             if isinstance(field, EncryptedTextField):
                 yield model, field.attname
+
+
+def organization_secrets(*, organization: Any) -> list[str]:
+    """The secrets HAAO keeps for the organization, whichever model holds them (endpoint keys,
+    the SSO client secret, repository tokens and deploy keys, webhook secrets): one query per
+    model, so a secret field added later is covered without touching this."""
+    fields: dict[type[models.Model], list[str]] = defaultdict(list)
+    for model, attname in encrypted_fields():
+        if any(field.name == "organization" for field in model._meta.concrete_fields):
+            fields[model].append(attname)
+    found: list[str] = []
+    for model, names in fields.items():
+        for row in model._default_manager.filter(organization=organization).values_list(*names):
+            for value in row:
+                text = value.reveal() if isinstance(value, Secret) else str(value or "")
+                if text:
+                    found.append(text)
+    return found

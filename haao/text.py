@@ -104,3 +104,13 @@ def loads(text: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
         raise TextInvalid("", f"is nested too deeply: at most {max_depth} levels") from None
     check_data(data, max_depth=max_depth)
     return data
+
+
+# Spreadsheet programs run cells that start with these as formulas (CSV injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> str:
+    """A cell a spreadsheet shows as text: formula-like values get a leading apostrophe."""
+    text = "" if value is None else displayable(str(value))
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text

@@ -18,14 +18,24 @@ from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.api.serializers import StrictCharField, StrictChoiceField, StrictSerializer
-from accounts.api.views import READ_ERRORS, WRITE_ERRORS, OrgEndpoint, errors, validated
-from accounts.audit import Actor
 from accounts.roles import Capability, TokenScope
-from haao.api import NOT_FOUND_MESSAGE, CursorPagination
+from haao.api import (
+    NOT_FOUND_MESSAGE,
+    READ_ERRORS,
+    WRITE_ERRORS,
+    CursorPagination,
+    StrictCharField,
+    StrictChoiceField,
+    StrictSerializer,
+    errors,
+    validated,
+)
+from haao.audit import Actor
+from haao.endpoints import OrgEndpoint
+from haao.secrets_registry import organization_secrets
 from haao.text import displayable_data
 from policies import rules
-from policies.enforcement import known_secrets, policy_try
+from policies.enforcement import policy_try
 from policies.forms import MAX_COMMAND, MAX_PATH, MAX_PAYLOAD
 from policies.models import PolicyVersion
 from policies.selectors import (
@@ -237,7 +247,7 @@ class _PolicyBase(OrgEndpoint):
         return Response(policy_try(effective, path=data.get("path", "").strip(),
                                    command=data.get("command", []),
                                    payload=data.get("payload", ""),
-                                   known=known_secrets(organization=self.org)))
+                                   known=organization_secrets(organization=self.org)))
 
 
 PROJECT_PARAMETER = OpenApiParameter("key", str, OpenApiParameter.PATH,

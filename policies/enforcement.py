@@ -19,13 +19,11 @@ from typing import Any
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Q, Sum
 from django.utils import timezone
 
-from accounts.audit import SYSTEM, audit_record
 from accounts.models import Membership, Organization
 from accounts.roles import Role
-from haao.crypto import Secret
+from haao.audit import SYSTEM, audit_record
 from haao.errors import ApplicationError
 from policies import rules
 from policies.selectors import EffectivePolicy
@@ -144,33 +142,6 @@ class Budget:
                        f"{estimate:.4f} USD. No request was made.")
 
 
-def cloud_budgets(policy: EffectivePolicy, *, organization: Organization, ticket: Any = None,
-                  requirement: Any = None) -> list[Budget]:
-    """The caps that apply to a cloud call for this ticket or requirement, with the cloud
-    spend against each, summed from the ledger in one query."""
-    from agents.models import ModelCall
-
-    requirement_id = requirement.pk if requirement is not None else \
-        getattr(ticket, "requirement_id", None)
-    wanted = []  # (rule, cap, what, the calls that count)
-    if ticket is not None and policy.ticket_cloud_cap_usd is not None:
-        wanted.append(("ticket_cloud_cap_usd", policy.ticket_cloud_cap_usd, "this ticket",
-                       Q(ticket=ticket)))
-    if requirement_id is not None and policy.requirement_cloud_cap_usd is not None:
-        wanted.append(("requirement_cloud_cap_usd", policy.requirement_cloud_cap_usd,
-                       "this requirement",
-                       Q(requirement_id=requirement_id) | Q(ticket__requirement_id=requirement_id)))
-    if policy.monthly_cloud_cap_usd is not None:
-        wanted.append(("monthly_cloud_cap_usd", policy.monthly_cloud_cap_usd,
-                       "the organization this month", Q(created_at__gte=month_start())))
-    if not wanted:
-        return []
-    sums = ModelCall.objects.for_org(organization).filter(is_cloud=True).aggregate(
-        **{rule: Sum("cost", filter=calls) for rule, _, _, calls in wanted})
-    return [Budget(rule, cap, sums[rule] or Decimal("0"), what)
-            for rule, cap, what, _ in wanted]
-
-
 def over_budget(budgets: list[Budget], estimate: Decimal) -> Refusal | None:
     """The first cap a call that may cost up to `estimate` would go over."""
     for budget in budgets:
@@ -182,13 +153,6 @@ def over_budget(budgets: list[Budget], estimate: Decimal) -> Refusal | None:
 
 # The smallest call: a cap it does not fit is already reached, and no call is even counted.
 ANY_CALL = Decimal("0.000001")
-
-
-def spend_refusal(policy: EffectivePolicy, *, organization: Organization, estimate: Decimal,
-                  ticket: Any = None, requirement: Any = None) -> Refusal | None:
-    """Whether a cloud call that may cost up to `estimate` would go over a cap."""
-    return over_budget(cloud_budgets(policy, organization=organization, ticket=ticket,
-                                     requirement=requirement), estimate)
 
 
 # --- Recording a refusal -----------------------------------------------------------------------
@@ -255,21 +219,6 @@ def policy_try(policy: EffectivePolicy, *, path: str = "", command: Sequence[str
         result["payload"] = {"redactions": redacted.count, "kinds": redacted.kinds,
                              "sent": redacted.text}
     return result
-
-
-def known_secrets(*, organization: Organization) -> list[str]:
-    """HAAO's own secrets of the organization (endpoint keys, the SSO client secret), to
-    redact wherever they turn up in text bound for a cloud model."""
-    from accounts.models import SSOConnection
-    from agents.models import InferenceEndpoint
-
-    found = [endpoint.reveal_api_key()
-             for endpoint in InferenceEndpoint.objects.for_org(organization)]
-    for connection in SSOConnection.objects.for_org(organization):
-        secret: object = connection.oidc_client_secret
-        if secret:
-            found.append(secret.reveal() if isinstance(secret, Secret) else str(secret))
-    return [value for value in found if value]
 
 
 class GuardrailRefused(ApplicationError):

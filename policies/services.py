@@ -7,8 +7,9 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from accounts.audit import Actor, audit_record
-from accounts.models import AuditChainHead, Organization
+from accounts.models import Organization
+from haao.audit import Actor, audit_record
+from haao.models import AuditChainHead
 from policies import rules
 from policies.models import Policy, PolicyVersion
 from policies.rules import PolicyInvalid

@@ -15,12 +15,13 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 
-from accounts.audit import Actor
 from accounts.roles import Capability
-from accounts.views.console import ConsolePage
+from haao.audit import Actor
+from haao.secrets_registry import organization_secrets
 from haao.text import displayable, displayable_data
+from haao.views import OrgPage
 from policies import rules
-from policies.enforcement import known_secrets, policy_try
+from policies.enforcement import policy_try
 from policies.forms import PolicyForm, TryForm
 from policies.models import Policy, PolicyVersion
 from policies.redaction import redact
@@ -108,7 +109,7 @@ def _diff(version: PolicyVersion, unset: str) -> list[DiffRow]:
     return rows
 
 
-class _PolicyPage(ConsolePage):
+class _PolicyPage(OrgPage):
     """The organization's policy page, or one project's (when `project` is set)."""
 
     required_capability = Capability.MANAGE_POLICIES
@@ -216,7 +217,7 @@ class _PolicyPage(ConsolePage):
         if not form.is_valid():
             return self.page(400, try_form=form)
         effective = effective_policy(organization=self.org, project=self.project)
-        known = known_secrets(organization=self.org)
+        known = organization_secrets(organization=self.org)
         tried = policy_try(effective, path=form.cleaned_data["path"].strip(),
                            command=form.cleaned_data["command"],
                            payload=form.cleaned_data["payload"], known=known)

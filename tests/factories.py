@@ -9,7 +9,9 @@ from allauth.account.models import EmailAddress
 
 from accounts.models import Membership, Organization, User
 from accounts.roles import Role
+from policies.rules import BY_NAME as POLICY_RULES
 from tickets.models import Project
+from tickets.services.engine import Options
 
 PASSWORD = "correct horse battery staple"
 
@@ -101,3 +103,14 @@ class TicketFactory(factory.django.DjangoModelFactory):
     spec = factory.LazyFunction(spec_example)
     complexity = 2
     status = "proposed"
+
+
+def engine_options(**overrides: Any) -> Options:
+    """What the engine may do for a ticket, at the policy's defaults unless overridden."""
+    values: dict[str, Any] = {
+        "escalation": True, "audit": True,
+        "max_audit_failures": POLICY_RULES["max_audit_failures"].default,
+        "max_cloud_attempts": POLICY_RULES["max_cloud_attempts"].default,
+        "audit_cloud_work": POLICY_RULES["audit_work"].default == "all",
+    }
+    return Options(**{**values, **overrides})

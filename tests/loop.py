@@ -186,7 +186,7 @@ def repo(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def project(cast: Any, repo: Path) -> Any:
-    from accounts.audit import Actor
+    from haao.audit import Actor
     from policies.services import policy_update
     from tests.factories import ProjectFactory
     from tickets import services

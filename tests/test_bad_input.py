@@ -22,11 +22,12 @@ from rest_framework.test import APIClient
 
 from accounts import services
 from accounts.api import serializers as account_serializers
-from accounts.api.base import SAFE_METHODS
-from accounts.models import ApiToken, AuditEvent, Invitation, Membership
+from accounts.models import ApiToken, Invitation, Membership
 from accounts.roles import Role
 from agents import api as agent_api
 from agents.models import InferenceEndpoint
+from haao.endpoints import SAFE_METHODS
+from haao.models import AuditEvent
 from tests.factories import UserFactory
 from tests.fixtures import Cast, token_client
 from tests.test_tenancy_matrix import SCOPED

@@ -8,8 +8,8 @@ import pytest
 from django.test import Client
 from guardian.shortcuts import assign_perm
 
-from accounts.models import AuditEvent
 from haao.errors import ApplicationError
+from haao.models import AuditEvent
 from tests.factories import TicketFactory
 from tests.fixtures import token_client
 from tickets import services

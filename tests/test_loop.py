@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from accounts.models import AuditEvent
 from agents import services as agent_services
 from agents.model_servers import AnthropicServer, OpenAIServer, RecordedRequest
 from agents.model_servers.anthropic import tool_use_reply
@@ -20,6 +19,7 @@ from agents.models import ModelCall
 from agents.pricing import CURRENT_SONNET
 from agents.techlead.testing import invoice_ticket
 from agents.workspaces.git import git
+from haao.models import AuditEvent
 from tests.loop import Processes, wait_for, workspace_root
 from tickets import services
 from tickets.models import Attempt, Project, Requirement, Ticket

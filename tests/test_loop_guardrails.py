@@ -12,8 +12,6 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
-from accounts.audit import Actor
-from accounts.models import AuditEvent
 from agents import services as agent_services
 from agents.model_servers import AnthropicServer, OpenAIServer, RecordedRequest
 from agents.model_servers.anthropic import tool_use_reply, usage
@@ -23,6 +21,8 @@ from agents.pricing import CURRENT_SONNET
 from agents.techlead.testing import invoice_ticket
 from agents.workspaces.git import git
 from agents.workspaces.samples import git_checkout
+from haao.audit import Actor
+from haao.models import AuditEvent
 from policies.services import policy_update
 from tests.factories import ProjectFactory
 from tests.loop import Processes, wait_for, workspace_root

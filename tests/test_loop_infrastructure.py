@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from accounts.models import AuditEvent
 from agents.model_servers import AnthropicServer, OpenAIServer
 from agents.models import ModelCall
 from agents.techlead.testing import SAMPLE_PROJECT, invoice_ticket
 from agents.workspaces.samples import git_checkout
+from haao.models import AuditEvent
 from tests.factories import ProjectFactory
 from tests.loop import Processes, wait_for
 from tests.test_loop import RIGHT_FIX, TechLead, add_endpoints, proposed, status_of

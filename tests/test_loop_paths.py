@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from accounts.audit import Actor
 from agents.model_servers import AnthropicServer, OpenAIServer, RecordedRequest
 from agents.model_servers.base import last_user_text
 from agents.models import ModelCall
 from agents.techlead.testing import invoice_ticket
 from agents.workspaces.git import git
+from haao.audit import Actor
 from policies.services import policy_update
 from tests.loop import Processes, wait_for, workspace_root
 from tests.test_loop import (

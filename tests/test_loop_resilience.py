@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from accounts.audit import Actor
 from agents import services as agent_services
 from agents import tasks
 from agents.model_servers import AnthropicServer, OpenAIServer, RecordedRequest
@@ -23,6 +22,7 @@ from agents.models import CallOutcome, ModelCall
 from agents.pricing import CURRENT_SONNET
 from agents.techlead.testing import invoice_ticket
 from agents.workspaces.git import git
+from haao.audit import Actor
 from policies.services import policy_update
 from tests.factories import ProjectFactory
 from tests.loop import Processes, state, wait_for, workspace_root

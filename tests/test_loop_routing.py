@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from accounts.audit import Actor
 from agents.model_servers import AnthropicServer, OpenAIServer, RecordedRequest
 from agents.model_servers.base import last_user_text
 from agents.models import InferenceEndpoint
 from agents.techlead.testing import SAMPLE_PROJECT, git_checkout, invoice_ticket
+from haao.audit import Actor
 from policies.services import policy_update
 from tests.factories import ProjectFactory
 from tests.loop import Processes, wait_for

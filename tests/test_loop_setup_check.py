@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from accounts.models import AuditEvent
 from agents.techlead.testing import SAMPLE_PROJECT
 from agents.workspaces.git import git
 from agents.workspaces.samples import git_checkout
+from haao.models import AuditEvent
 from tests.loop import Processes, wait_for
 from tickets import services
 from tickets.models import Project

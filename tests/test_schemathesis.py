@@ -29,8 +29,8 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import CHECKS, load_all_checks
 
 from accounts import services as account_services
-from accounts.audit import SYSTEM
 from accounts.roles import Role
+from haao.audit import SYSTEM
 from tests.factories import TicketFactory, spec_example
 from tests.fixtures import Cast
 from tickets import services

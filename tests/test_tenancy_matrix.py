@@ -2,7 +2,7 @@
 
 The matrix is built from the URL resolver when the tests are collected, so a route added
 later is covered without touching this file. A route must either be organization-scoped
-(its view derives from accounts.views.base.OrgView or accounts.api.base.OrgScoped) or be
+(its view derives from haao.views.OrgView or haao.endpoints.OrgScoped) or be
 listed below with the reason it is not; anything else fails.
 """
 
@@ -24,10 +24,10 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts import services
-from accounts.api.base import SAFE_METHODS, OrgScoped
 from accounts.models import Membership
 from accounts.roles import SCOPE_IMPLIES, TokenScope, role_can
-from accounts.views.base import OrgView
+from haao.endpoints import SAFE_METHODS, OrgScoped
+from haao.views import OrgView
 from tests.fixtures import Cast, page_as_compared
 
 # Routes that are not organization-scoped on purpose, by prefix, with the reason.
@@ -182,8 +182,8 @@ def test_every_route_is_organization_scoped_or_listed_as_public(route: Route) ->
     view = route.view_class
     assert view is not None and issubclass(view, (OrgView, OrgScoped)), (
         f"/{route.route} is served by {view or route.pattern.callback!r}, which is not an "
-        "OrgView/OrgScoped view; derive it from accounts.views.base.OrgView or "
-        "accounts.api.base (OrgAPIView, OrgGenericAPIView, OrgViewSet), or list it in "
+        "OrgView/OrgScoped view; derive it from haao.views.OrgView (or OrgPage) or "
+        "haao.endpoints (OrgEndpoint, OrgAPIView), or list it in "
         "PUBLIC/SIGNED_IN_ONLY with the reason."
     )
     assert "<slug:org>" in route.route or "<org>" in route.route, (

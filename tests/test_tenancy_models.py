@@ -7,7 +7,7 @@ from django.apps import apps
 from django.db import models
 
 from accounts.models import Organization
-from accounts.tenancy import TenantQuerySet
+from haao.tenancy import TenantQuerySet
 
 # Models that are not owned by one organization, each with the reason.
 GLOBAL_MODELS = {

@@ -50,9 +50,9 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from accounts.assurance import session_satisfies
-from accounts.models import AuditEvent
 from accounts.roles import hidden_event_prefixes
 from accounts.selectors import membership_for
+from haao.models import AuditEvent
 from tickets import live
 from tickets.api.events import MAX_SEQ, EventSerializer
 from tickets.selectors import (

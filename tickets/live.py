@@ -21,7 +21,7 @@ import time
 import uuid
 from typing import Any
 
-from accounts.models import AuditEvent
+from haao.models import AuditEvent
 
 logger = logging.getLogger(__name__)
 
@@ -151,8 +151,9 @@ def _flush_at_exit() -> None:
         _notifier.flush()
 
 
-def event_committed(event: AuditEvent) -> None:
-    """Tell the sockets of `event`'s streams that it is stored (accounts.audit, on commit)."""
+def event_stored(*, event: AuditEvent, **_: Any) -> None:
+    """Tell the sockets of `event`'s streams that it is stored (haao.audit.event_stored, sent
+    on commit)."""
     try:
         groups = event_groups(event)
         if groups:

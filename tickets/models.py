@@ -10,8 +10,8 @@ from django.db import models
 from django.utils import timezone
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
-from accounts.tenancy import TenantModel
 from haao.crypto import EncryptedTextField
+from haao.tenancy import TenantModel
 
 project_key_validator = RegexValidator(
     r"^[A-Z][A-Z0-9]{1,9}$", "Use 2-10 capital letters or digits, starting with a letter."

@@ -7,17 +7,16 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.db.models import Prefetch, QuerySet
 from guardian.shortcuts import get_objects_for_user
 
-from accounts.models import AuditEvent, Membership, Organization, User
+from accounts.models import Membership, Organization, User
 from accounts.roles import Capability, role_can
 from accounts.selectors import without_types
-from agents.selectors import ticket_cost
+from haao.models import AuditEvent
 from tickets.models import (
     NEEDS_ADMIN,
     Attempt,
@@ -140,35 +139,6 @@ def ticket_detail(*, ticket: Ticket) -> Ticket:
             .prefetch_related(Prefetch("attempts", queryset=attempts))
             .prefetch_related(Prefetch("attempts__checks", queryset=checks))
             .get())
-
-
-@dataclass(frozen=True)
-class Totals:
-    """What a ticket cost: its attempts, and the ledger's rows of it (coder calls, retries,
-    escalation and audits) summed; money stays a Decimal."""
-
-    attempts: int
-    cost: Decimal
-    input_tokens: int
-    output_tokens: int
-    cache_write_tokens: int
-    cache_read_tokens: int
-
-    @property
-    def tokens(self) -> int:
-        return (self.input_tokens + self.output_tokens + self.cache_write_tokens
-                + self.cache_read_tokens)
-
-
-def ticket_totals(*, ticket: Ticket) -> Totals:
-    """The ticket's attempts and its cost as `agents.selectors.ticket_cost` sums it."""
-    spent = ticket_cost(ticket=ticket)
-    attempts = Attempt.objects.for_org(ticket.project.organization).filter(
-        ticket=ticket).count()
-    return Totals(attempts=attempts, cost=spent.cost, input_tokens=spent.input_tokens,
-                  output_tokens=spent.output_tokens,
-                  cache_write_tokens=spent.cache_write_tokens,
-                  cache_read_tokens=spent.cache_read_tokens)
 
 
 # --- Events ----------------------------------------------------------------------------------

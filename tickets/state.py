@@ -16,9 +16,10 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.audit import Actor, audit_record
-from accounts.models import ActorType, Membership
+from accounts.models import Membership
+from haao.audit import Actor, audit_record
 from haao.errors import ApplicationError, Conflict, Forbidden
+from haao.models import ActorType
 from tickets.models import Project, Ticket, TicketStatus
 from tickets.selectors import can_approve_in
 

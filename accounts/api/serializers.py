@@ -6,84 +6,15 @@ from typing import Any
 
 from rest_framework import serializers
 
-from accounts.models import ApiToken, AuditEvent, Invitation, Membership
+from accounts.models import ApiToken, Invitation, Membership
 from accounts.roles import Role, TokenScope
+from haao.api import StrictCharField, StrictChoiceField, StrictEmailField, StrictSerializer
+from haao.models import AuditEvent
 from haao.text import displayable_data
 
 # Sizes a person would never exceed; larger inputs are refused before any service runs.
 MAX_NAME = 100
 MAX_EMAIL = 254
-
-
-class StrictCharField(serializers.CharField):
-    """A string and only a string: numbers, lists and objects are refused, not converted.
-
-    DRF's CharField already refuses NUL and surrogate characters (the database could not
-    store them); this adds the type check that its `str(123)` coercion skips.
-    """
-
-    # The count is filled in by Django's length validator; the limit here (haao.limits wording).
-    default_error_messages = {"not_a_string": "Expected a string but got {type}.",
-                              "max_length": "At most {max_length} characters "
-                                            "(got %(show_value)d)."}
-
-    def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            self.fail("not_a_string", type=_json_type(data))
-        return str(super().to_internal_value(data))
-
-
-class StrictEmailField(serializers.EmailField):
-    default_error_messages = {"not_a_string": "Expected a string but got {type}."}
-
-    def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            self.fail("not_a_string", type=_json_type(data))
-        return str(super().to_internal_value(data))
-
-
-class StrictChoiceField(serializers.ChoiceField):
-    default_error_messages = {"not_a_string": "Expected a string but got {type}.",
-                              "invalid_choice": "\"{input}\" is not one of: {choices}."}
-
-    def to_internal_value(self, data: Any) -> Any:
-        if not isinstance(data, str):
-            self.fail("not_a_string", type=_json_type(data))
-        if data not in self.choice_strings_to_values:
-            # Echo a bounded part of the input: the error must not repeat a megabyte back.
-            shown = data if len(data) <= 40 else f"{data[:40]}…"
-            self.fail("invalid_choice", input=shown, choices=", ".join(self.choices))
-        return super().to_internal_value(data)
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "a list"
-    return type(value).__name__
-
-
-class StrictSerializer(serializers.Serializer):
-    """Input serializer that names unknown fields instead of silently dropping them."""
-
-    # haao.openapi reads it: the schema then says `additionalProperties: false`.
-    refuses_unknown_fields = True
-
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, dict):
-            unknown = sorted(str(key)[:50] for key in set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError(
-                    {key: ["This field is not accepted here."] for key in unknown[:10]}
-                )
-        return super().to_internal_value(data)
 
 
 # --- Errors ----------------------------------------------------------------------------------

@@ -1,13 +1,13 @@
 """REST endpoints of organizations, members, invitations, API tokens and the audit log.
 
-Every organization endpoint derives from accounts.api.base, so tenancy, role and token scope
-are checked before any handler runs; each write calls one service.
+Every organization endpoint derives from haao.endpoints.OrgEndpoint, so tenancy, role and
+token scope are checked before any handler runs; each write calls one service.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, timedelta
-from typing import Any, ClassVar
+from typing import Any
 
 import django_filters
 from django import forms
@@ -15,78 +15,22 @@ from django.core.exceptions import ValidationError
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts import services
 from accounts.api import serializers as s
-from accounts.api.base import OrgGenericAPIView
-from accounts.models import ApiToken, AuditEvent, Invitation, Membership, Organization, User
+from accounts.models import ApiToken, Invitation, Membership, Organization, User
 from accounts.roles import SCOPE_IMPLIES, Capability, TokenScope
 from accounts.selectors import audit_events_readable, organizations_of
-from haao.api import CursorPagination, ErrorSerializer
+from haao.api import READ_ERRORS, WRITE_ERRORS, CursorPagination, errors, validated
+from haao.endpoints import OrgEndpoint
 from haao.errors import Forbidden
+from haao.models import AuditEvent
 
 DEFAULT_TOKEN_LIFETIME = timedelta(days=90)
-
-ERROR_DESCRIPTIONS = {
-    400: "Invalid input; `details` names each field.",
-    401: "Not signed in, or the token is missing, malformed, expired or revoked.",
-    403: "Your role or the token's scope does not allow this.",
-    404: "No such organization or object, or it belongs to another organization.",
-    409: "The request conflicts with the current state.",
-    415: "The body is not JSON (send `Content-Type: application/json`).",
-}
-
-
-def errors(*codes: int) -> dict[int, OpenApiResponse]:
-    """OpenAPI responses for the error statuses an operation may answer."""
-    return {code: OpenApiResponse(ErrorSerializer, description=ERROR_DESCRIPTIONS[code])
-            for code in codes}
-
-
-READ_ERRORS = (401, 403, 404)
-WRITE_ERRORS = (400, 401, 403, 404, 415)
-
-
-class OrgEndpoint(OrgGenericAPIView):
-    """An organization endpoint whose writes may need a capability its reads do not.
-
-    `required_capability` (checked by the base class) guards every method;
-    `write_capability` guards only the unsafe ones, whose handlers start with
-    `require_write_capability()`. tests/test_tenancy_matrix.py reads both and fails when a
-    handler forgets the call.
-    """
-
-    write_capability: ClassVar[str | None] = None
-
-    def require_write_capability(self) -> None:
-        if self.write_capability and not self.can(self.write_capability):
-            raise PermissionDenied("Your role in this organization does not allow this.")
-
-    def is_schema_generation(self) -> bool:
-        return bool(getattr(self, "swagger_fake_view", False))
-
-    @property
-    def actor(self) -> User:
-        """The signed-in user; the base class has refused anonymous callers already."""
-        user = self.request.user
-        assert isinstance(user, User)
-        return user
-
-    def token(self) -> ApiToken | None:
-        auth = self.request.auth
-        return auth if isinstance(auth, ApiToken) else None
-
-
-def validated(serializer_class: type[s.serializers.Serializer], request: Request) -> Any:
-    """The request body validated by `serializer_class`; invalid input raises a 400."""
-    serializer = serializer_class(data=request.data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 # --- Organizations ---------------------------------------------------------------------------

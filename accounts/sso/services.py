@@ -7,9 +7,7 @@ import secrets
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.audit import SYSTEM, Actor, audit_record
 from accounts.models import (
-    AuditEvent,
     DomainVerificationMethod,
     Membership,
     Organization,
@@ -23,7 +21,9 @@ from accounts.sso.domains import (
     record_name,
     record_value,
 )
+from haao.audit import SYSTEM, Actor, audit_record
 from haao.errors import ApplicationError, Conflict, Forbidden, NotFound
+from haao.models import AuditEvent
 
 
 def sso_login_record(*, organization: Organization, user: User, protocol: str) -> AuditEvent:

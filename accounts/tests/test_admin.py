@@ -6,8 +6,9 @@ import pytest
 from django.contrib import admin
 
 from accounts import services
-from accounts.audit import SYSTEM, audit_record
-from accounts.models import AuditEvent, User
+from accounts.models import User
+from haao.audit import SYSTEM, audit_record
+from haao.models import AuditEvent
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ def test_the_sso_secret_is_never_rendered_and_blank_keeps_it(operator_client, ca
 
 def test_audit_events_cannot_be_edited_or_deleted_in_the_admin(operator_client, cast) -> None:
     event = audit_record(organization=cast.org, actor=SYSTEM, type="test.event")
-    base = f"/platform-admin/accounts/auditevent/{event.pk}"
+    base = f"/platform-admin/haao/auditevent/{event.pk}"
     assert operator_client.post(f"{base}/delete/", {"post": "yes"}).status_code == 403
     assert AuditEvent.objects.filter(pk=event.pk).exists()
 

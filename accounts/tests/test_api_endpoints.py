@@ -9,8 +9,9 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts import services, tokens
-from accounts.models import ApiToken, AuditEvent, Invitation, Membership
+from accounts.models import ApiToken, Invitation, Membership
 from accounts.roles import Role
+from haao.models import AuditEvent
 from tests.factories import MembershipFactory
 from tests.fixtures import token_client
 

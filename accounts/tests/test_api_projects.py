@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from guardian.shortcuts import assign_perm
 
-from accounts.models import AuditEvent, Membership
+from accounts.models import Membership
+from haao.models import AuditEvent
 from tests.factories import ProjectFactory
 from tests.fixtures import token_client
 from tickets.models import Project

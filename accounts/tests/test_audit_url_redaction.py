@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from accounts.audit import Actor, audit_record
+from haao.audit import Actor, audit_record
 from tests.fixtures import token_client
 
 pytestmark = pytest.mark.django_db

@@ -11,9 +11,9 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from accounts.audit import SYSTEM, Actor, audit_record
-from accounts.models import AuditEvent
-from accounts.views.console import csv_cell
+from haao.audit import SYSTEM, Actor, audit_record
+from haao.models import AuditEvent
+from haao.text import csv_cell
 
 
 def client_for(user) -> Client:

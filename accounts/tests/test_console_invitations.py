@@ -9,8 +9,9 @@ from django.core import mail
 from django.test import Client
 
 from accounts import tokens
-from accounts.models import AuditEvent, Invitation, Membership
+from accounts.models import Invitation, Membership
 from accounts.roles import Role
+from haao.models import AuditEvent
 from tests.factories import UserFactory
 
 

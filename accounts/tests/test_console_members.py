@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from accounts.models import AuditEvent, Membership
+from accounts.models import Membership
 from accounts.roles import Role
+from haao.models import AuditEvent
 from tests.factories import ProjectFactory
 
 

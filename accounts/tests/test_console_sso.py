@@ -13,8 +13,9 @@ from django.forms.models import model_to_dict
 from django.test import Client
 
 from accounts import services
-from accounts.models import AuditEvent, Organization, SSOConnection
+from accounts.models import Organization, SSOConnection
 from accounts.tests.domains import verify_domain
+from haao.models import AuditEvent
 from tests.factories import MembershipFactory
 
 SECRET = "s3cr3t-stored-value-xyz"

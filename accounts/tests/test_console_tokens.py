@@ -10,7 +10,8 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts import services, tokens
-from accounts.models import ApiToken, AuditEvent
+from accounts.models import ApiToken
+from haao.models import AuditEvent
 
 
 def client_for(user) -> Client:

@@ -8,9 +8,10 @@ import pytest
 from django.utils import timezone
 
 from accounts import services, tokens
-from accounts.models import ApiToken, AuditEvent, Invitation, Membership
+from accounts.models import ApiToken, Invitation, Membership
 from accounts.roles import Role
 from haao.errors import ApplicationError, Conflict, NotFound
+from haao.models import AuditEvent
 from tests.factories import UserFactory
 
 

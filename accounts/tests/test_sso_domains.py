@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from accounts.models import AuditEvent, OrganizationDomain
+from accounts.models import OrganizationDomain
 from accounts.sso import domains, services
 from accounts.sso.selectors import sso_connection_for, verified_domains
 from accounts.tests.domains import verify_domain
 from haao.errors import ApplicationError, Conflict, Forbidden
+from haao.models import AuditEvent
 
 
 @pytest.fixture

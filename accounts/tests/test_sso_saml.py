@@ -9,10 +9,11 @@ from allauth.socialaccount.models import SocialAccount
 from django.test import Client
 
 from accounts import services
-from accounts.models import AuditEvent, Membership, User
+from accounts.models import Membership, User
 from accounts.roles import Role
 from accounts.sso.providers import saml_sp_entity_id
 from accounts.tests.domains import verify_domain
+from haao.models import AuditEvent
 from tests.saml_idp import SamlIdP
 
 ACS = "http://testserver/accounts/saml/acme/acs/"

@@ -14,10 +14,11 @@ from allauth.socialaccount.models import SocialAccount
 from django.test import Client
 
 from accounts import services
-from accounts.models import ApiToken, AuditEvent, Membership, Organization, User
+from accounts.models import ApiToken, Membership, Organization, User
 from accounts.roles import Role
 from accounts.sso.providers import saml_sp_entity_id
 from accounts.tests.domains import verify_domain
+from haao.models import AuditEvent
 from tests.factories import MembershipFactory, UserFactory
 from tests.saml_idp import SamlIdP
 

@@ -8,8 +8,9 @@ import pytest
 from django.test import Client
 
 from accounts import services
-from accounts.models import AuditEvent, Organization
+from accounts.models import Organization
 from haao.errors import ApplicationError, Forbidden
+from haao.models import AuditEvent
 
 URL = "/o/acme/admin/sso/unsandboxed-checks/"
 

@@ -11,12 +11,12 @@ from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.api.views import READ_ERRORS, OrgEndpoint, errors
 from accounts.roles import Capability, TokenScope
 from agents.delivery.selectors import branch_summary
 from agents.delivery.services import branch_delivery_retry
 from agents.models import DeliveryStatus, IntegrationBranch, PullRequestState
-from haao.api import NOT_FOUND_MESSAGE
+from haao.api import NOT_FOUND_MESSAGE, READ_ERRORS, errors
+from haao.endpoints import OrgEndpoint
 from tickets.models import Project
 from tickets.selectors import project_by_key
 

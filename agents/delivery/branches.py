@@ -13,11 +13,11 @@ from pathlib import Path
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.audit import SYSTEM, audit_record
 from agents.delivery.packs import commits_ensure, pack_save
 from agents.models import DeliveryStatus, IntegrationBranch
 from agents.workspaces.attempts import MergeResult, merge_commits
 from agents.workspaces.git import WorkspaceError, git
+from haao.audit import SYSTEM, audit_record
 from tickets.models import Attempt, DeliveryMode, Project, Requirement, Ticket
 from tickets.services.engine import ticket_merged
 

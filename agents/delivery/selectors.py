@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.db.models import F, Prefetch
 
-from accounts.models import AuditEvent
 from agents.models import IntegrationBranch
+from haao.models import AuditEvent
 from tickets.models import (
     Attempt,
     AttemptOutcome,

@@ -16,7 +16,6 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.audit import SYSTEM, Actor, audit_record
 from accounts.models import User
 from agents.delivery.branches import branch_advance
 from agents.delivery.packs import commits_ensure, pack_save
@@ -25,9 +24,11 @@ from agents.selectors import NO_COST, ticket_costs
 from agents.workspaces.attempts import merge_commits
 from agents.workspaces.git import WorkspaceError, git
 from agents.workspaces.remote import remote_access
+from haao.audit import SYSTEM, Actor, audit_record
 from haao.errors import ApplicationError
 from haao.text import redact_userinfo
 from tickets.models import DeliveryMode, Project
+from tickets.repositories import forge_defaults
 from tickets.services import requirement_deliver
 
 logger = logging.getLogger(__name__)
@@ -238,7 +239,6 @@ def _forge(project: Project) -> Any:
 
 
 def _repository_path(project: Project) -> str:
-    from agents.forges import forge_defaults
 
     found = forge_defaults(project.repository)
     return found[2] if found else ""

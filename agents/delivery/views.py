@@ -9,14 +9,14 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 
 from accounts.roles import Capability
-from accounts.views.console import ConsolePage
 from agents.delivery.services import branch_delivery_retry
 from agents.models import IntegrationBranch
 from haao.errors import ApplicationError
+from haao.views import OrgPage
 from tickets.selectors import project_by_key
 
 
-class BranchDeliverView(ConsolePage):
+class BranchDeliverView(OrgPage):
     """Deliver one of the project's branches again now (admins)."""
 
     required_capability = Capability.MANAGE_PROJECTS

@@ -23,7 +23,6 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
 
-from accounts.audit import Actor
 from agents import sandbox
 from agents.coder.client import CoderFailure
 from agents.delivery.branches import (
@@ -49,9 +48,11 @@ from agents.models import (
     ModelCall,
 )
 from agents.sandbox import CheckRun
+from agents.selectors import spend_refusal
 from agents.services import HealthResult, endpoint_health_record
 from agents.workspaces import workspace_prepare
 from agents.workspaces.remote import remote_access
+from haao.audit import Actor
 from haao.errors import ApplicationError, Conflict
 from policies.enforcement import (
     ANY_CALL,
@@ -60,7 +61,6 @@ from policies.enforcement import (
     command_refusal,
     path_refusal,
     refusal_record,
-    spend_refusal,
 )
 from policies.selectors import EffectivePolicy, policy_for
 from tickets.models import (

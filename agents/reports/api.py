@@ -16,8 +16,6 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.api.base import OrgAPIView
-from accounts.api.views import errors
 from accounts.models import Membership
 from accounts.roles import Capability
 from agents.reports.export import csv_response
@@ -32,7 +30,8 @@ from agents.reports.selectors import (
     usd,
 )
 from agents.reports.views import tickets_url
-from haao.api import refuse_empty
+from haao.api import errors, refuse_empty
+from haao.endpoints import OrgAPIView
 
 MONEY = ("local_cost", "cloud_cost", "cost", "all_cloud_cost", "savings",
          "cost_per_accepted_ticket", "all_cloud_cost_per_accepted_ticket")

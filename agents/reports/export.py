@@ -7,8 +7,8 @@ import io
 
 from django.http import HttpResponse
 
-from accounts.views.console.audit import csv_cell
 from agents.reports.selectors import CostReport, Figures, usd
+from haao.text import csv_cell
 
 COLUMNS = ["group", "key", "label", "calls", "input_tokens", "output_tokens",
            "cache_write_tokens", "cache_read_tokens", "local_cost_usd", "cloud_cost_usd",

@@ -29,10 +29,11 @@ from typing import Any
 from django.db.models import Count, DecimalField, F, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncMonth
 
-from accounts.models import AuditEvent, Organization
+from accounts.models import Organization
 from agents.models import EndpointKind, EndpointRole, InferenceEndpoint, ModelCall
 from agents.pricing import CURRENT_SONNET, MICRO, MILLION, Price, UnknownModelPrice, price_for
 from agents.selectors import NO_COST, ticket_costs
+from haao.models import AuditEvent
 from policies.enforcement import month_start
 from policies.selectors import effective_policy, policy_for
 from tickets.models import ExecutorKind, Project, Requirement, Ticket, TicketStatus

@@ -11,11 +11,10 @@ from django.urls import reverse
 from django.views import View
 
 from accounts.roles import Capability
-from accounts.views.base import OrgView
-from accounts.views.console.base import ConsolePage
 from agents.reports.export import csv_response
 from agents.reports.forms import GROUP_LABELS, ReportFilterForm
 from agents.reports.selectors import CostReport, cost_report, report_ticket_spend
+from haao.views import OrgPage, OrgView
 
 TICKETS_PAGE_SIZE = 100
 
@@ -41,7 +40,7 @@ def chart_data(report: CostReport) -> dict[str, Any]:
     }
 
 
-class CostReportView(ConsolePage):
+class CostReportView(OrgPage):
     """Cost per accepted ticket, spend, savings against all-cloud, quality and budgets."""
 
     required_capability = Capability.VIEW_REPORTS
@@ -78,7 +77,7 @@ class CostReportCSVView(OrgView, View):
                                         filters=form.report_filter()), self.org.slug)
 
 
-class ReportTicketsView(ConsolePage):
+class ReportTicketsView(OrgPage):
     """The tickets whose calls make up a figure of the report, most expensive first."""
 
     required_capability = Capability.VIEW_REPORTS

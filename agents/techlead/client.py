@@ -28,9 +28,11 @@ from anthropic.types import Message
 from accounts.models import Organization
 from agents import pricing
 from agents.models import CallOutcome, CallRole, EndpointKind, EndpointRole, InferenceEndpoint
+from agents.selectors import cloud_budgets
 from agents.services import endpoint_price, model_call_record
 from agents.tls import tls_context
 from haao.errors import ApplicationError
+from haao.secrets_registry import organization_secrets
 from haao.ssrf import SDKPinnedTransport, check_endpoint_url
 
 logger = logging.getLogger(__name__)
@@ -341,9 +343,7 @@ class TechLeadClient:
             ANY_CALL,
             GuardrailRefused,
             Refusal,
-            cloud_budgets,
-            known_secrets,
-            over_budget,
+                    over_budget,
             refusal_record,
             residency_refusal,
         )
@@ -353,7 +353,7 @@ class TechLeadClient:
         redactions = 0
         refusal: Refusal | None = residency_refusal(policy, endpoint=self.endpoint)
         if refusal is None and self.endpoint.is_cloud:
-            known = known_secrets(organization=context.organization)
+            known = organization_secrets(organization=context.organization)
             for name in ("system", "messages"):
                 if name in params:
                     params[name], found = redact_payload(params[name], known=known)

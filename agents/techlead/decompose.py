@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from accounts.audit import SYSTEM, Actor
 from agents.models import CallRole, InferenceEndpoint
 from agents.techlead.client import (
     CallContext,
@@ -35,6 +34,7 @@ from agents.techlead.prompts import (
     propose_tickets_tool,
 )
 from agents.techlead.repo_map import repo_map
+from haao.audit import SYSTEM, Actor
 from haao.errors import ApplicationError
 from tickets.models import Requirement, RequirementStatus
 from tickets.spec import SpecError, json_path, spec_clean, validate_spec

@@ -225,7 +225,7 @@ def test_a_failed_delivery_is_on_the_project_page_and_an_admin_retries_it(
         cast: Any, git_http_server: Any) -> None:
     from django.test import Client
 
-    from accounts.models import AuditEvent
+    from haao.models import AuditEvent
 
     git_http_server.create_repo(REPO, files={"app.py": "VALUE = 1\n"})
     git_http_server.protect(REPO, "haao/integration")

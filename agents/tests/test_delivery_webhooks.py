@@ -39,7 +39,7 @@ def _post(client: Client, project: Any, headers: dict[str, str], body: bytes) ->
 
 
 def _delivered_requirement(cast: Any, project: Any) -> tuple[Requirement, IntegrationBranch]:
-    from accounts.audit import Actor
+    from haao.audit import Actor
 
     requirement = requirement_create_row(project=project, title="Round totals",
                                          text="Round half a cent up.",

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from accounts.models import AuditEvent
 from agents import services
 from agents.models import InferenceEndpoint
+from haao.models import AuditEvent
 from tests.fixtures import token_client
 
 pytestmark = pytest.mark.django_db

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from accounts.models import AuditEvent
 from agents import services
 from agents.models import InferenceEndpoint
+from haao.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 PAGE = "/o/acme/admin/endpoints/"

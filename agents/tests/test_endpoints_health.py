@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from accounts.models import AuditEvent
 from agents import services
 from agents.models import HealthStatus, InferenceEndpoint
 from haao.errors import ApplicationError
+from haao.models import AuditEvent
 
 pytestmark = [pytest.mark.django_db,
               pytest.mark.usefixtures("allow_loopback")]

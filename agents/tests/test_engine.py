@@ -12,15 +12,15 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from accounts.audit import SYSTEM
-from accounts.models import AuditEvent
 from agents import services as agent_services
 from agents import tasks
 from agents.engine import recovery, routing, steps
 from agents.models import EndpointLease, InferenceEndpoint
+from haao.audit import SYSTEM
 from haao.errors import Conflict
+from haao.models import AuditEvent
 from policies.services import policy_update
-from tests.factories import TicketFactory
+from tests.factories import TicketFactory, engine_options
 from tickets.models import Attempt, AttemptStage, Ticket
 from tickets.services.attempts import attempt_claim, attempt_finish, attempt_start
 from tickets.services.engine import Options, ticket_attempt_finished, ticket_audited
@@ -99,7 +99,7 @@ def test_without_a_healthy_coder_work_waits_in_the_queue(cast: Any) -> None:
 
 
 def test_dispatch_blocks_a_ticket_that_may_only_change_protected_files(cast: Any) -> None:
-    from accounts.models import AuditEvent
+    from haao.models import AuditEvent
     from tests.factories import spec_example
 
     coder(cast)
@@ -148,7 +148,7 @@ def test_an_organization_with_a_dedicated_coder_uses_only_it_and_its_queue(cast:
 
 # --- What an outcome does to a ticket ------------------------------------------------------------
 
-OPTIONS = Options(escalation=True, audit=True)
+OPTIONS = engine_options(escalation=True, audit=True)
 
 
 def finished(cast: Any, outcome: str, *, retries_left: int = 2, executor: str = "local",
@@ -159,8 +159,8 @@ def finished(cast: Any, outcome: str, *, retries_left: int = 2, executor: str = 
 
 
 @pytest.mark.parametrize("options,state", [
-    (Options(escalation=True, audit=True), "auditing"),
-    (Options(escalation=True, audit=False), "awaiting_acceptance"),
+    (engine_options(escalation=True, audit=True), "auditing"),
+    (engine_options(escalation=True, audit=False), "awaiting_acceptance"),
 ])
 def test_passed_work_is_audited_when_it_can_be(cast: Any, options: Options, state: str) -> None:
     attempt = finished(cast, "passed")
@@ -181,7 +181,7 @@ def test_a_spent_budget_escalates_to_the_tech_lead(cast: Any) -> None:
 
 def test_a_spent_budget_blocks_when_policy_forbids_escalation(cast: Any) -> None:
     attempt = finished(cast, "tests_failed", retries_left=0)
-    forbidden = Options(escalation=False, audit=True, no_escalation_why=(
+    forbidden = engine_options(escalation=False, audit=True, no_escalation_why=(
         "escalation to the Tech Lead is not allowed by policy"))
     after = ticket_attempt_finished(attempt=attempt, options=forbidden)
     assert after.status == "blocked"
@@ -221,7 +221,7 @@ def test_a_failed_tech_lead_attempt_is_tried_again_while_the_policy_allows(cast:
 def test_the_tech_leads_own_work_is_audited_only_when_the_policy_says_all_work(
         cast: Any, audit_cloud_work: bool, state: str) -> None:
     attempt = finished(cast, "passed", retries_left=0, executor="cloud", cloud_attempts=1)
-    options = Options(escalation=True, audit=True, audit_cloud_work=audit_cloud_work)
+    options = engine_options(escalation=True, audit=True, audit_cloud_work=audit_cloud_work)
     after = ticket_attempt_finished(attempt=attempt, options=options)
     assert after.status == state
     if not audit_cloud_work:
@@ -246,7 +246,7 @@ def test_audits_failing_too_often_block_the_ticket(cast: Any) -> None:
     attempt = finished(cast, "passed", retries_left=2, audit_failures=2)
     Ticket.objects.filter(pk=attempt.ticket_id).update(status="auditing")
     after = ticket_audited(attempt=attempt, passed=False, summary="Still wrong.", findings=[],
-                           actor=SYSTEM, options=Options(escalation=True, audit=True,
+                           actor=SYSTEM, options=engine_options(escalation=True, audit=True,
                                                                max_audit_failures=3))
     assert after is not None and after.status == "blocked"
     assert "The audit failed 3 times" in after.block_reason

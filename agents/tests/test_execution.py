@@ -344,8 +344,8 @@ def test_an_invalid_attempt_number_is_refused_before_anything_is_claimed(
 
 def test_a_program_the_policy_does_not_allow_is_never_started(ticket, endpoint, server, cast,
                                                                tmp_path) -> None:
-    from accounts.audit import Actor
-    from accounts.models import AuditEvent
+    from haao.audit import Actor
+    from haao.models import AuditEvent
     from policies.services import policy_update
 
     # The policy changed after the ticket was dispatched: the check itself is refused.
@@ -365,7 +365,7 @@ def test_a_program_the_policy_does_not_allow_is_never_started(ticket, endpoint, 
 
 def test_a_change_larger_than_the_policy_allows_is_not_written(ticket, endpoint, server, cast,
                                                                  tmp_path) -> None:
-    from accounts.audit import Actor
+    from haao.audit import Actor
     from policies.services import policy_update
 
     policy_update(organization=cast.org, actor=Actor.of(cast.admin),

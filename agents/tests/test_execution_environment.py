@@ -11,7 +11,6 @@ import pytest
 from django.test import override_settings
 
 from accounts import services as account_services
-from accounts.audit import SYSTEM
 from agents import sandbox
 from agents import services as agent_services
 from agents.environments import environment_prepare
@@ -23,6 +22,7 @@ from agents.techlead.testing import SAMPLE_PROJECT, git_checkout
 from agents.tests.test_execution import LIMITS, RIGHT_FIX, sample_spec
 from agents.workspaces import workspace_prepare
 from agents.workspaces.git import git
+from haao.audit import SYSTEM
 from policies.services import policy_update
 from tests.factories import ProjectFactory, TicketFactory
 from tickets.models import Ticket

@@ -12,9 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from agents.forges import Forge, ForgeError, GitHub, default_api_url, forge_defaults, forge_for
+from agents.forges import Forge, ForgeError, GitHub, forge_for
 from tests.servers.forges import FakeForge, FakeGitea, FakeGitHub, FakeGitLab
 from tests.servers.git_http import GitHTTPServer
+from tickets.repositories import default_api_url, forge_defaults
 
 BRANCH = "haao/PAY-12"
 

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from accounts.models import AuditEvent
 from agents import tasks
 from agents.engine.steps import workspace_of
 from agents.preflight import SetupStatus, setup_check
@@ -19,6 +18,7 @@ from agents.sandbox import sandbox_available
 from agents.techlead.testing import SAMPLE_PROJECT
 from agents.workspaces.git import git
 from agents.workspaces.samples import git_checkout
+from haao.models import AuditEvent
 from tests.factories import RequirementFactory, TicketFactory
 from tests.fixtures import token_client
 from tickets import services

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.serialization import load_ssh_private_key, load_ssh_public_key
 
-from accounts.models import AuditEvent
 from agents.workspaces.git import git
 from agents.workspaces.remote import (
     _explain,
@@ -24,6 +23,7 @@ from agents.workspaces.remote import (
     known_host_keys,
     remote_access,
 )
+from haao.models import AuditEvent
 from tickets.models import Project, RepositoryAuth
 
 pytestmark = pytest.mark.django_db

@@ -10,9 +10,9 @@ from decimal import ROUND_HALF_UP, Decimal
 import pytest
 from django.utils import timezone
 
-from accounts.audit import SYSTEM, audit_record
 from agents import services
 from agents.models import InferenceEndpoint
+from haao.audit import SYSTEM, audit_record
 from policies.enforcement import month_start
 from tests.factories import ProjectFactory, RequirementFactory, TicketFactory
 from tests.fixtures import token_client

@@ -8,11 +8,11 @@ from decimal import Decimal
 import pytest
 from django.test import override_settings
 
-from accounts.models import AuditEvent
 from agents import selectors, services
 from agents.models import ModelCall
 from agents.pricing import UnknownModelPrice
 from haao.errors import ApplicationError, Conflict
+from haao.models import AuditEvent
 from tests.factories import ProjectFactory
 
 pytestmark = pytest.mark.django_db

@@ -17,7 +17,6 @@ from agents.workspaces import (
     EditNotApplicable,
     EditRefused,
     NothingToCommit,
-    RepositoryRefused,
     apply_edits,
     attempt_branch,
     attempt_worktree,
@@ -29,6 +28,7 @@ from agents.workspaces import (
 )
 from agents.workspaces.git import git, git_env
 from haao.errors import ApplicationError
+from tickets.repositories import RepositoryRefused
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "invoice-calc"
 ALLOWED = ["invoice_calc/*.py", "tests/test_*.py"]

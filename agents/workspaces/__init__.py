@@ -26,7 +26,7 @@ from agents.workspaces.attempts import (
     merge_into_integration,
 )
 from agents.workspaces.git import WorkspaceError
-from agents.workspaces.repos import RepositoryRefused, workspace_prepare
+from agents.workspaces.repos import workspace_prepare
 
 __all__ = [
     "DEFAULT_MAX_CHANGED_LINES",
@@ -36,7 +36,6 @@ __all__ = [
     "EditRefused",
     "MergeResult",
     "NothingToCommit",
-    "RepositoryRefused",
     "WorkspaceError",
     "apply_edits",
     "attempt_branch",

@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agents.workspaces.git import WorkspaceError, check_branch_name, file_lock, git
+from agents.workspaces.git import WorkspaceError, file_lock, git
 from agents.workspaces.repos import lock_for
 from haao.errors import ApplicationError
+from tickets.repositories import check_branch_name
 
 _TICKET_KEY = re.compile(r"^[A-Z][A-Z0-9]{0,19}-[0-9]{1,9}$")
 # Where each attempt branch's starting commit is kept, so its diff survives later merges.

@@ -128,25 +128,6 @@ def _tail(text: str, limit: int = 800) -> str:
     return text if len(text) <= limit else "…" + text[-limit:]
 
 
-def check_branch_name(name: str, *, what: str = "branch") -> str:
-    """Return name if git accepts it as a branch name and it cannot read as an option."""
-    if (not isinstance(name, str) or not name or name.startswith("-") or "\x00" in name
-            or len(name) > 200):
-        raise ApplicationError(f"The {what} name {str(name)[:80]!r} is not a valid branch name.",
-                               code="invalid_branch")
-    if not _git_accepts(name):
-        raise ApplicationError(f"The {what} name {name[:80]!r} is not a valid branch name.",
-                               code="invalid_branch")
-    return name
-
-
-@functools.lru_cache(maxsize=1024)
-def _git_accepts(name: str) -> bool:
-    """git's own verdict on a branch name; the same few names are checked for every step."""
-    return git(["check-ref-format", f"refs/heads/{name}"], cwd=Path("/"),
-               check=False).returncode == 0
-
-
 @contextlib.contextmanager
 def file_lock(path: Path, *, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
     """Hold an exclusive flock on path; other processes and threads wait their turn."""

@@ -9,55 +9,19 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from agents.workspaces.git import FETCH_TIMEOUT, check_branch_name, file_lock, git
+from agents.workspaces.git import FETCH_TIMEOUT, file_lock, git
 from haao.errors import ApplicationError
 from haao.text import redact_userinfo
+from tickets.repositories import check_branch_name, check_repository
 
 _PROJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-# user@host:path, git's scp-like form of an ssh URL.
-_SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^:]")
-_URL_SCHEMES = {"file", "http", "https", "ssh"}
 LOCK_NAME = ".haao.lock"
-
-
-class RepositoryRefused(ApplicationError):
-    """The repository location is malformed or uses a transport HAAO does not allow."""
-
-    code = "repository_refused"
 
 
 def lock_for(repo: Path) -> Path:
     """The lock file that serializes changes to one project's workspace."""
     return repo.parent / LOCK_NAME
-
-
-def check_repository(repository: str) -> str:
-    """Return repository if it is an absolute local path or an allowed URL, else raise."""
-    if not isinstance(repository, str) or not repository.strip():
-        raise RepositoryRefused("The repository location is empty.")
-    shown = redact_userinfo(repository[:200])
-    if any(char in repository for char in "\x00\n\r") or repository != repository.strip():
-        raise RepositoryRefused(f"The repository location {shown!r} contains control "
-                                "characters or surrounding spaces.")
-    if repository.startswith("-"):
-        raise RepositoryRefused(f"The repository location {shown!r} starts with '-'.")
-    if "::" in repository.split("/", 1)[0]:
-        raise RepositoryRefused(f"The repository location {shown!r} names a git remote helper "
-                                "('<transport>::'); only local paths, file://, https:// and "
-                                "ssh:// are allowed.")
-    if repository.startswith("/"):
-        return repository
-    if _SCP_LIKE.match(repository):
-        return repository
-    parts = urlsplit(repository)
-    if parts.scheme.lower() not in _URL_SCHEMES:
-        raise RepositoryRefused(f"The repository location {shown!r} must be an absolute local "
-                                "path or a file://, https://, http:// or ssh:// URL.")
-    if parts.scheme.lower() != "file" and not parts.hostname:
-        raise RepositoryRefused(f"The repository URL {shown!r} names no host.")
-    return repository
 
 
 def check_project_id(project_id: object) -> str:

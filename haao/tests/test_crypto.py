@@ -35,7 +35,7 @@ def test_secrets_are_encrypted_at_rest_and_hidden_in_reprs(cast) -> None:
 
 
 def test_the_audit_event_never_contains_the_secret(cast) -> None:
-    from accounts.models import AuditEvent
+    from haao.models import AuditEvent
 
     make_connection(cast)
     event = AuditEvent.objects.for_org(cast.org).get(type="sso.created")

@@ -11,8 +11,8 @@ import pytest
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from accounts.audit import SYSTEM, audit_record
 from agents.models import EndpointLease, InferenceEndpoint, ModelCall
+from haao.audit import SYSTEM, audit_record
 from haao.metrics import QUERIES
 from tests.factories import ProjectFactory, TicketFactory
 from tickets.models import Attempt

@@ -12,24 +12,23 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from accounts.audit import Actor
-from accounts.models import AuditEvent
 from agents import services as agent_services
 from agents.model_servers import AnthropicServer
 from agents.model_servers import anthropic as anth
 from agents.models import InferenceEndpoint, ModelCall
+from agents.selectors import cloud_budgets, spend_refusal
 from agents.techlead.client import CallContext, TechLeadClient
 from agents.tests.endpoints import tech_lead_endpoint
+from haao.audit import Actor
+from haao.models import AuditEvent
 from policies import rules
 from policies.enforcement import (
     GuardrailRefused,
     audit_wanted,
-    cloud_budgets,
     command_refusal,
     edits_refusal,
     path_refusal,
     refusal_record,
-    spend_refusal,
 )
 from policies.models import PolicyVersion
 from policies.rules import PolicyInvalid

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from accounts.audit import Actor
 from accounts.models import User
+from haao.audit import Actor
 from policies.models import Policy, PolicyVersion
 from policies.services import policy_update
 

@@ -9,8 +9,8 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
-from accounts.audit import Actor
-from accounts.models import AuditEvent
+from haao.audit import Actor
+from haao.models import AuditEvent
 from policies import rules
 from policies.models import PolicyVersion
 from policies.selectors import effective_policy, policy_row_values

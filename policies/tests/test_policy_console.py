@@ -9,8 +9,8 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from accounts.audit import Actor
-from accounts.models import AuditEvent
+from haao.audit import Actor
+from haao.models import AuditEvent
 from policies import rules
 from policies.forms import PolicyForm
 from policies.models import PolicyVersion

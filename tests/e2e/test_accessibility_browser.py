@@ -13,9 +13,9 @@ from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
 from accounts import services as account_services
-from accounts.audit import SYSTEM
 from accounts.sso import services as sso_services
 from agents import services as agent_services
+from haao.audit import SYSTEM
 from tests.browser import signed_in, skip_or_fail
 from tests.factories import spec_example
 from tickets import services

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from guardian.shortcuts import assign_perm
 
-from accounts.models import AuditEvent
+from haao.models import AuditEvent
 from tests.browser import signed_in
 from tests.factories import RequirementFactory, TicketFactory
 from tickets.models import Attempt, Ticket

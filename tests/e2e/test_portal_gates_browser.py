@@ -11,8 +11,8 @@ import pytest
 from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
-from accounts.audit import SYSTEM
-from accounts.models import AuditEvent
+from haao.audit import SYSTEM
+from haao.models import AuditEvent
 from tests.browser import LIVE_STUB, signed_in
 from tests.factories import spec_example
 from tickets import services

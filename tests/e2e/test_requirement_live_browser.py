@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from guardian.shortcuts import assign_perm
 
-from accounts.audit import SYSTEM
-from accounts.models import AuditEvent
+from haao.audit import SYSTEM
+from haao.models import AuditEvent
 from tests.browser import LIVE_STUB, signed_in
 from tests.factories import spec_example
 from tickets import services

@@ -8,9 +8,10 @@ import pytest
 from allauth.socialaccount.models import SocialAccount
 
 from accounts import services
-from accounts.models import AuditEvent, Membership, User
+from accounts.models import Membership, User
 from accounts.roles import Role
 from accounts.tests.domains import verify_domain
+from haao.models import AuditEvent
 from tests.browser import skip_or_fail
 from tests.factories import PASSWORD, MembershipFactory, UserFactory
 from tests.servers.oidc_provider import OIDCProvider, node_available

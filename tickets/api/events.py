@@ -12,9 +12,10 @@ from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.api.views import READ_ERRORS, OrgEndpoint, errors
-from accounts.models import ActorType, AuditEvent
 from accounts.roles import hidden_event_prefixes
+from haao.api import READ_ERRORS, errors
+from haao.endpoints import OrgEndpoint
+from haao.models import ActorType, AuditEvent
 from haao.text import displayable_data
 from tickets.selectors import project_by_key, project_events, ticket_by_key, ticket_events
 

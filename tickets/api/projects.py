@@ -14,13 +14,21 @@ from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.api.serializers import StrictCharField, StrictChoiceField, StrictSerializer
-from accounts.api.views import READ_ERRORS, WRITE_ERRORS, OrgEndpoint, errors, validated
 from accounts.models import Membership
 from accounts.roles import Capability, TokenScope
 from agents.preflight import SetupStatus, setup_check
 from agents.workspaces.remote import connection_test, deploy_key_generate, known_host_keys
-from haao.api import CursorPagination
+from haao.api import (
+    READ_ERRORS,
+    WRITE_ERRORS,
+    CursorPagination,
+    StrictCharField,
+    StrictChoiceField,
+    StrictSerializer,
+    errors,
+    validated,
+)
+from haao.endpoints import OrgEndpoint
 from haao.errors import ApplicationError
 from tickets import services
 from tickets.models import (

@@ -13,13 +13,21 @@ from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.api.serializers import StrictCharField, StrictSerializer
-from accounts.api.views import READ_ERRORS, WRITE_ERRORS, OrgEndpoint, errors, validated
 from accounts.roles import Capability
 from agents.delivery.api import DeliverySerializer
 from agents.delivery.selectors import requirement_delivery
 from agents.preflight import base_failure
-from haao.api import CursorPagination
+from agents.selectors import ticket_totals
+from haao.api import (
+    READ_ERRORS,
+    WRITE_ERRORS,
+    CursorPagination,
+    StrictCharField,
+    StrictSerializer,
+    errors,
+    validated,
+)
+from haao.endpoints import OrgEndpoint
 from tickets import services
 from tickets.api.projects import SetupReportSerializer
 from tickets.api.tickets import (
@@ -35,7 +43,6 @@ from tickets.selectors import (
     requirement_by_key,
     requirements_of,
     ticket_detail,
-    ticket_totals,
 )
 from tickets.services.requirements import MAX_TEXT
 

@@ -12,12 +12,20 @@ from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.api.serializers import StrictCharField, StrictSerializer
-from accounts.api.views import READ_ERRORS, WRITE_ERRORS, OrgEndpoint, errors, validated
 from accounts.roles import Capability
 from agents.delivery.api import DeliverySerializer
 from agents.delivery.selectors import ticket_delivery
-from haao.api import CursorPagination
+from agents.selectors import Totals, ticket_totals
+from haao.api import (
+    READ_ERRORS,
+    WRITE_ERRORS,
+    CursorPagination,
+    StrictCharField,
+    StrictSerializer,
+    errors,
+    validated,
+)
+from haao.endpoints import OrgEndpoint
 from tickets import services
 from tickets.filters import OrgFilterBackend, TicketFilter
 from tickets.models import (
@@ -29,11 +37,9 @@ from tickets.models import (
     TicketStatus,
 )
 from tickets.selectors import (
-    Totals,
     ticket_by_key,
     ticket_detail,
     ticket_list,
-    ticket_totals,
 )
 from tickets.services.tickets import MAX_CANCEL_REASON, MAX_FEEDBACK
 from tickets.spec import SpecError, SpecInvalid, json_path

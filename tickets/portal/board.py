@@ -8,8 +8,8 @@ from typing import Any
 
 from django.db.models import Count, IntegerField, Max, OuterRef, Q, QuerySet, Subquery
 
-from accounts.models import AuditEvent
 from agents.selectors import NO_COST, TicketCost, ticket_costs
+from haao.models import AuditEvent
 from policies.selectors import policy_for
 from tickets.models import (
     Attempt,

@@ -20,15 +20,15 @@ from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 
-from accounts.models import AuditEvent
 from accounts.roles import Capability
-from accounts.views.console import ConsolePage
 from agents.delivery.branches import branch_name_for
 from agents.delivery.selectors import requirement_delivery, ticket_delivery
 from agents.models import CallRole, ModelCall
 from agents.preflight import base_failure
-from agents.selectors import CostEstimate, ticket_cost_estimates
+from agents.selectors import CostEstimate, ticket_cost_estimates, ticket_totals
 from haao.errors import ApplicationError, Forbidden, NotFound
+from haao.models import AuditEvent
+from haao.views import OrgPage
 from tickets import services
 from tickets.api.tickets import storable_spec
 from tickets.models import (
@@ -49,7 +49,6 @@ from tickets.selectors import (
     ticket_by_key,
     ticket_detail,
     ticket_events,
-    ticket_totals,
 )
 from tickets.spec import SpecError, SpecInvalid
 from tickets.state import TRANSITIONS
@@ -94,7 +93,7 @@ def project_url(org_slug: str, project: Project) -> str:
     return f"/o/{org_slug}/projects/{project.key}/"
 
 
-class _GatePage(ConsolePage):
+class _GatePage(OrgPage):
     """Shared by both gates: who may decide in a project, and the page's own URL."""
 
     def may_decide(self, project: Project) -> bool:

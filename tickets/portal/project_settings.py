@@ -17,12 +17,11 @@ from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect
 
 from accounts.roles import Capability
-from accounts.views.console import ConsolePage
-from accounts.views.console.base import no_store, service_error
 from agents.preflight import setup_check
 from agents.workspaces.remote import connection_test, deploy_key_generate, known_host_keys
 from haao.errors import ApplicationError
 from haao.text import redact_userinfo
+from haao.views import OrgPage, no_store, service_error
 from tickets import services
 from tickets.models import DeliveryMode, ForgeKind, Project, RepositoryAuth, project_key_validator
 from tickets.selectors import project_by_key, webhook_url
@@ -137,7 +136,7 @@ class ProjectCreateForm(ProjectSettingsForm):
         return values
 
 
-class ProjectNewView(ConsolePage):
+class ProjectNewView(OrgPage):
     """Create a project and connect its repository (admins)."""
 
     required_capability = Capability.MANAGE_PROJECTS
@@ -164,7 +163,7 @@ class ProjectNewView(ConsolePage):
         return redirect(f"/o/{self.org.slug}/projects/{project.key}/settings/")
 
 
-class ProjectSettingsView(ConsolePage):
+class ProjectSettingsView(OrgPage):
     """A project's repository settings, deploy key, host keys, webhook and connection."""
 
     required_capability = Capability.MANAGE_PROJECTS

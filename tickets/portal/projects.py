@@ -15,10 +15,9 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from accounts.roles import Capability
-from accounts.views.console import ConsolePage
-from accounts.views.console.base import service_error
 from agents.delivery.selectors import project_branches
 from haao.errors import ApplicationError
+from haao.views import OrgPage, service_error
 from tickets import services
 from tickets.models import Project, RequirementStatus
 from tickets.portal.board import (
@@ -38,7 +37,7 @@ LIST_STATES = ("proposed", "queued", "in_progress", "awaiting_acceptance", "acce
                "blocked")
 
 
-class ProjectsView(ConsolePage):
+class ProjectsView(OrgPage):
     """The organization's projects the caller may see, with tickets by state."""
 
     template_name = "tickets/projects.html"
@@ -66,7 +65,7 @@ class ProjectsView(ConsolePage):
         return context
 
 
-class ProjectView(ConsolePage):
+class ProjectView(OrgPage):
     """A project: its repository, requirements, a new-requirement form and the live board."""
 
     template_name = "tickets/project.html"

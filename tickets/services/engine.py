@@ -15,9 +15,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from accounts.audit import SYSTEM, Actor, audit_record
+from haao.audit import SYSTEM, Actor, audit_record
 from haao.errors import Conflict
-from policies.rules import BY_NAME as POLICY_RULES
 from tickets.models import (
     NEEDS_ADMIN,
     Attempt,
@@ -46,10 +45,10 @@ class Options:
 
     escalation: bool
     audit: bool
-    # Defaults are the policy's (options_for always passes the effective values).
-    max_audit_failures: int = POLICY_RULES["max_audit_failures"].default
-    max_cloud_attempts: int = POLICY_RULES["max_cloud_attempts"].default
-    audit_cloud_work: bool = POLICY_RULES["audit_work"].default == "all"
+    # The policy's effective values (agents.engine.options.options_for reads them).
+    max_audit_failures: int
+    max_cloud_attempts: int
+    audit_cloud_work: bool
     no_escalation_why: str = ""
     no_audit_why: str = ""
     policy_version: int = 0

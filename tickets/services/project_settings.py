@@ -6,7 +6,6 @@ alike; tickets.services.projects applies what it returns.
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 from collections.abc import Mapping
@@ -19,7 +18,15 @@ from django.core.exceptions import ValidationError
 
 from haao import text
 from haao.errors import ApplicationError
+from haao.ssrf import UnsafeEndpointURL, allowlisted, check_endpoint_url
+from haao.text import redact_userinfo
 from tickets.models import DeliveryMode, ForgeKind, Project, RepositoryAuth
+from tickets.repositories import (
+    RepositoryRefused,
+    check_branch_name,
+    check_repository,
+    forge_defaults,
+)
 
 ARGV_MAX_ITEMS = 64
 ARGV_MAX_LENGTH = 1000
@@ -31,7 +38,6 @@ SETTINGS = ("name", "description", "repository_url", "default_branch", "setup_co
             "forge_api_url", "intake_label")
 MODEL_FIELD = {"repository_url": "repository"}
 # Hosts whose forge is known without asking; agents.forges knows more once it is there.
-KNOWN_FORGES = {"github.com": ForgeKind.GITHUB, "gitlab.com": ForgeKind.GITLAB}
 _SCP_LIKE = re.compile(r"^(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9.-]+):(?P<path>[^:].*)$")
 
 
@@ -103,24 +109,12 @@ def forge_detect(url: str) -> str:
     """The forge a repository URL lives on when its host says so (github, gitlab), else ""."""
     if not url or local_repository_path(url) is not None:
         return ""
-    try:
-        # The forge adapters' own host table, when that package is installed.
-        forge_defaults = importlib.import_module("agents.forges").forge_defaults
-    except (ImportError, AttributeError):
-        forge_defaults = None
-    if forge_defaults is not None:
-        found = forge_defaults(url)
-        return str(found[0]) if found else ""
-    host, _ = repository_host(url)
-    return str(KNOWN_FORGES.get(host, ""))
+    found = forge_defaults(url)
+    return found[0] if found else ""
 
 
 def clean_repository_url(url: Any) -> str:
     """A repository location HAAO may use: no credentials, a public host or an allowed path."""
-    from agents.workspaces.repos import RepositoryRefused, check_repository
-    from haao.ssrf import UnsafeEndpointURL, allowlisted, check_endpoint_url
-    from haao.text import redact_userinfo
-
     field = "repository_url"
     if not isinstance(url, str):
         raise _invalid(field, "Expected a string.")
@@ -201,7 +195,6 @@ def project_settings_clean(values: Mapping[str, Any], *,
     """Check `values` (API names, any subset of SETTINGS) against `current` (None: a new one).
 
     Returns the model fields to set; raises ApplicationError naming the first bad field."""
-    from agents.workspaces.git import check_branch_name
     from haao.ssrf import UnsafeEndpointURL, check_endpoint_url
 
     unknown = sorted(set(values) - set(SETTINGS))
@@ -262,8 +255,6 @@ def project_settings_clean(values: Mapping[str, Any], *,
 
 def project_public(project: Project) -> dict[str, Any]:
     """What the audit log may say about a project's settings: everything but the secrets."""
-    from haao.text import redact_userinfo
-
     return {
         "name": project.name, "description": project.description[:200],
         "repository_url": redact_userinfo(project.repository),

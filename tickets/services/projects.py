@@ -14,11 +14,12 @@ from typing import Any
 from django.db import transaction
 from guardian.shortcuts import assign_perm, remove_perm
 
-from accounts.audit import SYSTEM, Actor, audit_record
 from accounts.models import Membership, Organization, User
 from accounts.signals import access_reduce
+from haao.audit import SYSTEM, Actor, audit_record
 from haao.errors import ApplicationError, Conflict, NotFound
 from tickets.models import Project, RepositoryAuth
+from tickets.repositories import check_repository
 from tickets.services.project_settings import (
     ARGV_EXAMPLE,
     MAX_TOKEN,
@@ -127,7 +128,6 @@ def project_update(*, project: Project, actor: User, changes: Mapping[str, Any],
 
 def project_repository_set(*, project: Project, repository: str, actor: User) -> Project:
     """Point the project at another repository (HAAO clones it into its workspace)."""
-    from agents.workspaces.repos import check_repository
 
     check_repository(repository)
     with transaction.atomic():

@@ -10,10 +10,11 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from accounts.audit import SYSTEM, Actor, audit_record
-from accounts.models import ActorType, User
+from accounts.models import User
+from haao.audit import SYSTEM, Actor, audit_record
 from haao.errors import ApplicationError, Conflict
 from haao.limits import too_long
+from haao.models import ActorType
 from tickets.models import (
     DeliveryMode,
     Project,

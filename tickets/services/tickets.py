@@ -9,8 +9,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from accounts.audit import Actor, audit_record
 from accounts.models import User
+from haao.audit import Actor, audit_record
 from haao.errors import ApplicationError, Conflict, NotFound
 from haao.limits import check_length
 from tickets.models import Project, Requirement, Ticket, TicketStatus

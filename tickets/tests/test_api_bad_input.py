@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from accounts.api.base import SAFE_METHODS
-from accounts.audit import SYSTEM
-from accounts.models import AuditEvent
+from haao.audit import SYSTEM
+from haao.endpoints import SAFE_METHODS
+from haao.models import AuditEvent
 from tests.factories import TicketFactory, spec_example
 from tests.fixtures import Cast, token_client
 from tests.test_bad_input import COVERED_ELSEWHERE

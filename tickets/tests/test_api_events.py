@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from guardian.shortcuts import assign_perm
 
-from accounts.audit import SYSTEM
+from haao.audit import SYSTEM
 from tests.factories import ProjectFactory, spec_example
 from tests.fixtures import token_client
 from tickets import services

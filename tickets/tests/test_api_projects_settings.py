@@ -10,7 +10,7 @@ import pytest
 from django.test import override_settings
 from guardian.shortcuts import assign_perm
 
-from accounts.models import AuditEvent
+from haao.models import AuditEvent
 from tests.fixtures import token_client
 from tickets.models import Project
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from guardian.shortcuts import assign_perm
 
-from accounts.audit import SYSTEM
-from accounts.models import AuditEvent
+from haao.audit import SYSTEM
+from haao.models import AuditEvent
 from tests.factories import ProjectFactory, spec_example
 from tests.fixtures import token_client
 from tickets import services

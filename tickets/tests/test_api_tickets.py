@@ -8,9 +8,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from guardian.shortcuts import assign_perm
 
-from accounts.audit import SYSTEM
-from accounts.models import AuditEvent
 from agents.services import endpoint_create, model_call_record
+from haao.audit import SYSTEM
+from haao.models import AuditEvent
 from tests.factories import ProjectFactory, RequirementFactory, TicketFactory, spec_example
 from tests.fixtures import token_client
 from tickets import services

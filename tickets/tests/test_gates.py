@@ -7,9 +7,9 @@ from decimal import Decimal
 import pytest
 from guardian.shortcuts import assign_perm
 
-from accounts.audit import SYSTEM
-from accounts.models import AuditEvent
+from haao.audit import SYSTEM
 from haao.errors import ApplicationError, Conflict, Forbidden
+from haao.models import AuditEvent
 from tests.factories import TicketFactory, spec_example
 from tickets import services
 from tickets.models import Attempt, CheckResult, Requirement, Ticket, TicketStatus

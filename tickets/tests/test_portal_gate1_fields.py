@@ -11,9 +11,9 @@ import pytest
 from django.test import Client
 from guardian.shortcuts import assign_perm
 
-from accounts.audit import SYSTEM
-from accounts.models import AuditEvent
 from agents.models import InferenceEndpoint
+from haao.audit import SYSTEM
+from haao.models import AuditEvent
 from tests.factories import spec_example
 from tickets import services
 from tickets.models import Requirement, Ticket

@@ -11,13 +11,13 @@ from django.test import Client
 from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
-from accounts.audit import SYSTEM, Actor, audit_record
-from accounts.models import AuditEvent
 from agents.models import InferenceEndpoint, ModelCall
-from tests.factories import MembershipFactory, spec_example
+from haao.audit import SYSTEM, Actor, audit_record
+from haao.models import AuditEvent
+from tests.factories import MembershipFactory, engine_options, spec_example
 from tickets import services
 from tickets.models import Attempt, CheckResult, Requirement, Ticket, TicketStatus
-from tickets.services.engine import Options, progress, ticket_audit_skipped, ticket_audited
+from tickets.services.engine import progress, ticket_audit_skipped, ticket_audited
 from tickets.state import ticket_transition
 
 
@@ -441,7 +441,7 @@ def test_gate_two_shows_the_tech_leads_audit_verdict_and_reason(cast, po) -> Non
                    summary="Rounds half-up as asked; the tests cover 0.005.",
                    findings=[{"severity": "minor", "path": "billing/totals.py",
                               "message": "Name the rounding constant."}],
-                   actor=SYSTEM, options=Options(escalation=False, audit=True))
+                   actor=SYSTEM, options=engine_options(escalation=False, audit=True))
     body = client_for(po).get(url(ticket.key)).content.decode()
     panel = body[body.index('id="gate"'):body.index("Accept and merge")]
     assert "Tech Lead's audit of attempt 1" in panel

@@ -10,8 +10,8 @@ import pytest
 from django.test import Client
 from guardian.shortcuts import assign_perm
 
-from accounts.models import AuditEvent
 from agents.workspaces.git import git
+from haao.models import AuditEvent
 from tickets.models import Project
 
 pytestmark = pytest.mark.django_db

@@ -14,9 +14,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
-from accounts.audit import SYSTEM, Actor
-from accounts.models import AuditEvent
 from accounts.roles import Role
+from haao.audit import SYSTEM, Actor
+from haao.models import AuditEvent
 from tests.factories import MembershipFactory, ProjectFactory, RequirementFactory, TicketFactory
 from tickets.models import Attempt, Requirement, Ticket
 from tickets.services.engine import progress

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from guardian.shortcuts import assign_perm
 
-from accounts.audit import SYSTEM
-from accounts.models import AuditEvent
+from haao.audit import SYSTEM
+from haao.models import AuditEvent
 from tests.factories import spec_example
 from tickets import services
 from tickets.models import DeliveryMode, Requirement, Ticket, TicketStatus

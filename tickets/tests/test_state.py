@@ -10,9 +10,9 @@ import pytest
 from django.db import connection, transaction
 from guardian.shortcuts import assign_perm
 
-from accounts.audit import SYSTEM, Actor
-from accounts.models import AuditEvent
+from haao.audit import SYSTEM, Actor
 from haao.errors import Conflict, Forbidden
+from haao.models import AuditEvent
 from tests.factories import TicketFactory
 from tickets.models import Ticket, TicketStatus
 from tickets.state import ENGINE, GATE, TRANSITIONS, IllegalTransition, on_enter, ticket_transition

@@ -6,8 +6,7 @@ errors (ApplicationError) become form errors or messages, never a 500.
 
 from __future__ import annotations
 
-from accounts.views.console.audit import AuditCSVView, AuditLogView, csv_cell, summarize
-from accounts.views.console.base import ConsolePage
+from accounts.views.console.audit import AuditCSVView, AuditLogView, summarize
 from accounts.views.console.domains import DomainRemoveView, DomainsView, DomainVerifyView
 from accounts.views.console.invitations import (
     InvitationRevokeView,
@@ -26,7 +25,6 @@ from accounts.views.console.tokens import TokenRevokeView, TokensView
 __all__ = [
     "AuditCSVView",
     "AuditLogView",
-    "ConsolePage",
     "DomainRemoveView",
     "DomainVerifyView",
     "DomainsView",
@@ -41,7 +39,6 @@ __all__ = [
     "TokenRevokeView",
     "TokensView",
     "UnsandboxedChecksView",
-    "csv_cell",
     "invitation_link",
     "summarize",
 ]

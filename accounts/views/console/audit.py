@@ -21,19 +21,14 @@ from django.views import View
 from accounts.forms import (
     AuditFilterForm,
 )
-from accounts.models import (
-    AuditEvent,
-)
 from accounts.roles import Capability
 from accounts.selectors import audit_events_readable
-from accounts.views.base import OrgView
-from accounts.views.console.base import (
-    AUDIT_PAGE_SIZE,
-    FORMULA_PREFIXES,
-    SUMMARY_LENGTH,
-    ConsolePage,
-)
-from haao.text import displayable, displayable_data
+from haao.models import AuditEvent
+from haao.text import csv_cell, displayable, displayable_data
+from haao.views import OrgPage, OrgView
+
+AUDIT_PAGE_SIZE = 50
+SUMMARY_LENGTH = 160
 
 
 def _audit_types(membership: Any) -> list[str]:
@@ -68,7 +63,7 @@ def summarize(data: Any) -> str:
     return text if len(text) <= SUMMARY_LENGTH else text[:SUMMARY_LENGTH - 1] + "…"
 
 
-class AuditLogView(ConsolePage):
+class AuditLogView(OrgPage):
     """The organization's audit log, filtered and paginated (newest first)."""
 
     required_capability = Capability.VIEW_AUDIT
@@ -96,12 +91,6 @@ class AuditLogView(ConsolePage):
                            filtered=any(filters.values()) if filters else False,
                            csv_url=self.org_url("console-audit-csv")
                            + (f"?{query.urlencode()}" if query else ""))
-
-
-def csv_cell(value: Any) -> str:
-    """A cell a spreadsheet shows as text: formula-like values get a leading apostrophe."""
-    text = "" if value is None else displayable(str(value))
-    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
 
 
 class _Echo:

@@ -14,11 +14,11 @@ from accounts.roles import Capability
 from accounts.sso import services
 from accounts.sso.domains import record_name, record_value
 from accounts.sso.selectors import organization_domains
-from accounts.views.console.base import ConsolePage, service_error
 from haao.errors import ApplicationError
+from haao.views import OrgPage, service_error
 
 
-class DomainsView(ConsolePage):
+class DomainsView(OrgPage):
     """The email domains the organization's identity provider may speak for."""
 
     required_capability = Capability.MANAGE_SSO
@@ -48,7 +48,7 @@ class DomainsView(ConsolePage):
         return redirect(self.org_url("console-domains"))
 
 
-class _DomainAction(ConsolePage):
+class _DomainAction(OrgPage):
     required_capability = Capability.MANAGE_SSO
     http_method_names = ["post"]
 

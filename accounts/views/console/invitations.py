@@ -17,21 +17,15 @@ from accounts import services
 from accounts.forms import (
     InvitationForm,
 )
-from accounts.models import (
-    Invitation,
-)
+from accounts.models import Invitation
 from accounts.roles import Capability
 from accounts.services import invitation_link
-from accounts.views.console.base import (
-    ConsolePage,
-    no_store,
-    service_error,
-)
 from haao.errors import ApplicationError
+from haao.views import OrgPage, no_store, service_error
 
 logger = logging.getLogger(__name__)
 
-class InvitationsView(ConsolePage):
+class InvitationsView(OrgPage):
     """Invite people by email; list and revoke invitations."""
 
     required_capability = Capability.MANAGE_MEMBERS
@@ -60,7 +54,7 @@ class InvitationsView(ConsolePage):
         return no_store(self.render(new_invitation=invitation, new_link=invitation_link(raw)))
 
 
-class InvitationRevokeView(ConsolePage):
+class InvitationRevokeView(OrgPage):
     required_capability = Capability.MANAGE_MEMBERS
     http_method_names = ["post"]
 

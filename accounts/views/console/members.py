@@ -18,20 +18,16 @@ from accounts.forms import (
     ProjectGrantsForm,
     RoleForm,
 )
-from accounts.models import (
-    Membership,
-)
+from accounts.models import Membership
 from accounts.roles import Capability, Role
-from accounts.views.console.base import (
-    ConsolePage,
-)
 from haao.errors import ApplicationError
+from haao.views import OrgPage
 from tickets import services as ticket_services
 from tickets.models import Project, ProjectUserObjectPermission
 from tickets.services import GRANTS
 
 
-class MembersView(ConsolePage):
+class MembersView(OrgPage):
     """Members with their role; change a role, remove a member."""
 
     required_capability = Capability.MANAGE_MEMBERS
@@ -98,7 +94,7 @@ class MemberRemoveView(_MemberAction):
         return redirect(self.org_url("console-members"))
 
 
-class MemberDetailView(ConsolePage):
+class MemberDetailView(OrgPage):
     """One member's per-project grants (view, approve)."""
 
     required_capability = Capability.MANAGE_PROJECTS

@@ -20,21 +20,14 @@ from accounts.forms import (
     SSOPolicyForm,
     UnsandboxedChecksForm,
 )
-from accounts.models import (
-    SSOConnection,
-    SSOProtocol,
-    User,
-)
+from accounts.models import SSOConnection, SSOProtocol, User
 from accounts.roles import Capability, Role
 from accounts.sso.selectors import verified_domains
-from accounts.views.console.base import (
-    ConsolePage,
-    service_error,
-)
 from haao.errors import ApplicationError
+from haao.views import OrgPage, service_error
 
 
-class SSOView(ConsolePage):
+class SSOView(OrgPage):
     """The organization's identity provider and its SSO policy."""
 
     required_capability = Capability.MANAGE_SSO

@@ -16,19 +16,13 @@ from accounts import services
 from accounts.forms import (
     ApiTokenForm,
 )
-from accounts.models import (
-    ApiToken,
-)
+from accounts.models import ApiToken
 from accounts.roles import Capability
-from accounts.views.console.base import (
-    ConsolePage,
-    no_store,
-    service_error,
-)
 from haao.errors import ApplicationError
+from haao.views import OrgPage, no_store, service_error
 
 
-class TokensView(ConsolePage):
+class TokensView(OrgPage):
     """Every member's own API tokens; admins also see (and may revoke) everyone's."""
 
     template_name = "console/tokens.html"
@@ -63,7 +57,7 @@ class TokensView(ConsolePage):
         return no_store(self.render(new_token=token, new_token_value=raw))
 
 
-class TokenRevokeView(ConsolePage):
+class TokenRevokeView(OrgPage):
     http_method_names = ["post"]
 
     def post(self, request: HttpRequest, token_id: Any) -> HttpResponse:

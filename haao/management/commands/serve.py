@@ -19,6 +19,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from agents.engine import routing
 from haao.celery import READY_FILE_VARIABLE
+from haao.management.commands.seed_demo import demo_login_lines
 
 STOP_GRACE_SECONDS = 10
 # A slow machine still gets the address and logins, even if the worker never says it's ready.
@@ -119,8 +120,6 @@ class Command(BaseCommand):
 
     def _announce(self, url: str) -> None:
         """Where HAAO answers and the demo's logins, last, after the processes' start-up."""
-        from accounts.management.commands.seed_demo import demo_login_lines
-
         lines = ["", f"HAAO is serving on {url} (Ctrl-C stops it).",
                  *demo_login_lines(base_url=url), ""]
         self.stdout.write("\n".join(lines))

@@ -10,8 +10,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
-from accounts.audit import SYSTEM, Actor, audit_chain_verify, audit_record
-from accounts.models import AuditEvent
+from haao.audit import SYSTEM, Actor, audit_chain_verify, audit_record
+from haao.models import AuditEvent
 
 
 def write_events(org, n: int) -> None:

@@ -1,22 +1,23 @@
-"""Portal pages that every signed-in user sees: the organization list and overview."""
+"""The portal's first pages: the organization picker and an organization's overview.
+
+They gather what every app has for the signed-in member (projects, decisions waiting, whether
+checks can run here), so they sit above the apps.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views import View
 from django.views.generic import TemplateView
 
-from accounts import services
 from accounts.roles import Capability
 from accounts.selectors import organizations_of
-from accounts.views.base import OrgView
-from haao.errors import ApplicationError
 from haao.health import sandbox_state, sandbox_summary
+from haao.views import OrgView
 from tickets.selectors import decisions_waiting_for, projects_visible_to
 
 
@@ -47,24 +48,3 @@ class OrgOverviewView(OrgView, TemplateView):
             context["sandbox"] = {"ok": not problem,
                                   "summary": sandbox_summary(problem, detail)}
         return context
-
-
-class InvitationView(LoginRequiredMixin, View):
-    """Shows an invitation and accepts it on POST; links are single-use."""
-
-    def get(self, request: HttpRequest, token: str) -> HttpResponse:
-        try:
-            invitation = services.invitation_for_token(token)
-        except ApplicationError as error:
-            return render(request, "accounts/invitation.html", {"error": error.message},
-                          status=error.status)
-        return render(request, "accounts/invitation.html", {"invitation": invitation})
-
-    def post(self, request: HttpRequest, token: str) -> HttpResponse:
-        try:
-            membership = services.invitation_accept(raw_token=token, user=request.user)  # type: ignore[arg-type]
-        except ApplicationError as error:
-            return render(request, "accounts/invitation.html", {"error": error.message},
-                          status=error.status)
-        messages.success(request, f"Welcome to {membership.organization.name}.")
-        return redirect("org-overview", org=membership.organization.slug)

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from accounts.models import AuditEvent, Organization, User
+from accounts.models import Organization, User
 from agents import services as agents_services
 from agents.models import ModelCall
+from haao.models import AuditEvent
 from tests.factories import RequirementFactory
 from tickets.models import Project, Requirement
 

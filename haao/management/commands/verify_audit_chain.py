@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from accounts.audit import audit_chain_verify
 from accounts.models import Organization
+from haao.audit import audit_chain_verify
 
 
 class Command(BaseCommand):

@@ -6,15 +6,23 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
+from django.dispatch import Signal
 from django.utils import timezone
 
-from accounts.models import ActorType, AuditChainHead, AuditEvent, Organization, User
+from haao.models import ActorType, AuditChainHead, AuditEvent
+
+if TYPE_CHECKING:
+    from accounts.models import Organization, User
 
 GENESIS = "0" * 64
+
+# Sent after commit for each stored event that belongs to a project; tickets.live passes it
+# to the project's and ticket's live sockets.
+event_stored = Signal()
 
 
 @dataclass(frozen=True)
@@ -100,9 +108,7 @@ def audit_record(
     if project_id:
         # Live sockets of the project and ticket hear of it once it is visible to them: after
         # the caller's commit, outside the chain's row lock, and never raising into the caller.
-        from tickets.live import event_committed
-
-        transaction.on_commit(lambda: event_committed(event), robust=True)
+        transaction.on_commit(lambda: event_stored.send(AuditEvent, event=event), robust=True)
     return event
 
 

@@ -285,7 +285,10 @@ def _clean(rule: Rule, value: Any) -> tuple[Any, list[str]]:
             return None, [f"must be from {rule.minimum} to {rule.maximum}"]
         return value, []
     if rule.kind == "money":
-        if isinstance(value, bool) or not isinstance(value, int | str | Decimal | float):
+        if isinstance(value, float) and not value.is_integer():  # 0.1 in JSON is not 0.1
+            return None, ["must be a string or a whole number, such as \"12.50\" or 12 "
+                          "(a number with a fraction is not exact)"]
+        if isinstance(value, bool) or not isinstance(value, int | str | Decimal):
             return None, ["must be an amount in USD, such as \"12.50\""]
         try:
             amount = Decimal(str(value))

@@ -100,6 +100,8 @@ def test_an_admin_patches_rules_and_inherits_them_again(cast, admin) -> None:
 @pytest.mark.parametrize(("field", "change"), [
     ("allowed_paths", {"allowed_paths": ["src/**", "src/[a]"]}),
     ("ticket_cloud_cap_usd", {"ticket_cloud_cap_usd": "-1"}),
+    # A JSON number with a fraction is not exact (0.05 is 0.05000000000000000277…).
+    ("requirement_cloud_cap_usd", {"requirement_cloud_cap_usd": 0.05}),
     ("retry_budget", {"retry_budget": -1}),
     ("retry_budget", {"retry_budget": "3"}),
     ("allowed_programs", {"allowed_programs": ["pytest", "foo-runner"]}),

@@ -16,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.roles import Capability, TokenScope
-from agents import selectors, services
+from agents import health, selectors, services
 from agents.models import (
     MAX_CONCURRENCY,
     EndpointFlavor,
@@ -183,6 +183,6 @@ class EndpointCheckView(_EndpointsBase):
                    responses={200: EndpointSerializer, **errors(401, 403, 404)})
     def post(self, request: Request, org: str, endpoint: Any) -> Response:
         """Check the endpoint's health now and return it with the result (admin scope)."""
-        checked = services.endpoint_check_health(endpoint=self.get_endpoint(endpoint),
+        checked = health.endpoint_check_health(endpoint=self.get_endpoint(endpoint),
                                                  actor=Actor.of(self.actor))
         return Response(EndpointSerializer(checked).data)

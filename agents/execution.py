@@ -24,9 +24,9 @@ from agents.delivery.packs import pack_save
 from agents.edits import EditParseError, EditPathError, parse_edits
 from agents.environments import PreparedEnvironment
 from agents.failures import SANDBOX_MISSING, check_failure_cause, error_cause
+from agents.ledger import model_call_record
 from agents.models import CallOutcome, CallRole, InferenceEndpoint, ModelCall
 from agents.sandbox import CheckRun, CheckSpec, SandboxLimits, run_check
-from agents.services import model_call_record
 from agents.workspaces import (
     EditNotApplicable,
     EditRefused,

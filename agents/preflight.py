@@ -20,6 +20,7 @@ from django.db import models
 from django.utils import timezone
 
 from agents import sandbox
+from agents.delivery.branches import upstream_tip
 from agents.engine.options import sandbox_limits
 from agents.environments import (
     OUTPUT_TAIL_CHARS,
@@ -29,12 +30,14 @@ from agents.environments import (
     project_environment,
 )
 from agents.failures import SANDBOX_MISSING, check_failure_cause, error_cause
+from agents.models import IntegrationBranch
 from agents.sandbox import CheckSpec, SandboxError, SandboxUnavailable
-from agents.workspaces.remote import connection_check
-from agents.workspaces.repos import commit_checkout
+from agents.workspaces.remote import connection_check, workspace_of
+from agents.workspaces.repos import commit_checkout, workspace_repo
 from haao.errors import ApplicationError
 from policies.selectors import policy_for
-from tickets.models import Project
+from tickets.models import DeliveryMode, Project
+from tickets.services import project_setup_report_set
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +83,6 @@ class SetupReport:
 
 def setup_check(*, project: Project, actor: Any = None) -> SetupReport:
     """Run the setup check of `project` now; store and audit its report (project.setup_report)."""
-    from tickets.services import project_setup_report_set
 
     report = _check(project)
     project_setup_report_set(project=project, report=asdict(report), actor=actor)
@@ -110,8 +112,6 @@ def _check(project: Project) -> SetupReport:
         return SetupReport(status, connection.message, now, branch)
     if not sandbox.sandbox_available():
         return SetupReport(SetupStatus.SANDBOX_UNAVAILABLE, SANDBOX_MISSING, now, branch)
-    from agents.delivery.branches import upstream_tip
-    from agents.engine.steps import workspace_of
 
     try:
         repo = workspace_of(project, fresh=True)
@@ -211,10 +211,6 @@ def _known_start(project: Project) -> str:
     else the default branch's head in this machine's workspace; "" when unknown here."""
     from django.conf import settings
 
-    from agents.delivery.branches import upstream_tip
-    from agents.models import IntegrationBranch
-    from agents.workspaces.repos import workspace_repo
-    from tickets.models import DeliveryMode
 
     if project.delivery != DeliveryMode.PULL_REQUEST:
         branch = IntegrationBranch.objects.filter(project=project,

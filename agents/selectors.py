@@ -13,8 +13,8 @@ from django.db.models import Count, DecimalField, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 
 from accounts.models import Organization
-from agents import pricing
-from agents.models import CallOutcome, InferenceEndpoint, ModelCall
+from agents.models import CallOutcome, EndpointKind, EndpointRole, InferenceEndpoint, ModelCall
+from haao.errors import ApplicationError
 from policies.enforcement import Budget, Refusal, month_start, over_budget
 from policies.selectors import EffectivePolicy
 from tickets.models import Attempt, Ticket
@@ -114,59 +114,6 @@ def usage_by_endpoint(*, organization: Organization, since: datetime | None = No
     return list(rows)
 
 
-# --- Expected cost of a proposed ticket ------------------------------------------------------
-
-# Tokens a coder writes in one attempt beyond rewriting the excerpts it was given, by the
-# ticket's complexity (1 to 5): a rough guide for Gate 1, not a budget or a limit.
-OUTPUT_TOKENS_BY_COMPLEXITY = {1: 400, 2: 800, 3: 1600, 4: 3200, 5: 6400}
-
-
-@dataclass(frozen=True)
-class CostEstimate:
-    """What one coder attempt at a proposed ticket is expected to cost, and on which endpoint.
-
-    `cost` is None when no coder endpoint is enabled (`why` says so); nothing has been spent.
-    """
-
-    endpoint: str
-    model: str
-    input_tokens: int
-    output_tokens: int
-    cost: Decimal | None
-    why: str = ""
-
-    @property
-    def tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
-
-
-def ticket_cost_estimates(*, organization: Organization,
-                          specs: list[dict[str, Any]]) -> list[CostEstimate]:
-    """The expected cost of one coder attempt at each spec: the prompt HAAO would send and an
-    answer sized by the ticket's complexity, priced at the coder endpoint routing picks now.
-
-    Two queries whatever the number of specs (the coder endpoints and their load).
-    """
-    from agents.coder.client import estimate_tokens
-    from agents.coder.prompt import coder_messages
-    from agents.engine.routing import pick_coder
-    from agents.services import endpoint_price
-
-    endpoint = pick_coder(organization=organization)
-    if endpoint is None:
-        why = "no coder endpoint is enabled and healthy, so no price applies yet"
-        return [CostEstimate("", "", 0, 0, None, why) for _ in specs]
-    price = endpoint_price(endpoint=endpoint)
-    estimates = []
-    for spec in specs:
-        prompt = sum(estimate_tokens(message["content"])
-                     for message in coder_messages(spec=spec))
-        excerpts = sum(estimate_tokens(str(excerpt.get("content", "")))
-                       for excerpt in spec.get("code_context") or [])
-        answer = excerpts + OUTPUT_TOKENS_BY_COMPLEXITY.get(spec.get("complexity", 3), 1600)
-        estimates.append(CostEstimate(endpoint.name, endpoint.model, prompt, answer,
-                                      pricing.cost_of(price, prompt, answer)))
-    return estimates
 # --- What a ticket cost -----------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -279,3 +226,34 @@ def spend_refusal(policy: EffectivePolicy, *, organization: Organization, estima
     """Whether a cloud call that may cost up to `estimate` would go over a cap."""
     return over_budget(cloud_budgets(policy, organization=organization, ticket=ticket,
                                      requirement=requirement), estimate)
+
+
+# --- The Tech Lead's endpoint ------------------------------------------------------------------
+
+class NoTechLeadEndpoint(ApplicationError):
+    """The organization has no enabled Anthropic endpoint for this role."""
+
+    code = "no_tech_lead_endpoint"
+
+
+def tech_lead_endpoint_of(*, organization: Organization, role: str = EndpointRole.TECH_LEAD,
+                          self_hosted_only: bool = False) -> InferenceEndpoint:
+    """The organization's enabled Anthropic endpoint for `role`, else its Tech Lead's; under
+    data residency (`self_hosted_only`) only one that runs on the organization's machines."""
+    candidates = (InferenceEndpoint.objects.for_org(organization)
+                  .filter(enabled=True, kind=EndpointKind.ANTHROPIC).order_by("name"))
+    if self_hosted_only:
+        candidates = candidates.filter(self_hosted=True)
+    endpoint = candidates.filter(role=role).first()
+    if endpoint is None and role != EndpointRole.TECH_LEAD:
+        endpoint = candidates.filter(role=EndpointRole.TECH_LEAD).first()
+    if endpoint is None:
+        if self_hosted_only:
+            raise NoTechLeadEndpoint(
+                "Data residency is on, and the organization has no enabled self-hosted "
+                "endpoint with the Tech Lead role; an admin adds one (a server of its own "
+                "that speaks the Anthropic Messages API) under Inference endpoints.")
+        raise NoTechLeadEndpoint(
+            "The organization has no enabled Anthropic endpoint with the Tech Lead role; an "
+            "admin adds one under Inference endpoints.")
+    return endpoint

@@ -15,7 +15,11 @@ from typing import Any
 from celery import shared_task
 from django.db import OperationalError
 
+from agents.delivery.services import branch_deliver, branch_pull_request_poll
 from agents.engine import recovery, steps
+from agents.health import endpoint_check_health
+from agents.models import InferenceEndpoint
+from agents.preflight import setup_check_run
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +80,6 @@ def merge(ticket_id: str) -> None:
 @shared_task(name="haao.deliver", **ON_DEADLOCK)
 @ids
 def deliver(branch_id: str) -> None:
-    from agents.delivery.services import branch_deliver
 
     branch_deliver(branch_id=branch_id)
 
@@ -84,7 +87,6 @@ def deliver(branch_id: str) -> None:
 @shared_task(name="haao.poll_pull_request", **ON_DEADLOCK)
 @ids
 def poll_pull_request(branch_id: str) -> None:
-    from agents.delivery.services import branch_pull_request_poll
 
     branch_pull_request_poll(branch_id=branch_id)
 
@@ -98,7 +100,6 @@ def decompose(requirement_id: str) -> None:
 @shared_task(name="haao.setup_check", **ON_DEADLOCK)
 @ids
 def setup_check(project_id: str) -> None:
-    from agents.preflight import setup_check_run
 
     setup_check_run(project_id=project_id)
 
@@ -116,8 +117,6 @@ def check_endpoints() -> None:
 @shared_task(name="haao.check_endpoint")
 @ids
 def check_endpoint(endpoint_id: str) -> None:
-    from agents.models import InferenceEndpoint
-    from agents.services import endpoint_check_health
 
     endpoint = InferenceEndpoint.objects.filter(pk=endpoint_id, enabled=True).first()
     if endpoint is None:

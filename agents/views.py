@@ -13,7 +13,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 
 from accounts.roles import Capability
-from agents import pricing, selectors, services
+from agents import health, pricing, selectors, services
 from agents.forms import EndpointForm
 from agents.models import InferenceEndpoint
 from haao.audit import Actor
@@ -100,7 +100,7 @@ class EndpointCheckView(_EndpointPage):
     http_method_names = ["post"]
 
     def post(self, request: HttpRequest, endpoint_id: Any) -> HttpResponse:
-        endpoint = services.endpoint_check_health(endpoint=self.load(endpoint_id),
+        endpoint = health.endpoint_check_health(endpoint=self.load(endpoint_id),
                                                   actor=Actor.of(self.user))
         if endpoint.health_status == "ok":
             messages.success(request, f"“{endpoint.name}” answered in "

@@ -33,3 +33,8 @@ class Forbidden(ApplicationError):
 class Conflict(ApplicationError):
     code = "conflict"
     status = 409
+
+
+def field_error(field: str, message: str) -> ApplicationError:
+    """A 400 naming the input field it is about, in the message and in `details`."""
+    return ApplicationError(f"{field}: {message}", details={field: [message]})

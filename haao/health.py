@@ -20,6 +20,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from accounts.models import Organization
+from agents.failures import sandbox_probe
 from haao.celery import app as celery_app
 
 TIMEOUT_SECONDS = 3.0
@@ -70,7 +72,6 @@ def sandbox_state() -> tuple[str, str]:
     """(problem, detail) of this machine's sandbox: a trivial check of the default
     toolchain's python (cached a while); the problem is "" when it runs."""
     global _sandbox_seen
-    from agents.failures import sandbox_probe
 
     with _sandbox_lock:
         if _sandbox_seen is None or time.monotonic() - _sandbox_seen[0] > SANDBOX_PROBE_SECONDS:
@@ -95,7 +96,6 @@ def sandbox_summary(problem: str, detail: str) -> str:
 
 def sandbox_required() -> bool:
     """Whether a broken sandbox stops work: some organization does not allow checks without."""
-    from accounts.models import Organization
 
     try:
         return Organization.objects.filter(allow_unsandboxed_checks=False).exists()

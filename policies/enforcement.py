@@ -26,6 +26,7 @@ from accounts.roles import Role
 from haao.audit import SYSTEM, audit_record
 from haao.errors import ApplicationError
 from policies import rules
+from policies.redaction import redact
 from policies.selectors import EffectivePolicy
 
 logger = logging.getLogger(__name__)
@@ -195,7 +196,6 @@ def _notify_admins(*, organization: Organization, subject: str, body: str) -> No
 def policy_try(policy: EffectivePolicy, *, path: str = "", command: Sequence[str] = (),
                payload: str = "", known: Iterable[str] = ()) -> dict[str, Any]:
     """What the policy says of a path, a command and a payload, as the engine would decide."""
-    from policies.redaction import redact
 
     known = list(known)
     result: dict[str, Any] = {}

@@ -48,6 +48,11 @@ unset DATABASE_URL REDIS_URL
 
 echo "== ruff"; "$VENV/bin/ruff" check .
 echo "== mypy"; "$VENV/bin/mypy" .
+# The order of HAAO's parts (pyproject.toml, [tool.importlinter]); a broken contract stops here.
+echo "== import contracts"
+"$VENV/bin/lint-imports" --no-cache > "$work/lint-imports.log" 2>&1 \
+  || { cat "$work/lint-imports.log"; exit 1; }
+grep -E "KEPT|BROKEN" "$work/lint-imports.log"
 
 status=0
 if [ "$MODE" = services ] || [ "$MODE" = both ]; then

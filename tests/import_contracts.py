@@ -95,7 +95,9 @@ def layer_modules(layers: list[str]) -> set[str]:
 
 
 def uncovered(modules: Any, layers: list[str]) -> list[str]:
-    """The modules of `modules` that no layer names, itself or through a package above it."""
+    """The modules of `modules` that no layer names, itself or through a package above it (a
+    package whose modules sit in several layers is covered by them)."""
     named = layer_modules(layers)
     return sorted(module for module in modules if not _excluded(module)
-                  and not any(module == name or module.startswith(name + ".") for name in named))
+                  and not any(module == name or module.startswith(name + ".")
+                              or name.startswith(module + ".") for name in named))

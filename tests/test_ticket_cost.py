@@ -11,6 +11,7 @@ import pytest
 from django.db.models import Sum
 from django.test import Client
 
+from agents import ledger
 from agents import services as agents_services
 from agents.delivery.services import pull_request_text
 from agents.models import IntegrationBranch, ModelCall
@@ -37,7 +38,7 @@ def _endpoints(cast):
 
 
 def _call(cast, endpoint, **kwargs):
-    return agents_services.model_call_record(organization=cast.org, endpoint=endpoint,
+    return ledger.model_call_record(organization=cast.org, endpoint=endpoint,
                                              outcome="ok", **kwargs)
 
 

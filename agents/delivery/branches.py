@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from agents.delivery.packs import commits_ensure, pack_save
 from agents.models import DeliveryStatus, IntegrationBranch
-from agents.workspaces.attempts import MergeResult, merge_commits
+from agents.workspaces.attempts import MergeResult, attempt_branch, merge_commits
 from agents.workspaces.git import WorkspaceError, git
 from haao.audit import SYSTEM, audit_record
 from tickets.models import Attempt, DeliveryMode, Project, Requirement, Ticket
@@ -131,7 +131,6 @@ def ticket_commit(*, attempt: Attempt, repo: Path) -> str:
     """The commit of an attempt whose checks passed (older attempts: their local branch)."""
     if attempt.commit:
         return attempt.commit
-    from agents.workspaces.attempts import attempt_branch
 
     branch = attempt_branch(attempt.ticket.key, attempt.number)
     return git(["rev-parse", "--verify", f"refs/heads/{branch}^{{commit}}"],

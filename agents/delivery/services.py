@@ -19,11 +19,14 @@ from django.utils import timezone
 from accounts.models import User
 from agents.delivery.branches import branch_advance
 from agents.delivery.packs import commits_ensure, pack_save
+from agents.delivery.selectors import branch_tickets
+from agents.engine import enqueue
+from agents.forges import ForgeError, forge_for
 from agents.models import DeliveryStatus, IntegrationBranch, PullRequestState
 from agents.selectors import NO_COST, ticket_costs
 from agents.workspaces.attempts import merge_commits
 from agents.workspaces.git import WorkspaceError, git
-from agents.workspaces.remote import remote_access
+from agents.workspaces.remote import remote_access, workspace_of
 from haao.audit import SYSTEM, Actor, audit_record
 from haao.errors import ApplicationError
 from haao.text import redact_userinfo
@@ -68,7 +71,6 @@ def branch_deliver(*, branch_id: Any) -> IntegrationBranch | None:
     # One delivery of a branch at a time: two pushes racing would refuse each other.
     claim = f"haao:delivering:{branch.pk}"
     if not cache.add(claim, "1", timeout=int(PUSH_TIMEOUT) * 2):
-        from agents.engine import enqueue
 
         enqueue.deliver(branch_id=branch.pk, organization=project.organization,
                         on_commit=False, countdown=DELIVERY_BUSY_SECONDS)
@@ -81,7 +83,6 @@ def branch_deliver(*, branch_id: Any) -> IntegrationBranch | None:
 
 def _deliver(branch: IntegrationBranch) -> IntegrationBranch:
     project = branch.project
-    from agents.engine.steps import workspace_of
 
     try:
         repo = workspace_of(project, fresh=True)
@@ -192,7 +193,6 @@ def _failure_words(branch: IntegrationBranch, output: str) -> str:
 
 def _pull_request(branch: IntegrationBranch) -> Any:
     """Open the branch's pull request, or update its description."""
-    from agents.forges import ForgeError
 
     project = branch.project
     forge = _forge(project)
@@ -212,7 +212,6 @@ def _pull_request(branch: IntegrationBranch) -> Any:
 
 def branch_pull_request_poll(*, branch_id: Any) -> None:
     """Ask the forge how the branch's pull request stands (the fallback for webhooks)."""
-    from agents.forges import ForgeError
 
     branch = (IntegrationBranch.objects.select_related("project__organization", "requirement")
               .filter(pk=branch_id).first())
@@ -230,7 +229,6 @@ def branch_pull_request_poll(*, branch_id: Any) -> None:
 
 
 def _forge(project: Project) -> Any:
-    from agents.forges import forge_for
 
     return forge_for(kind=project.forge, api_url=project.forge_api_url,
                      repository_path=_repository_path(project),
@@ -247,7 +245,6 @@ def _repository_path(project: Project) -> str:
 def pull_request_text(branch: IntegrationBranch) -> tuple[str, str]:
     """The pull request's title and body: the requirement, each ticket with its checks and
     audit, the cost, and links back to HAAO."""
-    from agents.delivery.selectors import branch_tickets
 
     project = branch.project
     requirement = branch.requirement
@@ -302,7 +299,6 @@ def _failed(branch: IntegrationBranch, reason: str) -> None:
 
 def branch_delivery_retry(*, branch: IntegrationBranch, actor: User) -> IntegrationBranch:
     """An admin asks for the delivery now, instead of waiting for the next try."""
-    from agents.engine import enqueue
 
     if branch.project.delivery == DeliveryMode.NONE:
         raise ApplicationError("This project keeps its work in HAAO (delivery: none); there "

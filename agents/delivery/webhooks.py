@@ -16,6 +16,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from agents.delivery.services import branch_pull_request_state
+from agents.forges import FORGES, Forge, ForgeError
 from agents.models import IntegrationBranch
 from haao.errors import ApplicationError
 from tickets.models import Project
@@ -35,7 +36,6 @@ def _refused() -> JsonResponse:
 @csrf_exempt
 @require_POST
 def forge_webhook(request: HttpRequest, project_id: str) -> JsonResponse:
-    from agents.forges import FORGES, Forge, ForgeError
 
     try:
         uuid.UUID(project_id)

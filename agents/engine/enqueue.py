@@ -1,10 +1,14 @@
-"""Sending the engine's tasks: explicit queue, ids only, and (by default) only after commit."""
+"""Sending the engine's tasks: explicit queue, ids only, and (by default) only after commit.
+
+Tasks are found by their registered name (agents.tasks names them), so the steps that send
+the next task need not import the module of tasks that runs them."""
 
 from __future__ import annotations
 
 import functools
 from typing import Any
 
+from celery import current_app
 from django.db import transaction
 
 from accounts.models import Organization
@@ -12,12 +16,12 @@ from agents.engine import routing
 
 
 def _send(name: str, *, kwargs: dict[str, Any], queue: str, on_commit: bool,
-          countdown: float | None = None) -> None:
-    from agents import tasks
-
-    task = getattr(tasks, name)
+          countdown: float | None = None, expires: float | None = None) -> None:
+    task = current_app.tasks[f"haao.{name}"]
+    timing: dict[str, Any] = {key: value for key, value in
+                              (("countdown", countdown), ("expires", expires)) if value is not None}
     send = functools.partial(task.apply_async, kwargs={k: str(v) for k, v in kwargs.items()},
-                             queue=queue, countdown=countdown)
+                             queue=queue, **timing)
     if on_commit:
         transaction.on_commit(send, robust=True)
     else:
@@ -41,7 +45,7 @@ def check_step(*, attempt_id: Any, queue: str, on_commit: bool = True) -> None:
 
 def audit_step(*, ticket_id: Any, organization: Organization, on_commit: bool = True,
                countdown: float | None = None) -> None:
-    _send("audit_step", kwargs={"ticket_id": ticket_id},
+    _send("audit", kwargs={"ticket_id": ticket_id},
           queue=routing.queue_for(organization=organization, kind=routing.CLOUD),
           on_commit=on_commit, countdown=countdown)
 
@@ -74,3 +78,9 @@ def setup_check(*, project_id: Any, organization: Organization, on_commit: bool 
     _send("setup_check", kwargs={"project_id": project_id},
           queue=routing.queue_for(organization=organization, kind=routing.CHECKS),
           on_commit=on_commit)
+
+
+def check_endpoint(*, endpoint_id: Any, queue: str, expires: float) -> None:
+    """A health check of one endpoint, now; dropped if not run within `expires` seconds."""
+    _send("check_endpoint", kwargs={"endpoint_id": endpoint_id}, queue=queue, on_commit=False,
+          expires=expires)

@@ -27,6 +27,7 @@ from agents.models import (
     PullRequestState,
 )
 from haao.errors import Conflict
+from policies.selectors import effective_policy
 from tickets.models import (
     Attempt,
     AttemptOutcome,
@@ -181,14 +182,10 @@ def recover(*, now: Any = None) -> Recovered:
 
 def check_endpoints() -> int:
     """Send a health check of every enabled endpoint to the queue that may reach it."""
-    from policies.selectors import effective_policy
-
     count = 0
     residency: dict[Any, bool] = {}
     for endpoint in InferenceEndpoint.objects.filter(enabled=True).select_related(
             "organization").only("pk", "dedicated_queue", "self_hosted", "organization"):
-        from agents import tasks
-
         organization = endpoint.organization
         if organization.pk not in residency:
             residency[organization.pk] = effective_policy(
@@ -196,8 +193,8 @@ def check_endpoints() -> int:
         if endpoint.is_cloud and residency[organization.pk]:
             continue  # under the organization's data residency not even a ping goes out
 
-        tasks.check_endpoint.apply_async(kwargs={"endpoint_id": str(endpoint.pk)},
-                                         queue=endpoint.dedicated_queue or routing.CONTROL,
-                                         expires=settings.HAAO_ENDPOINT_HEALTH_INTERVAL)
+        enqueue.check_endpoint(endpoint_id=endpoint.pk,
+                               queue=endpoint.dedicated_queue or routing.CONTROL,
+                               expires=settings.HAAO_ENDPOINT_HEALTH_INTERVAL)
         count += 1
     return count

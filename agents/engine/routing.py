@@ -32,6 +32,7 @@ from agents.models import (
     HealthStatus,
     InferenceEndpoint,
 )
+from agents.selectors import NoTechLeadEndpoint, tech_lead_endpoint_of
 from tickets.models import Attempt, AttemptOutcome, AttemptStage
 
 CONTROL = "control"
@@ -102,7 +103,6 @@ def pick_coder(*, organization: Organization, exclude: tuple[Any, ...] = (),
 def tech_lead(*, organization: Organization, role: str = EndpointRole.TECH_LEAD,
               self_hosted_only: bool = False) -> InferenceEndpoint | None:
     """The enabled Anthropic endpoint for `role` (auditor falls back to the Tech Lead)."""
-    from agents.techlead.client import NoTechLeadEndpoint, tech_lead_endpoint_of
 
     try:
         return tech_lead_endpoint_of(organization=organization, role=role,

@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -39,19 +38,23 @@ from agents.execution import (
     AttemptRun,
     failure_outcome,
 )
+from agents.health import HealthResult, endpoint_health_record
 from agents.models import (
     CallOutcome,
     CallRole,
     EndpointKind,
+    EndpointRole,
     HealthStatus,
     InferenceEndpoint,
     ModelCall,
 )
 from agents.sandbox import CheckRun
 from agents.selectors import spend_refusal
-from agents.services import HealthResult, endpoint_health_record
-from agents.workspaces import workspace_prepare
-from agents.workspaces.remote import remote_access
+from agents.techlead.audit import audit
+from agents.techlead.client import CallRefused, InvalidAnswer, SpendLimitReached, TechLeadError
+from agents.techlead.decompose import decompose_requirement
+from agents.techlead.solve import solve
+from agents.workspaces.remote import workspace_of
 from haao.audit import Actor
 from haao.errors import ApplicationError, Conflict
 from policies.enforcement import (
@@ -70,6 +73,8 @@ from tickets.models import (
     DeliveryMode,
     ExecutorKind,
     Project,
+    Requirement,
+    RequirementStatus,
     Ticket,
     TicketStatus,
 )
@@ -101,8 +106,6 @@ S = TicketStatus
 # The endpoint, not the code, failed: the attempt waits or moves instead of failing.
 UNREACHABLE = frozenset({CallOutcome.CONNECTION_ERROR, CallOutcome.SERVER_ERROR,
                          CallOutcome.RATE_LIMITED})
-# How long a process trusts its last fetch of a project's repository.
-WORKSPACE_REFRESH_SECONDS = 60
 # How long a dispatcher may hold its project's mutex (it lets go when done).
 DISPATCH_MUTEX_SECONDS = 60
 # Queued tickets loaded at a time while filling the WIP room.
@@ -431,8 +434,6 @@ def _unreachable(attempt: Attempt, endpoint: InferenceEndpoint, failure: CoderFa
 
 
 def _solve(attempt: Attempt, endpoint: InferenceEndpoint) -> None:
-    from agents.techlead.client import InvalidAnswer, TechLeadError
-    from agents.techlead.solve import solve
 
     ticket = attempt.ticket
     run = AttemptRun(ticket=ticket, attempt=attempt, endpoint=endpoint,
@@ -523,26 +524,6 @@ def check_step(*, attempt_id: Any) -> None:
         after_attempt(attempt_done, run)
 
 
-_prepared: dict[Any, tuple[float, Path]] = {}
-
-
-def workspace_of(project: Project, *, fresh: bool = False) -> Path:
-    """This machine's cache of the project's repository, fetched from the team's remote when
-    `fresh` or at most once a minute otherwise; HAAO's own commits come from the database."""
-    key = (project.pk, project.repository, project.default_branch)
-    seen = _prepared.get(key)
-    if not fresh and seen is not None \
-            and time.monotonic() - seen[0] < WORKSPACE_REFRESH_SECONDS \
-            and (seen[1] / "HEAD").is_file():
-        return seen[1]
-    with remote_access(project) as access:
-        repo = workspace_prepare(project_id=project.pk, repository=access.url,
-                                 default_branch=project.default_branch,
-                                 root=settings.HAAO_WORKSPACE_ROOT, env=access.env)
-    _prepared[key] = (time.monotonic(), repo)
-    return repo
-
-
 def _environment(ticket: Ticket, repo: Any, base: str) -> Any:
     """The project's prepared dependencies at the attempt's base, when it has a setup."""
     return project_environment(project=ticket.project, repo_path=repo, base_commit=base)
@@ -573,9 +554,6 @@ def after_attempt(attempt: Attempt, run: AttemptRun) -> None:
 
 def audit_step(*, ticket_id: Any) -> None:
     """The Tech Lead audits the diff of the ticket's latest (passed) attempt."""
-    from agents.models import EndpointRole
-    from agents.techlead.audit import audit
-    from agents.techlead.client import CallRefused, SpendLimitReached, TechLeadError
 
     ticket = (Ticket.objects.select_related("project__organization").filter(pk=ticket_id)
               .first())
@@ -674,8 +652,6 @@ def _merge(ticket: Ticket, attempt: Attempt) -> None:
 
 def decompose_step(*, requirement_id: Any) -> None:
     """The Tech Lead proposes tickets for a new requirement (once, whoever delivers it)."""
-    from agents.techlead.decompose import decompose_requirement
-    from tickets.models import Requirement, RequirementStatus
 
     requirement = (Requirement.objects.select_related("project__organization")
                    .filter(pk=requirement_id).first())

@@ -10,12 +10,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
-from agents.forges.base import Forge, ForgeError, ForgeEvent, PullRequest, lower_headers
+from agents.forges.base import Forge, ForgeError, ForgeEvent, PullRequest
 from agents.forges.gitea import Gitea
 from agents.forges.github import GitHub
 from agents.forges.gitlab import GitLab
@@ -34,19 +33,6 @@ def forge_for(*, kind: str, api_url: str, repository_path: str, token: str,
                transport=transport, organization_id=organization_id)
 
 
-def forge_class_for_webhook(headers: Mapping[str, str]) -> type[Forge]:
-    """Which forge sent a delivery, told by its event header (Gitea also sends GitHub's)."""
-    folded = lower_headers(headers)
-    if "x-gitea-event" in folded or "x-forgejo-event" in folded:
-        return Gitea
-    if "x-gitlab-event" in folded:
-        return GitLab
-    if "x-github-event" in folded:
-        return GitHub
-    raise ForgeError("The webhook has no event header of GitHub, GitLab or Gitea.",
-                     kind="invalid")
-
-
 __all__ = [
     "FORGES",
     "Forge",
@@ -56,6 +42,5 @@ __all__ = [
     "GitLab",
     "Gitea",
     "PullRequest",
-    "forge_class_for_webhook",
     "forge_for",
 ]

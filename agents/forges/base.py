@@ -256,21 +256,13 @@ class Forge:
 
     @staticmethod
     def webhook_verify(*, headers: Mapping[str, str], body: bytes, secret: str) -> bool:
-        """True when the delivery is signed with secret; the forge is told by its headers."""
-        from agents.forges import forge_class_for_webhook
-
-        try:
-            forge_class = forge_class_for_webhook(headers)
-        except ForgeError:
-            return False
-        return forge_class.webhook_verify(headers=headers, body=body, secret=secret)
+        """True when the delivery is signed with secret."""
+        raise NotImplementedError
 
     @staticmethod
     def webhook_parse(*, headers: Mapping[str, str], body: bytes) -> ForgeEvent:
-        """The event of a delivery; the forge is told by its headers."""
-        from agents.forges import forge_class_for_webhook
-
-        return forge_class_for_webhook(headers).webhook_parse(headers=headers, body=body)
+        """The event of a delivery."""
+        raise NotImplementedError
 
     # HTTP -------------------------------------------------------------------------------
 

@@ -27,13 +27,23 @@ from anthropic.types import Message
 
 from accounts.models import Organization
 from agents import pricing
-from agents.models import CallOutcome, CallRole, EndpointKind, EndpointRole, InferenceEndpoint
+from agents.ledger import endpoint_price, model_call_record
+from agents.models import CallOutcome, CallRole, InferenceEndpoint
 from agents.selectors import cloud_budgets
-from agents.services import endpoint_price, model_call_record
 from agents.tls import tls_context
 from haao.errors import ApplicationError
 from haao.secrets_registry import organization_secrets
 from haao.ssrf import SDKPinnedTransport, check_endpoint_url
+from policies.enforcement import (
+    ANY_CALL,
+    GuardrailRefused,
+    Refusal,
+    over_budget,
+    refusal_record,
+    residency_refusal,
+)
+from policies.redaction import redact_payload
+from policies.selectors import effective_policy
 
 logger = logging.getLogger(__name__)
 
@@ -83,12 +93,6 @@ class InvalidAnswer(TechLeadError):
     code = "tech_lead_invalid_answer"
 
 
-class NoTechLeadEndpoint(ApplicationError):
-    """The organization has no enabled Anthropic endpoint for this role."""
-
-    code = "no_tech_lead_endpoint"
-
-
 @dataclass(frozen=True)
 class CallContext:
     """What a call belongs to, for its ledger rows; `key` makes the rows idempotent."""
@@ -117,29 +121,6 @@ class _Try:
     retry_after: float | None = None
     retryable: bool = False
     spend_limit: bool = False
-
-
-def tech_lead_endpoint_of(*, organization: Organization, role: str = EndpointRole.TECH_LEAD,
-                          self_hosted_only: bool = False) -> InferenceEndpoint:
-    """The organization's enabled Anthropic endpoint for `role`, else its Tech Lead's; under
-    data residency (`self_hosted_only`) only one that runs on the organization's machines."""
-    candidates = (InferenceEndpoint.objects.for_org(organization)
-                  .filter(enabled=True, kind=EndpointKind.ANTHROPIC).order_by("name"))
-    if self_hosted_only:
-        candidates = candidates.filter(self_hosted=True)
-    endpoint = candidates.filter(role=role).first()
-    if endpoint is None and role != EndpointRole.TECH_LEAD:
-        endpoint = candidates.filter(role=EndpointRole.TECH_LEAD).first()
-    if endpoint is None:
-        if self_hosted_only:
-            raise NoTechLeadEndpoint(
-                "Data residency is on, and the organization has no enabled self-hosted "
-                "endpoint with the Tech Lead role; an admin adds one (a server of its own "
-                "that speaks the Anthropic Messages API) under Inference endpoints.")
-        raise NoTechLeadEndpoint(
-            "The organization has no enabled Anthropic endpoint with the Tech Lead role; an "
-            "admin adds one under Inference endpoints.")
-    return endpoint
 
 
 def _header(error: anthropic.APIStatusError, name: str) -> str | None:
@@ -339,15 +320,6 @@ class TechLeadClient:
         """The policy's checks before any request: data residency, secrets redacted from
         everything a cloud model would read, and the spend caps against what the call could
         cost. A refusal is recorded (event and ledger row) and raised; no request is made."""
-        from policies.enforcement import (
-            ANY_CALL,
-            GuardrailRefused,
-            Refusal,
-                    over_budget,
-            refusal_record,
-            residency_refusal,
-        )
-        from policies.redaction import redact_payload
 
         policy = _policy_of(context)
         redactions = 0
@@ -406,7 +378,6 @@ class TechLeadClient:
 
 def _policy_of(context: CallContext) -> Any:
     """The policy the call runs under: its project's, else the organization's own."""
-    from policies.selectors import effective_policy
 
     project = context.project
     for owner in (context.ticket, context.requirement):

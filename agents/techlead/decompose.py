@@ -17,14 +17,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from agents.delivery.branches import work_base
 from agents.models import CallRole, InferenceEndpoint
+from agents.selectors import tech_lead_endpoint_of
 from agents.techlead.client import (
     CallContext,
     InvalidAnswer,
     TechLeadClient,
     TechLeadError,
     block_dicts,
-    tech_lead_endpoint_of,
     tool_input,
 )
 from agents.techlead.prompts import (
@@ -34,9 +35,14 @@ from agents.techlead.prompts import (
     propose_tickets_tool,
 )
 from agents.techlead.repo_map import repo_map
+from agents.workspaces.git import file_lock, git
+from agents.workspaces.remote import workspace_of
+from agents.workspaces.repos import lock_for
 from haao.audit import SYSTEM, Actor
 from haao.errors import ApplicationError
+from policies.selectors import policy_for
 from tickets.models import Requirement, RequirementStatus
+from tickets.services import requirement_fail, requirement_propose
 from tickets.spec import SpecError, json_path, spec_clean, validate_spec
 
 logger = logging.getLogger(__name__)
@@ -261,10 +267,6 @@ def project_checkout(project: Any) -> Iterator[Path]:
 
     So the code injected into a ticket is the code its coder will edit.
     """
-    from agents.delivery.branches import work_base
-    from agents.engine.steps import workspace_of
-    from agents.workspaces.git import file_lock, git
-    from agents.workspaces.repos import lock_for
 
     repo = workspace_of(project, fresh=True)
     base = work_base(project=project, repo=repo)
@@ -289,8 +291,6 @@ def decompose_requirement(*, requirement_id: Any, repo_path: Path | str | None =
         return None
     if requirement.status != RequirementStatus.DECOMPOSING:
         return requirement  # delivered twice: the first delivery did the work
-    from policies.selectors import policy_for
-    from tickets.services import requirement_fail, requirement_propose
 
     actor: Actor = SYSTEM
     try:

@@ -10,10 +10,10 @@ from django.utils import timezone
 
 from agents.delivery.packs import pack_save
 from agents.delivery.services import branch_deliver, branch_delivery_retry
-from agents.engine.steps import workspace_of
 from agents.models import DeliveryStatus, IntegrationBranch, PullRequestState
 from agents.workspaces.checkouts import checkout_at
 from agents.workspaces.git import git
+from agents.workspaces.remote import workspace_of
 from haao.crypto import Secret
 from tickets.models import DeliveryMode, RepositoryAuth
 

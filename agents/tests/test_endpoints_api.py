@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from agents import services
+from agents import ledger, services
 from agents.models import InferenceEndpoint
 from haao.models import AuditEvent
 from tests.fixtures import token_client
@@ -171,7 +171,7 @@ def test_delete_and_check(cast, admin, settings) -> None:
 
 def test_an_endpoint_with_calls_answers_409_on_delete(cast, admin) -> None:
     endpoint = existing(cast)
-    services.model_call_record(organization=cast.org, endpoint=endpoint, role="audit",
+    ledger.model_call_record(organization=cast.org, endpoint=endpoint, role="audit",
                                outcome="ok", input_tokens=5)
     response = admin.delete(f"{URL}{endpoint.pk}/")
     assert response.status_code == 409 and "disable" in response.json()["error"]["message"]

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from agents import services
+from agents import ledger, services
 from agents.models import InferenceEndpoint
 from haao.models import AuditEvent
 
@@ -116,7 +116,7 @@ def test_disable_check_and_delete_from_the_list(cast, settings) -> None:
     settings.HAAO_ENDPOINT_ALLOWLIST = []
     response = client.post(f"{PAGE}{endpoint.pk}/check/", follow=True)
     assert b"is failing" in response.content and b"loopback" in response.content
-    services.model_call_record(organization=cast.org, endpoint=endpoint, role="audit",
+    ledger.model_call_record(organization=cast.org, endpoint=endpoint, role="audit",
                                outcome="ok")
     response = client.post(f"{PAGE}{endpoint.pk}/delete/", follow=True)
     assert b"disable it instead" in response.content

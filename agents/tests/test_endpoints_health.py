@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from agents import services
+from agents import health, services
 from agents.models import HealthStatus, InferenceEndpoint
 from haao.errors import ApplicationError
 from haao.models import AuditEvent
@@ -79,7 +79,7 @@ def openai_endpoint(cast, url: str, **values: Any) -> InferenceEndpoint:
 
 def test_a_healthy_openai_compatible_server_is_ok_with_its_latency(cast, stub) -> None:
     endpoint = openai_endpoint(cast, f"{stub.url}/v1", api_key="lm-key")
-    checked = services.endpoint_check_health(endpoint=endpoint)
+    checked = health.endpoint_check_health(endpoint=endpoint)
     assert checked.health_status == HealthStatus.OK, checked.health_error
     assert checked.health_latency_ms is not None and checked.health_checked_at
     method, path, headers, _ = stub.requests[0]
@@ -89,7 +89,7 @@ def test_a_healthy_openai_compatible_server_is_ok_with_its_latency(cast, stub) -
 
 
 def test_a_base_url_without_v1_still_reaches_the_models_list(cast, stub) -> None:
-    services.endpoint_check_health(endpoint=openai_endpoint(cast, stub.url))
+    health.endpoint_check_health(endpoint=openai_endpoint(cast, stub.url))
     assert stub.requests[0][1] == "/v1/models"
 
 
@@ -100,14 +100,14 @@ def test_a_base_url_without_v1_still_reaches_the_models_list(cast, stub) -> None
 ])
 def test_a_broken_server_is_failing_with_the_reason(cast, stub, status, body, text) -> None:
     stub.status, stub.body = status, body
-    checked = services.endpoint_check_health(endpoint=openai_endpoint(cast, stub.url))
+    checked = health.endpoint_check_health(endpoint=openai_endpoint(cast, stub.url))
     assert checked.health_status == HealthStatus.FAILING
     assert text in checked.health_error
 
 
 def test_a_server_that_is_down_is_failing(cast) -> None:
     endpoint = openai_endpoint(cast, "http://127.0.0.1:9/v1")
-    checked = services.endpoint_check_health(endpoint=endpoint, timeout=2)
+    checked = health.endpoint_check_health(endpoint=endpoint, timeout=2)
     assert checked.health_status == HealthStatus.FAILING
     assert "Could not reach" in checked.health_error
 
@@ -115,7 +115,7 @@ def test_a_server_that_is_down_is_failing(cast) -> None:
 def test_the_guard_runs_again_before_the_call(cast, stub) -> None:
     endpoint = openai_endpoint(cast, stub.url)
     with override_settings(HAAO_ENDPOINT_ALLOWLIST=[]):
-        checked = services.endpoint_check_health(endpoint=endpoint)
+        checked = health.endpoint_check_health(endpoint=endpoint)
     assert checked.health_status == HealthStatus.FAILING
     assert "loopback" in checked.health_error and stub.requests == []
 
@@ -126,7 +126,7 @@ def test_an_anthropic_endpoint_is_checked_by_counting_tokens(cast, stub) -> None
         organization=cast.org, actor=cast.admin, api_key="sk-ant-secret",
         values={"name": "Claude", "kind": "anthropic", "base_url": stub.url,
                 "model": "claude-sonnet-4-5", "role": "tech_lead"})
-    checked = services.endpoint_check_health(endpoint=endpoint)
+    checked = health.endpoint_check_health(endpoint=endpoint)
     assert checked.health_status == HealthStatus.OK, checked.health_error
     method, path, headers, body = stub.requests[0]
     assert (method, path) == ("POST", "/v1/messages/count_tokens")
@@ -144,7 +144,7 @@ def test_an_anthropic_error_is_recorded_without_retries(cast, stub) -> None:
         organization=cast.org, actor=cast.admin, api_key="sk-ant-secret",
         values={"name": "Claude", "kind": "anthropic", "base_url": stub.url,
                 "model": "claude-sonnet-4-5", "role": "tech_lead"})
-    checked = services.endpoint_check_health(endpoint=endpoint)
+    checked = health.endpoint_check_health(endpoint=endpoint)
     assert checked.health_status == HealthStatus.FAILING
     assert "529" in checked.health_error and "sk-ant-secret" not in checked.health_error
     assert len(stub.requests) == 1
@@ -155,17 +155,17 @@ def test_an_anthropic_endpoint_without_a_key_is_failing_without_a_call(cast, stu
         organization=cast.org, actor=cast.admin,
         values={"name": "Claude", "kind": "anthropic", "base_url": stub.url,
                 "model": "claude-sonnet-4-5", "role": "tech_lead"})
-    checked = services.endpoint_check_health(endpoint=endpoint)
+    checked = health.endpoint_check_health(endpoint=endpoint)
     assert "No API key" in checked.health_error and stub.requests == []
 
 
 def test_only_a_change_of_status_is_an_audit_event(cast, stub) -> None:
     endpoint = openai_endpoint(cast, stub.url)
     for _ in range(3):
-        services.endpoint_check_health(endpoint=endpoint)
+        health.endpoint_check_health(endpoint=endpoint)
     assert AuditEvent.objects.filter(type="endpoint.health_changed").count() == 1
     stub.status = 503
-    services.endpoint_check_health(endpoint=endpoint)
+    health.endpoint_check_health(endpoint=endpoint)
     assert AuditEvent.objects.filter(type="endpoint.health_changed").count() == 2
 
 
@@ -177,11 +177,11 @@ def test_what_another_service_answers_is_not_kept_in_the_health_status(cast, stu
         organization=cast.org, actor=cast.admin, api_key="sk-ant-secret",
         values={"name": "Claude", "kind": "anthropic", "base_url": stub.url,
                 "model": "claude-sonnet-4-5", "role": "tech_lead"})
-    checked = services.endpoint_check_health(endpoint=endpoint)
+    checked = health.endpoint_check_health(endpoint=endpoint)
     assert checked.health_error == "Anthropic answered HTTP 403."
     stub.body = {"type": "error", "error": {"type": "authentication_error",
                                             "message": "invalid x-api-key"}}
-    checked = services.endpoint_check_health(endpoint=endpoint)
+    checked = health.endpoint_check_health(endpoint=endpoint)
     assert checked.health_error == "Anthropic answered HTTP 403 (authentication_error)."
 
 

@@ -430,5 +430,5 @@ def test_an_audit_the_tech_lead_refuses_blocks_the_ticket_instead_of_retrying_fo
     assert ticket.status == "blocked"
     assert ticket.block_reason.startswith("The Tech Lead could not audit the work:")
     assert "401" in ticket.block_reason or "invalid x-api-key" in ticket.block_reason
-    assert [name for name, _ in sent if name == "audit_step"] == []
+    assert [name for name, _ in sent if name == "audit"] == []
     assert ModelCall.objects.filter(attempt=attempt, role="audit").count() == 1

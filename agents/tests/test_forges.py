@@ -294,9 +294,8 @@ def test_a_merged_pull_request_webhook_says_merged(case: Case) -> None:
     assert (event.kind, event.pull_request_number, event.pull_request_state,
             event.head_branch, event.action) == ("pull_request", pull.number, "merged", BRANCH,
                                                  "closed")
-    # The base class tells the forge from the headers alone.
-    assert Forge.webhook_parse(headers=headers, body=body) == event
-    assert Forge.webhook_verify(headers=headers, body=body, secret=case.fake.webhook_secret)
+    assert type(case.forge).webhook_verify(headers=headers, body=body,
+                                           secret=case.fake.webhook_secret)
 
 
 def test_a_webhook_with_a_wrong_secret_or_a_changed_body_is_rejected(case: Case) -> None:
@@ -329,9 +328,7 @@ def test_github_ping_and_unknown_events() -> None:
                                  body=b'{"action": "created"}')
     assert ping.kind == "ping"
     assert (other.kind, other.action) == ("other", "created")
-    with pytest.raises(ForgeError):
-        Forge.webhook_parse(headers={"Content-Type": "application/json"}, body=b"{}")
-    assert not Forge.webhook_verify(headers={}, body=b"{}", secret="s")
+
 
 
 class _Receiver(http.server.BaseHTTPRequestHandler):

@@ -12,11 +12,11 @@ import pytest
 from django.test import Client
 
 from agents import tasks
-from agents.engine.steps import workspace_of
 from agents.preflight import SetupStatus, setup_check
 from agents.sandbox import sandbox_available
 from agents.techlead.testing import SAMPLE_PROJECT
 from agents.workspaces.git import git
+from agents.workspaces.remote import workspace_of
 from agents.workspaces.samples import git_checkout
 from haao.models import AuditEvent
 from tests.factories import RequirementFactory, TicketFactory

@@ -10,7 +10,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import pytest
 from django.utils import timezone
 
-from agents import services
+from agents import ledger, services
 from agents.models import InferenceEndpoint
 from haao.audit import SYSTEM, audit_record
 from policies.enforcement import month_start
@@ -85,7 +85,7 @@ class Seed:
         globex = InferenceEndpoint.objects.create(
             organization=cast.other_org, name="Globex Claude", kind="anthropic",
             base_url="http://93.184.215.14", model="claude-sonnet-4-5", role="tech_lead")
-        services.model_call_record(organization=cast.other_org, endpoint=globex, role="code",
+        ledger.model_call_record(organization=cast.other_org, endpoint=globex, role="code",
                                    outcome="ok", input_tokens=1_000_000, output_tokens=9,
                                    at=now)
         for ticket, executors in ((self.t1, "l"), (self.t2, "llc"), (self.t3, "l"),
@@ -104,7 +104,7 @@ class Seed:
                          data={"from": "awaiting_acceptance", "to": to})
 
     def record(self, endpoint, role, ticket, tokens, *, at, **kwargs) -> None:
-        services.model_call_record(
+        ledger.model_call_record(
             organization=self.cast.org, endpoint=endpoint, role=role, outcome="ok",
             ticket=ticket, at=at, input_tokens=tokens.get("input", 0),
             output_tokens=tokens.get("output", 0),

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from django.test import override_settings
 
-from agents import selectors, services
+from agents import ledger, selectors, services
 from agents.models import ModelCall
 from agents.pricing import UnknownModelPrice
 from haao.errors import ApplicationError, Conflict
@@ -37,7 +37,7 @@ def local(cast, **values):
 def record(cast, endpoint, **kwargs):
     kwargs.setdefault("role", "code")
     kwargs.setdefault("outcome", "ok")
-    return services.model_call_record(organization=cast.org, endpoint=endpoint, at=NOW,
+    return ledger.model_call_record(organization=cast.org, endpoint=endpoint, at=NOW,
                                       **kwargs)
 
 
@@ -96,7 +96,7 @@ def test_an_idempotency_key_of_another_organization_is_a_conflict(cast) -> None:
         values={"name": "x", "kind": "openai_compatible", "base_url": "http://93.184.215.14/",
                 "model": "m", "role": "coder"})
     with pytest.raises(Conflict):
-        services.model_call_record(organization=cast.other_org, endpoint=other, role="code",
+        ledger.model_call_record(organization=cast.other_org, endpoint=other, role="code",
                                    outcome="ok", idempotency_key="k")
 
 

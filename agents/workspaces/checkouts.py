@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from agents import sandbox
 from agents.workspaces.git import WorkspaceError, git
 
 # More slots than this on one machine and project means leaked locks, not real demand.
@@ -47,7 +48,6 @@ def checkout_hand_over(checkout: Checkout, *, uid: int) -> None:
     ownership in the index. Only files the reset or the edits rewrote change owner, and
     only those are read again; anything the checks then change gets a new ctime, so the
     next reset sees it and restores it."""
-    from agents import sandbox
 
     sandbox.hand_over(checkout.directory, uid=uid)
     git(["update-index", "-q", "--refresh"], cwd=checkout.directory, env=checkout.env,

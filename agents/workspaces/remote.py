@@ -15,6 +15,7 @@ import re
 import shlex
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -24,13 +25,20 @@ from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.conf import settings
 from django.utils import timezone
 
 from agents.workspaces.git import WorkspaceError, git
+from agents.workspaces.repos import workspace_prepare
 from haao.errors import ApplicationError
 from haao.text import redact_userinfo
 from tickets.models import ForgeKind, Project, RepositoryAuth
-from tickets.services.project_settings import revealed
+from tickets.services import (
+    project_connection_report_set,
+    project_deploy_key_set,
+    project_host_keys_pin,
+)
+from tickets.services.project_settings import clean_repository_url, revealed
 
 CONNECTION_TIMEOUT = 60.0
 DEFAULT_TOKEN_USERNAMES: dict[str, str] = {ForgeKind.GITHUB: "x-access-token",
@@ -151,7 +159,6 @@ def remote_access(project: Project) -> Iterator[RemoteAccess]:
         if first_contact and known_hosts.is_file():
             learned = known_hosts.read_text()
             if learned.strip():
-                from tickets.services import project_host_keys_pin
 
                 project_host_keys_pin(
                     project=project, known_hosts=learned,
@@ -162,7 +169,6 @@ def remote_access(project: Project) -> Iterator[RemoteAccess]:
 
 def deploy_key_generate(*, project: Project, actor: Any) -> str:
     """A new Ed25519 deploy key for the project; returns the public key to add to the forge."""
-    from tickets.services import project_deploy_key_set
 
     key = Ed25519PrivateKey.generate()
     private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
@@ -238,7 +244,6 @@ def _explain(stderr: str, project: Project) -> tuple[bool, bool, str]:
 
 def connection_test(*, project: Project, actor: Any = None) -> ConnectionReport:
     """Ask the remote for the default branch; store and audit the report in plain words."""
-    from tickets.services import project_connection_report_set
 
     report = connection_check(project)
     project_connection_report_set(project=project, report=asdict(report), actor=actor)
@@ -247,7 +252,6 @@ def connection_test(*, project: Project, actor: Any = None) -> ConnectionReport:
 
 def connection_check(project: Project) -> ConnectionReport:
     """Ask the remote for the default branch; the report in plain words, not stored."""
-    from tickets.services.project_settings import clean_repository_url
 
     now = timezone.now().isoformat()
     report: ConnectionReport | None = None
@@ -293,3 +297,26 @@ def _host_keys(project: Project) -> list[str]:
     project.refresh_from_db(fields=["ssh_known_hosts"])
     return [f"{k['host']} {k['type']} {k['fingerprint']}"
             for k in known_host_keys(project.ssh_known_hosts)]
+
+
+# How long a process trusts its last fetch of a project's repository.
+WORKSPACE_REFRESH_SECONDS = 60
+
+_prepared: dict[Any, tuple[float, Path]] = {}
+
+
+def workspace_of(project: Project, *, fresh: bool = False) -> Path:
+    """This machine's cache of the project's repository, fetched from the team's remote when
+    `fresh` or at most once a minute otherwise; HAAO's own commits come from the database."""
+    key = (project.pk, project.repository, project.default_branch)
+    seen = _prepared.get(key)
+    if not fresh and seen is not None \
+            and time.monotonic() - seen[0] < WORKSPACE_REFRESH_SECONDS \
+            and (seen[1] / "HEAD").is_file():
+        return seen[1]
+    with remote_access(project) as access:
+        repo = workspace_prepare(project_id=project.pk, repository=access.url,
+                                 default_branch=project.default_branch,
+                                 root=settings.HAAO_WORKSPACE_ROOT, env=access.env)
+    _prepared[key] = (time.monotonic(), repo)
+    return repo

@@ -9,6 +9,7 @@ import pytest
 from django.core.management import call_command
 
 from accounts.models import Organization, User
+from agents import ledger
 from agents import services as agents_services
 from agents.models import ModelCall
 from haao.models import AuditEvent
@@ -49,7 +50,7 @@ def test_reset_deletes_the_demos_work_and_seeds_it_again_leaving_others_alone(
         organization=demo, actor=admin,
         values={"name": "GPU box", "kind": "openai_compatible", "flavor": "lm_studio",
                 "base_url": "http://93.184.215.14:1234/v1", "model": "qwen", "role": "coder"})
-    agents_services.model_call_record(organization=demo, endpoint=endpoint, role="decompose",
+    ledger.model_call_record(organization=demo, endpoint=endpoint, role="decompose",
                                       outcome="ok", input_tokens=10)
     theirs = RequirementFactory(project=cast.project, organization=cast.org)
     their_events = AuditEvent.objects.for_org(cast.org).count()

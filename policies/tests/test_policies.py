@@ -12,6 +12,7 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
+from agents import ledger
 from agents import services as agent_services
 from agents.model_servers import AnthropicServer
 from agents.model_servers import anthropic as anth
@@ -200,7 +201,7 @@ def cloud_endpoint(cast: Any, settings: Any) -> InferenceEndpoint:
 
 def spend(cast: Any, endpoint: InferenceEndpoint, tokens: int, *, at: Any = None,
           **owners: Any) -> ModelCall:
-    return agent_services.model_call_record(
+    return ledger.model_call_record(
         organization=cast.org, endpoint=endpoint, role="audit", outcome="ok",
         model=endpoint.model, input_tokens=tokens, at=at, **owners)
 

@@ -23,9 +23,10 @@ from django.shortcuts import redirect
 from accounts.roles import Capability
 from agents.delivery.branches import branch_name_for
 from agents.delivery.selectors import requirement_delivery, ticket_delivery
+from agents.engine.estimates import CostEstimate, ticket_cost_estimates
 from agents.models import CallRole, ModelCall
 from agents.preflight import base_failure
-from agents.selectors import CostEstimate, ticket_cost_estimates, ticket_totals
+from agents.selectors import ticket_totals
 from haao.errors import ApplicationError, Forbidden, NotFound
 from haao.models import AuditEvent
 from haao.views import OrgPage

@@ -195,7 +195,6 @@ def project_settings_clean(values: Mapping[str, Any], *,
     """Check `values` (API names, any subset of SETTINGS) against `current` (None: a new one).
 
     Returns the model fields to set; raises ApplicationError naming the first bad field."""
-    from haao.ssrf import UnsafeEndpointURL, check_endpoint_url
 
     unknown = sorted(set(values) - set(SETTINGS))
     if unknown:

@@ -14,6 +14,7 @@ from haao.audit import Actor, audit_record
 from haao.errors import ApplicationError, Conflict, NotFound
 from haao.limits import check_length
 from tickets.models import Project, Requirement, Ticket, TicketStatus
+from tickets.spec import spec_clean
 from tickets.state import GATE, require_right, ticket_transition
 
 MAX_FEEDBACK = 10_000
@@ -71,7 +72,6 @@ def _refuse_cycles(project: Project, ticket: Ticket, dependencies: Sequence[Tick
 def ticket_create(*, requirement: Requirement, spec: dict[str, Any], actor: Actor,
                   order: int, proposal: Sequence[Ticket] = ()) -> Ticket:
     """A proposed ticket from a validated spec (used by decomposition and by Gate 1 "add")."""
-    from tickets.spec import spec_clean
 
     clean = spec_clean(spec)
     project = requirement.project
@@ -104,7 +104,6 @@ def _lock_proposed(ticket: Ticket) -> Ticket:
 
 def ticket_spec_update(*, ticket: Ticket, spec: dict[str, Any], actor: User) -> Ticket:
     """Gate 1: replace a proposed ticket's spec; an invalid spec leaves the ticket unchanged."""
-    from tickets.spec import spec_clean
 
     clean = spec_clean(spec)
     with transaction.atomic():

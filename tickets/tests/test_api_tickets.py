@@ -8,7 +8,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from guardian.shortcuts import assign_perm
 
-from agents.services import endpoint_create, model_call_record
+from agents.ledger import model_call_record
+from agents.services import endpoint_create
 from haao.audit import SYSTEM
 from haao.models import AuditEvent
 from tests.factories import ProjectFactory, RequirementFactory, TicketFactory, spec_example

@@ -5,18 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import django_filters
-from django.core.validators import RegexValidator
 from django.db.models import QuerySet, Subquery
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
 from accounts.models import Organization
 from haao.api import StrictFilterBackend
-from tickets.models import Project, Requirement, Ticket, TicketStatus, project_key_validator
-from tickets.selectors import REQUIREMENT_KEY_RE
-
-requirement_key_validator = RegexValidator(
-    REQUIREMENT_KEY_RE, "Use a requirement key like PAY-R3.")
+from tickets.keys import parse_requirement_key, project_key_validator, requirement_key_validator
+from tickets.models import Project, Requirement, Ticket, TicketStatus
 
 
 class TicketFilter(django_filters.FilterSet):
@@ -60,11 +56,11 @@ class TicketFilter(django_filters.FilterSet):
     @extend_schema_field(OpenApiTypes.STR)
     def filter_requirement(self, queryset: QuerySet[Ticket], name: str,
                            value: str) -> QuerySet[Ticket]:
-        match = REQUIREMENT_KEY_RE.match(value)
-        if match is None:  # the validator refused it already; never widen the list
+        parsed = parse_requirement_key(value)
+        if parsed is None:  # the validator refused it already; never widen the list
             return queryset.none()
         requirement = Requirement.objects.for_org(self.organization).filter(
-            project__key=match[1], number=int(match[2]))
+            project__key=parsed[0], number=parsed[1])
         return queryset.filter(requirement_id=Subquery(requirement.values("pk")[:1]))
 
 

@@ -5,17 +5,14 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
-from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 from haao.crypto import EncryptedTextField
 from haao.tenancy import TenantModel
-
-project_key_validator = RegexValidator(
-    r"^[A-Z][A-Z0-9]{1,9}$", "Use 2-10 capital letters or digits, starting with a letter."
-)
+from tickets.keys import project_key_validator, requirement_key, ticket_key
 
 
 class RepositoryAuth(models.TextChoices):
@@ -154,7 +151,7 @@ class Requirement(TenantModel):
 
     @property
     def key(self) -> str:
-        return f"{self.project.key}-R{self.number}"
+        return requirement_key(self.project.key, self.number)
 
 
 # How a blocked ticket's reason starts when the machine failed, not the code
@@ -234,7 +231,7 @@ class Ticket(TenantModel):
 
     @property
     def key(self) -> str:
-        return f"{self.project.key}-{self.number}"
+        return ticket_key(self.project.key, self.number)
 
 
 class ExecutorKind(models.TextChoices):

@@ -3,7 +3,6 @@ may see."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,6 +16,7 @@ from accounts.models import Membership, Organization, User
 from accounts.roles import Capability, role_can
 from accounts.selectors import without_types
 from haao.models import AuditEvent
+from tickets.keys import PROJECT_KEY_RE, parse_requirement_key, parse_ticket_key
 from tickets.models import (
     NEEDS_ADMIN,
     Attempt,
@@ -27,13 +27,6 @@ from tickets.models import (
     Ticket,
     TicketStatus,
 )
-
-# Keys as they appear in URLs. Numbers are bounded so that no key overflows an integer
-# column: a malformed or absurd key is "not found" without a query.
-_PROJECT_KEY = r"[A-Z][A-Z0-9]{1,9}"
-PROJECT_KEY_RE = re.compile(rf"({_PROJECT_KEY})\Z")
-TICKET_KEY_RE = re.compile(rf"({_PROJECT_KEY})-([1-9][0-9]{{0,8}})\Z")
-REQUIREMENT_KEY_RE = re.compile(rf"({_PROJECT_KEY})-R([1-9][0-9]{{0,8}})\Z")
 
 
 def projects_visible_to(*, membership: Membership) -> QuerySet[Project]:
@@ -47,12 +40,19 @@ def projects_visible_to(*, membership: Membership) -> QuerySet[Project]:
     )
 
 
+def _decides(membership: Membership) -> str:
+    """Where the member decides at the gates (accounts.roles): "all" projects, the "granted"
+    ones (django-guardian's approve_project), or "none"."""
+    if role_can(membership.role, Capability.DECIDE_IN_ALL_PROJECTS):
+        return "all"
+    return "granted" if role_can(membership.role, Capability.WRITE_REQUIREMENTS) else "none"
+
+
 def can_approve_in(*, membership: Membership, project: Project) -> bool:
-    """Admins decide everywhere; product owners only in projects granted to them."""
-    if membership.role == "admin":
-        return True
-    if not role_can(membership.role, Capability.WRITE_REQUIREMENTS):
-        return False
+    """Whether the member decides at the gates of `project`."""
+    decides = _decides(membership)
+    if decides != "granted":
+        return decides == "all"
     return membership.user.has_perm("tickets.approve_project", project)
 
 
@@ -75,16 +75,17 @@ def requirements_of(*, project: Project) -> QuerySet[Requirement]:
 def requirement_by_key(*, membership: Membership, key: str) -> Requirement | None:
     """The requirement `PAY-R3` with its tickets in order and their dependencies, if the
     caller may see its project."""
-    match = REQUIREMENT_KEY_RE.match(key)
-    if match is None:
+    parsed = parse_requirement_key(key)
+    if parsed is None:
         return None
+    project_key, number = parsed
     dependencies = Ticket.objects.select_related("project").order_by("number")
     tickets = (Ticket.objects.select_related("project", "requirement")
                .prefetch_related(Prefetch("dependencies", queryset=dependencies))
                .order_by("order", "number"))
     return (Requirement.objects.for_org(membership.organization)
             .filter(project__in=projects_visible_to(membership=membership),
-                    project__key=match[1], number=int(match[2]))
+                    project__key=project_key, number=number)
             .select_related("project__organization", "created_by", "approved_by")
             .prefetch_related(Prefetch("tickets", queryset=tickets))
             .first())
@@ -118,11 +119,12 @@ def ticket_list(*, membership: Membership) -> QuerySet[Ticket]:
 
 def ticket_by_key(*, membership: Membership, key: str) -> Ticket | None:
     """The ticket `PAY-12` if the caller may see its project; None for a malformed key."""
-    match = TICKET_KEY_RE.match(key)
-    if match is None:
+    parsed = parse_ticket_key(key)
+    if parsed is None:
         return None
+    project_key, number = parsed
     return (tickets_visible_to(membership=membership)
-            .filter(project__key=match[1], number=int(match[2]))
+            .filter(project__key=project_key, number=number)
             .select_related("project__organization", "approved_by", "decided_by")
             .first())
 
@@ -223,10 +225,9 @@ def projects_decided_by(*, membership: Membership) -> QuerySet[Project]:
     """The projects where the member decides at the gates: all for admins, granted ones for
     product owners, none for anyone else."""
     projects = Project.objects.for_org(membership.organization)
-    if membership.role == "admin":
-        return projects
-    if not role_can(membership.role, Capability.WRITE_REQUIREMENTS):
-        return projects.none()
+    decides = _decides(membership)
+    if decides != "granted":
+        return projects if decides == "all" else projects.none()
     return get_objects_for_user(membership.user, "tickets.approve_project", klass=projects,
                                 accept_global_perms=False)
 

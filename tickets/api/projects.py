@@ -31,12 +31,12 @@ from haao.api import (
 from haao.endpoints import OrgEndpoint
 from haao.errors import ApplicationError
 from tickets import services
+from tickets.keys import project_key_validator
 from tickets.models import (
     DeliveryMode,
     ForgeKind,
     Project,
     RepositoryAuth,
-    project_key_validator,
 )
 from tickets.selectors import can_approve_in, projects_visible_to, webhook_url
 

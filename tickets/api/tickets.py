@@ -26,7 +26,7 @@ from haao.api import (
     validated,
 )
 from haao.endpoints import OrgEndpoint
-from tickets import services
+from tickets import keys, services
 from tickets.filters import OrgFilterBackend, TicketFilter
 from tickets.models import (
     Attempt,
@@ -53,7 +53,8 @@ def requirement_key(ticket: Ticket) -> str | None:
     """`PAY-R3`, from the joined project and requirement (no query per row)."""
     if ticket.requirement_id is None:
         return None
-    return f"{ticket.project.key}-R{ticket.requirement.number}"  # type: ignore[union-attr]
+    return keys.requirement_key(ticket.project.key,
+                                ticket.requirement.number)  # type: ignore[union-attr]
 
 
 class TicketSerializer(serializers.ModelSerializer):

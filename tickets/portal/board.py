@@ -11,6 +11,7 @@ from django.db.models import Count, IntegerField, Max, OuterRef, Q, QuerySet, Su
 from agents.selectors import NO_COST, TicketCost, ticket_costs
 from haao.models import AuditEvent
 from policies.selectors import policy_for
+from tickets.keys import parse_ticket_key
 from tickets.models import (
     Attempt,
     AttemptOutcome,
@@ -21,7 +22,6 @@ from tickets.models import (
     TicketStatus,
 )
 from tickets.portal.progress import Progress
-from tickets.selectors import TICKET_KEY_RE
 from tickets.services.engine import IN_PROGRESS
 
 S = TicketStatus
@@ -214,10 +214,10 @@ def project_board(*, project: Project, per_column: int = PER_COLUMN) -> Board:
 
 def project_card(*, project: Project, key: str) -> Card | None:
     """The card of ticket `key` if it belongs to `project`; None for a malformed key."""
-    match = TICKET_KEY_RE.match(key)
-    if match is None or match[1] != project.key:
+    parsed = parse_ticket_key(key)
+    if parsed is None or parsed[0] != project.key:
         return None
-    ticket = _cards_query(project).filter(number=int(match[2])).first()
+    ticket = _cards_query(project).filter(number=parsed[1]).first()
     if ticket is None:
         return None
     return _card(ticket, _progress(project, [ticket]),

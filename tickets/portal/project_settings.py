@@ -23,7 +23,8 @@ from haao.errors import ApplicationError
 from haao.text import redact_userinfo
 from haao.views import OrgPage, no_store, service_error
 from tickets import services
-from tickets.models import DeliveryMode, ForgeKind, Project, RepositoryAuth, project_key_validator
+from tickets.keys import project_key_validator
+from tickets.models import DeliveryMode, ForgeKind, Project, RepositoryAuth
 from tickets.selectors import project_by_key, webhook_url
 from tickets.services import project_settings
 

@@ -13,6 +13,7 @@ from accounts.models import User
 from haao.audit import Actor, audit_record
 from haao.errors import ApplicationError, Conflict, NotFound
 from haao.limits import check_length
+from tickets.keys import parse_ticket_key
 from tickets.models import Project, Requirement, Ticket, TicketStatus
 from tickets.spec import spec_clean
 from tickets.state import GATE, require_right, ticket_transition
@@ -38,11 +39,11 @@ def _resolve_dependencies(*, project: Project, refs: Sequence[str],
                                        details={"dependencies": [ref]})
             resolved.append(proposal[index])
             continue
-        key, _, number = ref.rpartition("-")
+        parsed = parse_ticket_key(ref)
         ticket = None
-        if key == project.key and number.isdigit():
+        if parsed is not None and parsed[0] == project.key:
             ticket = Ticket.objects.for_org(project.organization).filter(
-                project=project, number=int(number)).first()
+                project=project, number=parsed[1]).first()
         if ticket is None:
             raise ApplicationError(f"Dependency {ref} is not a ticket of project {project.key}.",
                                    details={"dependencies": [ref]})

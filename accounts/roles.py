@@ -21,6 +21,8 @@ class Capability(models.TextChoices):
     VIEW_REPORTS = "view_reports", "Read cost reports"
     VIEW_ALL_PROJECTS = "view_all_projects", "Read every project of the organization"
     WRITE_REQUIREMENTS = "write_requirements", "Submit requirements and decide at the gates"
+    # Without it, a member decides only in the projects granted to them (django-guardian).
+    DECIDE_IN_ALL_PROJECTS = "decide_in_all_projects", "Decide at the gates of every project"
 
 
 ROLE_CAPABILITIES: dict[str, frozenset[str]] = {

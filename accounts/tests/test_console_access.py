@@ -91,3 +91,22 @@ def test_another_organizations_member_cannot_be_reached_through_this_one(cast) -
     assert client.get(f"/o/acme/admin/members/{foreign.pk}/").status_code == 404
     assert client.post(f"/o/acme/admin/members/{foreign.pk}/remove/").status_code == 404
     assert Membership.objects.filter(pk=foreign.pk).exists()
+
+
+# Navigation link → the page it opens (its view's required_capability decides who may).
+NAV = {"Members": "console-members", "Invitations": "console-invitations",
+       "SSO": "console-sso", "Model endpoints": "console-endpoints",
+       "Policies": "console-policies", "Cost report": "reports-costs",
+       "Audit log": "console-audit"}
+
+
+@pytest.mark.parametrize("role", ["admin", "product_owner", "manager", "member"])
+def test_the_navigation_shows_a_link_exactly_when_the_role_may_open_its_page(cast,
+                                                                            role) -> None:
+    user = {"admin": cast.admin, "product_owner": cast.product_owner, "manager": cast.manager,
+            "member": cast.member}[role]
+    client = client_for(user)
+    nav = client.get(reverse("org-overview", kwargs={"org": "acme"})).content.decode()
+    for label, name in NAV.items():
+        opens = client.get(reverse(name, kwargs={"org": "acme"})).status_code == 200
+        assert (f"{label}</a>" in nav) == opens, (role, label, opens)

@@ -12,7 +12,7 @@ from django.core.cache import cache
 
 from agents.engine import enqueue, routing
 from tickets.models import Attempt, AttemptOutcome, Project, Requirement, Ticket, TicketStatus
-from tickets.services import projects, requirements
+from tickets.signals import project_setup_changed, requirement_created
 from tickets.state import Transition, on_enter
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def start_merge(change: Transition) -> None:
     enqueue.merge(ticket_id=change.ticket_id, queue=queue, on_commit=False)
 
 
-def start_decomposition(requirement_id: Any) -> None:
+def start_decomposition(*, requirement_id: Any, **_: Any) -> None:
     requirement = (Requirement.objects.select_related("organization")
                    .filter(pk=requirement_id).first())
     if requirement is not None:
@@ -80,7 +80,7 @@ def start_decomposition(requirement_id: Any) -> None:
                           on_commit=False)
 
 
-def start_setup_check(project_id: Any) -> None:
+def start_setup_check(*, project_id: Any, **_: Any) -> None:
     """A project was created or its repository, branch or commands changed: check its setup."""
     project = Project.objects.select_related("organization").filter(pk=project_id).first()
     if project is not None:
@@ -89,9 +89,7 @@ def start_setup_check(project_id: Any) -> None:
 
 
 def register() -> None:
-    """Hook decomposition to new requirements and the setup check to project changes (the
-    state hooks register on import)."""
-    if start_decomposition not in requirements.on_requirement_created:
-        requirements.on_requirement_created.append(start_decomposition)
-    if start_setup_check not in projects.on_project_setup_changed:
-        projects.on_project_setup_changed.append(start_setup_check)
+    """Start decomposition on new requirements and the setup check on project changes
+    (tickets.signals); the state hooks above register on import."""
+    requirement_created.connect(start_decomposition, dispatch_uid="agents.decompose")
+    project_setup_changed.connect(start_setup_check, dispatch_uid="agents.setup_check")

@@ -23,7 +23,7 @@ from tests.factories import RequirementFactory, TicketFactory
 from tests.fixtures import token_client
 from tickets import services
 from tickets.models import Project
-from tickets.services import projects
+from tickets.signals import project_setup_changed
 
 pytestmark = [
     pytest.mark.django_db,
@@ -254,7 +254,11 @@ def test_a_member_cannot_start_a_check_from_the_portal(cast: Any, sample: Path) 
 def test_creating_a_project_or_changing_its_setup_schedules_a_check_after_commit(
         cast: Any, sample: Path, django_capture_on_commit_callbacks: Any) -> None:
     sent: list[Any] = []
-    projects.on_project_setup_changed.append(sent.append)
+
+    def heard(*, project_id: Any, **_: Any) -> None:
+        sent.append(project_id)
+
+    project_setup_changed.connect(heard)
     try:
         with django_capture_on_commit_callbacks(execute=True):
             created = services.project_create(
@@ -272,7 +276,7 @@ def test_creating_a_project_or_changing_its_setup_schedules_a_check_after_commit
         assert sent == [created.pk, created.pk]
         assert stored(created) == {}  # the old report spoke of another command
     finally:
-        projects.on_project_setup_changed.remove(sent.append)
+        project_setup_changed.disconnect(heard)
 
 
 def test_the_task_checks_a_project_and_skips_one_that_is_gone(cast: Any, sample: Path) -> None:

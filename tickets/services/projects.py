@@ -6,9 +6,8 @@ portal's settings form both end in `project_settings_clean`.
 
 from __future__ import annotations
 
-import functools
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from django.db import transaction
@@ -33,6 +32,7 @@ from tickets.services.project_settings import (
     project_settings_clean,
     revealed,
 )
+from tickets.signals import project_setup_changed, send_on_commit
 
 __all__ = [
     "ARGV_EXAMPLE", "GRANTS", "MAX_TOKEN", "MODEL_FIELD", "SETTINGS", "clean_argv",
@@ -49,15 +49,14 @@ GRANTS = {
 # The settings (API names) that decide whether the project's tests can run: a change to one
 # makes the last setup check stale and starts a new one.
 SETUP_SETTINGS = ("repository_url", "default_branch", "setup_command", "test_command")
-# Called with the project's id after a commit that created it or changed a SETUP_SETTINGS
-# (agents.engine.hooks registers the setup check here).
-on_project_setup_changed: list[Callable[[Any], None]] = []
 
 
 def _setup_changed(project: Project) -> None:
-    """Schedule what follows a change to the project's setup, once the change commits."""
-    for hook in on_project_setup_changed:
-        transaction.on_commit(functools.partial(hook, project.pk), robust=True)
+    """Announce, once the change commits, that the project's setup changed (SETUP_SETTINGS)."""
+    send_on_commit(project_setup_changed, project_id=project.pk)
+
+
+
 # --- Writes ----------------------------------------------------------------------------------
 
 def project_create(*, organization: Organization, key: str, name: str, actor: User,

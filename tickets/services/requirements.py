@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from django.db import transaction
@@ -24,14 +23,11 @@ from tickets.models import (
     TicketStatus,
 )
 from tickets.services.tickets import ticket_create
+from tickets.signals import requirement_created, send_on_commit
 from tickets.state import GATE, Transition, on_enter, require_right, ticket_transition
 
 MAX_TITLE = 200
 MAX_TEXT = 20_000
-
-# Called after commit with a new requirement's id; the engine registers decomposition here.
-on_requirement_created: list[Callable[[Any], None]] = []
-
 
 def _cleaned(title: str, text: str) -> tuple[str, str]:
     title, text = (title or "").strip(), (text or "").strip()
@@ -81,8 +77,7 @@ def _create(*, project: Project, title: str, text: str, actor: Actor,
                  type="requirement.created", target=requirement, target_label=requirement.key,
                  project_id=project.pk,
                  data={"title": title, **({"issue": issue_url} if issue_url else {})})
-    for hook in on_requirement_created:
-        transaction.on_commit(functools.partial(hook, requirement.pk), robust=True)
+    send_on_commit(requirement_created, requirement_id=requirement.pk)
     return requirement
 
 

@@ -9,6 +9,9 @@ class AgentsConfig(AppConfig):
 
     def ready(self) -> None:
         # The engine follows ticket state changes and new requirements (agents/engine/hooks).
+        # Its tasks are registered in every process, web included: agents.engine.enqueue
+        # sends them by name.
+        from agents import tasks  # noqa: F401
         from agents.engine import hooks
 
         hooks.register()

@@ -330,7 +330,7 @@ class OpenAIServer(ScriptedServer):
             options = asked.get("stream_options")
             include = isinstance(options, dict) and options.get("include_usage") is True
             return Stream(events=completion_chunks(body, include_usage=include),
-                          headers=reply.headers, cut_after=reply.cut_after,
+                          headers=reply.headers, delay=reply.delay, cut_after=reply.cut_after,
                           interval=reply.interval)
         return replace(reply, body=body)
 

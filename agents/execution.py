@@ -1,9 +1,8 @@
-"""One attempt at a ticket by a local coder: prompt, edits, checks, and the recorded result.
-
-`run_attempt` claims the attempt number, asks the coder, applies its edits to a fresh
-worktree within the ticket's allowed paths, runs the Definition of Done in the sandbox and
-records everything through `tickets.services`. It never changes the ticket's state: the
-loop decides what an outcome means for the ticket (through tickets.state).
+"""What one attempt does, for the engine's steps (agents.engine.steps): ask the coder and
+record the call in the ledger (the model step), then apply the stored answer to a fresh
+worktree within the ticket's allowed paths, run the Definition of Done in the sandbox and
+record the outcome through `tickets.services` (the check step). It never changes the
+ticket's state: the engine decides what an outcome means for the ticket (tickets.state).
 """
 
 from __future__ import annotations
@@ -18,12 +17,11 @@ from typing import Any
 from django.db.models import Sum
 
 from agents import sandbox
-from agents.coder.client import DEFAULT_TIMEOUT, CoderFailure, CoderReply, TokenCallback, complete
+from agents.coder.client import CoderFailure, CoderReply, TokenCallback, complete
 from agents.coder.prompt import PreviousAttempt, PreviousCheck, coder_messages
 from agents.delivery.packs import pack_save
 from agents.edits import EditParseError, EditPathError, parse_edits
-from agents.environments import PreparedEnvironment
-from agents.failures import SANDBOX_MISSING, check_failure_cause, error_cause
+from agents.failures import check_failure_cause, error_cause
 from agents.ledger import model_call_record
 from agents.models import CallOutcome, CallRole, InferenceEndpoint, ModelCall
 from agents.sandbox import CheckRun, CheckSpec, SandboxLimits, run_check
@@ -32,7 +30,6 @@ from agents.workspaces import (
     EditRefused,
     apply_edits,
     attempt_branch,
-    workspace_prepare,
 )
 from agents.workspaces.checkouts import checkout_at, checkout_hand_over
 from agents.workspaces.git import git
@@ -46,14 +43,11 @@ from policies.enforcement import (
 )
 from policies.redaction import redact_payload
 from policies.selectors import EffectivePolicy, policy_for
-from tickets.models import Attempt, AttemptOutcome, ExecutorKind, Ticket
-from tickets.services import CheckOutcome, attempt_finish, attempt_start
+from tickets.models import Attempt, AttemptOutcome, Ticket
+from tickets.services import CheckOutcome, attempt_finish
 from tickets.spec import spec_clean
 
 logger = logging.getLogger(__name__)
-
-# attempt_branch() names branches for attempts 1..10000.
-MAX_ATTEMPT_NUMBER = 10_000
 
 # How a failed coder call ends the attempt; anything else is an infrastructure error.
 _CALL_FAILURE_OUTCOMES = {
@@ -90,57 +84,6 @@ def previous_attempt(*, ticket: Ticket, before: int) -> PreviousAttempt | None:
               for c in sorted(attempt.checks.all(), key=lambda c: c.index)]
     return PreviousAttempt(number=attempt.number, outcome=attempt.outcome, error=attempt.error,
                            checks=checks)
-
-
-def run_attempt(*, ticket: Ticket, attempt_number: int, endpoint: InferenceEndpoint,
-                repo_root: Path, sandbox_limits: SandboxLimits,
-                readonly_paths: Sequence[Path] = (), allow_unsandboxed: bool | None = None,
-                env_extra: Mapping[str, str] | None = None, stream: bool = True,
-                on_token: TokenCallback | None = None, timeout: float = DEFAULT_TIMEOUT,
-                max_tokens: int | None = None, strict_model: bool = False,
-                environment: PreparedEnvironment | None = None) -> Attempt:
-    """Run attempt `attempt_number` of `ticket` on `endpoint` and return it, finished.
-
-    A second run of the same number is refused (Conflict) before anything else happens.
-    Without bubblewrap, checks run only when the organization opted in
-    (`allow_unsandboxed_checks`); `allow_unsandboxed` overrides that for operator tools.
-    `environment` (agents.environments) is shown read-only to every check.
-    """
-    if isinstance(attempt_number, bool) or not isinstance(attempt_number, int) \
-            or not 1 <= attempt_number <= MAX_ATTEMPT_NUMBER:
-        raise ApplicationError(f"The attempt number must be a whole number from 1 to "
-                               f"{MAX_ATTEMPT_NUMBER}, not {attempt_number!r}.",
-                               code="invalid_attempt_number",
-                               details={"attempt_number": ["out of range"]})
-    if endpoint.organization_id != ticket.organization_id:
-        raise ApplicationError("The endpoint belongs to another organization.",
-                               code="endpoint_foreign")
-    attempt = attempt_start(ticket=ticket, number=attempt_number, executor=ExecutorKind.LOCAL,
-                            endpoint=endpoint.name, model=endpoint.model)
-    run = AttemptRun(ticket=ticket, attempt=attempt, endpoint=endpoint)
-    if allow_unsandboxed is None:
-        allow_unsandboxed = ticket.organization.allow_unsandboxed_checks
-    if environment is not None:
-        readonly_paths = [*readonly_paths, *environment.readonly_paths]
-        env_extra = {**(env_extra or {}), **environment.env_extra}
-    try:
-        if not sandbox.sandbox_available():
-            if not allow_unsandboxed:
-                return run.finish(AttemptOutcome.INFRASTRUCTURE, error=SANDBOX_MISSING)
-            run.warning = UNSANDBOXED_WARNING
-        return run.execute(repo_root=Path(repo_root), limits=sandbox_limits,
-                           readonly_paths=readonly_paths, allow_unsandboxed=allow_unsandboxed,
-                           env_extra=env_extra, stream=stream, on_token=on_token,
-                           timeout=timeout, max_tokens=max_tokens, strict_model=strict_model,
-                           binds=environment.binds if environment else ())
-    except ApplicationError as error:
-        logger.warning("attempt %s of %s failed: %s", attempt_number, ticket.pk, error.message)
-        return run.finish_error(error)
-    except Exception as error:
-        # A finished attempt with the reason beats one left "running" for recovery to find.
-        logger.exception("attempt %s of %s crashed", attempt_number, ticket.pk)
-        return run.finish(AttemptOutcome.ERROR,
-                          error=f"Internal error: {type(error).__name__}: {error}"[:2000])
 
 
 # Called after each Definition-of-Done check with (index from 1, how many, the check's run).
@@ -245,43 +188,6 @@ class AttemptRun:
                              latency_ms=failure.latency_ms, request_id=failure.request_id,
                              error=failure.message)
             raise
-
-    def ask(self, *, spec: Mapping[str, Any], stream: bool, on_token: TokenCallback | None,
-            timeout: float, max_tokens: int | None, strict_model: bool) -> CoderReply | None:
-        """Call the coder and record the call; None when it failed (the attempt is finished)."""
-        try:
-            return self.call_coder(spec=spec, stream=stream, on_token=on_token,
-                                   timeout=timeout, max_tokens=max_tokens,
-                                   strict_model=strict_model)
-        except CoderFailure as failure:
-            self.finish(failure_outcome(failure),
-                        error=f"Coder call failed ({failure.reason}): {failure.message}")
-            return None
-
-    def execute(self, *, repo_root: Path, limits: SandboxLimits,
-                readonly_paths: Sequence[Path], allow_unsandboxed: bool,
-                env_extra: Mapping[str, str] | None, stream: bool,
-                on_token: TokenCallback | None, timeout: float, max_tokens: int | None,
-                strict_model: bool, binds: Sequence[sandbox.Bind] = ()) -> Attempt:
-        spec = spec_clean(self.ticket.spec)  # SpecInvalid names the broken field
-        for entry in spec["definition_of_done"]:
-            CheckSpec.from_spec(entry)  # a broken check is refused before the model is asked
-        repo = self.prepare(repo_root)
-        reply = self.ask(spec=spec, stream=stream, on_token=on_token, timeout=timeout,
-                         max_tokens=max_tokens, strict_model=strict_model)
-        if reply is None:
-            self.attempt.refresh_from_db()
-            return self.attempt
-        return self.check(repo=repo, answer=reply.text, limits=limits,
-                          readonly_paths=readonly_paths, allow_unsandboxed=allow_unsandboxed,
-                          env_extra=env_extra, binds=binds, reply=reply)
-
-    def prepare(self, repo_root: Path) -> Path:
-        """The project's workspace repository under `repo_root`, cloned or refreshed."""
-        project = self.ticket.project
-        return workspace_prepare(project_id=project.pk, repository=project.repository,
-                                 default_branch=project.default_branch,
-                                 integration_branch=project.integration_branch, root=repo_root)
 
     def check(self, *, repo: Path, answer: str, limits: SandboxLimits,
               readonly_paths: Sequence[Path], allow_unsandboxed: bool,

@@ -4,8 +4,9 @@
 
 Starts llama.cpp's server with SmolLM2-135M (the extra `localmodel`), asks it the sample
 project's rounding ticket through HAAO's coder client, then runs whole attempts
-(`agents.execution.run_attempt`: coder call, edits, the sample's tests in the sandbox) on a
-scratch SQLite database. Figures are printed last, one `name=value` per line.
+through the engine's own steps (dispatch, the model step, the check step: coder call, edits,
+the sample's tests in the sandbox, as a worker runs them) on a scratch SQLite database.
+Figures are printed last, one `name=value` per line.
 """
 
 from __future__ import annotations
@@ -90,17 +91,20 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
     from agents import services
     from agents.coder.client import complete
     from agents.coder.prompt import coder_messages
-    from agents.execution import run_attempt
     from agents.localmodel import LocalModelUnavailable, missing_packages, start_local_model
     from agents.models import ModelCall
-    from agents.sandbox import SandboxLimits, sandbox_available
+    from agents.sandbox import sandbox_available
+    from tests.engine import InProcessEngine
     from tickets.models import Project, Requirement, Ticket
 
     if missing_packages():
         raise SystemExit(f"missing {', '.join(missing_packages())}: "
                          "pip install -e '.[localmodel]'")
     call_command("migrate", verbosity=0)
-    org = Organization.objects.create(name="Benchmark", slug="bench")
+    call_command("createcachetable", verbosity=0)  # the engine's claims use the cache
+    # Checks run unsandboxed only where bubblewrap cannot (the organization's opt-in).
+    org = Organization.objects.create(name="Benchmark", slug="bench",
+                                      allow_unsandboxed_checks=not sandbox_available())
     admin = User.objects.create_user(email="admin@bench.test", password=None)
     Membership.objects.create(organization=org, user=admin, role=Role.ADMIN)
     repo = sample_repository(scratch)
@@ -112,7 +116,7 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
                                              status="approved")
     spec = ticket_spec(repo)
     ticket = Ticket.objects.create(organization=org, project=project, requirement=requirement,
-                                   number=1, title=spec["title"], spec=spec, status="running",
+                                   number=1, title=spec["title"], spec=spec, status="queued",
                                    complexity=spec["complexity"])
 
     started = time.perf_counter()
@@ -144,15 +148,12 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
                   f"finish={reply.finish_reason}", file=sys.stderr)
         plain = complete(endpoint=endpoint, messages=messages, max_tokens=args.max_tokens)
         walls, outcomes = [], []
-        limits = SandboxLimits(timeout_seconds=120, memory_bytes=1024**3)
         for number in range(1, args.attempts + 1):
             begin = time.perf_counter()
-            attempt = run_attempt(
-                ticket=ticket, attempt_number=number, endpoint=endpoint,
-                repo_root=scratch / "workspaces", sandbox_limits=limits,
-                readonly_paths=[Path(sys.prefix), Path(sys.base_prefix)],
-                env_extra={"PATH": f"{sys.prefix}/bin:/usr/bin:/bin"},
-                allow_unsandboxed=not sandbox_available(), max_tokens=args.max_tokens)
+            # Each attempt as the loop runs it; the ticket is queued again in between.
+            Ticket.objects.filter(pk=ticket.pk).update(status="queued", retries_left=3)
+            with InProcessEngine() as engine:
+                attempt = engine.attempt(ticket)
             walls.append((time.perf_counter() - begin) * 1000)
             outcomes.append(attempt.outcome)
             print(f"attempt {number}: {attempt.outcome} in {walls[-1]:.0f} ms "

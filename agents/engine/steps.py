@@ -32,12 +32,8 @@ from agents.delivery.branches import (
 from agents.engine import enqueue, hooks, routing
 from agents.engine.options import options_for, sandbox_limits
 from agents.environments import check_toolchain, project_environment
-from agents.execution import (
-    SANDBOX_MISSING,
-    UNSANDBOXED_WARNING,
-    AttemptRun,
-    failure_outcome,
-)
+from agents.execution import UNSANDBOXED_WARNING, AttemptRun, failure_outcome
+from agents.failures import SANDBOX_MISSING
 from agents.health import HealthResult, endpoint_health_record
 from agents.models import (
     CallOutcome,

@@ -1,9 +1,9 @@
-"""run_attempt on the sample project, with a scripted coder answering over real HTTP."""
+"""An attempt on the sample project through the engine's own steps (dispatch, model step,
+check step), with a scripted coder answering over real HTTP."""
 
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -13,19 +13,21 @@ import pytest
 from django.test import override_settings
 
 from agents import services
-from agents.execution import idempotency_key, run_attempt
+from agents.execution import idempotency_key
 from agents.model_servers import OpenAIServer, delayed
 from agents.model_servers import openai as oai
 from agents.models import InferenceEndpoint, ModelCall
-from agents.sandbox import SandboxLimits, sandbox_available
+from agents.sandbox import sandbox_available
 from agents.techlead.testing import SAMPLE_PROJECT, git_checkout
-from haao.errors import ApplicationError, Conflict
+from haao.audit import Actor
+from haao.models import AuditEvent
+from policies.services import policy_update
+from tests.engine import InProcessEngine
 from tests.factories import ProjectFactory, TicketFactory, spec_example
 from tickets.models import Attempt, Ticket
 
 pytestmark = [pytest.mark.django_db]
 
-LIMITS = SandboxLimits(timeout_seconds=120, memory_bytes=1024**3)
 FAILING_TEST = "tests/test_totals.py::test_total_rounds_half_a_cent_up"
 
 RIGHT_FIX = """I will round half-up with Decimal.quantize.
@@ -114,21 +116,27 @@ def endpoint(cast: Any, server: OpenAIServer) -> InferenceEndpoint:
 
 
 @pytest.fixture
-def ticket(cast: Any, sample_repo: Path) -> Ticket:
+def workspaces(tmp_path: Path) -> Iterator[Path]:
+    """Where this machine keeps the projects' repositories (HAAO_WORKSPACE_ROOT)."""
+    with override_settings(HAAO_WORKSPACE_ROOT=tmp_path / "ws"):
+        yield tmp_path / "ws"
+
+
+@pytest.fixture
+def engine(monkeypatch: pytest.MonkeyPatch) -> InProcessEngine:
+    return InProcessEngine(monkeypatch)
+
+
+@pytest.fixture
+def ticket(cast: Any, sample_repo: Path, workspaces: Path) -> Ticket:
+    # Checks run unsandboxed only where bubblewrap cannot (the organization's opt-in).
+    type(cast.org).objects.filter(pk=cast.org.pk).update(
+        allow_unsandboxed_checks=not sandbox_available())
     project = ProjectFactory(organization=cast.org, key="INV", name="Invoice calc",
                              repository=str(sample_repo), default_branch="main")
     ticket: Ticket = TicketFactory(requirement__project=project, spec=sample_spec(),
                                    title="Round invoice totals half-up to the cent")
     return ticket
-
-
-def attempt_of(ticket: Ticket, number: int, endpoint: InferenceEndpoint, root: Path,
-               **kwargs: Any) -> Attempt:
-    return run_attempt(
-        ticket=ticket, attempt_number=number, endpoint=endpoint, repo_root=root,
-        sandbox_limits=LIMITS, readonly_paths=[Path(sys.prefix), Path(sys.base_prefix)],
-        env_extra={"PATH": f"{sys.prefix}/bin:/usr/bin:/bin"},
-        allow_unsandboxed=not sandbox_available(), **kwargs)
 
 
 def bare_repo(root: Path, ticket: Ticket) -> Path:
@@ -140,12 +148,11 @@ def user_prompt(server: OpenAIServer, index: int) -> str:
     return str(body["messages"][-1]["content"])
 
 
-def test_the_right_fix_passes_its_check_and_is_committed(ticket, endpoint, server,
-                                                        tmp_path) -> None:
+def test_the_right_fix_passes_its_check_and_is_committed(ticket, endpoint, server, engine,
+                                                        workspaces) -> None:
     server.enqueue(oai.chat_reply(RIGHT_FIX))
-    root = tmp_path / "workspaces"
 
-    attempt = attempt_of(ticket, 1, endpoint, root)
+    attempt = engine.attempt(ticket)
 
     assert attempt.outcome == "passed", attempt.error
     check = attempt.checks.get()
@@ -162,20 +169,20 @@ def test_the_right_fix_passes_its_check_and_is_committed(ticket, endpoint, serve
     assert call.cost == expected.quantize(Decimal("0.000001")) and call.cost > 0
     assert (attempt.input_tokens, attempt.output_tokens, attempt.cost) == (
         call.input_tokens, call.output_tokens, call.cost)
-    shown = subprocess.run(["git", "show", f"haao/{ticket.key}/attempt-1:invoice_calc/totals.py"],
-                           cwd=bare_repo(root, ticket), capture_output=True, text=True,
+    shown = subprocess.run(["git", "show", f"{attempt.commit}:invoice_calc/totals.py"],
+                           cwd=bare_repo(workspaces, ticket), capture_output=True, text=True,
                            check=True).stdout
     assert "ROUND_HALF_UP" in shown
     ticket.refresh_from_db()
-    assert ticket.status == "proposed" and ticket.attempt_count == 1
+    # No Tech Lead endpoint to audit it: the work waits for the product owner at Gate 2.
+    assert ticket.status == "awaiting_acceptance" and ticket.attempt_count == 1
 
 
 def test_the_coder_was_asked_with_the_ticket_streamed(ticket, endpoint, server,
-                                                      tmp_path) -> None:
+                                                      engine) -> None:
     server.enqueue(oai.chat_reply(RIGHT_FIX))
-    tokens: list[str] = []
 
-    attempt_of(ticket, 1, endpoint, tmp_path / "ws", on_token=tokens.append)
+    attempt = engine.attempt(ticket)
 
     body = server.requests_to("/v1/chat/completions")[0].body
     assert body["stream"] is True and body["model"] == "qwen2.5-coder:7b"
@@ -185,14 +192,14 @@ def test_the_coder_was_asked_with_the_ticket_streamed(ticket, endpoint, server,
     assert "def round_money(amount: Decimal) -> Decimal:" in prompt
     assert '"python", "-m", "pytest"' in prompt
     assert "<<<<<<< SEARCH" in body["messages"][0]["content"]
-    assert "".join(tokens) == RIGHT_FIX
+    assert attempt.answer == RIGHT_FIX  # the streamed answer, kept whole before the checks
 
 
 def test_a_wrong_fix_fails_the_tests_with_the_failing_output_recorded(ticket, endpoint, server,
-                                                                       tmp_path) -> None:
+                                                                       engine) -> None:
     server.enqueue(oai.chat_reply(WRONG_FIX))
 
-    attempt = attempt_of(ticket, 1, endpoint, tmp_path / "ws")
+    attempt = engine.attempt(ticket)
 
     assert attempt.outcome == "tests_failed"
     check = attempt.checks.get()
@@ -204,10 +211,10 @@ def test_a_wrong_fix_fails_the_tests_with_the_failing_output_recorded(ticket, en
 
 
 def test_an_edit_outside_the_allowed_paths_is_a_guardrail_violation_and_nothing_runs(
-        ticket, endpoint, server, tmp_path) -> None:
+        ticket, endpoint, server, engine) -> None:
     server.enqueue(oai.chat_reply(OUTSIDE_ALLOWED))
 
-    attempt = attempt_of(ticket, 1, endpoint, tmp_path / "ws")
+    attempt = engine.attempt(ticket)
 
     assert attempt.outcome == "guardrail_violation"
     assert "tests/test_totals.py" in attempt.error and "may not change" in attempt.error
@@ -217,52 +224,51 @@ def test_an_edit_outside_the_allowed_paths_is_a_guardrail_violation_and_nothing_
 
 
 def test_a_path_escaping_the_repository_is_a_guardrail_violation(ticket, endpoint, server,
-                                                                 tmp_path) -> None:
+                                                                 engine) -> None:
     server.enqueue(oai.chat_reply("<<<<<<< FILE ../../etc/cron.d/x\n* * * * * root sh\n"
                                   ">>>>>>> END\n"))
 
-    attempt = attempt_of(ticket, 1, endpoint, tmp_path / "ws")
+    attempt = engine.attempt(ticket)
 
     assert attempt.outcome == "guardrail_violation"
     assert "'..'" in attempt.error
     assert attempt.checks.count() == 0
 
 
-def test_malformed_edit_text_is_invalid_output(ticket, endpoint, server, tmp_path) -> None:
+def test_malformed_edit_text_is_invalid_output(ticket, endpoint, server, engine) -> None:
     server.enqueue(oai.chat_reply(MALFORMED))
 
-    attempt = attempt_of(ticket, 1, endpoint, tmp_path / "ws")
+    attempt = engine.attempt(ticket)
 
     assert attempt.outcome == "invalid_output"
     assert "no '=======' line" in attempt.error
     assert attempt.checks.count() == 0
-    call = ModelCall.objects.get(attempt=attempt)
-    assert call.outcome == "invalid_output" and call.output_tokens > 0
+    call = ModelCall.objects.get(attempt=attempt)  # the model answered; its text is unusable
+    assert call.outcome == "ok" and call.output_tokens > 0
 
 
 def test_a_search_text_not_in_the_file_is_invalid_output(ticket, endpoint, server,
-                                                         tmp_path) -> None:
+                                                         engine) -> None:
     server.enqueue(oai.chat_reply("<<<<<<< SEARCH invoice_calc/totals.py\nnot there\n=======\n"
                                   "x\n>>>>>>> REPLACE\n"))
 
-    attempt = attempt_of(ticket, 1, endpoint, tmp_path / "ws")
+    attempt = engine.attempt(ticket)
 
     assert attempt.outcome == "invalid_output"
     assert attempt.checks.count() == 0
 
 
 def test_the_second_attempt_is_told_the_first_ones_failure_and_the_feedback(
-        ticket, endpoint, server, tmp_path) -> None:
+        ticket, endpoint, server, engine) -> None:
     Ticket.objects.filter(pk=ticket.pk).update(
         feedback="Use ROUND_HALF_UP from the decimal module, as the README asks.")
-    ticket.refresh_from_db()
     server.enqueue(oai.chat_reply(WRONG_FIX), oai.chat_reply(RIGHT_FIX))
-    root = tmp_path / "ws"
 
-    first = attempt_of(ticket, 1, endpoint, root)
-    second = attempt_of(ticket, 2, endpoint, root)
+    first = engine.attempt(ticket)
+    second = engine.attempt(ticket)
 
-    assert (first.outcome, second.outcome) == ("tests_failed", "passed")
+    assert (first.number, first.outcome, second.number, second.outcome) == (
+        1, "tests_failed", 2, "passed")
     assert "What went wrong" not in user_prompt(server, 0)
     prompt = user_prompt(server, 1)
     assert "What went wrong in attempt 1 (tests_failed)" in prompt
@@ -272,23 +278,27 @@ def test_the_second_attempt_is_told_the_first_ones_failure_and_the_feedback(
     assert ModelCall.objects.filter(ticket=ticket).count() == 2
 
 
-def test_running_the_same_attempt_number_twice_is_refused(ticket, endpoint, server,
-                                                                 tmp_path) -> None:
+def test_a_second_delivery_of_a_step_does_nothing(ticket, endpoint, server, engine) -> None:
     server.enqueue(oai.chat_reply(MALFORMED))
-    attempt_of(ticket, 1, endpoint, tmp_path / "ws")
+    engine.dispatch(ticket)
+    model_step = next(kwargs for name, kwargs in engine.sent if name == "model_step")
+    engine.run("model_step", "check_step")
+    attempt = Attempt.objects.get(ticket=ticket)
 
-    with pytest.raises(Conflict, match="Attempt 1 of this ticket exists already"):
-        attempt_of(ticket, 1, endpoint, tmp_path / "ws")
+    engine.sent.append(("model_step", model_step))  # the broker delivers it again
+    engine.run("model_step", "check_step")
 
     assert len(server.requests) == 1
     assert Attempt.objects.filter(ticket=ticket).count() == 1
+    assert Attempt.objects.get(ticket=ticket).outcome == attempt.outcome == "invalid_output"
 
 
 def test_a_coder_timeout_ends_the_attempt_as_timeout_with_a_usage_row(ticket, endpoint, server,
-                                                                       tmp_path) -> None:
+                                                                       engine) -> None:
     server.enqueue(delayed(oai.chat_reply(RIGHT_FIX), 5))
 
-    attempt = attempt_of(ticket, 1, endpoint, tmp_path / "ws", timeout=0.5, stream=False)
+    with override_settings(HAAO_CODER_TIMEOUT=0.5):
+        attempt = engine.attempt(ticket)
 
     assert attempt.outcome == "timeout"
     assert "0.5 seconds" in attempt.error
@@ -296,65 +306,41 @@ def test_a_coder_timeout_ends_the_attempt_as_timeout_with_a_usage_row(ticket, en
 
 
 def test_a_server_error_ends_the_attempt_as_error_naming_the_vendor_message(
-        ticket, endpoint, server, tmp_path) -> None:
+        ticket, endpoint, server, engine) -> None:
     server.enqueue(oai.ollama_model_not_found("qwen2.5-coder:7b"))
 
-    attempt = attempt_of(ticket, 1, endpoint, tmp_path / "ws")
+    attempt = engine.attempt(ticket)
 
     assert attempt.outcome == "error"
     assert 'model "qwen2.5-coder:7b" not found, try pulling it first' in attempt.error
     assert ModelCall.objects.get(attempt=attempt).outcome == "client_error"
 
 
-def test_an_unreachable_repository_ends_the_attempt_before_the_coder_is_called(
-        ticket, endpoint, server, tmp_path) -> None:
+def test_an_unreachable_repository_ends_the_attempt_before_any_check_runs(
+        ticket, endpoint, server, engine, tmp_path) -> None:
     type(ticket.project).objects.filter(pk=ticket.project.pk).update(
         repository=str(tmp_path / "missing"))
-    ticket.refresh_from_db()
+    server.enqueue(oai.chat_reply(RIGHT_FIX))
 
-    attempt = attempt_of(ticket, 1, endpoint, tmp_path / "ws")
+    attempt = engine.attempt(ticket)
 
     assert attempt.outcome == "error"
     assert "could not be fetched" in attempt.error
-    assert server.requests == []
-
-
-def test_an_endpoint_of_another_organization_is_refused(cast, ticket, server,
-                                                       tmp_path) -> None:
-    foreign = services.endpoint_create(
-        organization=cast.other_org, actor=cast.outsider,
-        values={"name": "Theirs", "kind": "openai_compatible", "base_url": server.url,
-                "model": "m", "role": "coder"})
-
-    with pytest.raises(ApplicationError, match="another organization"):
-        attempt_of(ticket, 1, foreign, tmp_path / "ws")
-
-    assert not Attempt.objects.filter(ticket=ticket).exists()
-
-
-@pytest.mark.parametrize("number", [0, -1, 10_001, True, "2"])
-def test_an_invalid_attempt_number_is_refused_before_anything_is_claimed(
-        ticket, endpoint, server, tmp_path, number: Any) -> None:
-    with pytest.raises(ApplicationError, match="attempt number must be a whole number"):
-        attempt_of(ticket, number, endpoint, tmp_path / "ws")
-
-    assert not Attempt.objects.filter(ticket=ticket).exists()
-    assert server.requests == []
+    assert not attempt.checks.exists()
 
 
 def test_a_program_the_policy_does_not_allow_is_never_started(ticket, endpoint, server, cast,
-                                                               tmp_path) -> None:
-    from haao.audit import Actor
-    from haao.models import AuditEvent
-    from policies.services import policy_update
-
+                                                               engine) -> None:
+    server.enqueue(oai.chat_reply(RIGHT_FIX))
+    engine.dispatch(ticket)
+    engine.run("model_step")
     # The policy changed after the ticket was dispatched: the check itself is refused.
     policy_update(organization=cast.org, actor=Actor.of(cast.admin),
                   changes={"allowed_programs": ["pytest"]})
-    server.enqueue(oai.chat_reply(RIGHT_FIX))
 
-    attempt = attempt_of(ticket, 1, endpoint, tmp_path / "workspaces")
+    engine.run("check_step")
 
+    attempt = Attempt.objects.get(ticket=ticket)
     assert attempt.outcome == "guardrail_violation"
     assert "allowed_programs" in attempt.error and "'python'" in attempt.error
     assert not attempt.checks.exists()
@@ -364,15 +350,13 @@ def test_a_program_the_policy_does_not_allow_is_never_started(ticket, endpoint, 
 
 
 def test_a_change_larger_than_the_policy_allows_is_not_written(ticket, endpoint, server, cast,
-                                                                 tmp_path) -> None:
-    from haao.audit import Actor
-    from policies.services import policy_update
-
+                                                                 engine) -> None:
     policy_update(organization=cast.org, actor=Actor.of(cast.admin),
                   changes={"max_changed_lines": 2})
     server.enqueue(oai.chat_reply(RIGHT_FIX))  # 4 changed lines
 
-    attempt = attempt_of(ticket, 1, endpoint, tmp_path / "workspaces")
+    attempt = engine.attempt(ticket)
 
     assert attempt.outcome == "guardrail_violation"
     assert "max_changed_lines" in attempt.error and attempt.diff == ""
+

@@ -1,4 +1,6 @@
-"""run_attempt with a prepared environment, and without bubblewrap: refused unless opted in."""
+"""An attempt with a prepared environment, and without bubblewrap: refused unless opted in.
+
+Through the engine's own steps (tests/engine.py), as the loop runs them."""
 
 from __future__ import annotations
 
@@ -13,28 +15,37 @@ from django.test import override_settings
 from accounts import services as account_services
 from agents import sandbox
 from agents import services as agent_services
-from agents.environments import environment_prepare
-from agents.execution import SANDBOX_MISSING, UNSANDBOXED_WARNING, run_attempt
+from agents.execution import UNSANDBOXED_WARNING
+from agents.failures import SANDBOX_MISSING
 from agents.model_servers import OpenAIServer
 from agents.model_servers import openai as oai
 from agents.models import InferenceEndpoint
 from agents.techlead.testing import SAMPLE_PROJECT, git_checkout
-from agents.tests.test_execution import LIMITS, RIGHT_FIX, sample_spec
-from agents.workspaces import workspace_prepare
-from agents.workspaces.git import git
+from agents.tests.test_execution import RIGHT_FIX, sample_spec
 from haao.audit import SYSTEM
 from policies.services import policy_update
+from tests.engine import InProcessEngine
 from tests.factories import ProjectFactory, TicketFactory
 from tickets.models import Ticket
 
 pytestmark = [pytest.mark.django_db]
 
 
-
 @pytest.fixture(autouse=True)
 def allow_loopback() -> Iterator[None]:
     with override_settings(HAAO_ENDPOINT_ALLOWLIST=["127.0.0.1"]):
         yield
+
+
+@pytest.fixture(autouse=True)
+def workspaces(tmp_path: Path) -> Iterator[Path]:
+    with override_settings(HAAO_WORKSPACE_ROOT=tmp_path / "ws", DATA_DIR=tmp_path / "data"):
+        yield tmp_path / "ws"
+
+
+@pytest.fixture
+def engine(monkeypatch: pytest.MonkeyPatch) -> InProcessEngine:
+    return InProcessEngine(monkeypatch)
 
 
 @pytest.fixture
@@ -69,67 +80,41 @@ def no_bubblewrap(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sandbox, "_tool", lambda name: None if name == "bwrap" else real_tool(name))
 
 
-def attempt(ticket: Ticket, endpoint: InferenceEndpoint, root: Path, **kwargs: Any) -> Any:
-    return run_attempt(ticket=ticket, attempt_number=1, endpoint=endpoint, repo_root=root,
-                       sandbox_limits=LIMITS,
-                       readonly_paths=[Path(sys.prefix), Path(sys.base_prefix)], **kwargs)
-
-
-def test_without_bubblewrap_an_attempt_is_refused_with_how_to_fix_it(
-        cast: Any, ticket: Ticket, endpoint: InferenceEndpoint, server: OpenAIServer,
-        tmp_path: Path, no_bubblewrap: None) -> None:
+def test_without_bubblewrap_an_attempt_needs_an_admin_who_is_told_how_to_fix_it(
+        ticket: Ticket, endpoint: InferenceEndpoint, server: OpenAIServer,
+        engine: InProcessEngine, no_bubblewrap: None) -> None:
     server.enqueue(oai.chat_reply(RIGHT_FIX))
-    refused = attempt(ticket, endpoint, tmp_path / "ws",
-                      env_extra={"PATH": f"{sys.prefix}/bin:/usr/bin:/bin"})
+    refused = engine.attempt(ticket)
     assert refused.outcome == "infrastructure"  # the machine's fault: no retry is spent
     assert refused.error == SANDBOX_MISSING
     assert "apt-get install bubblewrap" in refused.error
     assert "allow unsandboxed checks" in refused.error
     assert not refused.checks.exists()
-    assert server.requests_to("/v1/chat/completions") == []
+    ticket.refresh_from_db()
+    assert ticket.status == "blocked" and ticket.retries_left == ticket.retry_budget
 
 
 def test_an_opted_in_organization_runs_checks_unsandboxed_with_a_visible_warning(
         cast: Any, ticket: Ticket, endpoint: InferenceEndpoint, server: OpenAIServer,
-        tmp_path: Path, no_bubblewrap: None) -> None:
+        engine: InProcessEngine, no_bubblewrap: None) -> None:
     account_services.organization_set_unsandboxed(
         organization=cast.org, actor=cast.admin, allowed=True, reason="throwaway CI VMs")
-    ticket.organization.refresh_from_db()
     server.enqueue(oai.chat_reply(RIGHT_FIX))
-    done = attempt(ticket, endpoint, tmp_path / "ws",
-                   env_extra={"PATH": f"{sys.prefix}/bin:/usr/bin:/bin"})
+    done = engine.attempt(ticket)
     assert done.outcome == "passed"
     assert done.error == UNSANDBOXED_WARNING
     assert "WITHOUT a sandbox" in done.error
     assert done.checks.get().passed
 
 
-def test_an_explicit_refusal_by_the_caller_wins_over_the_opt_in(
-        cast: Any, ticket: Ticket, endpoint: InferenceEndpoint, tmp_path: Path,
-        no_bubblewrap: None) -> None:
-    account_services.organization_set_unsandboxed(
-        organization=cast.org, actor=cast.admin, allowed=True, reason="throwaway CI VMs")
-    ticket.organization.refresh_from_db()
-    refused = attempt(ticket, endpoint, tmp_path / "ws", allow_unsandboxed=False)
-    assert (refused.outcome, refused.error) == ("infrastructure", SANDBOX_MISSING)
-
-
 @pytest.mark.skipif(not sandbox.sandbox_available(), reason="bubblewrap cannot run here")
 def test_checks_run_with_the_prepared_environment(
         ticket: Ticket, endpoint: InferenceEndpoint, server: OpenAIServer,
-        tmp_path: Path) -> None:
+        engine: InProcessEngine) -> None:
     project = ticket.project
     base_python = str(Path(sys.base_prefix) / "bin" / "python3")
     project.setup_command = [base_python, "-m", "venv", "--system-site-packages", "/env/venv"]
     project.save(update_fields=["setup_command"])
-    root = tmp_path / "ws"
-    repo = workspace_prepare(project_id=project.pk, repository=project.repository,
-                             default_branch="main", integration_branch=project.integration_branch,
-                             root=root)
-    base = git(["rev-parse", f"refs/heads/{project.integration_branch}"], cwd=repo).stdout.strip()
-    environment = environment_prepare(project=project, repo_path=repo, base_commit=base,
-                                      root=tmp_path / "envs", limits=LIMITS,
-                                      readonly_paths=[Path(sys.base_prefix)])
     # The check prints the interpreter's prefix with python -c: inline code, allowed here.
     policy_update(organization=project.organization, actor=SYSTEM,
                   changes={"inline_code": True})
@@ -141,7 +126,6 @@ def test_checks_run_with_the_prepared_environment(
     ticket.spec = spec
     ticket.save(update_fields=["spec"])
     server.enqueue(oai.chat_reply(RIGHT_FIX))
-    done = run_attempt(ticket=ticket, attempt_number=1, endpoint=endpoint, repo_root=root,
-                       sandbox_limits=LIMITS, environment=environment)
+    done = engine.attempt(ticket)
     assert done.outcome == "passed", done.error
     assert done.error == ""

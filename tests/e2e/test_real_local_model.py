@@ -1,4 +1,5 @@
-"""A real ticket through run_attempt against a real local model (llama.cpp serving SmolLM2).
+"""A real ticket through the engine's own steps against a real local model (llama.cpp serving
+SmolLM2).
 
 The 135M model writes plausible but wrong code; these tests check that HAAO records whatever
 it writes as a proper attempt, not that the model fixes the defect. Skipped when the extra
@@ -24,7 +25,7 @@ from django.test import override_settings
 from agents import services
 from agents.coder.client import complete
 from agents.coder.prompt import coder_messages
-from agents.execution import idempotency_key, run_attempt
+from agents.execution import idempotency_key
 from agents.localmodel import (
     LocalModelCrashed,
     LocalModelServer,
@@ -34,14 +35,14 @@ from agents.localmodel import (
     start_local_model,
 )
 from agents.models import InferenceEndpoint, ModelCall
-from agents.sandbox import SandboxLimits, sandbox_available
+from agents.sandbox import sandbox_available
 from agents.techlead.testing import SAMPLE_PROJECT, git_checkout
+from tests.engine import InProcessEngine
 from tests.factories import ProjectFactory, TicketFactory, spec_example
 from tickets.models import Ticket
 
 pytestmark = [pytest.mark.localmodel, pytest.mark.django_db]
 
-MAX_TOKENS = 256
 FINAL_OUTCOMES = {"invalid_output", "tests_failed", "guardrail_violation", "passed"}
 
 
@@ -136,16 +137,15 @@ def ticket(cast: Any, tmp_path: Path) -> Ticket:
     return created
 
 
-def test_a_real_model_answer_becomes_a_recorded_attempt(ticket, endpoint, local_model,
-                                                        tmp_path) -> None:
-    with server_must_live(local_model):
-        attempt = run_attempt(
-            ticket=ticket, attempt_number=1, endpoint=endpoint, repo_root=tmp_path / "ws",
-            sandbox_limits=SandboxLimits(timeout_seconds=120, memory_bytes=1024**3),
-            readonly_paths=[Path(sys.prefix), Path(sys.base_prefix)],
-            env_extra={"PATH": f"{sys.prefix}/bin:/usr/bin:/bin"},
-            allow_unsandboxed=not sandbox_available(), stream=False, max_tokens=MAX_TOKENS,
-            timeout=120)
+def test_a_real_model_answer_becomes_a_recorded_attempt(cast, ticket, endpoint, local_model,
+                                                        tmp_path, monkeypatch) -> None:
+    """The production path: dispatch, the model step (streamed) and the check step."""
+    type(cast.org).objects.filter(pk=cast.org.pk).update(
+        allow_unsandboxed_checks=not sandbox_available())
+    engine = InProcessEngine(monkeypatch)
+    with server_must_live(local_model), override_settings(
+            HAAO_WORKSPACE_ROOT=tmp_path / "ws", HAAO_CODER_TIMEOUT=180):
+        attempt = engine.attempt(ticket)
 
     assert attempt.outcome in FINAL_OUTCOMES, attempt.error
     assert attempt.finished_at is not None
@@ -153,7 +153,7 @@ def test_a_real_model_answer_becomes_a_recorded_attempt(ticket, endpoint, local_
     call = ModelCall.objects.get(idempotency_key=idempotency_key(attempt))
     # Counted by llama.cpp's tokenizer: the prompt carries the whole of totals.py.
     assert call.input_tokens > 300
-    assert 0 < call.output_tokens <= MAX_TOKENS
+    assert call.output_tokens > 0
     assert call.model == "smollm2" and call.role == "code"
     assert call.latency_ms > 0
     assert (attempt.input_tokens, attempt.output_tokens) == (call.input_tokens,

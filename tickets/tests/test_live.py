@@ -7,6 +7,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,14 @@ def run(scenario: Callable[[], Awaitable[Any]]) -> Any:
     async def main() -> Any:
         return await scenario()
 
-    return async_to_sync(main)()
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return async_to_sync(main)()
+    # A browser test earlier in the session left Playwright's event loop running in this
+    # thread (pytest-playwright's session fixture): the scenario gets a thread of its own.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(async_to_sync(main)).result()
 
 
 def headers_for(user: Any | None) -> list[tuple[bytes, bytes]]:

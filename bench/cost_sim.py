@@ -457,7 +457,7 @@ class TraceModels:
         self.coders: Any = None
 
     def start(self) -> TraceModels:
-        from agents.model_servers import AnthropicServer, OpenAIServer
+        from sample_models import AnthropicServer, OpenAIServer
 
         self.cloud = AnthropicServer(answer=self.anthropic).start()
         self.coders = OpenAIServer(flavor="lmstudio", answer=self.coder).start()
@@ -471,7 +471,7 @@ class TraceModels:
     # Anthropic: decompose, audit, solve ---------------------------------------------------------
 
     def anthropic(self, request: Any) -> Any:
-        from agents.model_servers.anthropic import text_reply, tool_use_reply
+        from sample_models.anthropic import text_reply, tool_use_reply
 
         body = request.body
         kind = KIND_OF_MODEL.get(str(body.get("model")), "cloud")
@@ -523,7 +523,7 @@ class TraceModels:
         return int(found.group(1))
 
     def _usage(self, request: Any, inp: int, out: int, share: float) -> dict[str, int]:
-        from agents.model_servers.anthropic import prompt_blocks, usage
+        from sample_models.anthropic import prompt_blocks, usage
 
         body = request.body
         blocks = prompt_blocks(body)
@@ -554,8 +554,8 @@ class TraceModels:
     # OpenAI-compatible coders -------------------------------------------------------------------
 
     def coder(self, request: Any) -> Any:
-        from agents.model_servers.base import last_user_text
-        from agents.model_servers.openai import chat_reply, usage
+        from sample_models.base import last_user_text
+        from sample_models.openai import chat_reply, usage
 
         body = request.body
         kind = KIND_OF_MODEL.get(str(body.get("model")), "local")

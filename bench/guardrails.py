@@ -70,12 +70,12 @@ def run(args: argparse.Namespace) -> None:
     from accounts.models import Membership, Organization, User
     from accounts.roles import Role
     from agents import services
-    from agents.model_servers import AnthropicServer
-    from agents.model_servers import anthropic as anth
     from agents.techlead.client import CallContext, TechLeadClient
     from policies.enforcement import command_refusal, edits_refusal
     from policies.redaction import redact_payload
     from policies.selectors import policy_for
+    from sample_models import AnthropicServer
+    from sample_models import anthropic as anth
     from tickets.services import project_create
 
     figures: dict[str, str] = {}

@@ -250,9 +250,9 @@ def proposal(batch: int, size: int) -> dict[str, Any]:
 
 
 def start_models(tickets: int) -> tuple[Any, Any]:
-    from agents.model_servers import AnthropicServer, OpenAIServer
-    from agents.model_servers.anthropic import tool_use_reply
-    from agents.model_servers.base import RecordedRequest, last_user_text
+    from sample_models import AnthropicServer, OpenAIServer
+    from sample_models.anthropic import tool_use_reply
+    from sample_models.base import RecordedRequest, last_user_text
 
     def tech_lead(request: RecordedRequest) -> Any:
         tools = {tool.get("name") for tool in request.body.get("tools") or []}

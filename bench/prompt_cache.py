@@ -35,7 +35,7 @@ REQUIREMENTS = [
 def proposal_for(checkout: Path) -> Callable[..., dict[str, Any]]:
     """For another project: one ticket quoting the first lines of its first Python file."""
     from agents.techlead.repo_map import tracked_files
-    from agents.techlead.testing import invoice_ticket
+    from tests.samples import invoice_ticket
 
     path = next((name for name in tracked_files(checkout) if name.endswith(".py")
                  and (checkout / name).read_text(encoding="utf-8").strip()), None)
@@ -69,11 +69,11 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
     from accounts.models import Membership, Organization, User
     from accounts.roles import Role
     from agents import pricing, services
-    from agents.model_servers import AnthropicServer, SampleTechLead
     from agents.models import ModelCall
     from agents.techlead.client import TechLeadClient
     from agents.techlead.decompose import decompose
-    from agents.techlead.testing import SAMPLE_PROJECT, git_checkout, invoice_proposal
+    from sample_models import AnthropicServer, SampleTechLead
+    from tests.samples import SAMPLE_PROJECT, git_checkout, invoice_proposal
     from tickets.services import project_create, requirement_create
 
     call_command("migrate", verbosity=0)

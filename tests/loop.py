@@ -179,7 +179,7 @@ def workspace_root(processes: Processes) -> Path:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    from agents.techlead.testing import SAMPLE_PROJECT, git_checkout
+    from tests.samples import SAMPLE_PROJECT, git_checkout
 
     return git_checkout(SAMPLE_PROJECT, tmp_path / "invoice-calc")
 
@@ -202,7 +202,7 @@ def project(cast: Any, repo: Path) -> Any:
 
 @pytest.fixture
 def coder() -> Iterator[Any]:
-    from agents.model_servers import OpenAIServer
+    from sample_models import OpenAIServer
 
     with OpenAIServer(flavor="lmstudio") as server:
         yield server
@@ -210,7 +210,7 @@ def coder() -> Iterator[Any]:
 
 @pytest.fixture
 def cloud() -> Iterator[Any]:
-    from agents.model_servers import AnthropicServer
+    from sample_models import AnthropicServer
 
     with AnthropicServer(api_key="sk-ant-test") as server:
         yield server

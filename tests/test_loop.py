@@ -11,16 +11,16 @@ from typing import Any
 import pytest
 
 from agents import services as agent_services
-from agents.model_servers import AnthropicServer, OpenAIServer, RecordedRequest
-from agents.model_servers.anthropic import tool_use_reply
-from agents.model_servers.base import last_user_text
-from agents.model_servers.demo import RIGHT_FIX, WRONG_FIX
 from agents.models import ModelCall
 from agents.pricing import CURRENT_SONNET
-from agents.techlead.testing import invoice_ticket
 from agents.workspaces.git import git
 from haao.models import AuditEvent
+from sample_models import AnthropicServer, OpenAIServer, RecordedRequest
+from sample_models.anthropic import tool_use_reply
+from sample_models.base import last_user_text
+from sample_models.rounding import RIGHT_FIX, WRONG_FIX
 from tests.loop import Processes, wait_for, workspace_root
+from tests.samples import invoice_ticket
 from tickets import services
 from tickets.models import Attempt, Project, Requirement, Ticket
 

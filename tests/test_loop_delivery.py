@@ -14,12 +14,12 @@ import pytest
 from django.test import override_settings
 from rest_framework.test import APIClient
 
-from agents.model_servers import AnthropicServer, OpenAIServer
-from agents.model_servers.demo import RIGHT_FIX
 from agents.models import DeliveryStatus, IntegrationBranch, PullRequestState
-from agents.techlead.testing import SAMPLE_PROJECT, invoice_ticket
+from sample_models import AnthropicServer, OpenAIServer
+from sample_models.rounding import RIGHT_FIX
 from tests.fixtures import token_client
 from tests.loop import Processes, wait_for
+from tests.samples import SAMPLE_PROJECT, invoice_ticket
 from tests.servers.forges import FakeGitHub
 from tests.servers.git_http import GitHTTPServer
 from tests.test_loop import Script, TechLead, add_endpoints, status_of

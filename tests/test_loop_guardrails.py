@@ -13,19 +13,19 @@ from django.conf import settings
 from django.test import override_settings
 
 from agents import services as agent_services
-from agents.model_servers import AnthropicServer, OpenAIServer, RecordedRequest
-from agents.model_servers.anthropic import tool_use_reply, usage
-from agents.model_servers.base import last_user_text
 from agents.models import ModelCall
 from agents.pricing import CURRENT_SONNET
-from agents.techlead.testing import invoice_ticket
 from agents.workspaces.git import git
 from agents.workspaces.samples import git_checkout
 from haao.audit import Actor
 from haao.models import AuditEvent
 from policies.services import policy_update
+from sample_models import AnthropicServer, OpenAIServer, RecordedRequest
+from sample_models.anthropic import tool_use_reply, usage
+from sample_models.base import last_user_text
 from tests.factories import ProjectFactory
 from tests.loop import Processes, wait_for, workspace_root
+from tests.samples import invoice_ticket
 from tests.test_loop import (
     RIGHT_FIX,
     WRONG_FIX,

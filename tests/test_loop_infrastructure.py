@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from agents.model_servers import AnthropicServer, OpenAIServer
 from agents.models import ModelCall
-from agents.techlead.testing import SAMPLE_PROJECT, invoice_ticket
 from agents.workspaces.samples import git_checkout
 from haao.models import AuditEvent
+from sample_models import AnthropicServer, OpenAIServer
 from tests.factories import ProjectFactory
 from tests.loop import Processes, wait_for
+from tests.samples import SAMPLE_PROJECT, invoice_ticket
 from tests.test_loop import RIGHT_FIX, TechLead, add_endpoints, proposed, status_of
 from tickets import services
 from tickets.models import Attempt, Project, Ticket

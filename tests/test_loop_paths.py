@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 
-from agents.model_servers import AnthropicServer, OpenAIServer, RecordedRequest
-from agents.model_servers.base import last_user_text
 from agents.models import ModelCall
-from agents.techlead.testing import invoice_ticket
 from agents.workspaces.git import git
 from haao.audit import Actor
 from policies.services import policy_update
+from sample_models import AnthropicServer, OpenAIServer, RecordedRequest
+from sample_models.base import last_user_text
 from tests.loop import Processes, wait_for, workspace_root
+from tests.samples import invoice_ticket
 from tests.test_loop import (
     RIGHT_FIX,
     WRONG_FIX,

@@ -16,16 +16,16 @@ from django.test import override_settings
 
 from agents import services as agent_services
 from agents import tasks
-from agents.model_servers import AnthropicServer, OpenAIServer, RecordedRequest
-from agents.model_servers.base import last_user_text
 from agents.models import CallOutcome, ModelCall
 from agents.pricing import CURRENT_SONNET
-from agents.techlead.testing import invoice_ticket
 from agents.workspaces.git import git
 from haao.audit import Actor
 from policies.services import policy_update
+from sample_models import AnthropicServer, OpenAIServer, RecordedRequest
+from sample_models.base import last_user_text
 from tests.factories import ProjectFactory
 from tests.loop import Processes, state, wait_for, workspace_root
+from tests.samples import invoice_ticket
 from tests.test_loop import (
     RIGHT_FIX,
     TechLead,

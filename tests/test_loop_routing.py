@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from agents.model_servers import AnthropicServer, OpenAIServer, RecordedRequest
-from agents.model_servers.base import last_user_text
 from agents.models import InferenceEndpoint
-from agents.techlead.testing import SAMPLE_PROJECT, git_checkout, invoice_ticket
 from haao.audit import Actor
 from policies.services import policy_update
+from sample_models import AnthropicServer, OpenAIServer, RecordedRequest
+from sample_models.base import last_user_text
 from tests.factories import ProjectFactory
 from tests.loop import Processes, wait_for
+from tests.samples import SAMPLE_PROJECT, git_checkout, invoice_ticket
 from tests.test_loop import TechLead, add_endpoints
 from tickets import services
 from tickets.models import Attempt, Project, Requirement, Ticket

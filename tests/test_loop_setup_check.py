@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from agents.techlead.testing import SAMPLE_PROJECT
 from agents.workspaces.git import git
 from agents.workspaces.samples import git_checkout
 from haao.models import AuditEvent
 from tests.loop import Processes, wait_for
+from tests.samples import SAMPLE_PROJECT
 from tickets import services
 from tickets.models import Project
 

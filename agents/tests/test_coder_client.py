@@ -10,10 +10,10 @@ from django.test import override_settings
 
 from agents import services
 from agents.coder.client import CoderFailure, chat_url, complete, error_message
-from agents.model_servers import OpenAIServer, Reset, delayed, invalid_json
-from agents.model_servers import openai as oai
-from agents.model_servers.base import Response, SSEEvent, Stream
 from agents.models import InferenceEndpoint
+from sample_models import OpenAIServer, Reset, delayed, invalid_json
+from sample_models import openai as oai
+from sample_models.base import Response, SSEEvent, Stream
 
 pytestmark = [pytest.mark.django_db]
 

@@ -360,8 +360,8 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
 def test_the_model_step_streams_progress_and_hands_the_answer_to_the_checks(
         cast: Any, sent: list[tuple[str, dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from agents.model_servers import OpenAIServer
     from agents.models import ModelCall
+    from sample_models import OpenAIServer
 
     monkeypatch.setattr(steps, "TOKEN_EVENT_SECONDS", 0.0)
     answer = "<<<<<<< FILE notes/a.txt\nhello\n>>>>>>> END\n"
@@ -391,7 +391,7 @@ def test_the_model_step_streams_progress_and_hands_the_answer_to_the_checks(
 
 def test_an_unreachable_coder_costs_no_retry_and_its_work_moves(
         cast: Any, sent: list[tuple[str, dict[str, Any]]]) -> None:
-    from agents.model_servers import OpenAIServer
+    from sample_models import OpenAIServer
 
     with OpenAIServer(flavor="vllm") as server:
         down_url = server.url  # stopped when the block ends: connections are refused
@@ -414,9 +414,9 @@ def test_an_unreachable_coder_costs_no_retry_and_its_work_moves(
 
 def test_an_audit_the_tech_lead_refuses_blocks_the_ticket_instead_of_retrying_forever(
         cast: Any, sent: list[tuple[str, dict[str, Any]]]) -> None:
-    from agents.model_servers import AnthropicServer
     from agents.models import ModelCall
     from agents.pricing import CURRENT_SONNET
+    from sample_models import AnthropicServer
 
     attempt = finished(cast, "passed")
     Ticket.objects.filter(pk=attempt.ticket_id).update(status="auditing")

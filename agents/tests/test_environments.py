@@ -27,11 +27,11 @@ from agents.sandbox import (
     run_check,
     sandbox_available,
 )
-from agents.techlead.testing import SAMPLE_PROJECT, git_checkout
 from agents.workspaces import workspace_prepare
 from agents.workspaces.git import git
 from haao.errors import ApplicationError
 from tests.factories import ProjectFactory
+from tests.samples import SAMPLE_PROJECT, git_checkout
 from tickets.models import Project
 
 pytestmark = [

@@ -14,44 +14,21 @@ from django.test import override_settings
 
 from agents import services
 from agents.execution import idempotency_key
-from agents.model_servers import OpenAIServer, delayed
-from agents.model_servers import openai as oai
 from agents.models import InferenceEndpoint, ModelCall
 from agents.sandbox import sandbox_available
-from agents.techlead.testing import SAMPLE_PROJECT, git_checkout
 from haao.audit import Actor
 from haao.models import AuditEvent
 from policies.services import policy_update
+from sample_models import OpenAIServer, delayed
+from sample_models import openai as oai
 from tests.engine import InProcessEngine
-from tests.factories import ProjectFactory, TicketFactory, spec_example
+from tests.factories import ProjectFactory, TicketFactory
+from tests.samples import RIGHT_FIX, SAMPLE_PROJECT, WRONG_FIX, git_checkout, sample_spec
 from tickets.models import Attempt, Ticket
 
 pytestmark = [pytest.mark.django_db]
 
 FAILING_TEST = "tests/test_totals.py::test_total_rounds_half_a_cent_up"
-
-RIGHT_FIX = """I will round half-up with Decimal.quantize.
-
-<<<<<<< SEARCH invoice_calc/totals.py
-from decimal import Decimal
-=======
-from decimal import ROUND_HALF_UP, Decimal
->>>>>>> REPLACE
-
-<<<<<<< SEARCH invoice_calc/totals.py
-    return Decimal(str(round(float(amount), 2)))
-=======
-    return amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
->>>>>>> REPLACE
-"""
-
-# quantize() rounds half-even by default: 0.125 still becomes 0.12.
-WRONG_FIX = """<<<<<<< SEARCH invoice_calc/totals.py
-    return Decimal(str(round(float(amount), 2)))
-=======
-    return amount.quantize(Decimal("0.01"))
->>>>>>> REPLACE
-"""
 
 OUTSIDE_ALLOWED = """<<<<<<< SEARCH tests/test_totals.py
     assert total([Decimal("0.125")]) == Decimal("0.13")
@@ -66,25 +43,6 @@ MALFORMED = """Just change round() to use ROUND_HALF_UP:
     return Decimal(str(round(float(amount), 2)))
 >>>>>>> REPLACE
 """
-
-
-def sample_spec() -> dict[str, Any]:
-    content = (SAMPLE_PROJECT / "invoice_calc" / "totals.py").read_text()
-    lines = content.splitlines(keepends=True)
-    return spec_example(
-        title="Round invoice totals half-up to the cent",
-        objective="total() rounds exact half cents down (0.125 -> 0.12); it must round "
-                  "half-up (0.125 -> 0.13) without going through float.",
-        code_context=[{"path": "invoice_calc/totals.py", "line_start": 1,
-                       "line_end": len(lines), "content": content}],
-        allowed_paths=["invoice_calc/totals.py"],
-        constraints=["Keep amounts as Decimal; never convert to float."],
-        definition_of_done=[{"name": "unit tests",
-                             "command": ["python", "-m", "pytest", "-q", "-p",
-                                         "no:cacheprovider", "tests"],
-                             "expected_exit_code": 0, "timeout_seconds": 120,
-                             "output_must_contain": ["passed"]}],
-    )
 
 
 @pytest.fixture(autouse=True)

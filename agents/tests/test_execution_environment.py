@@ -17,15 +17,14 @@ from agents import sandbox
 from agents import services as agent_services
 from agents.execution import UNSANDBOXED_WARNING
 from agents.failures import SANDBOX_MISSING
-from agents.model_servers import OpenAIServer
-from agents.model_servers import openai as oai
 from agents.models import InferenceEndpoint
-from agents.techlead.testing import SAMPLE_PROJECT, git_checkout
-from agents.tests.test_execution import RIGHT_FIX, sample_spec
 from haao.audit import SYSTEM
 from policies.services import policy_update
+from sample_models import OpenAIServer
+from sample_models import openai as oai
 from tests.engine import InProcessEngine
 from tests.factories import ProjectFactory, TicketFactory
+from tests.samples import RIGHT_FIX, SAMPLE_PROJECT, git_checkout, sample_spec
 from tickets.models import Ticket
 
 pytestmark = [pytest.mark.django_db]

@@ -14,10 +14,10 @@ import anthropic
 import httpx
 import pytest
 
-from agents.model_servers import AnthropicServer, OpenAIServer, Reset, Stream, delayed
-from agents.model_servers import anthropic as anth
-from agents.model_servers import openai as oai
-from agents.model_servers.base import invalid_json
+from sample_models import AnthropicServer, OpenAIServer, Reset, Stream, delayed
+from sample_models import anthropic as anth
+from sample_models import openai as oai
+from sample_models.base import invalid_json
 
 MODEL = "claude-sonnet-5"
 HELLO = [{"role": "user", "content": "Hello there"}]
@@ -583,7 +583,7 @@ def test_a_server_runs_standalone_from_a_script_file(tmp_path: Path):
         {"kind": "error", "vendor": "ollama", "status": 404, "message": "gone"},
     ]))
     process = subprocess.Popen(
-        [sys.executable, "-m", "agents.model_servers", "openai", "--script", str(script)],
+        [sys.executable, "-m", "sample_models", "openai", "--script", str(script)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         cwd=Path(__file__).resolve().parents[2])
     try:
@@ -608,7 +608,7 @@ def test_a_bad_script_file_stops_the_command_with_its_reason(tmp_path: Path):
     script.write_text(json.dumps([{"kind": "poem"}]))
 
     done = subprocess.run(
-        [sys.executable, "-m", "agents.model_servers", "anthropic", "--script", str(script)],
+        [sys.executable, "-m", "sample_models", "anthropic", "--script", str(script)],
         capture_output=True, text=True, timeout=20, cwd=Path(__file__).resolve().parents[2])
 
     assert done.returncode != 0

@@ -14,13 +14,13 @@ from django.test import Client
 from agents import tasks
 from agents.preflight import SetupStatus, setup_check
 from agents.sandbox import sandbox_available
-from agents.techlead.testing import SAMPLE_PROJECT
 from agents.workspaces.git import git
 from agents.workspaces.remote import workspace_of
 from agents.workspaces.samples import git_checkout
 from haao.models import AuditEvent
 from tests.factories import RequirementFactory, TicketFactory
 from tests.fixtures import token_client
+from tests.samples import SAMPLE_PROJECT
 from tickets import services
 from tickets.models import Project
 from tickets.signals import project_setup_changed

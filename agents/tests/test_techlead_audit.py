@@ -7,13 +7,13 @@ from collections.abc import Iterator
 import pytest
 
 from agents.edits import parse_edits
-from agents.model_servers import AnthropicServer
-from agents.model_servers import anthropic as anth
 from agents.models import InferenceEndpoint, ModelCall
 from agents.techlead.audit import AuditVerdict, audit
 from agents.techlead.client import InvalidAnswer, TechLeadClient
 from agents.techlead.solve import solve
 from agents.tests.endpoints import tech_lead_endpoint
+from sample_models import AnthropicServer
+from sample_models import anthropic as anth
 from tests.factories import RequirementFactory, TicketFactory
 from tickets.services import CheckOutcome, attempt_finish, attempt_start
 

@@ -9,8 +9,6 @@ from collections.abc import Iterator
 import pytest
 
 from agents import pricing
-from agents.model_servers import AnthropicServer, Reset, Response, delayed, invalid_json
-from agents.model_servers import anthropic as anth
 from agents.models import CallOutcome, InferenceEndpoint, ModelCall
 from agents.techlead.client import (
     CallContext,
@@ -23,6 +21,8 @@ from agents.techlead.client import (
 from agents.tests.endpoints import tech_lead_endpoint
 from haao.errors import ApplicationError
 from haao.ssrf import UnsafeEndpointURL
+from sample_models import AnthropicServer, Reset, Response, delayed, invalid_json
+from sample_models import anthropic as anth
 
 pytestmark = pytest.mark.django_db
 MESSAGES = "/v1/messages"

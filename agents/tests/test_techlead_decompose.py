@@ -9,21 +9,22 @@ from pathlib import Path
 
 import pytest
 
-from agents.model_servers import AnthropicServer, Response, SampleTechLead
-from agents.model_servers import anthropic as anth
 from agents.models import CallOutcome, InferenceEndpoint, ModelCall
 from agents.techlead.client import TechLeadClient
 from agents.techlead.decompose import DecompositionFailed, decompose, decompose_requirement
 from agents.techlead.repo_map import repo_map
-from agents.techlead.testing import (
+from agents.tests.endpoints import tech_lead_endpoint
+from sample_models import AnthropicServer, Response, SampleTechLead
+from sample_models import anthropic as anth
+from sample_models.rounding import ROUNDING_TICKET
+from tests.factories import RequirementFactory
+from tests.samples import (
     SAMPLE_PROJECT,
     file_lines,
     git_checkout,
     invoice_proposal,
     invoice_ticket,
 )
-from agents.tests.endpoints import tech_lead_endpoint
-from tests.factories import RequirementFactory
 from tickets.models import RequirementStatus, Ticket, TicketStatus
 
 pytestmark = pytest.mark.django_db
@@ -66,8 +67,10 @@ def test_the_sample_project_decomposes_into_tickets_carrying_the_real_code(
     assert [t["title"] for t in tickets] == ["Round money half-up with Decimal",
                                             "Test rounding of totals at half a cent"]
     excerpt = tickets[0]["code_context"][0]
-    assert excerpt["path"] == "invoice_calc/totals.py"
-    assert excerpt["content"] == file_lines(checkout / "invoice_calc/totals.py", 14, 21)
+    asked = ROUNDING_TICKET["code_context"][0]
+    assert excerpt["path"] == asked["path"] == "invoice_calc/totals.py"
+    assert excerpt["content"] == file_lines(checkout / asked["path"], asked["line_start"],
+                                            asked["line_end"])
     assert "def round_money(amount: Decimal) -> Decimal:" in excerpt["content"]
     assert tickets[1]["dependencies"] == ["#1"]
     [request] = server.requests_to(MESSAGES)
@@ -165,7 +168,7 @@ def test_a_decomposed_requirement_is_stored_as_proposed_tickets(
     assert outcome.status == RequirementStatus.PROPOSED
     first, second = Ticket.objects.filter(requirement=requirement).order_by("order")
     assert first.status == TicketStatus.PROPOSED
-    assert first.spec["code_context"][0]["content"].startswith("def round_money(")
+    assert "def round_money(" in first.spec["code_context"][0]["content"]
     assert list(second.dependencies.all()) == [first]
     [call] = ModelCall.objects.all()
     assert call.requirement == requirement and call.project == cast.project
@@ -285,7 +288,8 @@ def test_the_projects_test_command_is_asked_for_and_in_every_tickets_checks(
 def test_a_ticket_that_runs_the_test_command_already_gets_no_second_copy(
         requirement, checkout, endpoint, server) -> None:
     project = requirement.project
-    project.test_command = ["python", "-m", "pytest", "-q"]  # what the sample's tickets run
+    # What the sample's tickets run already.
+    project.test_command = ROUNDING_TICKET["definition_of_done"][0]["command"]
     project.save()
     tickets = run(requirement, checkout, endpoint)
     assert [len(t["definition_of_done"]) for t in tickets] == [1, 1]
@@ -295,7 +299,7 @@ def test_a_ticket_that_runs_the_test_command_already_gets_no_second_copy(
 
 @pytest.fixture
 def sample_models(cast, settings) -> Iterator[InferenceEndpoint]:
-    from agents.model_servers.demo import sample_tech_lead
+    from sample_models.demo import sample_tech_lead
 
     settings.HAAO_ENDPOINT_ALLOWLIST = ["127.0.0.1"]
     with AnthropicServer(answer=sample_tech_lead) as running:

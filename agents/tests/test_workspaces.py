@@ -28,24 +28,11 @@ from agents.workspaces import (
 )
 from agents.workspaces.git import git, git_env
 from haao.errors import ApplicationError
+from tests.samples import RIGHT_FIX
 from tickets.repositories import RepositoryRefused
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "invoice-calc"
 ALLOWED = ["invoice_calc/*.py", "tests/test_*.py"]
-FIX = """Totals must round half-up in Decimal.
-
-<<<<<<< SEARCH invoice_calc/totals.py
-from decimal import Decimal
-=======
-from decimal import ROUND_HALF_UP, Decimal
->>>>>>> REPLACE
-
-<<<<<<< SEARCH invoice_calc/totals.py
-    return Decimal(str(round(float(amount), 2)))
-=======
-    return amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
->>>>>>> REPLACE
-"""
 
 
 def run_git(cwd: Path, *args: str) -> str:
@@ -217,7 +204,7 @@ def test_applying_the_fix_makes_the_sample_tests_pass_and_is_the_recorded_diff(
         before = run_sample_tests(worktree)
         assert before.returncode == 1 and "1 failed, 16 passed" in before.stdout
 
-        change = apply_edits(worktree=worktree, edits=parse_edits(FIX), allowed_paths=ALLOWED)
+        change = apply_edits(worktree=worktree, edits=parse_edits(RIGHT_FIX), allowed_paths=ALLOWED)
 
         after = run_sample_tests(worktree)
         assert after.returncode == 0 and "17 passed" in after.stdout
@@ -388,7 +375,7 @@ def test_a_star_in_an_allowed_path_does_not_cross_folders(repo: Path) -> None:
 def test_a_merged_attempt_lands_on_integration_with_the_ticket_key(repo: Path) -> None:
     with attempt_worktree(repo=repo, ticket_key="INV-42", attempt_number=1,
                           base_branch="haao/integration") as worktree:
-        apply_edits(worktree=worktree, edits=parse_edits(FIX), allowed_paths=ALLOWED)
+        apply_edits(worktree=worktree, edits=parse_edits(RIGHT_FIX), allowed_paths=ALLOWED)
         commit_attempt(worktree, "INV-42: round totals half-up")
     before = head(repo, "haao/integration")
 
@@ -446,7 +433,7 @@ def test_repository_hooks_never_run(repo: Path, tmp_path: Path) -> None:
         hook.chmod(0o755)
     with attempt_worktree(repo=repo, ticket_key="INV-60", attempt_number=1,
                           base_branch="haao/integration") as worktree:
-        apply_edits(worktree=worktree, edits=parse_edits(FIX), allowed_paths=ALLOWED)
+        apply_edits(worktree=worktree, edits=parse_edits(RIGHT_FIX), allowed_paths=ALLOWED)
         commit_attempt(worktree, "INV-60: fix")
     merge_into_integration(repo=repo, branch="haao/INV-60/attempt-1",
                            integration_branch="haao/integration", message="INV-60: merge")

@@ -342,7 +342,7 @@ HAAO_ENDPOINT_ALLOWLIST_BY_ORG = env.string("HAAO_ENDPOINT_ALLOWLIST_BY_ORG", ""
 # Directories a project's repository may be a local path in (tickets.services.projects); the
 # demo's sample repository lives in the first one.
 HAAO_LOCAL_REPOSITORIES = env.string_list("HAAO_LOCAL_REPOSITORIES", [str(DATA_DIR / "samples")])
-# The demo's scripted models (agents/model_servers/demo.py), started by `manage.py serve`
+# The demo's scripted models (sample_models/demo.py), started by `manage.py serve`
 # on 127.0.0.1: the Tech Lead on this port, the coder on the next. `make run` turns them on
 # for the parts without a key; the real local model (docs/local-model.md) can be the coder.
 HAAO_SAMPLE_MODELS = env.boolean("HAAO_SAMPLE_MODELS", False)

@@ -25,7 +25,8 @@ def modules(package: str) -> list[str]:
 
 
 def test_every_module_of_hao_has_a_place_in_the_order_of_its_parts() -> None:
-    packages = {".".join(module.split(".")[:1]) for module in PACKAGES}
+    # The sample models are kept apart by their own contract (nothing of HAAO imports them).
+    packages = {module for module in PACKAGES if module != "sample_models"}
     missing = uncovered([m for package in sorted(packages) for m in modules(package)
                          if m not in packages], CONTRACTS["layers"]["layers"])
     assert missing == [], ("Name these modules in a layer of pyproject.toml's "

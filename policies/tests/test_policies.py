@@ -14,8 +14,6 @@ from django.utils import timezone
 
 from agents import ledger
 from agents import services as agent_services
-from agents.model_servers import AnthropicServer
-from agents.model_servers import anthropic as anth
 from agents.models import InferenceEndpoint, ModelCall
 from agents.selectors import cloud_budgets, spend_refusal
 from agents.techlead.client import CallContext, TechLeadClient
@@ -35,6 +33,8 @@ from policies.models import PolicyVersion
 from policies.rules import PolicyInvalid
 from policies.selectors import effective_policy, policy_row_values
 from policies.services import policy_update
+from sample_models import AnthropicServer
+from sample_models import anthropic as anth
 from tests.factories import TicketFactory
 from tickets.models import Ticket
 

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
-from agents.model_servers import AnthropicServer, OpenAIServer
-from agents.model_servers.base import last_user_text
-from agents.techlead.testing import invoice_ticket
+from sample_models import AnthropicServer, OpenAIServer
+from sample_models.base import last_user_text
 from tests.loop import Processes, wait_for
+from tests.samples import invoice_ticket
 from tests.test_loop import RIGHT_FIX, TechLead, add_endpoints
 from tickets.models import Project, Ticket
 

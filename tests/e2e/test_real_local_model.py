@@ -36,9 +36,9 @@ from agents.localmodel import (
 )
 from agents.models import InferenceEndpoint, ModelCall
 from agents.sandbox import sandbox_available
-from agents.techlead.testing import SAMPLE_PROJECT, git_checkout
 from tests.engine import InProcessEngine
 from tests.factories import ProjectFactory, TicketFactory, spec_example
+from tests.samples import SAMPLE_PROJECT, git_checkout
 from tickets.models import Ticket
 
 pytestmark = [pytest.mark.localmodel, pytest.mark.django_db]

@@ -127,7 +127,7 @@ class Command(BaseCommand):
 
     def _seed_endpoints(self) -> None:
         """The demo's models: real ones when their settings are given, else the sample models
-        (agents/model_servers/demo.py) that `manage.py serve` starts; kept in step each run."""
+        (sample_models/demo.py) that `manage.py serve` starts; kept in step each run."""
         organization = Organization.objects.get(slug=DEMO_SLUG)
         admin = User.objects.get(email=DEMO_USERS[0][0])
         sample_port = settings.HAAO_SAMPLE_MODELS_PORT

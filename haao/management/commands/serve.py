@@ -73,7 +73,7 @@ class Command(BaseCommand):
                      "--schedule", str(data_dir / "celerybeat-schedule")],
         }
         if settings.HAAO_SAMPLE_MODELS:
-            commands["sample-models"] = [python, "-m", "agents.model_servers.demo", "--port",
+            commands["sample-models"] = [python, "-m", "sample_models.demo", "--port",
                                          str(settings.HAAO_SAMPLE_MODELS_PORT)]
         if settings.HAAO_DEMO_LOCAL_MODEL:
             commands["local-model"] = [python, "-m", "agents.localmodel", "--port",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from agents.model_servers.anthropic import AnthropicServer, SampleTechLead
-from agents.model_servers.base import (
+from sample_models.anthropic import AnthropicServer, SampleTechLead
+from sample_models.base import (
     RecordedRequest,
     Reply,
     Reset,
@@ -14,7 +14,7 @@ from agents.model_servers.base import (
     delayed,
     invalid_json,
 )
-from agents.model_servers.openai import OpenAIServer, SampleCoder
+from sample_models.openai import OpenAIServer, SampleCoder
 
 __all__ = [
     "AnthropicServer",

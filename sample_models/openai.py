@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Literal
 
-from agents.model_servers.base import (
+from sample_models.base import (
     RecordedRequest,
     Reply,
     Reset,

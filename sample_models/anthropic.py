@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from agents.model_servers.base import (
+from sample_models.base import (
     RecordedRequest,
     Reply,
     Reset,

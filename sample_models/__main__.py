@@ -1,4 +1,4 @@
-"""Run one scripted model server standalone: `python -m agents.model_servers anthropic --port N`."""
+"""Run one scripted model server standalone: `python -m sample_models anthropic --port N`."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from agents.model_servers import anthropic, openai
-from agents.model_servers.base import Reply, ScriptedServer
+from sample_models import anthropic, openai
+from sample_models.base import Reply, ScriptedServer
 
 
 def load_script(path: Path, kind: str) -> list[Reply]:
@@ -44,7 +44,7 @@ def build_server(args: argparse.Namespace) -> ScriptedServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agents.model_servers",
+    parser = argparse.ArgumentParser(prog="python -m sample_models",
                                      description=__doc__)
     parser.add_argument("kind", choices=["anthropic", "openai"])
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free)")

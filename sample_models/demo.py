@@ -6,7 +6,7 @@ project's test suite, the coder's first answer is wrong (the tests fail) and its
 sees the failing output, is right; the audit passes work whose checks passed. Everything else
 (applying edits, running the tests in the sandbox, merging) is HAAO's real code.
 
-    python -m agents.model_servers.demo --port 8100   # Tech Lead on 8100, coder on 8101
+    python -m sample_models.demo --port 8100   # Tech Lead on 8100, coder on 8101
 """
 
 from __future__ import annotations
@@ -17,55 +17,12 @@ import signal
 import threading
 from typing import Any
 
-from agents.model_servers.anthropic import AnthropicServer, tool_use_reply
-from agents.model_servers.base import RecordedRequest, last_user_text
-from agents.model_servers.openai import OpenAIServer
+from sample_models.anthropic import AnthropicServer, tool_use_reply
+from sample_models.base import RecordedRequest, last_user_text
+from sample_models.openai import OpenAIServer
+from sample_models.rounding import RIGHT_FIX, ROUNDING_TICKET, WRONG_FIX
 
 SAMPLE_CODER_MODEL = "sample-coder"
-
-ROUNDING_TICKET: dict[str, Any] = {
-    "schema_version": "1",
-    "title": "Round money half-up with Decimal",
-    "objective": "round_money() goes through float and rounds 0.125 down to 0.12. Quantize "
-                 "the Decimal to cents with ROUND_HALF_UP instead, so 0.125 becomes 0.13.",
-    "code_context": [{"path": "invoice_calc/totals.py", "line_start": 1, "line_end": 21},
-                     {"path": "tests/test_totals.py", "line_start": 1, "line_end": 12}],
-    "allowed_paths": ["invoice_calc/totals.py"],
-    "constraints": ["Do not change the signature of round_money().",
-                    "Keep amounts as Decimal; never convert to float."],
-    "definition_of_done": [{"name": "unit tests",
-                            "command": ["python", "-m", "pytest", "-q", "-p",
-                                        "no:cacheprovider"],
-                            "expected_exit_code": 0, "timeout_seconds": 120,
-                            "output_must_contain": ["passed"]}],
-    "dependencies": [],
-    "complexity": 1,
-}
-
-RIGHT_FIX = """I will quantize the Decimal half-up instead of going through float.
-
-<<<<<<< SEARCH invoice_calc/totals.py
-from decimal import Decimal
-=======
-from decimal import ROUND_HALF_UP, Decimal
->>>>>>> REPLACE
-
-<<<<<<< SEARCH invoice_calc/totals.py
-    return Decimal(str(round(float(amount), 2)))
-=======
-    return amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
->>>>>>> REPLACE
-"""
-
-# quantize() rounds half-even by default: 0.125 still becomes 0.12, and the test says so.
-WRONG_FIX = """Quantizing the Decimal avoids the float conversion.
-
-<<<<<<< SEARCH invoice_calc/totals.py
-    return Decimal(str(round(float(amount), 2)))
-=======
-    return amount.quantize(Decimal("0.01"))
->>>>>>> REPLACE
-"""
 
 AUDIT_PASSED = {"passed": True, "findings": [],
                 "summary": "Sample audit: the diff does what the ticket asks, within its allowed "
@@ -111,7 +68,7 @@ def sample_servers(port: int) -> tuple[AnthropicServer, OpenAIServer]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agents.model_servers.demo",
+    parser = argparse.ArgumentParser(prog="python -m sample_models.demo",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8100,
                         help="the Tech Lead's port on 127.0.0.1; the coder takes the next one")

@@ -130,9 +130,13 @@ class SQLiteChannelLayer(BaseChannelLayer):
     async def group_add(self, group: str, channel: str) -> None:
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
+        now = time.time()
         await asyncio.to_thread(
             self._execute, "INSERT OR REPLACE INTO membership (grp, channel, expires) "
-            "VALUES (?, ?, ?)", (group, channel, time.time() + self.group_expiry))
+            "VALUES (?, ?, ?)", (group, channel, now + self.group_expiry))
+        if random.random() < 0.01:  # now and then, drop the memberships of gone sockets
+            await asyncio.to_thread(self._execute, "DELETE FROM membership WHERE expires <= ?",
+                                    (now,))
 
     async def group_discard(self, group: str, channel: str) -> None:
         self.require_valid_group_name(group)
@@ -151,11 +155,3 @@ class SQLiteChannelLayer(BaseChannelLayer):
 
     async def close(self) -> None:
         pass
-
-    def purge_expired(self) -> int:
-        """Delete expired messages and memberships (called by a periodic task)."""
-        now = time.time()
-        db = self._db()
-        removed = db.execute("DELETE FROM message WHERE expires <= ?", (now,)).rowcount
-        removed += db.execute("DELETE FROM membership WHERE expires <= ?", (now,)).rowcount
-        return int(removed)

@@ -36,11 +36,6 @@ class RecordedRequest:
     body: Any
     time: float
 
-    @property
-    def json_ok(self) -> bool:
-        """Whether the body parsed as JSON (an empty body counts as not JSON)."""
-        return self.body is not None
-
     def header(self, name: str, default: str | None = None) -> str | None:
         """A header's value, looked up case-insensitively."""
         return self.headers.get(name.lower(), default)
@@ -278,7 +273,6 @@ class ScriptedServer:
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._queue: deque[tuple[str | None, Reply]] = deque()
-        self._arrived = threading.Condition(self._lock)
         self._connections: set[socket.socket] = set()
         self._stopping = threading.Event()
         self._httpd: _HTTPServer | None = None
@@ -369,18 +363,6 @@ class ScriptedServer:
         """The recorded requests to one path."""
         return [r for r in self.requests if r.path == path]
 
-    def wait_for_requests(self, count: int, *, timeout: float = 5.0) -> list[RecordedRequest]:
-        """Block until at least `count` requests arrived; raise TimeoutError otherwise."""
-        deadline = time.monotonic() + timeout
-        with self._arrived:
-            while len(self._requests) < count:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(
-                        f"{self.name} server got {len(self._requests)} of {count} requests")
-                self._arrived.wait(left)
-            return list(self._requests)
-
     def clear(self) -> None:
         """Forget recorded requests and queued replies."""
         with self._lock:
@@ -411,9 +393,8 @@ class ScriptedServer:
     # Internals --------------------------------------------------------------------------------
 
     def _record(self, request: RecordedRequest) -> None:
-        with self._arrived:
+        with self._lock:
             self._requests.append(request)
-            self._arrived.notify_all()
 
     def _track(self, connection: socket.socket, *, add: bool) -> None:
         with self._lock:

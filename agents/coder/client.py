@@ -9,7 +9,6 @@ instead of crashing.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
@@ -79,16 +78,6 @@ class CoderFailure(ApplicationError):
 
     def __str__(self) -> str:
         return f"{self.outcome}: {self.message}"
-
-
-@contextlib.contextmanager
-def endpoint_slot(endpoint: InferenceEndpoint) -> Iterator[None]:
-    """Hold one of the endpoint's `max_concurrency` slots for the duration of a call.
-
-    Not enforced yet: a cross-process limiter (database or Redis lease) plugs in here, and
-    `complete` is the only caller, so every coder request passes through it.
-    """
-    yield
 
 
 def chat_url(base_url: str) -> str:
@@ -395,47 +384,46 @@ def complete(*, endpoint: InferenceEndpoint, messages: Sequence[Message], stream
     if key:
         headers["Authorization"] = f"Bearer {key}"
     limits = httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout))
-    with endpoint_slot(endpoint):
-        call.started = time.monotonic()
-        try:
-            # No redirects (one could point past the SSRF guard), and the connection goes to
-            # the address the guard checked.
-            with httpx.Client(timeout=limits, follow_redirects=False,
-                              transport=transport or PinnedTransport(
-                                  organization_id=endpoint.organization_id,
-                                  verify=tls_context())) as client, \
-                    client.stream("POST", chat_url(endpoint.base_url), json=payload,
-                                  headers=headers) as response:
-                call.request_id = _request_id(response)
-                if response.status_code != 200:
-                    raw = _read_capped(call, response).decode("utf-8", "replace")
-                    try:
-                        body = json.loads(raw)
-                    except json.JSONDecodeError:
-                        body = None
-                    raise _status_failure(response, body, raw, model=endpoint.model,
-                                          latency_ms=call.latency_ms)
-                content_type = response.headers.get("content-type", "")
-                if stream and "text/event-stream" in content_type:
-                    return _streamed(call, response, on_token)
-                return _plain(call, response)
-        except CoderFailure:
-            raise
-        except httpx.TimeoutException:
-            raise call.fail(CallOutcome.TIMEOUT,
-                            f"The coder endpoint gave no answer within {timeout:g} seconds.",
-                            reason="timeout") from None
-        except httpx.ConnectError as error:
-            raise call.fail(CallOutcome.CONNECTION_ERROR,
-                            f"Could not connect to the coder endpoint: {_short(str(error), 200)}",
-                            reason="connect") from None
-        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as error:
-            raise call.fail(CallOutcome.CONNECTION_ERROR,
-                            "The coder endpoint dropped the connection: "
-                            f"{_short(str(error) or type(error).__name__, 200)}",
-                            reason="connection_reset") from None
-        except httpx.HTTPError as error:
-            raise call.fail(CallOutcome.ERROR,
-                            f"The request to the coder endpoint failed: "
-                            f"{type(error).__name__}: {_short(str(error), 200)}",
-                            reason="http") from None
+    call.started = time.monotonic()
+    try:
+        # No redirects (one could point past the SSRF guard), and the connection goes to
+        # the address the guard checked.
+        with httpx.Client(timeout=limits, follow_redirects=False,
+                          transport=transport or PinnedTransport(
+                              organization_id=endpoint.organization_id,
+                              verify=tls_context())) as client, \
+                client.stream("POST", chat_url(endpoint.base_url), json=payload,
+                              headers=headers) as response:
+            call.request_id = _request_id(response)
+            if response.status_code != 200:
+                raw = _read_capped(call, response).decode("utf-8", "replace")
+                try:
+                    body = json.loads(raw)
+                except json.JSONDecodeError:
+                    body = None
+                raise _status_failure(response, body, raw, model=endpoint.model,
+                                      latency_ms=call.latency_ms)
+            content_type = response.headers.get("content-type", "")
+            if stream and "text/event-stream" in content_type:
+                return _streamed(call, response, on_token)
+            return _plain(call, response)
+    except CoderFailure:
+        raise
+    except httpx.TimeoutException:
+        raise call.fail(CallOutcome.TIMEOUT,
+                        f"The coder endpoint gave no answer within {timeout:g} seconds.",
+                        reason="timeout") from None
+    except httpx.ConnectError as error:
+        raise call.fail(CallOutcome.CONNECTION_ERROR,
+                        f"Could not connect to the coder endpoint: {_short(str(error), 200)}",
+                        reason="connect") from None
+    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as error:
+        raise call.fail(CallOutcome.CONNECTION_ERROR,
+                        "The coder endpoint dropped the connection: "
+                        f"{_short(str(error) or type(error).__name__, 200)}",
+                        reason="connection_reset") from None
+    except httpx.HTTPError as error:
+        raise call.fail(CallOutcome.ERROR,
+                        f"The request to the coder endpoint failed: "
+                        f"{type(error).__name__}: {_short(str(error), 200)}",
+                        reason="http") from None

@@ -142,11 +142,6 @@ def slot_release(*, holder: str) -> None:
     EndpointLease.objects.filter(holder=holder).delete()
 
 
-def slots_in_use(*, endpoint: InferenceEndpoint) -> int:
-    return EndpointLease.objects.filter(endpoint=endpoint,
-                                        expires_at__gte=timezone.now()).count()
-
-
 def dedicated_queues() -> list[str]:
     """Every dedicated queue configured, for a single-machine worker to consume."""
     return sorted(set(InferenceEndpoint.objects.filter(enabled=True)

@@ -8,12 +8,11 @@ from decimal import Decimal
 import pytest
 from django.test import override_settings
 
-from agents import ledger, selectors, services
+from agents import ledger, services
 from agents.models import ModelCall
 from agents.pricing import UnknownModelPrice
 from haao.errors import ApplicationError, Conflict
 from haao.models import AuditEvent
-from tests.factories import ProjectFactory
 
 pytestmark = pytest.mark.django_db
 NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
@@ -115,23 +114,6 @@ def test_impossible_values_are_refused_naming_the_field(cast, field, value) -> N
         record(cast, local(cast), **{field: value})
     assert field in caught.value.details
     assert not ModelCall.objects.exists()
-
-
-def test_totals_split_cloud_and_local_spend_by_project(cast) -> None:
-    cloud, coder = claude(cast), local(cast, price_input="1", price_output="1")
-    other_project = ProjectFactory(organization=cast.org, key="OPS")
-    record(cast, cloud, role="audit", input_tokens=1_000_000, project=cast.project)
-    record(cast, coder, input_tokens=500_000, output_tokens=500_000, project=cast.project)
-    record(cast, coder, outcome="timeout", project=other_project)
-    totals = selectors.usage_totals(organization=cast.org, project=cast.project)
-    assert totals.calls == 2 and totals.failed_calls == 0
-    assert (totals.cost, totals.cloud_cost, totals.local_cost) == (
-        Decimal("4.000000"), Decimal("3.000000"), Decimal("1.000000"))
-    everything = selectors.usage_totals(organization=cast.org)
-    assert everything.calls == 3 and everything.failed_calls == 1
-    rows = selectors.usage_by_endpoint(organization=cast.org)
-    assert [r["endpoint_name"] for r in rows] == ["Claude", "Local coder"]
-    assert selectors.usage_totals(organization=cast.other_org).calls == 0
 
 
 def test_an_endpoint_with_calls_cannot_be_deleted_only_disabled(cast) -> None:

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from haao.audit import Actor, audit_record
-from haao.errors import ApplicationError, Conflict, NotFound
+from haao.errors import ApplicationError, Conflict
 from haao.limits import check_length
 from tickets.keys import parse_ticket_key
 from tickets.models import Project, Requirement, Ticket, TicketStatus
@@ -193,15 +193,3 @@ def ticket_retry(*, ticket: Ticket, actor: User) -> Ticket:
     return ticket_transition(ticket=ticket, to=TicketStatus.QUEUED, actor=Actor.of(actor),
                              fields={"retries_left": ticket.retry_budget, "block_reason": "",
                                      "audit_failures": 0, "cloud_attempts": 0})
-
-
-def ticket_for_key(*, project: Project, key: str) -> Ticket:
-    prefix, _, number = key.rpartition("-")
-    ticket = None
-    if prefix == project.key and number.isdigit():
-        ticket = (Ticket.objects.for_org(project.organization).select_related("project")
-                  .filter(project=project, number=int(number)).first())
-    if ticket is None:
-        raise NotFound("Not found.")
-    return ticket
-

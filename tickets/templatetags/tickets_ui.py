@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import shlex
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -178,12 +177,6 @@ def millis(value: Any) -> str:
     if value is None or value == "":
         return "—"
     return seconds(int(value) / 1000)
-
-
-@register.filter
-def pretty_json(value: Any) -> str:
-    """`value` as indented JSON, as the spec editor shows it."""
-    return json.dumps(value, indent=2, ensure_ascii=False)
 
 
 @register.filter

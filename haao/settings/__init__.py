@@ -23,9 +23,12 @@ if len(SECRET_KEY) < 50 and not DEBUG:
 DATA_DIR = Path(env.string("HAAO_DATA_DIR", str(BASE_DIR / "var"))).resolve()
 # SQLite, the embedded broker and collected static files live here; create it on first start.
 (DATA_DIR / "static").mkdir(parents=True, exist_ok=True)
-# Where people reach HAAO; by default what `manage.py serve` (make run) listens on, PORT.
-BASE_URL = env.string("HAAO_BASE_URL",
-                      f"http://127.0.0.1:{env.integer('PORT', 8000, minimum=1)}").rstrip("/")
+# Where `manage.py serve` (make run) listens, and how many worker processes it starts.
+SERVE_HOST = env.string("HOST", "127.0.0.1")
+SERVE_PORT = env.integer("PORT", 8000, minimum=1)
+HAAO_WORKER_CONCURRENCY = env.integer("HAAO_WORKER_CONCURRENCY", 2, minimum=1)
+# Where people reach HAAO; by default what `manage.py serve` listens on.
+BASE_URL = env.string("HAAO_BASE_URL", f"http://127.0.0.1:{SERVE_PORT}").rstrip("/")
 ALLOWED_HOSTS = env.string_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.string_list("CSRF_TRUSTED_ORIGINS", [BASE_URL])
 CSRF_FAILURE_VIEW = "haao.views.csrf_failure"

@@ -52,10 +52,10 @@ class Command(BaseCommand):
     help = "Serves HTTP + WebSocket on HOST:PORT and runs background work until interrupted."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--host", default=settings.SERVE_HOST)
+        parser.add_argument("--port", type=int, default=settings.SERVE_PORT)
         parser.add_argument("--workers", type=int,
-                            default=int(os.environ.get("HAAO_WORKER_CONCURRENCY", "2")))
+                            default=settings.HAAO_WORKER_CONCURRENCY)
 
     def handle(self, *args: Any, **options: Any) -> None:
         python = sys.executable

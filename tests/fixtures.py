@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.test import Client, override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts import services
 from accounts.models import Membership, Organization, User
 from accounts.roles import Role
+from haao.models import AuditEvent
 from tests.factories import MembershipFactory, OrganizationFactory, ProjectFactory
 from tickets.models import Project
 
@@ -72,3 +75,37 @@ def page_as_compared(response: Any, url: str) -> bytes:
     return re.sub(rb'name="csrfmiddlewaretoken" value="[^"]+"', b'name="csrfmiddlewaretoken"',
                   body)
 
+
+
+def portal_client(user: User) -> Client:
+    """A browser signed in as `user` (the session, as after a password sign-in)."""
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def admin_portal(cast: Cast) -> Client:
+    """The portal, signed in as the organization's admin."""
+    return portal_client(cast.admin)
+
+
+def last_event(organization: Organization, type: str | None = None) -> AuditEvent:
+    """The organization's newest audit event (of `type`, when given)."""
+    events = AuditEvent.objects.for_org(organization)
+    if type is not None:
+        events = events.filter(type=type)
+    event = events.order_by("-seq").first()
+    assert event is not None, f"No {type or 'audit'} event was written."
+    return event
+
+
+def loopback_allowed() -> override_settings:
+    """Scripted model servers on 127.0.0.1 pass the outbound-address guard."""
+    return override_settings(HAAO_ENDPOINT_ALLOWLIST=["127.0.0.1"])
+
+
+@pytest.fixture
+def allow_loopback() -> Iterator[None]:
+    with loopback_allowed():
+        yield

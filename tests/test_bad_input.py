@@ -151,7 +151,7 @@ def required_fields(endpoint: Endpoint) -> list[str]:
 
 
 @pytest.fixture
-def admin_client(cast: Cast) -> APIClient:
+def admin_api(cast: Cast) -> APIClient:
     client = token_client(cast.org, cast.admin, ["admin"])
     client.get("/api/v1/orgs/acme/")  # records the token's first use before any snapshot
     return client
@@ -201,25 +201,25 @@ def test_every_api_write_endpoint_is_covered() -> None:
 
 @pytest.mark.parametrize("endpoint", WRITE_ENDPOINTS, ids=IDS)
 def test_nul_bytes_in_any_string_are_refused_naming_the_field(
-    endpoint: Endpoint, cast: Cast, admin_client: APIClient
+    endpoint: Endpoint, cast: Cast, admin_api: APIClient
 ) -> None:
     cases = [(f, {**endpoint.valid, f: "a\x00b"}) for f in string_fields(endpoint)]
     cases += [(f, {**endpoint.valid, f: ["view\x00"]}) for f in list_fields(endpoint)]
-    check_each(admin_client, endpoint, cast, cases)
+    check_each(admin_api, endpoint, cast, cases)
 
 
 @pytest.mark.parametrize("endpoint", WRITE_ENDPOINTS, ids=IDS)
 def test_a_megabyte_string_is_refused_naming_the_field(
-    endpoint: Endpoint, cast: Cast, admin_client: APIClient
+    endpoint: Endpoint, cast: Cast, admin_api: APIClient
 ) -> None:
     cases = [(f, {**endpoint.valid, f: MEGABYTE}) for f in string_fields(endpoint)]
     cases += [(f, {**endpoint.valid, f: [MEGABYTE]}) for f in list_fields(endpoint)]
-    check_each(admin_client, endpoint, cast, cases)
+    check_each(admin_api, endpoint, cast, cases)
 
 
 @pytest.mark.parametrize("endpoint", WRITE_ENDPOINTS, ids=IDS)
 def test_wrong_types_are_refused_naming_the_field(
-    endpoint: Endpoint, cast: Cast, admin_client: APIClient
+    endpoint: Endpoint, cast: Cast, admin_api: APIClient
 ) -> None:
     cases: list[tuple[str, dict[str, Any]]] = []
     for field in string_fields(endpoint):
@@ -228,34 +228,34 @@ def test_wrong_types_are_refused_naming_the_field(
     for field in list_fields(endpoint):
         for wrong in ("view", 1, {"a": "b"}, None, [1], [{"a": "b"}]):
             cases.append((field, {**endpoint.valid, field: wrong}))
-    check_each(admin_client, endpoint, cast, cases)
+    check_each(admin_api, endpoint, cast, cases)
 
 
 @pytest.mark.parametrize("endpoint", WRITE_ENDPOINTS, ids=IDS)
 def test_missing_required_fields_are_named(
-    endpoint: Endpoint, cast: Cast, admin_client: APIClient
+    endpoint: Endpoint, cast: Cast, admin_api: APIClient
 ) -> None:
     if not required_fields(endpoint):
         pytest.skip("a partial update has no required fields")
     cases = [(f, {k: v for k, v in endpoint.valid.items() if k != f})
              for f in required_fields(endpoint)]
-    check_each(admin_client, endpoint, cast, cases)
+    check_each(admin_api, endpoint, cast, cases)
 
 
 @pytest.mark.parametrize("endpoint", WRITE_ENDPOINTS, ids=IDS)
 def test_unknown_values_and_unknown_fields_are_refused(
-    endpoint: Endpoint, cast: Cast, admin_client: APIClient
+    endpoint: Endpoint, cast: Cast, admin_api: APIClient
 ) -> None:
     cases = [(f, {**endpoint.valid, f: value}) for f, value in endpoint.unknown_values.items()]
     cases.append(("surprise", {**endpoint.valid, "surprise": 1}))
-    check_each(admin_client, endpoint, cast, cases)
+    check_each(admin_api, endpoint, cast, cases)
 
 
 # --- Whole bodies ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("endpoint", WRITE_ENDPOINTS, ids=IDS)
 def test_malformed_bodies_answer_400_or_415_and_change_nothing(
-    endpoint: Endpoint, cast: Cast, admin_client: APIClient
+    endpoint: Endpoint, cast: Cast, admin_api: APIClient
 ) -> None:
     before = stored(cast)
     url = endpoint.url(cast)
@@ -269,24 +269,24 @@ def test_malformed_bodies_answer_400_or_415_and_change_nothing(
         (json.dumps(endpoint.valid), "application/xml", 415),
     ]
     for body, content_type, status in cases:
-        response = admin_client.generic(endpoint.method, url, body, content_type=content_type)
+        response = admin_api.generic(endpoint.method, url, body, content_type=content_type)
         assert response.status_code == status, (body, content_type, response.content[:200])
         assert response.json()["error"]["message"]
     assert stored(cast) == before
 
 
 def test_a_token_expiry_in_the_past_or_beyond_a_year_is_refused(
-    cast: Cast, admin_client: APIClient
+    cast: Cast, admin_api: APIClient
 ) -> None:
     before = stored(cast)
     url = "/api/v1/orgs/acme/tokens/"
     for when in (timezone.now() - timedelta(minutes=1), timezone.now() + timedelta(days=400)):
-        response = admin_client.post(url, {"name": "x", "scopes": ["read"],
+        response = admin_api.post(url, {"name": "x", "scopes": ["read"],
                                            "expires_at": when.isoformat()}, format="json")
         assert response.status_code == 400
         assert "expires_at" in response.json()["error"]["details"]
     for nonsense in ("tomorrow", "9999-99-99T00:00:00Z", "0001-01-01T00:00:00-05:00"):
-        response = admin_client.post(url, {"name": "x", "scopes": ["read"],
+        response = admin_api.post(url, {"name": "x", "scopes": ["read"],
                                            "expires_at": nonsense}, format="json")
         assert response.status_code == 400, (nonsense, response.content[:200])
     assert stored(cast) == before
@@ -295,20 +295,20 @@ def test_a_token_expiry_in_the_past_or_beyond_a_year_is_refused(
 @pytest.mark.parametrize("query", [{"type": "a\x00b"}, {"actor": "x" * 5000},
                                    {"after_seq": "1e400"}, {"after_seq": "99999999999999999999"},
                                    {"until": "\x00"}, {"page_size": "abc"}, {"cursor": "%%%"}])
-def test_bad_audit_log_filters_never_answer_500(cast: Cast, admin_client: APIClient,
+def test_bad_audit_log_filters_never_answer_500(cast: Cast, admin_api: APIClient,
                                                 query: dict[str, str]) -> None:
-    response = admin_client.get("/api/v1/orgs/acme/audit-events/", query)
+    response = admin_api.get("/api/v1/orgs/acme/audit-events/", query)
     assert response.status_code in (200, 400, 404), response.content[:300]
     if response.status_code != 200:
         assert response.json()["error"]["message"]
 
 
 def test_bad_uuids_and_keys_in_urls_answer_404_not_500(cast: Cast,
-                                                       admin_client: APIClient) -> None:
+                                                       admin_api: APIClient) -> None:
     for url in ("/api/v1/orgs/acme/members/not-a-uuid/", "/api/v1/orgs/acme/projects/%00/",
                 "/api/v1/orgs/acme/projects/" + "A" * 3000 + "/"):
-        assert admin_client.get(url).status_code == 404, url
-    response = admin_client.patch("/api/v1/orgs/acme/members/00000000-0000-0000-0000-0000000000"
+        assert admin_api.get(url).status_code == 404, url
+    response = admin_api.patch("/api/v1/orgs/acme/members/00000000-0000-0000-0000-0000000000"
                                   "00/", {"role": "member"}, format="json")
     assert response.status_code == 404
 

@@ -13,7 +13,7 @@ from accounts.models import ApiToken, Invitation, Membership
 from accounts.roles import Role
 from haao.models import AuditEvent
 from tests.factories import MembershipFactory
-from tests.fixtures import token_client
+from tests.fixtures import last_event, token_client
 
 pytestmark = pytest.mark.django_db
 
@@ -24,10 +24,6 @@ def session_client(user) -> APIClient:
     client = APIClient()
     client.force_authenticate(user=user)
     return client
-
-
-def last_event(org) -> AuditEvent:
-    return AuditEvent.objects.for_org(org).order_by("-seq").first()
 
 
 # --- Organizations ---------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts.models import Membership
-from tests.fixtures import page_as_compared
+from tests.fixtures import page_as_compared, portal_client
 
 # URL name → the roles that may open it
 PAGES = {
@@ -30,12 +30,6 @@ def url_of(name: str, cast, org_slug: str = "acme") -> str:
     return reverse(name, kwargs=kwargs)
 
 
-def client_for(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 @pytest.mark.parametrize("name", PAGES)
 def test_anonymous_visitors_are_sent_to_sign_in(cast, name) -> None:
     url = url_of(name, cast)
@@ -47,7 +41,7 @@ def test_anonymous_visitors_are_sent_to_sign_in(cast, name) -> None:
 
 @pytest.mark.parametrize("name", PAGES)
 def test_an_outsider_gets_the_same_404_as_for_a_missing_organization(cast, name) -> None:
-    client = client_for(cast.outsider)
+    client = portal_client(cast.outsider)
     foreign_url, missing_url = url_of(name, cast), url_of(name, cast, org_slug="no-such-org")
     foreign, missing = client.get(foreign_url), client.get(missing_url)
     assert foreign.status_code == missing.status_code == 404
@@ -58,13 +52,13 @@ def test_an_outsider_gets_the_same_404_as_for_a_missing_organization(cast, name)
 @pytest.mark.parametrize("name", PAGES)
 @pytest.mark.parametrize("role", ["admin", "product_owner", "manager", "member"])
 def test_each_role_sees_only_the_pages_its_capabilities_allow(cast, name, role) -> None:
-    response = client_for(getattr(cast, role)).get(url_of(name, cast))
+    response = portal_client(getattr(cast, role)).get(url_of(name, cast))
     expected = 200 if role in PAGES[name] else 403
     assert response.status_code == expected
 
 
 def test_every_console_page_shows_the_organization_navigation(cast) -> None:
-    client = client_for(cast.admin)
+    client = portal_client(cast.admin)
     for name in PAGES:
         if name == "console-audit-csv":
             continue
@@ -81,13 +75,13 @@ def test_every_console_page_shows_the_organization_navigation(cast) -> None:
     "tokens/00000000-0000-0000-0000-000000000000/revoke/",
 ])
 def test_unknown_ids_answer_404_not_500(cast, path) -> None:
-    client = client_for(cast.admin)
+    client = portal_client(cast.admin)
     assert client.post(f"/o/acme/{path}", {"role": "member"}).status_code == 404
 
 
 def test_another_organizations_member_cannot_be_reached_through_this_one(cast) -> None:
     foreign = Membership.objects.get(organization=cast.other_org, user=cast.outsider)
-    client = client_for(cast.admin)
+    client = portal_client(cast.admin)
     assert client.get(f"/o/acme/admin/members/{foreign.pk}/").status_code == 404
     assert client.post(f"/o/acme/admin/members/{foreign.pk}/remove/").status_code == 404
     assert Membership.objects.filter(pk=foreign.pk).exists()
@@ -105,7 +99,7 @@ def test_the_navigation_shows_a_link_exactly_when_the_role_may_open_its_page(cas
                                                                             role) -> None:
     user = {"admin": cast.admin, "product_owner": cast.product_owner, "manager": cast.manager,
             "member": cast.member}[role]
-    client = client_for(user)
+    client = portal_client(user)
     nav = client.get(reverse("org-overview", kwargs={"org": "acme"})).content.decode()
     for label, name in NAV.items():
         opens = client.get(reverse(name, kwargs={"org": "acme"})).status_code == 200

@@ -8,18 +8,12 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
-from django.test import Client
 from django.utils import timezone
 
 from haao.audit import SYSTEM, Actor, audit_record
 from haao.models import AuditEvent
 from haao.text import csv_cell
-
-
-def client_for(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
+from tests.fixtures import portal_client
 
 
 def csv_rows(response) -> list[list[str]]:
@@ -31,7 +25,7 @@ def test_a_manager_reads_the_log_newest_first_with_localisable_times(cast):
     audit_record(organization=cast.org, actor=SYSTEM, type="endpoint.down")
     audit_record(organization=cast.org, actor=Actor.of(cast.admin), type="project.created",
                  target=cast.project, data={"key": "PAY"})
-    body = client_for(cast.manager).get("/o/acme/admin/audit/").content.decode()
+    body = portal_client(cast.manager).get("/o/acme/admin/audit/").content.decode()
     assert "project.created" in body and "key: PAY" in body and cast.admin.email in body
     assert "<time" in body and 'datetime="' in body
     latest = AuditEvent.objects.for_org(cast.org).order_by("-seq").first()
@@ -44,7 +38,7 @@ def test_a_manager_reads_the_log_newest_first_with_localisable_times(cast):
 def test_filters_by_actor_type_and_date(cast):
     audit_record(organization=cast.org, actor=Actor.of(cast.manager), type="report.viewed")
     audit_record(organization=cast.org, actor=SYSTEM, type="endpoint.down")
-    client = client_for(cast.admin)
+    client = portal_client(cast.admin)
     body = client.get("/o/acme/admin/audit/", {"actor": cast.manager.email[:6].upper()
                                                 + cast.manager.email[6:]}).content.decode()
     assert ">report.viewed</th>" in body and ">endpoint.down</th>" not in body
@@ -65,7 +59,7 @@ def test_filters_by_actor_type_and_date(cast):
     ({"actor": "a\x00"}, "Null characters are not allowed."),
 ])
 def test_bad_filters_are_explained_and_answer_400(cast, params, message):
-    client = client_for(cast.admin)
+    client = portal_client(cast.admin)
     response = client.get("/o/acme/admin/audit/", params)
     assert response.status_code == 400
     assert message in response.content.decode()
@@ -77,7 +71,7 @@ def test_bad_filters_are_explained_and_answer_400(cast, params, message):
 def test_the_log_is_paginated_fifty_rows_a_page(cast):
     for i in range(60):
         audit_record(organization=cast.org, actor=SYSTEM, type="test.event", data={"i": i})
-    client = client_for(cast.admin)
+    client = portal_client(cast.admin)
     total = AuditEvent.objects.for_org(cast.org).count()
     first = client.get("/o/acme/admin/audit/").content.decode()
     assert first.count("<tr>") == 51  # header + 50 rows
@@ -91,7 +85,7 @@ def test_the_csv_export_holds_the_filtered_rows_with_a_header(cast):
     audit_record(organization=cast.org, actor=Actor.of(cast.admin), type="project.created",
                  target=cast.project, target_label="Payments", data={"key": "PAY"})
     audit_record(organization=cast.org, actor=SYSTEM, type="endpoint.down")
-    response = client_for(cast.manager).get("/o/acme/admin/audit.csv",
+    response = portal_client(cast.manager).get("/o/acme/admin/audit.csv",
                                             {"type": "project.created"})
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/csv")
@@ -110,7 +104,7 @@ def test_formula_like_cells_are_escaped_in_the_csv(cast):
                  data={"note": "x"})
     audit_record(organization=cast.org, actor=Actor("model", "@SUM(1)"), type="ticket.note",
                  target_label="-2+3")
-    rows = csv_rows(client_for(cast.admin).get("/o/acme/admin/audit.csv",
+    rows = csv_rows(portal_client(cast.admin).get("/o/acme/admin/audit.csv",
                                                {"type": "ticket.note"}))
     cells = [cell for row in rows[1:] for cell in row]
     assert "'=HYPERLINK(\"http://evil\")" in cells
@@ -123,7 +117,7 @@ def test_formula_like_cells_are_escaped_in_the_csv(cast):
 def test_another_organizations_events_never_appear(cast):
     audit_record(organization=cast.other_org, actor=Actor.of(cast.outsider),
                  type="globex.secret")
-    client = client_for(cast.admin)
+    client = portal_client(cast.admin)
     assert "globex.secret" not in client.get("/o/acme/admin/audit/").content.decode()
     rows = csv_rows(client.get("/o/acme/admin/audit.csv"))
     assert not any("globex.secret" in row for row in rows)
@@ -137,7 +131,7 @@ def test_an_event_stored_with_an_unpaired_surrogate_still_shows_and_exports(cast
     # with the character replaced.
     audit_record(organization=cast.org, actor=Actor.of(cast.admin), type="policy.changed",
                  target_label="label", data={"reason": "why \ud800", "\udc00": 1})
-    client = client_for(cast.admin)
+    client = portal_client(cast.admin)
     page = client.get("/o/acme/admin/audit/")
     assert page.status_code == 200
     assert "why \ufffd" in page.content.decode()

@@ -13,21 +13,14 @@ URL = "/o/acme/admin/sso/domains/"
 
 
 @pytest.fixture
-def admin_client(cast) -> Client:
-    client = Client()
-    client.force_login(cast.admin)
-    return client
-
-
-@pytest.fixture
 def dns(monkeypatch) -> dict[str, list[str]]:
     records: dict[str, list[str]] = {}
     monkeypatch.setattr(domains, "txt_records", lambda name: records.get(name, []))
     return records
 
 
-def test_an_admin_adds_a_domain_and_sees_the_record_to_publish(cast, admin_client):
-    response = admin_client.post(URL, {"domain": "Acme.Test"}, follow=True)
+def test_an_admin_adds_a_domain_and_sees_the_record_to_publish(cast, admin_portal):
+    response = admin_portal.post(URL, {"domain": "Acme.Test"}, follow=True)
 
     claim = OrganizationDomain.objects.for_org(cast.org).get()
     body = response.content.decode()
@@ -36,8 +29,8 @@ def test_an_admin_adds_a_domain_and_sees_the_record_to_publish(cast, admin_clien
     assert "Not verified" in body and ">Verify<" in body
 
 
-def test_a_bad_domain_is_a_form_error(cast, admin_client):
-    response = admin_client.post(URL, {"domain": "not a domain"})
+def test_a_bad_domain_is_a_form_error(cast, admin_portal):
+    response = admin_portal.post(URL, {"domain": "not a domain"})
 
     assert response.status_code == 400
     assert "is not a domain name" in response.content.decode()
@@ -45,37 +38,37 @@ def test_a_bad_domain_is_a_form_error(cast, admin_client):
 
 
 def test_verify_succeeds_with_the_record_and_says_why_it_failed_without(
-    cast, admin_client, dns
+    cast, admin_portal, dns
 ):
-    admin_client.post(URL, {"domain": "acme.test"})
+    admin_portal.post(URL, {"domain": "acme.test"})
     claim = OrganizationDomain.objects.for_org(cast.org).get()
     verify_url = f"{URL}{claim.pk}/verify/"
 
-    failed = admin_client.post(verify_url, follow=True).content.decode()
+    failed = admin_portal.post(verify_url, follow=True).content.decode()
     assert "No TXT record" in failed and "Not verified" in failed
 
     dns["_haao.acme.test"] = [domains.record_value(claim.token)]
-    verified = admin_client.post(verify_url, follow=True).content.decode()
+    verified = admin_portal.post(verify_url, follow=True).content.decode()
 
     assert "acme.test is verified." in verified
     claim.refresh_from_db()
     assert claim.is_verified
 
 
-def test_the_sso_page_warns_until_a_domain_is_verified(cast, admin_client):
-    assert "No verified email domain." in admin_client.get("/o/acme/admin/sso/").content.decode()
+def test_the_sso_page_warns_until_a_domain_is_verified(cast, admin_portal):
+    assert "No verified email domain." in admin_portal.get("/o/acme/admin/sso/").content.decode()
 
     verify_domain(cast.org, "acme.test", cast.admin)
 
-    body = admin_client.get("/o/acme/admin/sso/").content.decode()
+    body = admin_portal.get("/o/acme/admin/sso/").content.decode()
     assert "No verified email domain." not in body
     assert "Verified email domains: acme.test." in body
 
 
-def test_an_admin_removes_a_domain(cast, admin_client):
+def test_an_admin_removes_a_domain(cast, admin_portal):
     claim = verify_domain(cast.org, "acme.test", cast.admin)
 
-    admin_client.post(f"{URL}{claim.pk}/remove/")
+    admin_portal.post(f"{URL}{claim.pk}/remove/")
 
     assert not OrganizationDomain.objects.filter(pk=claim.pk).exists()
 

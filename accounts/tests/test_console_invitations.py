@@ -15,13 +15,6 @@ from haao.models import AuditEvent
 from tests.factories import UserFactory
 
 
-@pytest.fixture
-def admin_client(cast) -> Client:
-    client = Client()
-    client.force_login(cast.admin)
-    return client
-
-
 def invite(client: Client, email: str, role: str = "member"):
     return client.post("/o/acme/admin/invitations/", {"email": email, "role": role})
 
@@ -33,10 +26,10 @@ def link_in(body: str) -> str:
 
 
 def test_creating_an_invitation_shows_the_link_once_and_mails_it(
-        cast, admin_client, settings, django_capture_on_commit_callbacks):
+        cast, admin_portal, settings, django_capture_on_commit_callbacks):
     settings.BASE_URL = "https://haao.example.com"
     with django_capture_on_commit_callbacks(execute=True):
-        response = invite(admin_client, "New.Person@Example.com", "product_owner")
+        response = invite(admin_portal, "New.Person@Example.com", "product_owner")
     assert response.status_code == 200
     assert "no-store" in response["Cache-Control"]
     body = response.content.decode()
@@ -52,15 +45,15 @@ def test_creating_an_invitation_shows_the_link_once_and_mails_it(
     assert mail.outbox[0].to == ["new.person@example.com"]
     assert link in mail.outbox[0].body and "Acme" in mail.outbox[0].subject
 
-    reloaded = admin_client.get("/o/acme/admin/invitations/").content.decode()
+    reloaded = admin_portal.get("/o/acme/admin/invitations/").content.decode()
     assert raw not in reloaded
     assert "new.person@example.com" in reloaded and "Pending" in reloaded
     event = AuditEvent.objects.for_org(cast.org).order_by("-seq").first()
     assert event.type == "invitation.created" and raw not in str(event.data)
 
 
-def test_the_link_works_for_the_invited_email_only(cast, admin_client):
-    link = link_in(invite(admin_client, "invitee@example.com", "manager").content.decode())
+def test_the_link_works_for_the_invited_email_only(cast, admin_portal):
+    link = link_in(invite(admin_portal, "invitee@example.com", "manager").content.decode())
     path = "/" + link.split("/", 3)[3]
 
     stranger = Client()
@@ -77,13 +70,13 @@ def test_the_link_works_for_the_invited_email_only(cast, admin_client):
     assert joined.status_code == 302 and joined["Location"] == "/o/acme/"
     assert Membership.objects.get(organization=cast.org, user=invitee_user).role == Role.MANAGER
     assert invitee.post(path).status_code == 404  # single use
-    assert "Accepted" in admin_client.get("/o/acme/admin/invitations/").content.decode()
+    assert "Accepted" in admin_portal.get("/o/acme/admin/invitations/").content.decode()
 
 
-def test_a_revoked_invitation_link_stops_working(cast, admin_client):
-    link = link_in(invite(admin_client, "late@example.com").content.decode())
+def test_a_revoked_invitation_link_stops_working(cast, admin_portal):
+    link = link_in(invite(admin_portal, "late@example.com").content.decode())
     invitation = Invitation.objects.get(organization=cast.org, email="late@example.com")
-    response = admin_client.post(f"/o/acme/admin/invitations/{invitation.pk}/revoke/",
+    response = admin_portal.post(f"/o/acme/admin/invitations/{invitation.pk}/revoke/",
                                  follow=True)
     body = response.content.decode()
     assert "The invitation for late@example.com was revoked." in body and "Revoked" in body
@@ -93,7 +86,7 @@ def test_a_revoked_invitation_link_stops_working(cast, admin_client):
     client.force_login(user)
     assert client.get("/" + link.split("/", 3)[3]).status_code == 404
 
-    again = admin_client.post(f"/o/acme/admin/invitations/{invitation.pk}/revoke/", follow=True)
+    again = admin_portal.post(f"/o/acme/admin/invitations/{invitation.pk}/revoke/", follow=True)
     assert "already used or revoked" in again.content.decode()
 
 
@@ -105,15 +98,15 @@ def test_a_revoked_invitation_link_stops_working(cast, admin_client):
     ({"role": "member"}, "This field is required."),
 ])
 def test_bad_invitation_input_is_a_form_error_and_nothing_is_created(
-        cast, admin_client, data, message):
-    response = admin_client.post("/o/acme/admin/invitations/", data)
+        cast, admin_portal, data, message):
+    response = admin_portal.post("/o/acme/admin/invitations/", data)
     assert response.status_code == 400
     assert message in response.content.decode()
     assert not Invitation.objects.for_org(cast.org).exists()
 
 
-def test_inviting_an_existing_member_names_the_problem_on_the_email_field(cast, admin_client):
-    response = invite(admin_client, cast.member.email)
+def test_inviting_an_existing_member_names_the_problem_on_the_email_field(cast, admin_portal):
+    response = invite(admin_portal, cast.member.email)
     assert response.status_code == 409
     body = response.content.decode()
     assert f"{cast.member.email} is a member already." in body
@@ -121,7 +114,7 @@ def test_inviting_an_existing_member_names_the_problem_on_the_email_field(cast, 
     assert not Invitation.objects.for_org(cast.org).exists()
 
 
-def test_the_empty_state_explains_what_the_list_will_show(cast, admin_client):
-    body = admin_client.get("/o/acme/admin/invitations/").content.decode()
+def test_the_empty_state_explains_what_the_list_will_show(cast, admin_portal):
+    body = admin_portal.get("/o/acme/admin/invitations/").content.decode()
     assert "No invitations yet" in body
     assert '<label for="id_email"' in body and '<label for="id_role"' in body

@@ -9,21 +9,11 @@ from accounts.models import Membership
 from accounts.roles import Role
 from haao.models import AuditEvent
 from tests.factories import ProjectFactory
+from tests.fixtures import last_event
 
 
-@pytest.fixture
-def admin_client(cast) -> Client:
-    client = Client()
-    client.force_login(cast.admin)
-    return client
-
-
-def last_event(org) -> AuditEvent:
-    return AuditEvent.objects.for_org(org).order_by("-seq").first()
-
-
-def test_the_members_page_lists_every_member_with_role_and_joined_date(cast, admin_client):
-    body = admin_client.get("/o/acme/admin/members/").content.decode()
+def test_the_members_page_lists_every_member_with_role_and_joined_date(cast, admin_portal):
+    body = admin_portal.get("/o/acme/admin/members/").content.decode()
     for user in (cast.admin, cast.product_owner, cast.manager, cast.member):
         assert user.email in body
     assert cast.outsider.email not in body
@@ -31,9 +21,9 @@ def test_the_members_page_lists_every_member_with_role_and_joined_date(cast, adm
     assert f'<label for="role-{cast.membership(cast.member).pk}"' in body
 
 
-def test_an_admin_changes_a_role_and_the_change_is_audited(cast, admin_client):
+def test_an_admin_changes_a_role_and_the_change_is_audited(cast, admin_portal):
     member = cast.membership(cast.member)
-    response = admin_client.post(f"/o/acme/admin/members/{member.pk}/role/",
+    response = admin_portal.post(f"/o/acme/admin/members/{member.pk}/role/",
                                  {"role": "manager"}, follow=True)
     assert response.status_code == 200
     assert f"{cast.member.email} is now Manager." in response.content.decode()
@@ -45,37 +35,37 @@ def test_an_admin_changes_a_role_and_the_change_is_audited(cast, admin_client):
 
 
 @pytest.mark.parametrize("role", ["owner", "", "admin\x00", "x" * 1_000_000])
-def test_an_unknown_role_is_refused_with_a_clear_message(cast, admin_client, role):
+def test_an_unknown_role_is_refused_with_a_clear_message(cast, admin_portal, role):
     member = cast.membership(cast.member)
     before = AuditEvent.objects.for_org(cast.org).count()
-    response = admin_client.post(f"/o/acme/admin/members/{member.pk}/role/", {"role": role})
+    response = admin_portal.post(f"/o/acme/admin/members/{member.pk}/role/", {"role": role})
     assert response.status_code == 400
     assert "Choose one of the roles" in response.content.decode()
     assert Membership.objects.get(pk=member.pk).role == Role.MEMBER
     assert AuditEvent.objects.for_org(cast.org).count() == before
 
 
-def test_the_last_admin_cannot_be_demoted_and_sees_why(cast, admin_client):
+def test_the_last_admin_cannot_be_demoted_and_sees_why(cast, admin_portal):
     admin = cast.membership(cast.admin)
-    response = admin_client.post(f"/o/acme/admin/members/{admin.pk}/role/", {"role": "member"})
+    response = admin_portal.post(f"/o/acme/admin/members/{admin.pk}/role/", {"role": "member"})
     assert response.status_code == 409
     assert "at least one admin" in response.content.decode()
     assert Membership.objects.get(pk=admin.pk).role == Role.ADMIN
 
 
-def test_the_last_admin_cannot_be_removed_and_sees_the_services_message(cast, admin_client):
+def test_the_last_admin_cannot_be_removed_and_sees_the_services_message(cast, admin_portal):
     admin = cast.membership(cast.admin)
-    body = admin_client.get("/o/acme/admin/members/").content.decode()
+    body = admin_portal.get("/o/acme/admin/members/").content.decode()
     assert "Only admin" in body
-    response = admin_client.post(f"/o/acme/admin/members/{admin.pk}/remove/")
+    response = admin_portal.post(f"/o/acme/admin/members/{admin.pk}/remove/")
     assert response.status_code == 409
     assert "The last admin cannot be removed" in response.content.decode()
     assert Membership.objects.filter(pk=admin.pk).exists()
 
 
-def test_removing_a_member_is_audited_and_they_lose_access(cast, admin_client):
+def test_removing_a_member_is_audited_and_they_lose_access(cast, admin_portal):
     member = cast.membership(cast.member)
-    response = admin_client.post(f"/o/acme/admin/members/{member.pk}/remove/", follow=True)
+    response = admin_portal.post(f"/o/acme/admin/members/{member.pk}/remove/", follow=True)
     assert f"{cast.member.email} was removed from Acme." in response.content.decode()
     assert not Membership.objects.filter(pk=member.pk).exists()
     event = last_event(cast.org)
@@ -85,11 +75,11 @@ def test_removing_a_member_is_audited_and_they_lose_access(cast, admin_client):
     assert gone.get("/o/acme/tokens/").status_code == 404
 
 
-def test_an_admin_who_demotes_themselves_lands_on_the_overview(cast, admin_client):
+def test_an_admin_who_demotes_themselves_lands_on_the_overview(cast, admin_portal):
     other = cast.membership(cast.manager)
-    admin_client.post(f"/o/acme/admin/members/{other.pk}/role/", {"role": "admin"})
+    admin_portal.post(f"/o/acme/admin/members/{other.pk}/role/", {"role": "admin"})
     me = cast.membership(cast.admin)
-    response = admin_client.post(f"/o/acme/admin/members/{me.pk}/role/", {"role": "member"})
+    response = admin_portal.post(f"/o/acme/admin/members/{me.pk}/role/", {"role": "member"})
     assert response.status_code == 302 and response["Location"] == "/o/acme/"
 
 
@@ -103,14 +93,14 @@ def test_a_manager_cannot_change_roles(cast):
     assert Membership.objects.get(pk=member.pk).role == Role.MEMBER
 
 
-def test_project_grants_are_shown_and_saved_per_project(cast, admin_client):
+def test_project_grants_are_shown_and_saved_per_project(cast, admin_portal):
     second = ProjectFactory(organization=cast.org, key="WEB", name="Website")
     po = cast.membership(cast.product_owner)
     url = f"/o/acme/admin/members/{po.pk}/"
-    body = admin_client.get(url).content.decode()
+    body = admin_portal.get(url).content.decode()
     assert "PAY · Payments" in body and "WEB · Website" in body
     assert "GLX" not in body  # another organization's project
-    response = admin_client.post(url, {f"project_{cast.project.pk.hex}": ["approve"],
+    response = admin_portal.post(url, {f"project_{cast.project.pk.hex}": ["approve"],
                                        f"project_{second.pk.hex}": ["view"]})
     assert response.status_code == 302
     assert cast.product_owner.has_perm("tickets.approve_project", cast.project)
@@ -118,20 +108,20 @@ def test_project_grants_are_shown_and_saved_per_project(cast, admin_client):
     assert cast.product_owner.has_perm("tickets.view_project", second)
     assert not cast.product_owner.has_perm("tickets.approve_project", second)
     assert last_event(cast.org).type == "project.grants_changed"
-    body = admin_client.get(url).content.decode()
+    body = admin_portal.get(url).content.decode()
     assert f'value="approve" id="id_project_{cast.project.pk.hex}_1" checked' in body
     assert f'value="view" id="id_project_{second.pk.hex}_0" checked' in body
     assert f'value="approve" id="id_project_{second.pk.hex}_1">' in body
 
     # Unticking everything takes the grants away again.
-    admin_client.post(url, {})
+    admin_portal.post(url, {})
     assert not cast.product_owner.has_perm("tickets.view_project", cast.project)
 
 
-def test_a_bad_grant_value_is_a_form_error_and_nothing_changes(cast, admin_client):
+def test_a_bad_grant_value_is_a_form_error_and_nothing_changes(cast, admin_portal):
     po = cast.membership(cast.product_owner)
     url = f"/o/acme/admin/members/{po.pk}/"
-    response = admin_client.post(url, {f"project_{cast.project.pk.hex}": ["view", "owner"]})
+    response = admin_portal.post(url, {f"project_{cast.project.pk.hex}": ["view", "owner"]})
     assert response.status_code == 400
     assert "Select a valid choice" in response.content.decode()
     assert not cast.product_owner.has_perm("tickets.view_project", cast.project)

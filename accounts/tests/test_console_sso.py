@@ -10,7 +10,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from django.forms.models import model_to_dict
-from django.test import Client
 
 from accounts import services
 from accounts.models import Organization, SSOConnection
@@ -19,14 +18,6 @@ from haao.models import AuditEvent
 from tests.factories import MembershipFactory
 
 SECRET = "s3cr3t-stored-value-xyz"
-
-
-
-@pytest.fixture
-def admin_client(cast) -> Client:
-    client = Client()
-    client.force_login(cast.admin)
-    return client
 
 
 @pytest.fixture
@@ -66,9 +57,9 @@ def row(org) -> dict:
     return values
 
 
-def test_the_page_shows_what_the_identity_providers_admin_needs(cast, admin_client, settings):
+def test_the_page_shows_what_the_identity_providers_admin_needs(cast, admin_portal, settings):
     settings.BASE_URL = "https://haao.example.com"
-    body = admin_client.get("/o/acme/admin/sso/").content.decode()
+    body = admin_portal.get("/o/acme/admin/sso/").content.decode()
     assert "https://haao.example.com/accounts/oidc/org-acme/login/callback/" in body
     assert "https://haao.example.com/accounts/saml/acme/acs/" in body
     assert "https://haao.example.com/accounts/saml/acme/metadata/" in body
@@ -76,22 +67,22 @@ def test_the_page_shows_what_the_identity_providers_admin_needs(cast, admin_clie
     assert '<label for="id_oidc_issuer"' in body
 
 
-def test_the_stored_client_secret_is_never_rendered(cast, admin_client, oidc):
-    body = admin_client.get("/o/acme/admin/sso/").content.decode()
+def test_the_stored_client_secret_is_never_rendered(cast, admin_portal, oidc):
+    body = admin_portal.get("/o/acme/admin/sso/").content.decode()
     assert SECRET not in body
     assert 'type="password" name="client_secret"' in body
     assert "A client secret is stored" in body
     assert 'value="https://idp.example.com"' in body  # the other settings are pre-filled
     # Not even when the form comes back with errors.
-    response = admin_client.post("/o/acme/admin/sso/",
+    response = admin_portal.post("/o/acme/admin/sso/",
                                  oidc_post(client_secret="typed-now", oidc_issuer="nope"))
     assert response.status_code == 400
     assert "typed-now" not in response.content.decode()
     assert SECRET not in response.content.decode()
 
 
-def test_a_blank_secret_keeps_the_stored_one(cast, admin_client, oidc):
-    response = admin_client.post("/o/acme/admin/sso/", oidc_post(oidc_client_id="haao-2"))
+def test_a_blank_secret_keeps_the_stored_one(cast, admin_portal, oidc):
+    response = admin_portal.post("/o/acme/admin/sso/", oidc_post(oidc_client_id="haao-2"))
     assert response.status_code == 302
     connection = SSOConnection.objects.get(organization=cast.org)
     assert connection.oidc_client_id == "haao-2"
@@ -100,8 +91,8 @@ def test_a_blank_secret_keeps_the_stored_one(cast, admin_client, oidc):
     assert event.type == "sso.updated" and "oidc_client_secret" not in event.data["changes"]
 
 
-def test_a_new_secret_replaces_the_stored_one_and_the_audit_hides_it(cast, admin_client, oidc):
-    admin_client.post("/o/acme/admin/sso/", oidc_post(client_secret="brand-new"))
+def test_a_new_secret_replaces_the_stored_one_and_the_audit_hides_it(cast, admin_portal, oidc):
+    admin_portal.post("/o/acme/admin/sso/", oidc_post(client_secret="brand-new"))
     assert SSOConnection.objects.get(organization=cast.org).oidc_client_secret.reveal() \
         == "brand-new"
     event = AuditEvent.objects.for_org(cast.org).order_by("-seq").first()
@@ -110,16 +101,16 @@ def test_a_new_secret_replaces_the_stored_one_and_the_audit_hides_it(cast, admin
     assert "brand-new" not in str(event.data)
 
 
-def test_a_first_oidc_setup_needs_a_secret(cast, admin_client):
-    response = admin_client.post("/o/acme/admin/sso/", oidc_post())
+def test_a_first_oidc_setup_needs_a_secret(cast, admin_portal):
+    response = admin_portal.post("/o/acme/admin/sso/", oidc_post())
     assert response.status_code == 400
     assert "Enter the client secret" in response.content.decode()
     assert not SSOConnection.objects.for_org(cast.org).exists()
 
 
-def test_a_saml_connection_is_saved_with_a_valid_certificate(cast, admin_client):
+def test_a_saml_connection_is_saved_with_a_valid_certificate(cast, admin_portal):
     pem = certificate_pem()
-    response = admin_client.post("/o/acme/admin/sso/", {
+    response = admin_portal.post("/o/acme/admin/sso/", {
         "protocol": "saml", "enabled": "on", "email_domains": "Acme.test, @corp.acme.test",
         "default_role": "member", "saml_idp_entity_id": "https://idp.example.com/saml",
         "saml_sso_url": "https://idp.example.com/sso", "saml_x509_cert": pem})
@@ -144,23 +135,23 @@ def test_a_saml_connection_is_saved_with_a_valid_certificate(cast, admin_client)
     ({"protocol": "ldap"}, "Select a valid choice."),
     ({"default_role": "owner"}, "Select a valid choice."),
 ])
-def test_bad_input_is_a_form_error_and_nothing_is_stored(cast, admin_client, oidc, overrides,
+def test_bad_input_is_a_form_error_and_nothing_is_stored(cast, admin_portal, oidc, overrides,
                                                          message):
     before = row(cast.org)
     events = AuditEvent.objects.for_org(cast.org).count()
-    response = admin_client.post("/o/acme/admin/sso/", oidc_post(**overrides))
+    response = admin_portal.post("/o/acme/admin/sso/", oidc_post(**overrides))
     assert response.status_code == 400
     assert message in response.content.decode()
     assert row(cast.org) == before
     assert AuditEvent.objects.for_org(cast.org).count() == events
 
 
-def test_a_domain_routed_to_another_organization_is_refused_on_its_field(cast, admin_client):
+def test_a_domain_routed_to_another_organization_is_refused_on_its_field(cast, admin_portal):
     services.sso_connection_save(organization=cast.other_org, actor=cast.outsider,
                                  client_secret="x",
                                  fields={"protocol": "oidc", "oidc_issuer": "https://g.test",
                                          "oidc_client_id": "g", "email_domains": ["globex.test"]})
-    response = admin_client.post("/o/acme/admin/sso/",
+    response = admin_portal.post("/o/acme/admin/sso/",
                                  oidc_post(email_domains="globex.test", client_secret="y"))
     assert response.status_code == 409
     body = response.content.decode()
@@ -168,9 +159,9 @@ def test_a_domain_routed_to_another_organization_is_refused_on_its_field(cast, a
     assert not SSOConnection.objects.for_org(cast.org).exists()
 
 
-def test_requiring_sso_with_a_break_glass_admin_is_saved_and_audited(cast, admin_client, oidc):
+def test_requiring_sso_with_a_break_glass_admin_is_saved_and_audited(cast, admin_portal, oidc):
     verify_domain(cast.org, "acme.test", cast.admin)
-    response = admin_client.post("/o/acme/admin/sso/policy/",
+    response = admin_portal.post("/o/acme/admin/sso/policy/",
                                  {"sso_required": "on", "break_glass_user": cast.admin.pk})
     assert response.status_code == 302
     org = Organization.objects.get(pk=cast.org.pk)
@@ -180,29 +171,29 @@ def test_requiring_sso_with_a_break_glass_admin_is_saved_and_audited(cast, admin
 
 
 def test_requiring_sso_without_a_verified_domain_explains_what_is_missing(
-    cast, admin_client, oidc
+    cast, admin_portal, oidc
 ):
-    response = admin_client.post("/o/acme/admin/sso/policy/", {"sso_required": "on"})
+    response = admin_portal.post("/o/acme/admin/sso/policy/", {"sso_required": "on"})
     assert response.status_code == 400
     assert "Verify an email domain before requiring SSO" in response.content.decode()
     assert not Organization.objects.get(pk=cast.org.pk).sso_required
 
 
-def test_requiring_sso_without_a_provider_explains_what_is_missing(cast, admin_client):
-    response = admin_client.post("/o/acme/admin/sso/policy/", {"sso_required": "on"})
+def test_requiring_sso_without_a_provider_explains_what_is_missing(cast, admin_portal):
+    response = admin_portal.post("/o/acme/admin/sso/policy/", {"sso_required": "on"})
     assert response.status_code == 400
     assert "Configure and enable an identity provider" in response.content.decode()
     assert not Organization.objects.get(pk=cast.org.pk).sso_required
 
 
-def test_only_admins_can_be_the_break_glass_account(cast, admin_client, oidc):
+def test_only_admins_can_be_the_break_glass_account(cast, admin_portal, oidc):
     outsider_admin = MembershipFactory(organization=cast.other_org, role="admin").user
     for user in (cast.member, outsider_admin):
-        response = admin_client.post("/o/acme/admin/sso/policy/",
+        response = admin_portal.post("/o/acme/admin/sso/policy/",
                                      {"sso_required": "on", "break_glass_user": user.pk})
         assert response.status_code == 400
         assert "Select a valid choice" in response.content.decode()
-    response = admin_client.post("/o/acme/admin/sso/policy/",
+    response = admin_portal.post("/o/acme/admin/sso/policy/",
                                  {"break_glass_user": "x" * 1_000_000})
     assert response.status_code == 400
     assert Organization.objects.get(pk=cast.org.pk).break_glass_user is None

@@ -12,12 +12,7 @@ from django.utils import timezone
 from accounts import services, tokens
 from accounts.models import ApiToken
 from haao.models import AuditEvent
-
-
-def client_for(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
+from tests.fixtures import portal_client
 
 
 def in_days(days: int) -> str:
@@ -32,7 +27,7 @@ def make_token(cast, user, name="ci") -> ApiToken:
 
 
 def test_the_form_offers_scopes_and_a_ninety_day_default_expiry(cast):
-    body = client_for(cast.member).get("/o/acme/tokens/").content.decode()
+    body = portal_client(cast.member).get("/o/acme/tokens/").content.decode()
     assert f'value="{in_days(90)}"' in body
     assert f'max="{in_days(365)}"' in body
     for scope in ("read", "write", "admin"):
@@ -41,7 +36,7 @@ def test_the_form_offers_scopes_and_a_ninety_day_default_expiry(cast):
 
 
 def test_a_new_token_is_shown_once_and_only_its_hash_is_stored(cast):
-    client = client_for(cast.member)
+    client = portal_client(cast.member)
     response = client.post("/o/acme/tokens/", {"name": "CI pipeline",
                                                "scopes": ["read", "write"],
                                                "expires_on": in_days(30)})
@@ -75,7 +70,7 @@ def test_a_new_token_is_shown_once_and_only_its_hash_is_stored(cast):
      "Null characters are not allowed."),
 ])
 def test_bad_token_input_is_a_form_error_and_no_token_is_made(cast, data, message):
-    response = client_for(cast.member).post("/o/acme/tokens/", data)
+    response = portal_client(cast.member).post("/o/acme/tokens/", data)
     assert response.status_code == 400
     assert message in response.content.decode()
     assert not ApiToken.objects.for_org(cast.org).exists()
@@ -84,7 +79,7 @@ def test_bad_token_input_is_a_form_error_and_no_token_is_made(cast, data, messag
 def test_members_see_and_revoke_only_their_own_tokens(cast):
     mine = make_token(cast, cast.member, "mine")
     theirs = make_token(cast, cast.manager, "theirs")
-    client = client_for(cast.member)
+    client = portal_client(cast.member)
     body = client.get("/o/acme/tokens/").content.decode()
     assert "mine" in body and "theirs" not in body
     assert client.post(f"/o/acme/tokens/{theirs.pk}/revoke/").status_code == 404
@@ -99,7 +94,7 @@ def test_members_see_and_revoke_only_their_own_tokens(cast):
 
 def test_admins_see_every_token_with_its_owner_and_may_revoke_any(cast):
     theirs = make_token(cast, cast.manager, "manager-ci")
-    client = client_for(cast.admin)
+    client = portal_client(cast.admin)
     body = client.get("/o/acme/tokens/").content.decode()
     assert "All tokens in Acme" in body and "manager-ci" in body and cast.manager.email in body
     client.post(f"/o/acme/tokens/{theirs.pk}/revoke/")
@@ -112,14 +107,14 @@ def test_another_organizations_token_is_not_found(cast):
     foreign, _ = services.api_token_create(
         organization=cast.other_org, user=cast.outsider, name="globex", scopes=["read"],
         expires_at=timezone.now() + timedelta(days=5))
-    assert client_for(cast.admin).post(f"/o/acme/tokens/{foreign.pk}/revoke/").status_code \
+    assert portal_client(cast.admin).post(f"/o/acme/tokens/{foreign.pk}/revoke/").status_code \
         == 404
     assert ApiToken.objects.get(pk=foreign.pk).revoked_at is None
-    assert "globex" not in client_for(cast.admin).get("/o/acme/tokens/").content.decode()
+    assert "globex" not in portal_client(cast.admin).get("/o/acme/tokens/").content.decode()
 
 
 def test_the_page_shows_a_curl_example_for_this_host_that_works_with_a_token(cast):
-    body = client_for(cast.member).get("/o/acme/tokens/", secure=True).content.decode()
+    body = portal_client(cast.member).get("/o/acme/tokens/", secure=True).content.decode()
     example = re.search(r"data-curl-example>([^<]+)<", body)
     assert example is not None
     command = example[1].replace("&quot;", '"')

@@ -11,12 +11,8 @@ from accounts import services, tokens
 from accounts.models import ApiToken, Invitation, Membership
 from accounts.roles import Role
 from haao.errors import ApplicationError, Conflict, NotFound
-from haao.models import AuditEvent
 from tests.factories import UserFactory
-
-
-def last_event(org) -> AuditEvent:
-    return AuditEvent.objects.for_org(org).order_by("-seq").first()
+from tests.fixtures import last_event
 
 
 def test_creating_an_organization_makes_the_creator_its_admin(db) -> None:

@@ -9,7 +9,7 @@ from accounts.sso import domains, services
 from accounts.sso.selectors import sso_connection_for, verified_domains
 from accounts.tests.domains import verify_domain
 from haao.errors import ApplicationError, Conflict, Forbidden
-from haao.models import AuditEvent
+from tests.fixtures import last_event
 
 
 @pytest.fixture
@@ -18,10 +18,6 @@ def dns(monkeypatch) -> dict[str, list[str]]:
     records: dict[str, list[str]] = {}
     monkeypatch.setattr(domains, "txt_records", lambda name: records.get(name, []))
     return records
-
-
-def last_event(org) -> AuditEvent:
-    return AuditEvent.objects.for_org(org).order_by("-seq").first()
 
 
 def add(cast, domain: str = "Acme.TEST"):

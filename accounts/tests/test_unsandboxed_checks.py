@@ -5,24 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.test import Client
 
 from accounts import services
 from accounts.models import Organization
 from haao.errors import ApplicationError, Forbidden
 from haao.models import AuditEvent
+from tests.fixtures import portal_client
 
 URL = "/o/acme/admin/sso/unsandboxed-checks/"
 
 
 def allowed(org: Organization) -> bool:
     return Organization.objects.get(pk=org.pk).allow_unsandboxed_checks
-
-
-def client_for(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def test_organizations_refuse_unsandboxed_checks_by_default(cast: Any) -> None:
@@ -75,7 +69,7 @@ def test_only_an_admin_of_the_organization_may_change_it(cast: Any) -> None:
 
 
 def test_the_sso_page_shows_the_opt_in_with_a_red_warning(cast: Any) -> None:
-    body = client_for(cast.admin).get("/o/acme/admin/sso/").content.decode()
+    body = portal_client(cast.admin).get("/o/acme/admin/sso/").content.decode()
     assert "Security: unsandboxed checks" in body
     assert 'class="text-sm font-semibold text-red-700"' in body
     assert "no isolation" in body
@@ -83,7 +77,7 @@ def test_the_sso_page_shows_the_opt_in_with_a_red_warning(cast: Any) -> None:
 
 
 def test_an_admin_allows_it_from_the_console(cast: Any) -> None:
-    client = client_for(cast.admin)
+    client = portal_client(cast.admin)
     response = client.post(URL, {"allowed": "on", "reason": "Workers are disposable VMs"})
     assert response.status_code == 302
     assert allowed(cast.org)
@@ -97,7 +91,7 @@ def test_an_admin_allows_it_from_the_console(cast: Any) -> None:
 
 
 def test_the_console_form_names_a_missing_or_overlong_reason(cast: Any) -> None:
-    client = client_for(cast.admin)
+    client = portal_client(cast.admin)
     response = client.post(URL, {"allowed": "on", "reason": ""})
     assert response.status_code == 400
     assert "Say why checks may run without a sandbox." in response.content.decode()
@@ -109,12 +103,12 @@ def test_the_console_form_names_a_missing_or_overlong_reason(cast: Any) -> None:
 
 @pytest.mark.parametrize("role", ["product_owner", "manager", "member"])
 def test_other_roles_get_403_and_nothing_changes(cast: Any, role: str) -> None:
-    response = client_for(getattr(cast, role)).post(URL, {"allowed": "on", "reason": "why not"})
+    response = portal_client(getattr(cast, role)).post(URL, {"allowed": "on", "reason": "why not"})
     assert response.status_code == 403
     assert not allowed(cast.org)
 
 
 def test_an_outsider_gets_404(cast: Any) -> None:
-    response = client_for(cast.outsider).post(URL, {"allowed": "on", "reason": "why not"})
+    response = portal_client(cast.outsider).post(URL, {"allowed": "on", "reason": "why not"})
     assert response.status_code == 404
     assert not allowed(cast.org)

@@ -15,16 +15,10 @@ from sample_models import OpenAIServer, Reset, delayed, invalid_json
 from sample_models import openai as oai
 from sample_models.base import Response, SSEEvent, Stream
 
-pytestmark = [pytest.mark.django_db]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("allow_loopback")]
 
 MESSAGES = [{"role": "system", "content": "You write code."},
             {"role": "user", "content": "Fix the rounding in invoice_calc/totals.py."}]
-
-
-@pytest.fixture(autouse=True)
-def allow_loopback() -> Iterator[None]:
-    with override_settings(HAAO_ENDPOINT_ALLOWLIST=["127.0.0.1"]):
-        yield
 
 
 @pytest.fixture

@@ -20,12 +20,6 @@ pytestmark = [pytest.mark.django_db,
               pytest.mark.usefixtures("allow_loopback")]
 
 
-@pytest.fixture
-def allow_loopback() -> Iterator[None]:
-    with override_settings(HAAO_ENDPOINT_ALLOWLIST=["127.0.0.1"]):
-        yield
-
-
 class Stub:
     """A tiny model server on 127.0.0.1 that answers what the test tells it to."""
 

@@ -9,7 +9,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.test import override_settings
 from django.utils import timezone
 
 from agents import services as agent_services
@@ -21,18 +20,16 @@ from haao.errors import Conflict
 from haao.models import AuditEvent
 from policies.services import policy_update
 from tests.factories import TicketFactory, engine_options
+from tests.fixtures import loopback_allowed
 from tickets.models import Attempt, AttemptStage, Ticket
 from tickets.services.attempts import attempt_claim, attempt_finish, attempt_start
 from tickets.services.engine import Options, ticket_attempt_finished, ticket_audited
 
 pytestmark = [pytest.mark.django_db]
 
-def allow_loopback() -> Any:
-    return override_settings(HAAO_ENDPOINT_ALLOWLIST=["127.0.0.1"])
-
 
 def coder(cast: Any, name: str = "Box A", **values: Any) -> InferenceEndpoint:
-    with allow_loopback():
+    with loopback_allowed():
         return agent_services.endpoint_create(
             organization=cast.org, actor=cast.admin,
             values={"name": name, "kind": "openai_compatible", "flavor": "vllm",
@@ -366,7 +363,7 @@ def test_the_model_step_streams_progress_and_hands_the_answer_to_the_checks(
 
     monkeypatch.setattr(steps, "TOKEN_EVENT_SECONDS", 0.0)
     answer = "<<<<<<< FILE notes/a.txt\nhello\n>>>>>>> END\n"
-    with OpenAIServer(flavor="vllm") as server, allow_loopback():
+    with OpenAIServer(flavor="vllm") as server, loopback_allowed():
         server.answer = lambda request: answer
         coder(cast, base_url=server.url)
         ticket(cast)
@@ -396,7 +393,7 @@ def test_an_unreachable_coder_costs_no_retry_and_its_work_moves(
 
     with OpenAIServer(flavor="vllm") as server:
         down_url = server.url  # stopped when the block ends: connections are refused
-    with allow_loopback():
+    with loopback_allowed():
         down = coder(cast, "Box A", base_url=down_url)
         work = ticket(cast)
         [attempt] = steps.dispatch_project(project_id=cast.project.pk)
@@ -421,7 +418,7 @@ def test_an_audit_the_tech_lead_refuses_blocks_the_ticket_instead_of_retrying_fo
 
     attempt = finished(cast, "passed")
     Ticket.objects.filter(pk=attempt.ticket_id).update(status="auditing")
-    with AnthropicServer(api_key="the-right-key") as server, allow_loopback():
+    with AnthropicServer(api_key="the-right-key") as server, loopback_allowed():
         agent_services.endpoint_create(
             organization=cast.org, actor=cast.admin,
             values={"name": "Claude", "kind": "anthropic", "base_url": server.url,

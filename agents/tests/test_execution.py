@@ -26,7 +26,7 @@ from tests.factories import ProjectFactory, TicketFactory
 from tests.samples import RIGHT_FIX, SAMPLE_PROJECT, WRONG_FIX, git_checkout, sample_spec
 from tickets.models import Attempt, Ticket
 
-pytestmark = [pytest.mark.django_db]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("allow_loopback")]
 
 FAILING_TEST = "tests/test_totals.py::test_total_rounds_half_a_cent_up"
 
@@ -43,12 +43,6 @@ MALFORMED = """Just change round() to use ROUND_HALF_UP:
     return Decimal(str(round(float(amount), 2)))
 >>>>>>> REPLACE
 """
-
-
-@pytest.fixture(autouse=True)
-def allow_loopback() -> Iterator[None]:
-    with override_settings(HAAO_ENDPOINT_ALLOWLIST=["127.0.0.1"]):
-        yield
 
 
 @pytest.fixture

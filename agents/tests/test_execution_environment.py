@@ -27,13 +27,7 @@ from tests.factories import ProjectFactory, TicketFactory
 from tests.samples import RIGHT_FIX, SAMPLE_PROJECT, git_checkout, sample_spec
 from tickets.models import Ticket
 
-pytestmark = [pytest.mark.django_db]
-
-
-@pytest.fixture(autouse=True)
-def allow_loopback() -> Iterator[None]:
-    with override_settings(HAAO_ENDPOINT_ALLOWLIST=["127.0.0.1"]):
-        yield
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("allow_loopback")]
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,7 @@ from agents.workspaces.remote import workspace_of
 from agents.workspaces.samples import git_checkout
 from haao.models import AuditEvent
 from tests.factories import RequirementFactory, TicketFactory
-from tests.fixtures import token_client
+from tests.fixtures import last_event, token_client
 from tests.samples import SAMPLE_PROJECT
 from tickets import services
 from tickets.models import Project
@@ -65,13 +65,6 @@ def stored(project: Project) -> dict[str, Any]:
     return dict(project.setup_report)
 
 
-def last_event(cast: Any) -> AuditEvent:
-    event = (AuditEvent.objects.for_org(cast.org).filter(type="project.setup_checked")
-             .order_by("-seq").first())
-    assert event is not None
-    return event
-
-
 def test_a_project_whose_tests_pass_on_main_is_ready(cast: Any, sample: Path) -> None:
     project = project_at(cast, str(sample), test_command=PASSING)
 
@@ -84,7 +77,7 @@ def test_a_project_whose_tests_pass_on_main_is_ready(cast: Any, sample: Path) ->
     assert "passed" in report.output_tail
     assert stored(project)["status"] == "ok"
     assert stored(project)["commit"] == head_of(sample)
-    event = last_event(cast)
+    event = last_event(cast.org, "project.setup_checked")
     assert event.actor_user_id == cast.admin.pk
     assert event.data == {"status": "ok", "commit": head_of(sample), "branch": "main",
                           "message": report.message}
@@ -105,7 +98,7 @@ def test_tests_that_already_fail_on_main_are_named_with_the_commit(
                                      "pass")
     assert "half_a_cent" in report.output_tail
     assert stored(project)["status"] == "tests_fail_on_base"
-    assert last_event(cast).data["status"] == "tests_fail_on_base"
+    assert last_event(cast.org, "project.setup_checked").data["status"] == "tests_fail_on_base"
 
 
 def test_a_program_missing_from_the_sandbox_is_a_machine_problem(
@@ -177,7 +170,7 @@ def test_bad_repositories_get_a_clear_report_and_nothing_else(
     assert words in report.message
     assert (report.commit, report.output_tail) == ("", "")
     assert stored(project) == {**stored(project), "status": str(status), "commit": ""}
-    assert last_event(cast).data["status"] == str(status)
+    assert last_event(cast.org, "project.setup_checked").data["status"] == str(status)
     assert not (tmp_path / "workspaces" / str(project.pk)).exists()
     assert not (tmp_path / "data" / "environments").exists()
 
@@ -286,7 +279,7 @@ def test_the_task_checks_a_project_and_skips_one_that_is_gone(cast: Any, sample:
     tasks.setup_check.apply(kwargs={"project_id": str(uuid.uuid4())}).get()
 
     assert stored(project)["status"] == "ok"
-    assert last_event(cast).data["status"] == "ok"
+    assert last_event(cast.org, "project.setup_checked").data["status"] == "ok"
 
 
 # --- Gate 1 --------------------------------------------------------------------------------------

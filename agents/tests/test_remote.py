@@ -23,7 +23,7 @@ from agents.workspaces.remote import (
     known_host_keys,
     remote_access,
 )
-from haao.models import AuditEvent
+from tests.fixtures import last_event
 from tickets.models import Project, RepositoryAuth
 
 pytestmark = pytest.mark.django_db
@@ -60,10 +60,6 @@ def project_at(cast: Any, url: str, **fields: Any) -> Project:
     return Project.objects.get(pk=cast.project.pk)
 
 
-def last_event(cast: Any, type: str) -> AuditEvent:
-    return AuditEvent.objects.for_org(cast.org).filter(type=type).order_by("-seq").first()
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -77,7 +73,7 @@ def test_a_local_repository_with_its_default_branch_connects(cast, bare) -> None
     assert "main" in report.message
     project.refresh_from_db()
     assert project.connection_report["branch_exists"] is True
-    assert last_event(cast, "project.connection_tested").data["branch_exists"] is True
+    assert last_event(cast.org, "project.connection_tested").data["branch_exists"] is True
 
 
 def test_a_missing_default_branch_names_the_branches_that_exist(cast, bare) -> None:
@@ -104,7 +100,7 @@ def test_an_https_host_that_does_not_answer_is_called_unreachable(cast, settings
     report = connection_test(project=project, actor=cast.admin)
     assert not report.reachable
     assert "unreachable" in report.message
-    event = last_event(cast, "project.connection_tested")
+    event = last_event(cast.org, "project.connection_tested")
     assert TOKEN not in json.dumps(event.data) and TOKEN not in report.message
 
 
@@ -148,7 +144,7 @@ def test_ssh_first_contact_accepts_and_pins_the_host_key(cast) -> None:
         known.write_text(f"github.com ssh-ed25519 {KEY_A}\n")  # what ssh learns on contact
     project.refresh_from_db()
     assert KEY_A in project.ssh_known_hosts
-    event = last_event(cast, "project.host_key_pinned")
+    event = last_event(cast.org, "project.host_key_pinned")
     assert event.data["fingerprints"] == [fingerprint(KEY_A)]
     with remote_access(project) as access:
         assert "StrictHostKeyChecking=yes" in access.env["GIT_SSH_COMMAND"]
@@ -165,7 +161,7 @@ def test_a_deploy_key_is_a_valid_openssh_ed25519_key_used_for_ssh(cast) -> None:
     private = project.ssh_private_key.reveal()
     assert private.startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
     load_ssh_private_key(private.encode(), password=None)
-    event = last_event(cast, "project.deploy_key_generated")
+    event = last_event(cast.org, "project.deploy_key_generated")
     assert event.data == {"public_key": public}
     with remote_access(project) as access:
         key = Path(access.env["GIT_SSH_COMMAND"].split(" -i ")[1].split()[0])
@@ -285,7 +281,7 @@ def test_a_deploy_key_over_ssh_pins_the_host_key_and_notices_when_it_changes(
     pinned = known_host_keys(project.ssh_known_hosts)
     assert [k["host"] for k in pinned] == [f"[127.0.0.1]:{sshd.port}"]
     assert first.host_keys == [f"[127.0.0.1]:{sshd.port} ssh-ed25519 {pinned[0]['fingerprint']}"]
-    assert last_event(cast, "project.host_key_pinned").data["fingerprints"] == [
+    assert last_event(cast.org, "project.host_key_pinned").data["fingerprints"] == [
         pinned[0]["fingerprint"]]
     assert connection_test(project=project).ok  # pinned now: StrictHostKeyChecking=yes
     sshd.stop()

@@ -41,7 +41,8 @@ from tests.factories import ProjectFactory, TicketFactory, spec_example
 from tests.samples import SAMPLE_PROJECT, git_checkout
 from tickets.models import Ticket
 
-pytestmark = [pytest.mark.localmodel, pytest.mark.django_db]
+pytestmark = [pytest.mark.localmodel, pytest.mark.django_db,
+              pytest.mark.usefixtures("allow_loopback")]
 
 FINAL_OUTCOMES = {"invalid_output", "tests_failed", "guardrail_violation", "passed"}
 
@@ -97,12 +98,6 @@ def _died(server: LocalModelServer) -> str | None:
     with contextlib.suppress(Exception):
         server.process.wait(timeout=2)
     return server.death_message("during the test")
-
-
-@pytest.fixture(autouse=True)
-def allow_loopback() -> Iterator[None]:
-    with override_settings(HAAO_ENDPOINT_ALLOWLIST=["127.0.0.1"]):
-        yield
 
 
 @pytest.fixture

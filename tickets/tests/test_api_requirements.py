@@ -9,7 +9,7 @@ from guardian.shortcuts import assign_perm
 from haao.audit import SYSTEM
 from haao.models import AuditEvent
 from tests.factories import ProjectFactory, spec_example
-from tests.fixtures import token_client
+from tests.fixtures import last_event, token_client
 from tickets import services
 from tickets.models import Requirement, Ticket
 
@@ -35,10 +35,6 @@ def proposed(cast, po, count: int = 2) -> tuple[Requirement, list[Ticket]]:
     return requirement, tickets
 
 
-def last_event(cast) -> AuditEvent:
-    return AuditEvent.objects.for_org(cast.org).order_by("-seq").first()
-
-
 # --- Submitting ------------------------------------------------------------------------------
 
 def test_a_granted_product_owner_submits_a_requirement_and_it_is_audited(cast, po) -> None:
@@ -52,7 +48,7 @@ def test_a_granted_product_owner_submits_a_requirement_and_it_is_audited(cast, p
         "PAY-R1", "decomposing", po.email)
     requirement = Requirement.objects.for_org(cast.org).get()
     assert (requirement.title, requirement.created_by) == ("Invoices", po)
-    event = last_event(cast)
+    event = last_event(cast.org)
     assert (event.type, event.target_label, event.actor_user) == (
         "requirement.created", "PAY-R1", po)
 
@@ -153,7 +149,7 @@ def test_approving_a_requirement_approves_its_proposed_tickets(cast, po) -> None
     assert {t["state"] for t in response.json()["tickets"]} == {"approved"}
     assert set(Ticket.objects.filter(requirement=requirement)
                .values_list("status", flat=True)) == {"approved"}
-    assert last_event(cast).type == "requirement.approved"
+    assert last_event(cast.org).type == "requirement.approved"
     assert AuditEvent.objects.filter(type="ticket.transition").count() == 2
 
 
@@ -181,7 +177,7 @@ def test_reordering_sets_the_order_and_is_audited(cast, po) -> None:
                            format="json")
     assert response.status_code == 200, response.json()
     assert [t["key"] for t in response.json()["tickets"]] == order
-    event = last_event(cast)
+    event = last_event(cast.org)
     assert (event.type, event.data["order"]) == ("requirement.reordered", order)
 
 
@@ -210,7 +206,7 @@ def test_a_product_owner_adds_a_ticket_by_hand_and_it_is_audited(cast, po) -> No
         "Also export CSV", "proposed", [first.key])
     added = Ticket.objects.get(requirement=requirement, title="Also export CSV")
     assert added.order == 3
-    event = last_event(cast)
+    event = last_event(cast.org)
     assert (event.type, event.target_label, event.actor_user) == (
         "ticket.proposed", body["key"], po)
 

@@ -13,7 +13,7 @@ from agents.services import endpoint_create
 from haao.audit import SYSTEM
 from haao.models import AuditEvent
 from tests.factories import ProjectFactory, RequirementFactory, TicketFactory, spec_example
-from tests.fixtures import token_client
+from tests.fixtures import last_event, token_client
 from tickets import services
 from tickets.models import Attempt, Ticket, TicketStatus
 from tickets.services.attempts import CheckOutcome
@@ -35,10 +35,6 @@ def ticket(cast, status: str = "proposed", project=None, title: str = "Round tot
 def granted_po(cast, grant: str = "approve_project"):
     assign_perm(f"tickets.{grant}", cast.product_owner, cast.project)
     return cast.product_owner
-
-
-def last_event(cast) -> AuditEvent:
-    return AuditEvent.objects.for_org(cast.org).order_by("-seq").first()
 
 
 def keys(response) -> list[str]:
@@ -206,7 +202,7 @@ def test_a_granted_product_owner_edits_a_proposed_spec_and_it_is_audited(cast) -
     assert response.json()["title"] == "Renamed by hand"
     proposed.refresh_from_db()
     assert proposed.title == "Renamed by hand" and proposed.spec["title"] == "Renamed by hand"
-    event = last_event(cast)
+    event = last_event(cast.org)
     assert (event.type, event.target_label, event.actor_user) == (
         "ticket.spec_edited", proposed.key, po)
     assert event.data["changed"] == ["title"]
@@ -303,7 +299,7 @@ def test_a_granted_product_owner_decides_and_the_transition_is_audited(
     assert response.status_code == 200, response.json()
     assert response.json()["state"] == after
     assert Ticket.objects.get(pk=work.pk).status == after
-    event = last_event(cast)
+    event = last_event(cast.org)
     assert (event.type, event.target_label, event.actor_user) == (
         "ticket.transition", work.key, po)
     assert (event.data["from"], event.data["to"]) == (before, after)
@@ -325,7 +321,7 @@ def test_rejecting_stores_the_feedback_for_the_next_attempt(cast) -> None:
                 format="json")
     work.refresh_from_db()
     assert (work.status, work.feedback) == ("rejected", "Round half-up.")
-    assert last_event(cast).data["feedback"] == "Round half-up."
+    assert last_event(cast.org).data["feedback"] == "Round half-up."
 
 
 @pytest.mark.parametrize("body", [{}, {"feedback": ""}, {"feedback": "   "},

@@ -8,13 +8,13 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.test import Client
 from guardian.shortcuts import assign_perm
 
 from agents.models import InferenceEndpoint
 from haao.audit import SYSTEM
 from haao.models import AuditEvent
 from tests.factories import spec_example
+from tests.fixtures import portal_client
 from tickets import services
 from tickets.models import Requirement, Ticket
 
@@ -27,12 +27,6 @@ EXCERPT = 'def total(items):\n    """Sum of the items."""\n    return sum(items)
 def po(cast: Any) -> Any:
     assign_perm("tickets.approve_project", cast.product_owner, cast.project)
     return cast.product_owner
-
-
-def client_for(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture
@@ -81,7 +75,7 @@ def spec_of(ticket: Ticket) -> dict[str, Any]:
 # --- Reading a proposed ticket -----------------------------------------------------------------
 
 def test_each_proposed_ticket_shows_its_spec_like_the_ticket_page(cast, po, proposal) -> None:
-    body = client_for(po).get(PAGE).content.decode()
+    body = portal_client(po).get(PAGE).content.decode()
     card = body[body.index('id="ticket-PAY-1"'):body.index('id="ticket-PAY-2"')]
     assert "Invoice totals must be rounded half-up to two decimals." in card
     assert "Do not change the public signature of total()." in card
@@ -98,7 +92,7 @@ def test_each_proposed_ticket_shows_its_spec_like_the_ticket_page(cast, po, prop
     second = body[body.index('id="ticket-PAY-2"'):]
     assert 'Depends on: <a class="link font-mono" href="#ticket-PAY-1">PAY-1</a>' in second
     # The ticket page has no card to jump to: there the link opens the other ticket.
-    page = client_for(po).get("/o/acme/tickets/PAY-2/").content.decode()
+    page = portal_client(po).get("/o/acme/tickets/PAY-2/").content.decode()
     assert 'Depends on: <a class="link font-mono" href="/o/acme/tickets/PAY-1/">PAY-1</a>' in page
 
 
@@ -108,7 +102,7 @@ def test_the_expected_cost_is_priced_at_the_coder_endpoint_and_called_an_estimat
         organization=cast.org, name="gpu-box", kind="openai_compatible", role="coder",
         base_url="http://127.0.0.1:9/v1", model="qwen-coder", price_input=Decimal("1"),
         price_output=Decimal("2"))
-    body = client_for(po).get(PAGE).content.decode()
+    body = portal_client(po).get(PAGE).content.decode()
     costs = re.findall(r"Expected cost <strong class=\"tabular-nums\">([0-9.]+) USD</strong> "
                        r"per attempt <span[^>]*>\(an estimate: about (\d+) tokens on gpu-box, "
                        r"qwen-coder", body)
@@ -121,7 +115,7 @@ def test_the_expected_cost_is_priced_at_the_coder_endpoint_and_called_an_estimat
 
 
 def test_without_a_coder_endpoint_the_cost_is_unknown_and_says_why(cast, po, proposal) -> None:
-    body = client_for(po).get(PAGE).content.decode()
+    body = portal_client(po).get(PAGE).content.decode()
     assert body.count("Expected cost <strong>unknown</strong>") == 2
     assert "no coder endpoint is enabled" in body and 'id="proposal-estimate"' not in body
 
@@ -129,9 +123,9 @@ def test_without_a_coder_endpoint_the_cost_is_unknown_and_says_why(cast, po, pro
 def test_a_manager_reads_the_spec_but_gets_no_fields_and_403_posting_them(
         cast, po, proposal) -> None:
     _, tickets = proposal
-    body = client_for(cast.manager).get(PAGE).content.decode()
+    body = portal_client(cast.manager).get(PAGE).content.decode()
     assert "Do not change the public signature" in body and "Edit PAY-1" not in body
-    response = client_for(cast.manager).post(FIELDS, fields_post(tickets[0], title="Mine"))
+    response = portal_client(cast.manager).post(FIELDS, fields_post(tickets[0], title="Mine"))
     assert response.status_code == 403 and spec_of(tickets[0])["title"] == "Round totals"
 
 
@@ -140,7 +134,7 @@ def test_a_manager_reads_the_spec_but_gets_no_fields_and_403_posting_them(
 def test_editing_the_fields_stores_the_spec_and_records_what_changed(cast, po, proposal) -> None:
     _, tickets = proposal
     before = spec_of(tickets[0])
-    response = client_for(po).post(FIELDS, fields_post(
+    response = portal_client(po).post(FIELDS, fields_post(
         tickets[0], title="Round totals half-up", objective="Round half-up to cents.",
         constraints="Keep total()'s signature.\n\n  No new dependencies.  ",
         allowed_paths="billing/totals.py\nbilling/tests/test_*.py",
@@ -170,7 +164,7 @@ def test_editing_the_fields_stores_the_spec_and_records_what_changed(cast, po, p
 
 def test_a_check_is_removed_with_its_checkbox(cast, po, proposal) -> None:
     _, tickets = proposal
-    client = client_for(po)
+    client = portal_client(po)
     client.post(FIELDS, fields_post(tickets[0], **{"checks-1-name": "lint",
                                                    "checks-1-command": "ruff check ."}))
     assert [c["name"] for c in spec_of(tickets[0])["definition_of_done"]] == ["unit tests",
@@ -183,7 +177,7 @@ def test_a_check_is_removed_with_its_checkbox(cast, po, proposal) -> None:
 def test_a_bad_field_is_refused_next_to_it_and_nothing_is_stored(cast, po, proposal) -> None:
     _, tickets = proposal
     before = spec_of(tickets[0])
-    response = client_for(po).post(FIELDS, fields_post(
+    response = portal_client(po).post(FIELDS, fields_post(
         tickets[0], allowed_paths="billing/totals.py\n/etc/passwd",
         **{"checks-0-timeout_seconds": "9999"}))
     assert response.status_code == 400
@@ -215,7 +209,7 @@ def test_input_the_fields_cannot_read_is_refused_naming_the_field(
         cast, po, proposal, changes, field, message) -> None:
     _, tickets = proposal
     before = spec_of(tickets[0])
-    response = client_for(po).post(FIELDS, fields_post(tickets[0], **changes))
+    response = portal_client(po).post(FIELDS, fields_post(tickets[0], **changes))
     assert response.status_code == 400
     body = response.content.decode()
     assert message in body[body.index(f'id="id_PAY-1-{field}_error"'):][:300]
@@ -224,7 +218,7 @@ def test_input_the_fields_cannot_read_is_refused_naming_the_field(
 
 def test_removing_every_check_is_refused_because_done_needs_one(cast, po, proposal) -> None:
     _, tickets = proposal
-    response = client_for(po).post(FIELDS, fields_post(tickets[0], **{"checks-0-DELETE": "on"}))
+    response = portal_client(po).post(FIELDS, fields_post(tickets[0], **{"checks-0-DELETE": "on"}))
     assert response.status_code == 400
     assert "Definition of Done must have at least 1 item." in response.content.decode()
     assert len(spec_of(tickets[0])["definition_of_done"]) == 1
@@ -233,7 +227,7 @@ def test_removing_every_check_is_refused_because_done_needs_one(cast, po, propos
 def test_fields_of_an_approved_ticket_are_refused_with_409(cast, po, proposal) -> None:
     requirement, tickets = proposal
     services.requirement_approve(requirement=requirement, actor=po)
-    response = client_for(po).post(FIELDS, fields_post(tickets[0], title="Late"))
+    response = portal_client(po).post(FIELDS, fields_post(tickets[0], title="Late"))
     assert response.status_code == 409 and "only proposed tickets can be edited" in \
         response.content.decode()
     assert spec_of(tickets[0])["title"] == "Round totals"

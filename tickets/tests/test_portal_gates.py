@@ -15,6 +15,7 @@ from agents.models import InferenceEndpoint, ModelCall
 from haao.audit import SYSTEM, Actor, audit_record
 from haao.models import AuditEvent
 from tests.factories import MembershipFactory, engine_options, spec_example
+from tests.fixtures import portal_client
 from tickets import services
 from tickets.models import Attempt, CheckResult, Requirement, Ticket, TicketStatus
 from tickets.services.engine import progress, ticket_audit_skipped, ticket_audited
@@ -25,12 +26,6 @@ from tickets.state import ticket_transition
 def po(cast):
     assign_perm("tickets.approve_project", cast.product_owner, cast.project)
     return cast.product_owner
-
-
-def client_for(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def proposed(cast, po) -> tuple[Requirement, list[Ticket]]:
@@ -59,7 +54,7 @@ def order_of(requirement: Requirement) -> list[str]:
 
 def test_a_granted_product_owner_sees_editable_cards_and_the_approve_button(cast, po) -> None:
     proposed(cast, po)
-    response = client_for(po).get(url("PAY-R1"))
+    response = portal_client(po).get(url("PAY-R1"))
     assert response.status_code == 200
     body = response.content.decode()
     assert "Approve 3 tickets" in body and "Save spec" in body and "Add ticket" in body
@@ -69,7 +64,7 @@ def test_a_granted_product_owner_sees_editable_cards_and_the_approve_button(cast
 
 def test_a_manager_reads_the_proposal_without_any_gate_control(cast, po) -> None:
     proposed(cast, po)
-    response = client_for(cast.manager).get(url("PAY-R1"))
+    response = portal_client(cast.manager).get(url("PAY-R1"))
     body = response.content.decode()
     assert response.status_code == 200 and "First" in body and "Read only" in body
     assert "Approve 3" not in body and "Save spec" not in body
@@ -77,7 +72,7 @@ def test_a_manager_reads_the_proposal_without_any_gate_control(cast, po) -> None
 
 def test_a_manager_posting_an_approval_gets_403_and_nothing_changes(cast, po) -> None:
     requirement, _ = proposed(cast, po)
-    response = client_for(cast.manager).post(url("PAY-R1", "approve/"))
+    response = portal_client(cast.manager).post(url("PAY-R1", "approve/"))
     assert response.status_code == 403
     assert Requirement.objects.get(pk=requirement.pk).status == "proposed"
 
@@ -86,7 +81,7 @@ def test_a_product_owner_with_only_a_view_grant_reads_but_may_not_decide(cast, p
     proposed(cast, po)
     other_po = MembershipFactory(organization=cast.org, role="product_owner").user
     assign_perm("tickets.view_project", other_po, cast.project)
-    client = client_for(other_po)
+    client = portal_client(other_po)
     assert "Read only" in client.get(url("PAY-R1")).content.decode()
     assert client.post(url("PAY-R1", "approve/")).status_code == 403
 
@@ -97,14 +92,14 @@ def test_people_who_cannot_see_the_project_get_404(cast, po, who) -> None:
     other = {"member": cast.member, "outsider": cast.outsider}.get(who)
     if other is None:
         other = MembershipFactory(organization=cast.org, role="product_owner").user
-    client = client_for(other)
+    client = portal_client(other)
     assert client.get(url("PAY-R1")).status_code == 404
     assert client.post(url("PAY-R1", "approve/")).status_code == 404
     assert client.get(url("PAY-1")).status_code == 404
 
 
 def test_a_malformed_or_unknown_key_is_404(cast, po) -> None:
-    client = client_for(po)
+    client = portal_client(po)
     assert client.get("/o/acme/requirements/pay-r1/").status_code == 404
     assert client.get(url("PAY-R99")).status_code == 404
     assert client.get(url("PAY-999")).status_code == 404
@@ -120,7 +115,7 @@ def test_an_anonymous_visitor_is_sent_to_sign_in(cast, po) -> None:
 
 def test_approving_queues_every_ticket_and_lands_on_the_project_board(cast, po) -> None:
     requirement, _ = proposed(cast, po)
-    response = client_for(po).post(url("PAY-R1", "approve/"))
+    response = portal_client(po).post(url("PAY-R1", "approve/"))
     assert response.status_code == 302 and response["Location"] == "/o/acme/projects/PAY/"
     assert Requirement.objects.get(pk=requirement.pk).status == "approved"
     assert set(Ticket.objects.filter(requirement=requirement)
@@ -130,7 +125,7 @@ def test_approving_queues_every_ticket_and_lands_on_the_project_board(cast, po) 
 
 def test_approving_twice_says_why_instead_of_failing(cast, po) -> None:
     proposed(cast, po)
-    client = client_for(po)
+    client = portal_client(po)
     client.post(url("PAY-R1", "approve/"))
     response = client.post(url("PAY-R1", "approve/"))
     assert response.status_code == 409
@@ -140,7 +135,7 @@ def test_approving_twice_says_why_instead_of_failing(cast, po) -> None:
 def test_saving_a_valid_spec_changes_the_ticket(cast, po) -> None:
     _, tickets = proposed(cast, po)
     spec = spec_example(title="Round half up", complexity=3)
-    response = client_for(po).post(url("PAY-R1", "tickets/PAY-1/spec/"),
+    response = portal_client(po).post(url("PAY-R1", "tickets/PAY-1/spec/"),
                                    {"spec": json.dumps(spec)})
     assert response.status_code == 302
     ticket = Ticket.objects.get(pk=tickets[0].pk)
@@ -151,7 +146,7 @@ def test_saving_a_valid_spec_changes_the_ticket(cast, po) -> None:
 def test_a_spec_breaking_the_schema_comes_back_with_its_paths_and_the_text_kept(cast, po) -> None:
     _, tickets = proposed(cast, po)
     typed = json.dumps(spec_example(complexity=9, title=""), indent=1)
-    response = client_for(po).post(url("PAY-R1", "tickets/PAY-1/spec/"), {"spec": typed})
+    response = portal_client(po).post(url("PAY-R1", "tickets/PAY-1/spec/"), {"spec": typed})
     assert response.status_code == 400
     body = response.content.decode()
     assert "$.complexity" in body and "must be at most 5" in body and "$.title" in body
@@ -162,7 +157,7 @@ def test_a_spec_breaking_the_schema_comes_back_with_its_paths_and_the_text_kept(
 
 def test_text_that_is_not_json_is_refused_naming_the_line(cast, po) -> None:
     proposed(cast, po)
-    response = client_for(po).post(url("PAY-R1", "tickets/PAY-1/spec/"),
+    response = portal_client(po).post(url("PAY-R1", "tickets/PAY-1/spec/"),
                                    {"spec": '{"title": "x",\n oops}'})
     assert response.status_code == 400
     assert "not valid JSON" in response.content.decode() and "line 2" in response.content.decode()
@@ -170,14 +165,14 @@ def test_text_that_is_not_json_is_refused_naming_the_line(cast, po) -> None:
 
 def test_a_json_array_is_refused_as_not_an_object(cast, po) -> None:
     proposed(cast, po)
-    response = client_for(po).post(url("PAY-R1", "add/"), {"spec": "[1, 2]"})
+    response = portal_client(po).post(url("PAY-R1", "add/"), {"spec": "[1, 2]"})
     assert response.status_code == 400 and "must be a JSON object" in response.content.decode()
     assert Ticket.objects.count() == 3
 
 
 def test_adding_a_ticket_appends_it_to_the_proposal(cast, po) -> None:
     requirement, _ = proposed(cast, po)
-    response = client_for(po).post(url("PAY-R1", "add/"),
+    response = portal_client(po).post(url("PAY-R1", "add/"),
                                    {"spec": json.dumps(spec_example(title="Fourth"))})
     assert response.status_code == 302 and response["Location"].endswith("#ticket-PAY-4")
     assert order_of(requirement) == ["First", "Second", "Third", "Fourth"]
@@ -185,7 +180,7 @@ def test_adding_a_ticket_appends_it_to_the_proposal(cast, po) -> None:
 
 def test_adding_an_invalid_ticket_stores_nothing_and_reopens_the_editor(cast, po) -> None:
     proposed(cast, po)
-    response = client_for(po).post(url("PAY-R1", "add/"),
+    response = portal_client(po).post(url("PAY-R1", "add/"),
                                    {"spec": json.dumps(spec_example(allowed_paths="x"))})
     assert response.status_code == 400
     assert "$.allowed_paths" in response.content.decode()
@@ -195,7 +190,7 @@ def test_adding_an_invalid_ticket_stores_nothing_and_reopens_the_editor(cast, po
 
 def test_moving_a_ticket_down_and_up_reorders_the_proposal(cast, po) -> None:
     requirement, _ = proposed(cast, po)
-    client = client_for(po)
+    client = portal_client(po)
     assert client.post(url("PAY-R1", "tickets/PAY-1/move/"),
                        {"direction": "down"}).status_code == 302
     assert order_of(requirement) == ["Second", "First", "Third"]
@@ -206,14 +201,14 @@ def test_moving_a_ticket_down_and_up_reorders_the_proposal(cast, po) -> None:
 
 def test_a_bad_direction_is_a_400(cast, po) -> None:
     requirement, _ = proposed(cast, po)
-    response = client_for(po).post(url("PAY-R1", "tickets/PAY-1/move/"), {"direction": "left"})
+    response = portal_client(po).post(url("PAY-R1", "tickets/PAY-1/move/"), {"direction": "left"})
     assert response.status_code == 400 and "up or down" in response.content.decode()
     assert order_of(requirement) == ["First", "Second", "Third"]
 
 
 def test_a_dropped_ticket_leaves_the_proposal_and_is_not_approved(cast, po) -> None:
     _, tickets = proposed(cast, po)
-    client = client_for(po)
+    client = portal_client(po)
     assert client.post(url("PAY-R1", "tickets/PAY-2/drop/")).status_code == 302
     body = client.get(url("PAY-R1")).content.decode()
     assert "Approve 2 tickets" in body and "Dropped (1)" in body
@@ -224,13 +219,13 @@ def test_a_dropped_ticket_leaves_the_proposal_and_is_not_approved(cast, po) -> N
 
 def test_a_ticket_of_another_requirement_is_404_on_its_card_actions(cast, po) -> None:
     proposed(cast, po)
-    response = client_for(po).post(url("PAY-R1", "tickets/PAY-99/drop/"))
+    response = portal_client(po).post(url("PAY-R1", "tickets/PAY-99/drop/"))
     assert response.status_code == 404
 
 
 def test_while_decomposing_the_page_waits_and_subscribes_to_the_project_stream(cast, po) -> None:
     services.requirement_create(project=cast.project, actor=po, title="T", text="x")
-    body = client_for(po).get(url("PAY-R1")).content.decode()
+    body = portal_client(po).get(url("PAY-R1")).content.decode()
     assert "breaking this requirement into tickets" in body
     assert 'data-stream="ws/o/acme/projects/PAY/events/"' in body
     last = AuditEvent.objects.for_org(cast.org).order_by("-seq").first()
@@ -243,7 +238,7 @@ def test_a_failed_decomposition_shows_the_reason_and_what_to_do(cast, po) -> Non
                                               text="x")
     services.requirement_fail(requirement=requirement, reason="The model kept inventing files.",
                               actor=SYSTEM)
-    body = client_for(po).get(url("PAY-R1")).content.decode()
+    body = portal_client(po).get(url("PAY-R1")).content.decode()
     assert "Decomposition failed" in body and "inventing files" in body
     assert "Next step" in body and 'href="/o/acme/projects/PAY/"' in body
 
@@ -283,7 +278,7 @@ def awaiting(cast, po) -> Ticket:
 
 
 def test_the_ticket_page_shows_spec_attempt_checks_diff_and_costs(cast, po, awaiting) -> None:
-    body = client_for(po).get(url("PAY-1")).content.decode()
+    body = portal_client(po).get(url("PAY-1")).content.decode()
     assert "Awaiting acceptance" in body and 'href="/o/acme/requirements/PAY-R1/"' in body
     assert 'href="/o/acme/projects/PAY/"' in body
     assert "Invoice totals must be rounded" in body and "pytest -q" in body
@@ -312,13 +307,13 @@ def test_model_calls_are_broken_down_by_role_local_and_cloud(cast, po, awaiting)
                                  endpoint_name=source.name, model="m", role=role,
                                  is_cloud=source is cloud, input_tokens=100, output_tokens=20,
                                  cost=Decimal(cost), outcome="ok")
-    body = client_for(cast.manager).get(url("PAY-1")).content.decode()
+    body = portal_client(cast.manager).get(url("PAY-1")).content.decode()
     assert "Write code" in body and "Audit a diff" in body and "2 calls" in body
     assert "0.0003 USD" in body and "0.012 USD" in body and "0.0123 USD" in body
 
 
 def test_accepting_shows_the_new_state(cast, po, awaiting) -> None:
-    client = client_for(po)
+    client = portal_client(po)
     response = client.post(url("PAY-1", "accept/"), follow=True)
     assert response.redirect_chain[-1][0] == url("PAY-1")
     body = response.content.decode()
@@ -328,7 +323,7 @@ def test_accepting_shows_the_new_state(cast, po, awaiting) -> None:
 
 
 def test_rejecting_without_feedback_is_a_400_naming_the_feedback(cast, po, awaiting) -> None:
-    response = client_for(po).post(url("PAY-1", "reject/"), {"feedback": "   "})
+    response = portal_client(po).post(url("PAY-1", "reject/"), {"feedback": "   "})
     assert response.status_code == 400
     body = response.content.decode()
     assert "feedback is required" in body and 'id="id_feedback_error"' in body
@@ -336,7 +331,7 @@ def test_rejecting_without_feedback_is_a_400_naming_the_feedback(cast, po, await
 
 
 def test_rejecting_with_feedback_sends_it_to_the_next_attempt(cast, po, awaiting) -> None:
-    response = client_for(po).post(url("PAY-1", "reject/"),
+    response = portal_client(po).post(url("PAY-1", "reject/"),
                                    {"feedback": "Round half up, not half even."}, follow=True)
     ticket = Ticket.objects.get(pk=awaiting.pk)
     assert ticket.status == "rejected" and ticket.feedback == "Round half up, not half even."
@@ -344,7 +339,7 @@ def test_rejecting_with_feedback_sends_it_to_the_next_attempt(cast, po, awaiting
 
 
 def test_a_manager_reads_the_ticket_but_gets_403_deciding(cast, po, awaiting) -> None:
-    client = client_for(cast.manager)
+    client = portal_client(cast.manager)
     body = client.get(url("PAY-1")).content.decode()
     assert "Awaiting acceptance." in body and "Accept and merge" not in body
     assert client.post(url("PAY-1", "accept/")).status_code == 403
@@ -352,7 +347,7 @@ def test_a_manager_reads_the_ticket_but_gets_403_deciding(cast, po, awaiting) ->
 
 
 def test_accepting_a_ticket_that_moved_on_says_so_with_409(cast, po, awaiting) -> None:
-    client = client_for(po)
+    client = portal_client(po)
     client.post(url("PAY-1", "accept/"))
     response = client.post(url("PAY-1", "accept/"))
     assert response.status_code == 409 and "cannot go from accepted" in response.content.decode()
@@ -368,7 +363,7 @@ def test_a_blocked_ticket_shows_its_reason_and_can_be_retried(cast, po, awaiting
                  target_label=ticket.key, project_id=ticket.project_id,
                  data={"rule": "allowed_paths", "point": "edit",
                        "message": "secrets/.env is outside the allowed paths"})
-    client = client_for(po)
+    client = portal_client(po)
     body = client.get(url("PAY-1")).content.decode()
     assert "Blocked: a person must decide." in body and "Retry budget spent" in body
     assert "Guardrails refused 1 action" in body and "secrets/.env is outside" in body
@@ -378,7 +373,7 @@ def test_a_blocked_ticket_shows_its_reason_and_can_be_retried(cast, po, awaiting
 
 
 def test_cancelling_records_the_reason(cast, po, awaiting) -> None:
-    client = client_for(po)
+    client = portal_client(po)
     assert client.post(url("PAY-1", "cancel/"), {"reason": "Not needed"}).status_code == 302
     assert Ticket.objects.get(pk=awaiting.pk).status == "cancelled"
     event = AuditEvent.objects.for_org(cast.org).filter(type="ticket.transition").last()
@@ -400,7 +395,7 @@ def test_a_running_attempt_shows_a_progress_row_from_its_events(cast, po) -> Non
     progress(ticket=ticket, type="attempt.check", attempt=attempt,
              data={"check": "a", "index": 1, "of": 3, "passed": True, "exit_code": 0,
                    "duration_ms": 5})
-    body = client_for(cast.manager).get(url("PAY-1")).content.decode()
+    body = portal_client(cast.manager).get(url("PAY-1")).content.decode()
     assert "data-progress" in body
     assert "<strong data-checks-passed>1</strong>" in body
     assert "<strong data-checks-total>3</strong>" in body
@@ -442,7 +437,7 @@ def test_gate_two_shows_the_tech_leads_audit_verdict_and_reason(cast, po) -> Non
                    findings=[{"severity": "minor", "path": "billing/totals.py",
                               "message": "Name the rounding constant."}],
                    actor=SYSTEM, options=engine_options(escalation=False, audit=True))
-    body = client_for(po).get(url(ticket.key)).content.decode()
+    body = portal_client(po).get(url(ticket.key)).content.decode()
     panel = body[body.index('id="gate"'):body.index("Accept and merge")]
     assert "Tech Lead's audit of attempt 1" in panel
     assert ">Passed</span>" in panel
@@ -461,7 +456,7 @@ def test_gate_two_says_why_the_work_was_not_audited(cast, po) -> None:
         outcome="passed", finished_at=timezone.now())
     ticket_audit_skipped(ticket=ticket, attempt=attempt,
                          reason="no Tech Lead endpoint is configured")
-    body = client_for(po).get(url(ticket.key)).content.decode()
+    body = portal_client(po).get(url(ticket.key)).content.decode()
     panel = body[body.index('id="gate"'):body.index("Accept and merge")]
     assert ">Skipped</span>" in panel and "no Tech Lead endpoint is configured" in panel
 
@@ -469,7 +464,7 @@ def test_gate_two_says_why_the_work_was_not_audited(cast, po) -> None:
 def test_the_timeline_gives_times_to_the_second_and_whole_reasons(cast, po, awaiting) -> None:
     reason = "The model kept editing files outside the allowed paths; " * 12
     services.ticket_cancel(ticket=Ticket.objects.get(pk=awaiting.pk), actor=po, reason=reason)
-    body = client_for(po).get(url("PAY-1")).content.decode()
+    body = portal_client(po).get(url("PAY-1")).content.decode()
     timeline = body[body.index('id="timeline"'):body.index('id="timeline-empty"')]
     stamps = re.findall(r'data-format="seconds"[^>]*>([^<]+)</time>', timeline)
     assert stamps and all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \w+", s) for s in stamps)

@@ -8,21 +8,15 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.test import Client
 from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
 from tests.factories import ProjectFactory, RequirementFactory, TicketFactory
+from tests.fixtures import portal_client
 from tickets.models import NEEDS_ADMIN, Ticket
 from tickets.selectors import decisions_waiting_for
 
 MACHINE = f"{NEEDS_ADMIN}: `go` is not found inside the sandbox: install it on the worker."
-
-
-def client_for(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def blocked(cast: Any, reason: str, **fields: Any) -> Ticket:
@@ -33,7 +27,7 @@ def blocked(cast: Any, reason: str, **fields: Any) -> Ticket:
 
 
 def panel(user: Any, path: str = "/o/acme/") -> str:
-    html = client_for(user).get(path).content.decode()
+    html = portal_client(user).get(path).content.decode()
     return html[html.index("Waiting for my decision"):]
 
 
@@ -51,7 +45,7 @@ def test_a_blocked_ticket_waits_with_its_reason_and_a_link_to_retry_it(cast, po)
     assert "The audit failed 3 times: totals are still floats." in html
     assert f'href="/o/acme/tickets/{stuck.key}/#gate"' in html and "Edit and retry" in html
     # The link leads to the ticket's Retry button.
-    page = client_for(po).get(f"/o/acme/tickets/{stuck.key}/").content.decode()
+    page = portal_client(po).get(f"/o/acme/tickets/{stuck.key}/").content.decode()
     assert 'id="retry-button"' in page
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest_plugins = ["tests.fixtures", "tests.loop", "tests.gitservers"]
+pytest_plugins = ["tests.fixtures", "tests.gitservers"]
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from rest_framework.test import APIClient
 from accounts import services
 from accounts.models import Membership, Organization, User
 from accounts.roles import Role
+from agents.sandbox import sandbox_available
 from haao.models import AuditEvent
 from tests.factories import MembershipFactory, OrganizationFactory, ProjectFactory
 from tickets.models import Project
@@ -109,3 +111,13 @@ def loopback_allowed() -> override_settings:
 def allow_loopback() -> Iterator[None]:
     with loopback_allowed():
         yield
+
+
+@pytest.fixture
+def require_sandbox() -> None:
+    """Skip without bubblewrap, unless HAAO_REQUIRE_SANDBOX=1 says it must be there."""
+    if sandbox_available():
+        return
+    if os.environ.get("HAAO_REQUIRE_SANDBOX") == "1":
+        pytest.fail("HAAO_REQUIRE_SANDBOX=1 but bubblewrap cannot start a sandbox here")
+    pytest.skip("bubblewrap (bwrap) is not installed or cannot create namespaces here")

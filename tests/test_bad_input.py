@@ -30,7 +30,7 @@ from haao.endpoints import SAFE_METHODS
 from haao.models import AuditEvent
 from tests.factories import UserFactory
 from tests.fixtures import Cast, token_client
-from tests.test_tenancy_matrix import SCOPED
+from tests.routes import COVERED_ELSEWHERE, SCOPED
 from tickets import api as ticket_api
 from tickets.models import Project, ProjectUserObjectPermission
 
@@ -100,10 +100,6 @@ COVERED_IN_PROJECT_SETTINGS = {
     "api/v1/orgs/<slug:org>/projects/<str:key>/connection-test/":
         "tickets/tests/test_api_projects_settings.py",
     "api/v1/orgs/<slug:org>/projects/<str:key>/setup-check/": "agents/tests/test_preflight.py",
-}
-COVERED_ELSEWHERE = {
-    "api/v1/orgs/<slug:org>/requirements/<str:key>/": "tickets/tests/test_api_bad_input.py",
-    "api/v1/orgs/<slug:org>/tickets/<str:key>/": "tickets/tests/test_api_bad_input.py",
 }
 # Partial updates of a model endpoint (every field optional) and its bodiless health check.
 COVERED_IN_AGENTS = {

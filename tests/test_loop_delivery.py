@@ -18,11 +18,10 @@ from agents.models import DeliveryStatus, IntegrationBranch, PullRequestState
 from sample_models import AnthropicServer, OpenAIServer
 from sample_models.rounding import RIGHT_FIX
 from tests.fixtures import token_client
-from tests.loop import Processes, wait_for
+from tests.loop import Processes, Script, TechLead, add_endpoints, status_of, wait_for
 from tests.samples import SAMPLE_PROJECT, invoice_ticket
 from tests.servers.forges import FakeGitHub
 from tests.servers.git_http import GitHTTPServer
-from tests.test_loop import Script, TechLead, add_endpoints, status_of
 from tickets import services
 from tickets.models import Project, Requirement, RequirementStatus, Ticket
 

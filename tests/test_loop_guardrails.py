@@ -23,20 +23,21 @@ from policies.services import policy_update
 from sample_models import AnthropicServer, OpenAIServer, RecordedRequest
 from sample_models.anthropic import tool_use_reply, usage
 from sample_models.base import last_user_text
+from sample_models.rounding import RIGHT_FIX, WRONG_FIX
 from tests.factories import ProjectFactory
-from tests.loop import Processes, wait_for, workspace_root
-from tests.samples import invoice_ticket
-from tests.test_loop import (
-    RIGHT_FIX,
-    WRONG_FIX,
+from tests.loop import (
+    Processes,
     Script,
     TechLead,
     add_endpoints,
     kinds,
     proposed,
-    status_of,
+    reach,
     submit,
+    wait_for,
+    workspace_root,
 )
+from tests.samples import invoice_ticket
 from tickets import services
 from tickets.models import Attempt, Project, Requirement, Ticket
 
@@ -77,12 +78,6 @@ def refusals(ticket: Ticket) -> list[dict[str, Any]]:
     return [event.data for event in AuditEvent.objects.filter(
         organization=ticket.organization, target_id=str(ticket.pk),
         type="guardrail.refused").order_by("seq")]
-
-
-def reach(ticket: Ticket, status: str, processes: Processes, timeout: float = 90) -> Ticket:
-    wait_for(lambda: status_of(ticket)() == status, what=f"{ticket.key} to be {status}",
-             processes=processes, timeout=timeout)
-    return Ticket.objects.get(pk=ticket.pk)
 
 
 def outcomes(ticket: Ticket) -> list[tuple[int, str]]:

@@ -13,10 +13,17 @@ from agents.models import ModelCall
 from agents.workspaces.samples import git_checkout
 from haao.models import AuditEvent
 from sample_models import AnthropicServer, OpenAIServer
+from sample_models.rounding import RIGHT_FIX
 from tests.factories import ProjectFactory
-from tests.loop import Processes, wait_for
+from tests.loop import (
+    Processes,
+    TechLead,
+    add_endpoints,
+    proposed,
+    status_of,
+    wait_for,
+)
 from tests.samples import SAMPLE_PROJECT, invoice_ticket
-from tests.test_loop import RIGHT_FIX, TechLead, add_endpoints, proposed, status_of
 from tickets import services
 from tickets.models import Attempt, Project, Ticket
 

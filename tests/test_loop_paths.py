@@ -13,19 +13,21 @@ from haao.audit import Actor
 from policies.services import policy_update
 from sample_models import AnthropicServer, OpenAIServer, RecordedRequest
 from sample_models.base import last_user_text
-from tests.loop import Processes, wait_for, workspace_root
-from tests.samples import invoice_ticket
-from tests.test_loop import (
-    RIGHT_FIX,
-    WRONG_FIX,
+from sample_models.rounding import RIGHT_FIX, WRONG_FIX
+from tests.loop import (
+    Processes,
     Script,
     TechLead,
     add_endpoints,
+    approve,
+    chats,
     events,
     kinds,
-    proposed,
-    status_of,
+    reach,
+    wait_for,
+    workspace_root,
 )
+from tests.samples import invoice_ticket
 from tickets import services
 from tickets.models import Attempt, Project, Ticket
 
@@ -37,30 +39,9 @@ FAILED_AUDIT = {"passed": False, "summary": "Works, but the rounding mode is imp
 PASSED_AUDIT = {"passed": True, "summary": "Meets the DoD.", "findings": []}
 
 
-def chats(server: OpenAIServer) -> list[RecordedRequest]:
-    return [r for r in server.requests if r.path == "/v1/chat/completions"]
-
-
 def solves(server: AnthropicServer) -> list[RecordedRequest]:
     requests = [r for r in server.requests if r.path == "/v1/messages"]
     return [r for r, kind in zip(requests, kinds(server), strict=True) if kind == "solve"]
-
-
-def approve(cast: Any, project: Project, processes: Processes, *,
-            retry_budget: int | None = None) -> list[Ticket]:
-    """Submit the requirement, wait for the proposal, optionally lower the project's retry
-    budget (as an admin could in its policy), and approve it."""
-    requirement = proposed(cast, project, processes)
-    if retry_budget is not None:
-        policy_update(organization=cast.org, project=project, actor=Actor.of(cast.admin),
-                      changes={"retry_budget": retry_budget})
-    return services.requirement_approve(requirement=requirement, actor=cast.product_owner)
-
-
-def reach(ticket: Ticket, status: str, processes: Processes, timeout: float = 90) -> Ticket:
-    wait_for(lambda: status_of(ticket)() == status, what=f"{ticket.key} to be {status}",
-             processes=processes, timeout=timeout)
-    return Ticket.objects.get(pk=ticket.pk)
 
 
 def outcomes(ticket: Ticket) -> list[tuple[int, str, str]]:

@@ -23,19 +23,24 @@ from haao.audit import Actor
 from policies.services import policy_update
 from sample_models import AnthropicServer, OpenAIServer, RecordedRequest
 from sample_models.base import last_user_text
+from sample_models.rounding import RIGHT_FIX
 from tests.factories import ProjectFactory
-from tests.loop import Processes, state, wait_for, workspace_root
-from tests.samples import invoice_ticket
-from tests.test_loop import (
-    RIGHT_FIX,
+from tests.loop import (
+    Processes,
     TechLead,
     add_endpoints,
+    approve,
+    chats,
     events,
     kinds,
     proposed,
+    reach,
+    state,
     status_of,
+    wait_for,
+    workspace_root,
 )
-from tests.test_loop_paths import approve, chats, reach
+from tests.samples import invoice_ticket
 from tickets import services
 from tickets.models import Attempt, CheckResult, Project, Requirement, Ticket
 

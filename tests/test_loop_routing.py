@@ -18,9 +18,8 @@ from policies.services import policy_update
 from sample_models import AnthropicServer, OpenAIServer, RecordedRequest
 from sample_models.base import last_user_text
 from tests.factories import ProjectFactory
-from tests.loop import Processes, wait_for
+from tests.loop import Processes, TechLead, add_endpoints, wait_for
 from tests.samples import SAMPLE_PROJECT, git_checkout, invoice_ticket
-from tests.test_loop import TechLead, add_endpoints
 from tickets import services
 from tickets.models import Attempt, Project, Requirement, Ticket
 

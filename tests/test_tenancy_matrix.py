@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -19,7 +17,6 @@ import pytest
 from django.conf import settings
 from django.shortcuts import resolve_url
 from django.test import Client
-from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -28,90 +25,17 @@ from accounts.models import Membership
 from accounts.roles import SCOPE_IMPLIES, TokenScope, role_can
 from haao.endpoints import SAFE_METHODS, OrgScoped
 from haao.views import OrgView
-from tests.fixtures import Cast, page_as_compared
-
-# Routes that are not organization-scoped on purpose, by prefix, with the reason.
-PUBLIC = {
-    "health": "load balancers probe it without credentials",
-    "metrics": "platform-wide figures for the operators' Prometheus; a bearer token of its "
-               "own (HAAO_METRICS_TOKEN), 404 when none is set",
-    "platform-admin/": "Django's admin for platform operators; staff-only by its own checks",
-    "accounts/": "django-allauth: sign-in, sign-up, password reset, email, MFA",
-    "sso/": "single sign-on starts before anyone is signed in",
-    "invitations/<str:token>/": "the secret link is the credential; accepting needs sign-in",
-    "api/v1/schema/": "the public OpenAPI description",
-    "api/v1/docs/": "the public API documentation page",
-    "api/v1/redoc/": "the same documentation, as ReDoc",
-    "api/v1/schemas/": "the Atomic Ticket JSON Schema, published for agents and tools",
-    "hooks/forge/": "a forge's webhook: the project's shared secret signs each delivery, and "
-                    "an unknown project, a missing secret and a bad signature all get 404",
-}
-# Exact routes that need a signed-in user but no organization: they list only the caller's.
-SIGNED_IN_ONLY = {
-    "": "the organization picker shows only the caller's organizations",
-    "api/v1/orgs/": "lists only the caller's organizations (a token: only its own)",
-}
-MISSING_ORG = "no-such-org"
-PARAMETER = re.compile(r"<(?:(?P<converter>\w+):)?(?P<name>\w+)>")
-
-
-@dataclass(frozen=True)
-class Route:
-    route: str
-    pattern: URLPattern
-
-    @property
-    def view_class(self) -> type | None:
-        callback = self.pattern.callback
-        return getattr(callback, "view_class", None) or getattr(callback, "cls", None)
-
-    @property
-    def is_api(self) -> bool:
-        return self.route.startswith("api/")
-
-    @property
-    def methods(self) -> list[str]:
-        actions = getattr(self.pattern.callback, "actions", None)
-        if actions:  # a DRF viewset route
-            names = list(actions)
-        else:
-            view = self.view_class
-            names = [m for m in getattr(view, "http_method_names", []) if hasattr(view, m)]
-        return [m.upper() for m in names if m not in ("options", "head")]
-
-    def capability_for(self, method: str) -> str | None:
-        view = self.view_class
-        needed = getattr(view, "required_capability", None)
-        if needed is None and method not in SAFE_METHODS:
-            # accounts.api.views.OrgEndpoint: a capability that guards writes only.
-            needed = getattr(view, "write_capability", None)
-        return needed
-
-    def scope_for(self, method: str) -> str:
-        view = self.view_class
-        return getattr(view, "read_scope" if method in SAFE_METHODS else "write_scope")
-
-
-def _walk(resolver: URLResolver, prefix: str = "") -> Iterator[Route]:
-    for entry in resolver.url_patterns:
-        route = prefix + str(entry.pattern)
-        if isinstance(entry, URLResolver):
-            yield from _walk(entry, route)
-        else:
-            yield Route(route, entry)
-
-
-def _public_reason(route: str) -> str | None:
-    for prefix, reason in PUBLIC.items():
-        if route == prefix or (prefix.endswith("/") and route.startswith(prefix)):
-            return reason
-    return None
-
-
-ALL_ROUTES = list(_walk(get_resolver()))
-CHECKED = [r for r in ALL_ROUTES if _public_reason(r.route) is None
-           and r.route not in SIGNED_IN_ONLY]
-SCOPED = [r for r in CHECKED if r.view_class and issubclass(r.view_class, (OrgView, OrgScoped))]
+from tests.fixtures import Cast, page_as_compared, token_client
+from tests.routes import (
+    ALL_ROUTES,
+    CHECKED,
+    MISSING_ORG,
+    PARAMETER,
+    SCOPED,
+    SIGNED_IN_ONLY,
+    Route,
+    public_reason,
+)
 
 
 def _ids(routes: list[Route]) -> list[str]:
@@ -154,15 +78,6 @@ def fill(route: str, values: dict[str, str], org: str | None = None) -> str:
     return "/" + PARAMETER.sub(value, route)
 
 
-def _token_client(cast: Cast, org: Any, user: Any, scopes: list[str]) -> APIClient:
-    _, raw = services.api_token_create(organization=org, user=user, name="matrix",
-                                       scopes=scopes,
-                                       expires_at=timezone.now() + timedelta(days=1))
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
-    return client
-
-
 def _signed_in(user: Any, api: bool) -> Client:
     client: Client = APIClient() if api else Client()
     client.force_login(user)
@@ -177,7 +92,7 @@ def _call(client: Client, method: str, url: str) -> Any:
 
 @pytest.mark.parametrize("route", ALL_ROUTES, ids=_ids(ALL_ROUTES))
 def test_every_route_is_organization_scoped_or_listed_as_public(route: Route) -> None:
-    if _public_reason(route.route) or route.route in SIGNED_IN_ONLY:
+    if public_reason(route.route) or route.route in SIGNED_IN_ONLY:
         return
     view = route.view_class
     assert view is not None and issubclass(view, (OrgView, OrgScoped)), (
@@ -214,7 +129,7 @@ def test_an_outsider_gets_the_same_404_as_for_a_missing_organization(
     callers = [_signed_in(cast.outsider, route.is_api)]
     if route.is_api:
         # A token of globex, with every scope, used on acme's URL.
-        callers.append(_token_client(cast, cast.other_org, cast.outsider, ["admin"]))
+        callers.append(token_client(cast.other_org, cast.outsider, ["admin"]))
     for client in callers:
         for method in route.methods:
             response = _call(client, method, url)
@@ -238,7 +153,7 @@ def test_a_member_without_the_capability_gets_403(route: Route, cast: Cast, url_
             continue
         assert not role_can("member", capability)
         # For the API, a token with every scope: the role alone must refuse.
-        client = (_token_client(cast, cast.org, cast.member, ["admin"]) if route.is_api
+        client = (token_client(cast.org, cast.member, ["admin"]) if route.is_api
                   else _signed_in(cast.member, api=False))
         response = _call(client, method, url)
         assert response.status_code == 403, f"{method} {url}: {response.status_code}"
@@ -266,11 +181,11 @@ def test_a_token_without_the_scope_gets_403_even_for_an_admin(
 ) -> None:
     url = fill(route.route, url_values)
     for method, scopes in _scope_cases(route):
-        client = _token_client(cast, cast.org, cast.admin, scopes)
+        client = token_client(cast.org, cast.admin, scopes)
         response = _call(client, method, url)
         assert response.status_code == 403, f"{method} {url} with {scopes}: {response.status_code}"
         assert "scope" in response.json()["error"]["message"]
-    read_only = _token_client(cast, cast.org, cast.admin, ["read"])
+    read_only = token_client(cast.org, cast.admin, ["read"])
     for method in route.methods:
         if method not in SAFE_METHODS:
             assert _call(read_only, method, url).status_code == 403, f"{method} {url}"

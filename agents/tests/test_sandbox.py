@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -23,15 +22,7 @@ PY = "/usr/bin/python3"
 LIMITS = SandboxLimits(timeout_seconds=30, cpu_seconds=20, memory_bytes=512 * 1024**2,
                        max_processes=64, max_file_size_bytes=64 * 1024**2, max_open_files=256)
 
-
-@pytest.fixture(autouse=True)
-def require_sandbox() -> None:
-    """Skip without bubblewrap, unless HAAO_REQUIRE_SANDBOX=1 says it must be there."""
-    if sandbox_available():
-        return
-    if os.environ.get("HAAO_REQUIRE_SANDBOX") == "1":
-        pytest.fail("HAAO_REQUIRE_SANDBOX=1 but bubblewrap cannot start a sandbox here")
-    pytest.skip("bubblewrap (bwrap) is not installed or cannot create namespaces here")
+pytestmark = pytest.mark.usefixtures("require_sandbox")
 
 
 @pytest.fixture

@@ -15,9 +15,14 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
 from sample_models import AnthropicServer, OpenAIServer
 from sample_models.base import last_user_text
-from tests.loop import Processes, wait_for
+from sample_models.rounding import RIGHT_FIX
+from tests.loop import (
+    Processes,
+    TechLead,
+    add_endpoints,
+    wait_for,
+)
 from tests.samples import invoice_ticket
-from tests.test_loop import RIGHT_FIX, TechLead, add_endpoints
 from tickets.models import Project, Ticket
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

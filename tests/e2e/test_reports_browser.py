@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from agents.tests.test_reports import Seed
 from tests.browser import signed_in
+from tests.reports import Seed
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

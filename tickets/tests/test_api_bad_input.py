@@ -16,8 +16,7 @@ from haao.endpoints import SAFE_METHODS
 from haao.models import AuditEvent
 from tests.factories import TicketFactory, spec_example
 from tests.fixtures import Cast, token_client
-from tests.test_bad_input import COVERED_ELSEWHERE
-from tests.test_tenancy_matrix import SCOPED
+from tests.routes import COVERED_ELSEWHERE, SCOPED
 from tickets import services
 from tickets.models import Requirement, Ticket
 

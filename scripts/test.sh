@@ -24,6 +24,8 @@ mkdir -p "$work/junit" "$(dirname "$SUMMARY_FILE")"
 rm -f "$SUMMARY_FILE"
 reports=()
 summarize() {
+  echo "== the 20 slowest tests"
+  "$PY" scripts/junit_summary.py --slowest 20 "${reports[@]}" || true
   "$PY" scripts/junit_summary.py "${reports[@]}" > "$SUMMARY_FILE" || echo "tests: summary failed" > "$SUMMARY_FILE"
   cat "$SUMMARY_FILE"
 }

@@ -171,6 +171,23 @@ def wait_for(check: Callable[[], Any], *, timeout: float = 90, what: str = "",
     pytest.fail(f"timed out after {timeout:g} s waiting for {what or check}\n{state()}\n{logs}")
 
 
+def workers_idle() -> bool:
+    """No task waits in a queue, and the workers run none and hold none for later (what
+    `celery inspect active reserved scheduled` says); False while no worker answers."""
+    from haao.celery import app
+
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        for queue in ALL_QUEUES.split(","):
+            if channel.queue_declare(queue, passive=True).message_count:
+                return False
+    inspect = app.control.inspect(timeout=1.0)
+    for replies in (inspect.active(), inspect.reserved(), inspect.scheduled()):
+        if not replies or any(replies.values()):
+            return False
+    return True
+
+
 def state() -> str:
     """Every ticket and attempt, for a failure message."""
     from tickets.models import Attempt, Ticket

@@ -38,6 +38,7 @@ from tests.loop import (
     state,
     status_of,
     wait_for,
+    workers_idle,
     workspace_root,
 )
 from tests.samples import invoice_ticket
@@ -144,7 +145,7 @@ def test_twenty_killed_workers_lose_no_ticket_and_duplicate_nothing(
             seen = coder.arrived
             wait_for(lambda seen=seen: note_recoveries() or coder.arrived > seen,  # type: ignore[misc]
                      what="a coder call to interrupt", processes=processes, interval=0.1)
-            time.sleep(0.3)
+            wait_for(coding, what="the attempt to be claimed for coding", processes=processes)
             processes.kill("worker")
             killed_at = time.monotonic()
             for attempt in Attempt.objects.filter(outcome="running",
@@ -188,7 +189,7 @@ def test_an_attempt_that_kills_its_worker_three_times_is_failed_and_the_ticket_m
         for kill in range(3):  # HAAO_MAX_DELIVERIES in tests/loop.py
             wait_for(lambda kill=kill: coder.arrived > kill,  # type: ignore[misc]
                      what=f"delivery {kill + 1} of the attempt", processes=processes)
-            time.sleep(0.3)
+            wait_for(coding, what="the attempt to be claimed for coding", processes=processes)
             processes.kill("worker")
             processes.start_worker()
         coder.seconds = 0
@@ -203,6 +204,11 @@ def test_an_attempt_that_kills_its_worker_three_times_is_failed_and_the_ticket_m
 
 # --- Re-delivery ---------------------------------------------------------------------------------
 
+def coding() -> bool:
+    """A worker has claimed an attempt and is asking the coder (its lease is running)."""
+    return Attempt.objects.filter(outcome="running", stage="coding").exists()
+
+
 def twice(task: Any, queue: str, **kwargs: Any) -> None:
     """Publish the task again, as a broker that redelivers would."""
     for _ in range(2):
@@ -212,6 +218,7 @@ def twice(task: Any, queue: str, **kwargs: Any) -> None:
 def test_every_task_delivered_again_has_no_second_effect(
         cast: Any, project: Project, coder: OpenAIServer, cloud: AnthropicServer,
         processes: Processes) -> None:
+    # A coder that takes a second: the redeliveries below arrive while it works.
     coder.answer = lambda request: (time.sleep(1), RIGHT_FIX)[1]
     cloud.answer = TechLead(tickets=[invoice_ticket()])
     add_endpoints(cast, coder, cloud)
@@ -249,7 +256,8 @@ def test_every_task_delivered_again_has_no_second_effect(
     twice(tasks.check_step, "checks", attempt_id=attempt.pk)
     twice(tasks.audit_step, "cloud", ticket_id=ticket.pk)
     twice(tasks.merge, "checks", ticket_id=ticket.pk)
-    time.sleep(4)
+    wait_for(workers_idle, what="the workers to have run every task sent again",
+             processes=processes)
 
     assert Ticket.objects.filter(requirement=requirement).count() == 1
     assert Attempt.objects.filter(ticket=ticket).count() == 1
@@ -307,7 +315,7 @@ def test_work_waits_for_its_only_coder_to_come_back(
         [ticket] = services.requirement_approve(requirement=requirement,
                                                 actor=cast.product_owner)
         until = time.monotonic() + 3 * LEASE
-        while time.monotonic() < until:
+        while time.monotonic() < until:  # nothing changes for as long as the outage lasts
             current = Ticket.objects.get(pk=ticket.pk)
             assert current.status in ("approved", "queued", "running"), state()
             assert current.retries_left == current.retry_budget

@@ -10,7 +10,6 @@ from __future__ import annotations
 import http.server
 import secrets
 import threading
-import time
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlencode, urlparse
 
@@ -344,7 +343,7 @@ def test_wrong_password_shows_error_and_does_not_redirect(discovery, rp, clients
     assert "Invalid login or password" in page.inner_text("#error")
     assert page.url.startswith(discovery["issuer"] + "/interaction/")
     assert page.is_visible("input[name=password]")
-    time.sleep(0.2)
+    page.wait_for_load_state("networkidle")  # no redirect is still on its way
     assert len(rp.hits) == hits_before
 
     # The same form then accepts the right password.

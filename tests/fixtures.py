@@ -17,6 +17,9 @@ from rest_framework.test import APIClient
 from accounts import services
 from accounts.models import Membership, Organization, User
 from accounts.roles import Role
+from agents import services as agent_services
+from agents.models import InferenceEndpoint
+from agents.pricing import CURRENT_SONNET
 from agents.sandbox import sandbox_available
 from haao.models import AuditEvent
 from tests.factories import MembershipFactory, OrganizationFactory, ProjectFactory
@@ -121,3 +124,25 @@ def require_sandbox() -> None:
     if os.environ.get("HAAO_REQUIRE_SANDBOX") == "1":
         pytest.fail("HAAO_REQUIRE_SANDBOX=1 but bubblewrap cannot start a sandbox here")
     pytest.skip("bubblewrap (bwrap) is not installed or cannot create namespaces here")
+
+
+def coder_endpoint(organization: Organization, actor: User, *,
+                   base_url: str = "http://127.0.0.1:9/v1", name: str = "Workstation",
+                   **values: Any) -> InferenceEndpoint:
+    """A free local coder endpoint (OpenAI-compatible), made as an admin makes one."""
+    with loopback_allowed():
+        return agent_services.endpoint_create(
+            organization=organization, actor=actor,
+            values={"name": name, "kind": "openai_compatible", "flavor": "lm_studio",
+                    "base_url": base_url, "model": "qwen-coder", "role": "coder",
+                    "price_input": "0", "price_output": "0", **values})
+
+
+def tech_lead_endpoint(organization: Organization, actor: User, *, base_url: str,
+                       name: str = "Claude", **values: Any) -> InferenceEndpoint:
+    """The organization's Claude Tech Lead endpoint, served at `base_url`."""
+    with loopback_allowed():
+        return agent_services.endpoint_create(
+            organization=organization, actor=actor, api_key="sk-ant-test",
+            values={"name": name, "kind": "anthropic", "base_url": base_url,
+                    "model": CURRENT_SONNET, "role": "tech_lead", **values})

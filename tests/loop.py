@@ -23,14 +23,13 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from agents import services as agent_services
-from agents.pricing import CURRENT_SONNET
 from haao.audit import Actor
 from haao.models import AuditEvent
 from policies.services import policy_update
 from sample_models import AnthropicServer, OpenAIServer, RecordedRequest
 from sample_models.anthropic import tool_use_reply
 from sample_models.rounding import RIGHT_FIX
+from tests.fixtures import coder_endpoint, tech_lead_endpoint
 from tickets import services
 from tickets.models import Project, Requirement, Ticket
 
@@ -295,22 +294,10 @@ def kinds(server: AnthropicServer) -> list[str]:
 
 def add_endpoints(cast: Any, coder: OpenAIServer | None, cloud: AnthropicServer | None,
                   **coder_values: Any) -> None:
-    from django.test import override_settings
-
-    with override_settings(HAAO_ENDPOINT_ALLOWLIST=["127.0.0.1"]):
-        if coder is not None:
-            agent_services.endpoint_create(
-                organization=cast.org, actor=cast.admin,
-                values={"name": "Workstation", "kind": "openai_compatible",
-                        "flavor": "lm_studio", "base_url": coder.url, "model": "qwen-coder",
-                        "role": "coder", "price_input": "0", "price_output": "0",
-                        **coder_values})
-        if cloud is not None:
-            agent_services.endpoint_create(
-                organization=cast.org, actor=cast.admin,
-                values={"name": "Claude", "kind": "anthropic", "base_url": cloud.url,
-                        "model": CURRENT_SONNET, "role": "tech_lead"},
-                api_key="sk-ant-test")
+    if coder is not None:
+        coder_endpoint(cast.org, cast.admin, base_url=coder.url, **coder_values)
+    if cloud is not None:
+        tech_lead_endpoint(cast.org, cast.admin, base_url=cloud.url)
 
 
 def submit(cast: Any, project: Project) -> Requirement:

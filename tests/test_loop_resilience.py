@@ -12,12 +12,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.test import override_settings
 
-from agents import services as agent_services
 from agents import tasks
 from agents.models import CallOutcome, ModelCall
-from agents.pricing import CURRENT_SONNET
 from agents.workspaces.git import git
 from haao.audit import Actor
 from policies.services import policy_update
@@ -25,6 +22,7 @@ from sample_models import AnthropicServer, OpenAIServer, RecordedRequest
 from sample_models.base import last_user_text
 from sample_models.rounding import RIGHT_FIX
 from tests.factories import ProjectFactory
+from tests.fixtures import coder_endpoint, tech_lead_endpoint
 from tests.loop import (
     Processes,
     TechLead,
@@ -55,25 +53,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def add_coder(organization: Any, admin: Any, server: OpenAIServer, name: str,
-              **values: Any) -> Any:
-    with override_settings(HAAO_ENDPOINT_ALLOWLIST=["127.0.0.1"]):
-        return agent_services.endpoint_create(
-            organization=organization, actor=admin,
-            values={"name": name, "kind": "openai_compatible", "flavor": "lm_studio",
-                    "base_url": server.url, "model": "qwen-coder", "role": "coder",
-                    "price_input": "0", "price_output": "0", **values})
-
-
-def add_tech_lead(organization: Any, admin: Any, server: AnthropicServer) -> Any:
-    with override_settings(HAAO_ENDPOINT_ALLOWLIST=["127.0.0.1"]):
-        return agent_services.endpoint_create(
-            organization=organization, actor=admin,
-            values={"name": "Claude", "kind": "anthropic", "base_url": server.url,
-                    "model": CURRENT_SONNET, "role": "tech_lead"},
-            api_key="sk-ant-test")
 
 
 class SlowCoder:
@@ -117,8 +96,9 @@ def test_twenty_killed_workers_lose_no_ticket_and_duplicate_nothing(
         cast: Any, project: Project, cloud: AnthropicServer, processes: Processes) -> None:
     coder = SlowCoder(1.5)
     with OpenAIServer(flavor="lmstudio", answer=coder) as server:
-        add_coder(cast.org, cast.admin, server, "Workstation", max_concurrency=TICKETS)
-        add_tech_lead(cast.org, cast.admin, cloud)
+        coder_endpoint(cast.org, cast.admin, base_url=server.url, name="Workstation",
+                       max_concurrency=TICKETS)
+        tech_lead_endpoint(cast.org, cast.admin, base_url=cloud.url)
         cloud.answer = TechLead(tickets=[invoice_ticket(title=f"Round money, part {n}")
                                          for n in range(1, TICKETS + 1)])
         policy_update(organization=cast.org, project=project, changes={"wip_limit": TICKETS},
@@ -180,8 +160,8 @@ def test_an_attempt_that_kills_its_worker_three_times_is_failed_and_the_ticket_m
         cast: Any, project: Project, cloud: AnthropicServer, processes: Processes) -> None:
     coder = SlowCoder(30)
     with OpenAIServer(flavor="lmstudio", answer=coder) as server:
-        add_coder(cast.org, cast.admin, server, "Workstation")
-        add_tech_lead(cast.org, cast.admin, cloud)
+        coder_endpoint(cast.org, cast.admin, base_url=server.url, name="Workstation")
+        tech_lead_endpoint(cast.org, cast.admin, base_url=cloud.url)
         cloud.answer = TechLead(tickets=[invoice_ticket()])
         processes.start_worker()
         processes.start_beat()
@@ -282,9 +262,9 @@ def test_work_moves_to_the_other_coder_when_one_goes_down(
         cast: Any, project: Project, cloud: AnthropicServer, processes: Processes) -> None:
     with OpenAIServer(flavor="lmstudio", answer=lambda r: RIGHT_FIX) as first, \
             OpenAIServer(flavor="lmstudio", answer=lambda r: RIGHT_FIX) as second:
-        add_coder(cast.org, cast.admin, first, "A workstation")
-        add_coder(cast.org, cast.admin, second, "B workstation")
-        add_tech_lead(cast.org, cast.admin, cloud)
+        coder_endpoint(cast.org, cast.admin, base_url=first.url, name="A workstation")
+        coder_endpoint(cast.org, cast.admin, base_url=second.url, name="B workstation")
+        tech_lead_endpoint(cast.org, cast.admin, base_url=cloud.url)
         cloud.answer = TechLead(tickets=[invoice_ticket()])
         processes.start_worker()
         processes.start_beat()
@@ -305,8 +285,8 @@ def test_work_waits_for_its_only_coder_to_come_back(
     port = free_port()
     server = OpenAIServer(port=port, flavor="lmstudio", answer=lambda r: RIGHT_FIX).start()
     try:
-        add_coder(cast.org, cast.admin, server, "Workstation")
-        add_tech_lead(cast.org, cast.admin, cloud)
+        coder_endpoint(cast.org, cast.admin, base_url=server.url, name="Workstation")
+        tech_lead_endpoint(cast.org, cast.admin, base_url=cloud.url)
         cloud.answer = TechLead(tickets=[invoice_ticket()])
         processes.start_worker()
         processes.start_beat()
@@ -347,11 +327,12 @@ def test_each_tenants_work_stays_on_its_own_queue_worker_and_endpoint(
                                     repository=str(repo), default_branch="main")
     services.project_grant_set(organization=cast.other_org, project=other,
                                user=cast.outsider, grants={"approve"}, actor=cast.outsider)
-    add_coder(cast.org, cast.admin, servers["acme"], "Acme GPU", dedicated_queue="acme-gpu")
-    add_coder(cast.other_org, cast.outsider, servers["globex"], "Globex GPU",
-              dedicated_queue="globex-gpu")
-    add_tech_lead(cast.org, cast.admin, cloud)
-    add_tech_lead(cast.other_org, cast.outsider, cloud)
+    coder_endpoint(cast.org, cast.admin, base_url=servers["acme"].url, name="Acme GPU",
+                   dedicated_queue="acme-gpu")
+    coder_endpoint(cast.other_org, cast.outsider, base_url=servers["globex"].url,
+                   name="Globex GPU", dedicated_queue="globex-gpu")
+    tech_lead_endpoint(cast.org, cast.admin, base_url=cloud.url)
+    tech_lead_endpoint(cast.other_org, cast.outsider, base_url=cloud.url)
     cloud.answer = TechLead(tickets=[invoice_ticket()])
     processes.start_worker("shared", queues="control,cloud,local,checks")
     processes.start_worker("acme", queues="acme-gpu", concurrency=1)

@@ -20,7 +20,7 @@ from haao.errors import Conflict
 from haao.models import AuditEvent
 from policies.services import policy_update
 from tests.factories import TicketFactory, engine_options
-from tests.fixtures import loopback_allowed
+from tests.fixtures import coder_endpoint, loopback_allowed
 from tickets.models import Attempt, AttemptStage, Ticket
 from tickets.services.attempts import attempt_claim, attempt_finish, attempt_start
 from tickets.services.engine import Options, ticket_attempt_finished, ticket_audited
@@ -29,12 +29,8 @@ pytestmark = [pytest.mark.django_db]
 
 
 def coder(cast: Any, name: str = "Box A", **values: Any) -> InferenceEndpoint:
-    with loopback_allowed():
-        return agent_services.endpoint_create(
-            organization=cast.org, actor=cast.admin,
-            values={"name": name, "kind": "openai_compatible", "flavor": "vllm",
-                    "base_url": "http://127.0.0.1:9/v1", "model": "coder", "role": "coder",
-                    "price_input": "0", "price_output": "0", **values})
+    return coder_endpoint(cast.org, cast.admin, name=name,
+                          **{"flavor": "vllm", "model": "coder", **values})
 
 
 def ticket(cast: Any, status: str = "queued", **values: Any) -> Ticket:

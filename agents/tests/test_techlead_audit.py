@@ -11,10 +11,10 @@ from agents.models import InferenceEndpoint, ModelCall
 from agents.techlead.audit import AuditVerdict, audit
 from agents.techlead.client import InvalidAnswer, TechLeadClient
 from agents.techlead.solve import solve
-from agents.tests.endpoints import tech_lead_endpoint
 from sample_models import AnthropicServer
 from sample_models import anthropic as anth
 from tests.factories import RequirementFactory, TicketFactory
+from tests.fixtures import tech_lead_endpoint
 from tickets.services import CheckOutcome, attempt_finish, attempt_start
 
 pytestmark = pytest.mark.django_db
@@ -49,7 +49,7 @@ def server() -> Iterator[AnthropicServer]:
 @pytest.fixture
 def endpoint(cast, settings, server) -> InferenceEndpoint:
     settings.HAAO_ENDPOINT_ALLOWLIST = ["127.0.0.1"]
-    return tech_lead_endpoint(cast, server.url)
+    return tech_lead_endpoint(cast.org, cast.admin, base_url=server.url)
 
 
 @pytest.fixture

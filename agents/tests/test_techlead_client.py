@@ -18,11 +18,11 @@ from agents.techlead.client import (
     TechLeadClient,
     TechLeadError,
 )
-from agents.tests.endpoints import tech_lead_endpoint
 from haao.errors import ApplicationError
 from haao.ssrf import UnsafeEndpointURL
 from sample_models import AnthropicServer, Reset, Response, delayed, invalid_json
 from sample_models import anthropic as anth
+from tests.fixtures import tech_lead_endpoint
 
 pytestmark = pytest.mark.django_db
 MESSAGES = "/v1/messages"
@@ -38,7 +38,7 @@ def server() -> Iterator[AnthropicServer]:
 @pytest.fixture
 def endpoint(cast, settings, server) -> InferenceEndpoint:
     settings.HAAO_ENDPOINT_ALLOWLIST = ["127.0.0.1"]
-    return tech_lead_endpoint(cast, server.url)
+    return tech_lead_endpoint(cast.org, cast.admin, base_url=server.url)
 
 
 def context(cast, key: str = "test-call") -> CallContext:

@@ -13,11 +13,11 @@ from agents.models import CallOutcome, InferenceEndpoint, ModelCall
 from agents.techlead.client import TechLeadClient
 from agents.techlead.decompose import DecompositionFailed, decompose, decompose_requirement
 from agents.techlead.repo_map import repo_map
-from agents.tests.endpoints import tech_lead_endpoint
 from sample_models import AnthropicServer, Response, SampleTechLead
 from sample_models import anthropic as anth
 from sample_models.rounding import ROUNDING_TICKET
 from tests.factories import RequirementFactory
+from tests.fixtures import tech_lead_endpoint
 from tests.samples import (
     SAMPLE_PROJECT,
     file_lines,
@@ -46,7 +46,7 @@ def server() -> Iterator[AnthropicServer]:
 @pytest.fixture
 def endpoint(cast, settings, server) -> InferenceEndpoint:
     settings.HAAO_ENDPOINT_ALLOWLIST = ["127.0.0.1"]
-    return tech_lead_endpoint(cast, server.url)
+    return tech_lead_endpoint(cast.org, cast.admin, base_url=server.url)
 
 
 @pytest.fixture
@@ -303,7 +303,7 @@ def sample_models(cast, settings) -> Iterator[InferenceEndpoint]:
 
     settings.HAAO_ENDPOINT_ALLOWLIST = ["127.0.0.1"]
     with AnthropicServer(answer=sample_tech_lead) as running:
-        yield tech_lead_endpoint(cast, running.url)
+        yield tech_lead_endpoint(cast.org, cast.admin, base_url=running.url)
 
 
 def test_the_sample_tech_lead_declines_a_requirement_it_cannot_do_with_its_reason(

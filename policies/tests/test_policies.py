@@ -17,7 +17,6 @@ from agents import services as agent_services
 from agents.models import InferenceEndpoint, ModelCall
 from agents.selectors import cloud_budgets, spend_refusal
 from agents.techlead.client import CallContext, TechLeadClient
-from agents.tests.endpoints import tech_lead_endpoint
 from haao.audit import Actor
 from haao.models import AuditEvent
 from policies import rules
@@ -36,6 +35,7 @@ from policies.services import policy_update
 from sample_models import AnthropicServer
 from sample_models import anthropic as anth
 from tests.factories import TicketFactory
+from tests.fixtures import tech_lead_endpoint
 from tickets.models import Ticket
 
 pytestmark = pytest.mark.django_db
@@ -196,7 +196,7 @@ def test_another_organizations_project_cannot_be_given_a_policy(cast: Any) -> No
 @pytest.fixture
 def cloud_endpoint(cast: Any, settings: Any) -> InferenceEndpoint:
     settings.HAAO_ENDPOINT_ALLOWLIST = ["127.0.0.1"]
-    return tech_lead_endpoint(cast, "http://127.0.0.1:9")
+    return tech_lead_endpoint(cast.org, cast.admin, base_url="http://127.0.0.1:9")
 
 
 def spend(cast: Any, endpoint: InferenceEndpoint, tokens: int, *, at: Any = None,
@@ -270,7 +270,7 @@ def server() -> Iterator[AnthropicServer]:
 @pytest.fixture
 def claude(cast: Any, settings: Any, server: AnthropicServer) -> InferenceEndpoint:
     settings.HAAO_ENDPOINT_ALLOWLIST = ["127.0.0.1"]
-    return tech_lead_endpoint(cast, server.url)
+    return tech_lead_endpoint(cast.org, cast.admin, base_url=server.url)
 
 
 def call(cast: Any, endpoint: InferenceEndpoint, text: str, *, ticket: Any = None,

@@ -1,7 +1,7 @@
 """Celery tasks of the loop: named, given ids, thin; each calls one engine step.
 
 Time limits, acknowledgement and retries are set in settings (CELERY_*); the steps claim
-their work, so every task is safe to deliver twice (agents/engine/steps.py).
+their work, so every task is safe to deliver twice (agents/engine/steps/).
 """
 
 from __future__ import annotations

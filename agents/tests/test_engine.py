@@ -357,7 +357,7 @@ def test_the_model_step_streams_progress_and_hands_the_answer_to_the_checks(
     from agents.models import ModelCall
     from sample_models import OpenAIServer
 
-    monkeypatch.setattr(steps, "TOKEN_EVENT_SECONDS", 0.0)
+    monkeypatch.setattr(steps.model, "TOKEN_EVENT_SECONDS", 0.0)
     answer = "<<<<<<< FILE notes/a.txt\nhello\n>>>>>>> END\n"
     with OpenAIServer(flavor="vllm") as server, loopback_allowed():
         server.answer = lambda request: answer

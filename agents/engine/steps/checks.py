@@ -1,0 +1,106 @@
+"""The check step: apply the stored answer in a fresh worktree and run the Definition of Done
+in the sandbox."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from agents import sandbox
+from agents.delivery.branches import (
+    branch_follow_upstream,
+    integration_branch_for,
+)
+from agents.engine.options import sandbox_limits
+from agents.engine.steps.common import (
+    after_attempt,
+    attempt_run,
+    cancelled,
+    heartbeat,
+    lease_seconds,
+    load_attempt,
+    quietly,
+    worker_name,
+)
+from agents.environments import check_toolchain, project_environment
+from agents.execution import UNSANDBOXED_WARNING
+from agents.failures import SANDBOX_MISSING
+from agents.sandbox import CheckRun
+from agents.workspaces.remote import workspace_of
+from haao.errors import ApplicationError, Conflict
+from policies.selectors import policy_for
+from tickets.models import (
+    Attempt,
+    AttemptOutcome,
+    AttemptStage,
+    Ticket,
+)
+from tickets.services.attempts import (
+    attempt_claim,
+)
+from tickets.services.engine import (
+    progress,
+)
+
+logger = logging.getLogger(__name__)
+
+def check_step(*, attempt_id: Any) -> None:
+    """Apply the stored answer in a fresh worktree and run the DoD in the sandbox."""
+    attempt = load_attempt(attempt_id)
+    if attempt is None or attempt.outcome != AttemptOutcome.RUNNING or cancelled(attempt):
+        return
+    claimed = attempt_claim(attempt_id=attempt.pk, stages=[AttemptStage.ANSWERED],
+                            to=AttemptStage.CHECKING, lease_seconds=lease_seconds(),
+                            worker=worker_name())
+    if claimed is None:
+        return
+    ticket = claimed.ticket
+    run = attempt_run(claimed)
+    run.policy = policy = policy_for(project=ticket.project)
+    allow_unsandboxed = ticket.organization.allow_unsandboxed_checks
+
+    def on_check(index: int, total: int, check: CheckRun) -> None:
+        progress(ticket=ticket, type="attempt.check", attempt=claimed,
+                 data={"check": check.name, "index": index, "of": total,
+                       "passed": check.passed, "exit_code": check.exit_code,
+                       "duration_ms": check.duration_ms,
+                       **({"expectation": check.expectation[:300]} if not check.passed else {})})
+
+    attempt_done: Attempt | None
+    try:
+        with heartbeat(attempt=claimed):
+            if not sandbox.sandbox_available():
+                if not allow_unsandboxed:
+                    after_attempt(run.finish(AttemptOutcome.INFRASTRUCTURE,
+                                             error=SANDBOX_MISSING), run)
+                    return
+                run.warning = UNSANDBOXED_WARNING
+            # Fetched before each attempt, so it starts from the team's current code.
+            repo = workspace_of(ticket.project, fresh=True)
+            branch = branch_follow_upstream(
+                branch=integration_branch_for(ticket=ticket, repo=repo), repo=repo)
+            environment = _environment(ticket, repo, branch.head)
+            readonly, env_extra = check_toolchain(environment)
+            attempt_done = run.check(
+                repo=repo, answer=claimed.answer, limits=sandbox_limits(policy),
+                readonly_paths=readonly, allow_unsandboxed=allow_unsandboxed,
+                env_extra=env_extra, binds=environment.binds if environment else (),
+                on_check=on_check, base=branch.head)
+    except Conflict:
+        logger.info("Attempt %s was taken over; its checks are dropped.", claimed.pk)
+        return
+    except ApplicationError as error:
+        attempt_done = quietly(run.finish_error, error=error)
+    except Exception as error:
+        logger.exception("Checks of attempt %s crashed", claimed.pk)
+        attempt_done = quietly(run.finish, outcome=AttemptOutcome.ERROR,
+                                error=f"Internal error: {type(error).__name__}: {error}")
+    if attempt_done is not None:
+        after_attempt(attempt_done, run)
+
+
+def _environment(ticket: Ticket, repo: Any, base: str) -> Any:
+    """The project's prepared dependencies at the attempt's base, when it has a setup."""
+    return project_environment(project=ticket.project, repo_path=repo, base_commit=base)
+
+

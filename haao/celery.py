@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
 from celery import Celery
-from celery.signals import worker_ready
+from celery.signals import task_postrun, task_prerun, worker_ready
+from django.db import close_old_connections
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "haao.settings")
 
 app = Celery("haao")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# Celery's Django fix-up closes every database connection before and after each task, so a
+# worker opened a new PostgreSQL connection per task. Workers keep them the way web requests
+# do instead: Django's close_old_connections() around each task closes one that outlived
+# CONN_MAX_AGE or that an error left unusable, and keeps the others.
+app.conf.CELERY_DB_REUSE_MAX = sys.maxsize  # the fix-up's own closing, never
+
+
+@task_prerun.connect
+@task_postrun.connect
+def reuse_database_connections(**kwargs: Any) -> None:
+    close_old_connections()
 
 
 # `manage.py serve` waits for this file before it prints where HAAO is and how to log in, so

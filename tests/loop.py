@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from amqp.exceptions import ChannelError
 from django.db import connection
 
 from haao.audit import Actor
@@ -176,10 +177,11 @@ def workers_idle() -> bool:
     from haao.celery import app
 
     with app.connection_for_write() as connection:
-        channel = connection.default_channel
         for queue in ALL_QUEUES.split(","):
-            if channel.queue_declare(queue, passive=True).message_count:
-                return False
+            # A queue nobody has sent to yet does not exist, and holds nothing.
+            with contextlib.suppress(ChannelError), connection.channel() as channel:
+                if channel.queue_declare(queue, passive=True).message_count:
+                    return False
     inspect = app.control.inspect(timeout=1.0)
     for replies in (inspect.active(), inspect.reserved(), inspect.scheduled()):
         if not replies or any(replies.values()):

@@ -24,7 +24,7 @@ def broken_sandbox(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         probes.append(1)
         return "`python3` is not found inside the sandbox: …; an admin can …", ""
 
-    monkeypatch.setattr(failures, "sandbox_probe", probe)
+    monkeypatch.setattr(health, "sandbox_probe", probe)
     return probes
 
 

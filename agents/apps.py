@@ -12,6 +12,6 @@ class AgentsConfig(AppConfig):
         # Its tasks are registered in every process, web included: agents.engine.enqueue
         # sends them by name.
         from agents import tasks  # noqa: F401
-        from agents.engine import hooks
+        from agents.engine import hooks, workers  # noqa: F401  (workers: heartbeats, holders)
 
         hooks.register()

@@ -7,13 +7,16 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 
 from agents import tasks
+from agents.engine.workers import GONE_AFTER_SECONDS, held_by_lost_workers
 from agents.models import CallOutcome, ModelCall
 from agents.workspaces.git import git
 from haao.audit import Actor
@@ -373,3 +376,23 @@ def test_each_tenants_work_stays_on_its_own_queue_worker_and_endpoint(
 def _group_of(attempt: Attempt) -> int:
     """The process group (that is, the worker) of the pool process that last ran a step."""
     return os.getpgid(int(attempt.worker.rsplit(":", 1)[1]))
+
+
+def test_recovery_sees_which_live_worker_took_a_step_and_when_that_worker_is_gone(
+        processes: Processes) -> None:
+    """A real worker notes each model or check step it takes from its queue and beats while
+    it lives; killed, it is seen as gone within three beats (agents.engine.workers)."""
+    processes.start_worker()
+    attempt_id = uuid.uuid4()  # no such attempt: the step itself does nothing
+    tasks.model_step.apply_async(kwargs={"attempt_id": str(attempt_id)}, queue="local")
+    holder = wait_for(lambda: cache.get(f"haao:step-holder:{attempt_id}"),
+                      what="the worker to note the step it took", processes=processes)
+    assert cache.get(f"haao:worker:{holder}") is not None  # it beats
+    assert held_by_lost_workers([attempt_id]) == set()
+
+    processes.kill("worker")
+    killed = time.monotonic()
+    wait_for(lambda: held_by_lost_workers([attempt_id]) == {attempt_id},
+             what="the killed worker to be seen as gone", processes=processes,
+             timeout=GONE_AFTER_SECONDS + 10)
+    assert time.monotonic() - killed <= GONE_AFTER_SECONDS + 1

@@ -19,6 +19,7 @@ from django.utils import timezone
 from agents.engine import enqueue, hooks, routing
 from agents.engine.options import options_for
 from agents.engine.steps import after_attempt, attempt_run, lease_seconds
+from agents.engine.workers import held_by_lost_workers
 from agents.models import (
     DeliveryStatus,
     EndpointLease,
@@ -117,15 +118,18 @@ def recover(*, now: Any = None) -> Recovered:
         if latest is not None and ticket_attempt_finished(
                 attempt=latest, options=options_for(project=ticket.project)) is not None:
             done.undecided.append(ticket.pk)
-    # 2. A step waiting much longer than a queue takes: its message may be lost (a broker
-    # restarted without persistence); send it again. Not sooner: under a backlog the queue
-    # holds it, and every copy sent costs a delivery that finds nothing to do.
+    # 2. A waiting step whose message died with the worker that received it (that worker no
+    # longer beats, agents.engine.workers): send it again now. One waiting much longer than
+    # a queue takes may be lost too (a broker restarted without persistence): send it again
+    # then. Not sooner: under a backlog the queue holds it, and every copy sent costs a
+    # delivery that finds nothing to do.
     resend = timedelta(seconds=settings.HAAO_RESEND_AFTER_SECONDS)
-    for attempt in Attempt.objects.filter(outcome=AttemptOutcome.RUNNING,
-                                          stage__in=(AttemptStage.PENDING,
-                                                     AttemptStage.ANSWERED),
-                                          step_at__lt=now - resend):
-        if attempt_nudged(attempt=attempt):
+    steps = list(Attempt.objects.filter(outcome=AttemptOutcome.RUNNING,
+                                        stage__in=(AttemptStage.PENDING, AttemptStage.ANSWERED)))
+    lost = held_by_lost_workers(attempt.pk for attempt in steps)
+    for attempt in steps:
+        if (attempt.step_at < now - resend or attempt.pk in lost) \
+                and attempt_nudged(attempt=attempt):
             _resend(attempt)
             done.nudged.append(attempt.pk)
     live = set(EndpointLease.objects.filter(expires_at__gte=now)

@@ -9,11 +9,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.conf import settings
+from django.core.cache import cache
 from django.utils import timezone
 
 from agents import services as agent_services
 from agents import tasks
-from agents.engine import recovery, routing, steps
+from agents.engine import enqueue, recovery, routing, steps, workers
 from agents.models import EndpointLease, InferenceEndpoint
 from haao.audit import SYSTEM
 from haao.errors import Conflict
@@ -317,6 +319,43 @@ def test_recovery_hands_a_lost_step_back_and_fails_a_poison_one(
     assert final.outcome == "error"
     assert "worker was lost 2 times" in final.error
     assert Ticket.objects.get(pk=attempt.ticket_id).status == "retrying"
+
+
+class Received:
+    """A step's message as a worker's consumer sees it on receipt."""
+
+    def __init__(self, name: str, attempt_id: Any) -> None:
+        self.name, self.kwargs = name, {"attempt_id": str(attempt_id)}
+
+
+@pytest.mark.parametrize("stage, step", [(AttemptStage.PENDING, "model_step"),
+                                         (AttemptStage.ANSWERED, "check_step")])
+def test_a_step_whose_worker_died_before_claiming_it_is_sent_again_at_once(
+        cast: Any, monkeypatch: pytest.MonkeyPatch, stage: str, step: str) -> None:
+    attempt = running_attempt(cast, stage=stage)
+    sent: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(enqueue, "_send", lambda name, **kw: sent.append((name, kw["kwargs"])))
+    workers.beat()  # what the worker's heartbeat thread does every few seconds
+    workers.note_holder(request=Received(f"haao.{step}", attempt.pk))
+
+    # Its worker beats: the step waits in that worker, nothing is sent again.
+    assert not recovery.recover().nudged and sent == []
+    # The worker is killed (no goodbye): once its heartbeat lapses the step is sent again,
+    # long before HAAO_RESEND_AFTER_SECONDS.
+    cache.delete(f"haao:worker:{workers.incarnation()}")
+    done = recovery.recover()
+    assert done.nudged == [attempt.pk]
+    assert sent == [(step, {"attempt_id": attempt.pk})]
+
+
+def test_a_waiting_step_no_worker_received_waits_for_the_resend_delay(
+        cast: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    attempt = running_attempt(cast, stage=AttemptStage.PENDING)
+    monkeypatch.setattr(enqueue, "_send", lambda name, **kw: None)
+    assert not recovery.recover().nudged  # in the queue, perhaps behind a backlog
+    Attempt.objects.filter(pk=attempt.pk).update(step_at=timezone.now() - timedelta(
+        seconds=settings.HAAO_RESEND_AFTER_SECONDS + 1))
+    assert recovery.recover().nudged == [attempt.pk]
 
 
 def test_a_message_with_a_malformed_id_is_dropped(cast: Any, caplog: Any) -> None:

@@ -26,7 +26,10 @@ app.conf.CELERY_DB_REUSE_MAX = sys.maxsize  # the fix-up's own closing, never
 
 @task_prerun.connect
 @task_postrun.connect
-def reuse_database_connections(**kwargs: Any) -> None:
+def reuse_database_connections(*, task: Any = None, **kwargs: Any) -> None:
+    # A task run inline (HAAO_TASKS_EAGER, tests) is inside its caller's transaction.
+    if task is not None and getattr(task.request, "is_eager", False):
+        return
     close_old_connections()
 
 

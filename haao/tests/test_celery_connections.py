@@ -29,13 +29,19 @@ def max_age() -> Iterator[None]:
     connection.settings_dict["CONN_MAX_AGE"] = before
 
 
+class Task:
+    """A task as a worker runs it: not inline."""
+
+    request = type("Request", (), {"is_eager": False})()
+
+
 def between_two_tasks() -> None:
     """What a worker runs after one task and before the next, fix-up included."""
     fixup = DjangoWorkerFixup(app)
-    task_postrun.send(sender=None)
-    fixup.on_task_postrun(sender=type("Task", (), {"request": object()})())
-    task_prerun.send(sender=None)
-    fixup.on_task_prerun(sender=type("Task", (), {"request": object()})())
+    task_postrun.send(sender=Task, task=Task())
+    fixup.on_task_postrun(sender=Task())
+    task_prerun.send(sender=Task, task=Task())
+    fixup.on_task_prerun(sender=Task())
 
 
 def test_the_next_task_uses_the_same_connection(max_age: None) -> None:
@@ -49,3 +55,11 @@ def test_a_connection_older_than_conn_max_age_is_closed_between_tasks(max_age: N
     first = connection.connection
     between_two_tasks()
     assert connection.connection is None or connection.connection is not first
+
+
+def test_a_task_run_inline_leaves_its_callers_connection_alone(max_age: None) -> None:
+    inline = type("Task", (), {"request": type("Request", (), {"is_eager": True})()})()
+    first = connection.connection
+    connection.close_at = time.monotonic() - 1  # would be closed between worker tasks
+    task_prerun.send(sender=type(inline), task=inline)
+    assert connection.connection is first

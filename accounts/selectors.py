@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TypeVar
 
 from django.db.models import QuerySet
 
 from accounts.models import Membership, Organization, SSOConnection, User
 from accounts.roles import hidden_event_prefixes
-from haao.models import AuditEvent
+from haao.models import AuditEvent, ProgressEvent
+
+_Event = TypeVar("_Event", AuditEvent, ProgressEvent)
 
 
 def membership_for(*, user: User, org_slug: str) -> Membership | None:
@@ -47,13 +50,14 @@ def sso_domain_owners(*, domains: Iterable[str],
 
 
 def audit_events_readable(*, membership: Membership) -> QuerySet[AuditEvent]:
-    """The organization's audit events this member may read: without the capability an event
-    type needs (e.g. policy changes need MANAGE_POLICIES), those events are left out."""
-    return without_types(AuditEvent.objects.for_org(membership.organization),
-                         hidden_event_prefixes(membership.role))
+    """The organization's audit events this member may read: sealed ones (a row joins the log
+    when the sealer chains it, right after its writer's commit), and without the capability an
+    event type needs (e.g. policy changes need MANAGE_POLICIES), those events are left out."""
+    return without_types(AuditEvent.objects.for_org(membership.organization)
+                         .filter(seq__isnull=False), hidden_event_prefixes(membership.role))
 
 
-def without_types(events: QuerySet[AuditEvent], prefixes: Iterable[str]) -> QuerySet[AuditEvent]:
+def without_types(events: QuerySet[_Event], prefixes: Iterable[str]) -> QuerySet[_Event]:
     """`events` without the types starting with one of `prefixes` (hidden_event_prefixes)."""
     for prefix in prefixes:
         events = events.exclude(type__startswith=prefix)

@@ -68,7 +68,9 @@ def run_writer(count: int, rate: float, out: str) -> None:
         with transaction.atomic():
             event = audit_record(organization=org, actor=SYSTEM, type="bench.step",
                                  target=project, data={"n": n}, project_id=project.pk)
-        commits.append((event.seq, time.monotonic()))
+        committed = time.monotonic()  # and sealed: the commit's own sealer numbered it
+        event.refresh_from_db(fields=["seq"])
+        commits.append((event.seq or 0, committed))
     live.notifier().flush(10)
     Path(out).write_text(json.dumps(commits))
 

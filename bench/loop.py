@@ -2,6 +2,12 @@
 
 Instant scripted models (on 127.0.0.1) and a trivial Definition of Done, so what is measured
 is HAAO's own orchestration: database, Celery, git worktrees and merges, sandbox start.
+
+What the machine pays is reported beside what the workers pay: the CPU of the whole machine
+(from /proc/stat: PostgreSQL, Redis, the sandboxed checks, the product owner's decisions,
+kernel work), and PostgreSQL's and Redis's own. Run it on an otherwise idle machine. The
+tickets can be spread over several projects of one organization (`--projects`), whose
+repositories can start with many files (`--files`).
 """
 
 from __future__ import annotations
@@ -185,6 +191,34 @@ class Workers:
                          for path in sorted(self.workdir.glob("worker*.log")))
 
 
+def machine_cpu_seconds() -> float:
+    """Busy CPU time of the whole machine, every core and process (/proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def named_cpu_seconds(*names: str) -> float:
+    """User+system CPU of every process with one of these names, and of the children they
+    reaped (PostgreSQL's ended backends count in the postmaster's)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                head, rest = (entry / "stat").read_text().rsplit(")", 1)
+                if head.split("(", 1)[1] in names:
+                    total += sum(int(value) for value in rest.split()[11:15])
+    return total / tick
+
+
+def cpu_sample(workers: Workers) -> dict[str, float]:
+    return {"worker": workers.cpu_seconds(), "machine": machine_cpu_seconds(),
+            "postgres": named_cpu_seconds("postgres", "postmaster"),
+            "redis": named_cpu_seconds("redis-server"),
+            "driver": sum(os.times()[:4])}
+
+
 def admin_connection(url: str) -> Any:
     import psycopg
 
@@ -275,9 +309,24 @@ def start_models(tickets: int) -> tuple[Any, Any]:
     return cloud, local
 
 
-def seed(workdir: Path, cloud: Any, local: Any) -> tuple[Any, Any]:
-    """An organization with a product owner, the sample repository as a project, the two
-    endpoints; WIP and endpoint concurrency high enough not to throttle."""
+def grow(repository: Path, files: int) -> None:
+    """Add `files` small files (100 to a folder) to the repository's default branch."""
+    from agents.workspaces.git import git
+
+    for n in range(files):
+        path = repository / "data" / f"{n // 100:04d}" / f"{n:06d}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"row {n}\n" * 8)
+    git(["add", "-A"], cwd=repository)
+    git(["-c", "user.name=Bench", "-c", "user.email=bench@bench.local", "commit", "-q", "-m",
+         f"{files} data files"], cwd=repository)
+
+
+def seed(workdir: Path, cloud: Any, local: Any, *, projects: int,
+         files: int) -> tuple[list[Any], Any]:
+    """An organization with a product owner, `projects` projects (each a copy of the sample
+    repository with `files` more files), the two endpoints; WIP and endpoint concurrency high
+    enough not to throttle."""
     from accounts import services as accounts
     from accounts.models import User
     from agents.pricing import CURRENT_SONNET
@@ -294,13 +343,20 @@ def seed(workdir: Path, cloud: Any, local: Any) -> tuple[Any, Any]:
     organization = accounts.organization_create(name="Bench", slug="bench", creator=admin)
     accounts.membership_add(organization=organization, user=owner, role="product_owner",
                             actor=admin, via="bench")
-    project = project_create(organization=organization, key="BEN", name="Bench", actor=admin)
-    repository = git_checkout(SAMPLE_PROJECT, workdir / "origin")
-    project_repository_set(project=project, repository=str(repository), actor=admin)
-    project_grant_set(organization=organization, project=project, user=owner,
-                      grants={"approve"}, actor=admin)
-    policy_update(organization=organization, project=project, actor=Actor.of(admin),
-                  changes={"wip_limit": 100})  # the rule's maximum
+    created = []
+    for index in range(projects):
+        key = "BEN" if projects == 1 else f"BE{chr(ord('A') + index)}"
+        project = project_create(organization=organization, key=key, name=f"Bench {key}",
+                                 actor=admin)
+        repository = git_checkout(SAMPLE_PROJECT, workdir / f"origin-{key}")
+        if files:
+            grow(repository, files)
+        project_repository_set(project=project, repository=str(repository), actor=admin)
+        project_grant_set(organization=organization, project=project, user=owner,
+                          grants={"approve"}, actor=admin)
+        policy_update(organization=organization, project=project, actor=Actor.of(admin),
+                      changes={"wip_limit": 100})  # the rule's maximum
+        created.append(project)
     endpoint_create(organization=organization, actor=admin, values={
         "name": "Coder", "kind": "openai_compatible", "flavor": "lm_studio",
         "base_url": local.url, "model": "bench-coder", "role": "coder", "max_concurrency": 64,
@@ -309,7 +365,7 @@ def seed(workdir: Path, cloud: Any, local: Any) -> tuple[Any, Any]:
         "name": "Tech Lead", "kind": "anthropic", "base_url": cloud.url,
         "model": CURRENT_SONNET, "role": "tech_lead", "max_concurrency": 64},
         api_key="sk-ant-bench")
-    return Project.objects.get(pk=project.pk), owner
+    return [Project.objects.get(pk=project.pk) for project in created], owner
 
 
 def wait(condition: Any, *, timeout: float, what: str, workers: Workers) -> None:
@@ -320,9 +376,10 @@ def wait(condition: Any, *, timeout: float, what: str, workers: Workers) -> None
         time.sleep(0.1)
 
 
-def drive(project: Any, owner: Any, *, tickets: int, timeout: float,
+def drive(projects: list[Any], owner: Any, *, tickets: int, timeout: float,
           workers: Workers) -> dict[str, Any]:
-    """Requirements → proposals, then approve all and accept each ticket as it awaits."""
+    """Requirements → proposals (spread over the projects in turn), then approve all and
+    accept each ticket as it awaits."""
     from django.db import OperationalError
     from django.db.models import Max
 
@@ -332,7 +389,8 @@ def drive(project: Any, owner: Any, *, tickets: int, timeout: float,
     batches = (tickets + PER_PROPOSAL - 1) // PER_PROPOSAL
     started = time.perf_counter()
     for batch in range(batches):
-        requirement_create(project=project, actor=owner, title=f"Notes, batch {batch + 1}",
+        requirement_create(project=projects[batch % len(projects)], actor=owner,
+                           title=f"Notes, batch {batch + 1}",
                            text=f"Batch {batch} of the benchmark: one note file per ticket.")
 
     def proposed() -> bool:
@@ -344,7 +402,7 @@ def drive(project: Any, owner: Any, *, tickets: int, timeout: float,
     wait(proposed, timeout=timeout, what="the proposals", workers=workers)
     decomposed = time.perf_counter() - started
 
-    cpu_before = workers.cpu_seconds()
+    cpu_before = cpu_sample(workers)
     from django.utils import timezone
 
     approved_at = timezone.now()
@@ -363,43 +421,45 @@ def drive(project: Any, owner: Any, *, tickets: int, timeout: float,
                 deadlocks += 1
         raise SystemExit(f"{action.__name__} deadlocked 20 times in a row")
 
-    for requirement in Requirement.objects.filter(project=project).order_by("number"):
+    for requirement in Requirement.objects.filter(project__in=projects).order_by("created_at"):
         as_owner(requirement_approve, requirement=requirement)
     deadline = time.monotonic() + timeout
     while True:
-        for ticket in (Ticket.objects.filter(project=project,
+        for ticket in (Ticket.objects.filter(project__in=projects,
                                              status=TicketStatus.AWAITING_ACCEPTANCE)
                        .select_related("project__organization")):
             as_owner(ticket_accept, ticket=ticket)
-        merged = Ticket.objects.filter(project=project).exclude(merged_commit="").count()
+        merged = Ticket.objects.filter(project__in=projects).exclude(merged_commit="").count()
         if merged == tickets:
             break
-        stuck = Ticket.objects.filter(project=project, status=TicketStatus.BLOCKED).first()
+        stuck = Ticket.objects.filter(project__in=projects, status=TicketStatus.BLOCKED).first()
         if stuck is not None:
             raise SystemExit(f"{stuck.key} is blocked: {stuck.block_reason}\n{workers.logs()}")
         if time.monotonic() > deadline:
             raise SystemExit(f"Timed out: {merged} of {tickets} merged.\n{workers.logs()}")
         time.sleep(0.05)
-    cpu_after = workers.cpu_seconds()
-    last = Ticket.objects.filter(project=project).aggregate(last=Max("merged_at"))["last"]
+    cpu_after = cpu_sample(workers)
+    last = Ticket.objects.filter(project__in=projects).aggregate(last=Max("merged_at"))["last"]
+    cpu = {name: cpu_after[name] - cpu_before[name] for name in cpu_before}
     return {"decompose_seconds": decomposed, "wall": (last - approved_at).total_seconds(),
-            "worker_cpu": cpu_after - cpu_before, "approved_at": approved_at,
+            "worker_cpu": cpu["worker"], "cpu": cpu, "approved_at": approved_at,
             "accept_deadlocks": deadlocks}
 
 
-def per_ticket(workdir: Path, project: Any, approved_at: datetime) -> dict[str, Any]:
+def per_ticket(workdir: Path, projects: list[Any], approved_at: datetime) -> dict[str, Any]:
     """Sum each ticket's task timings (dispatch shared evenly); subtract model latency and
     the checks' own run time from the wall-time figure."""
     from agents.models import ModelCall
-    from haao.models import AuditEvent
+    from haao.models import AuditEvent, ProgressEvent
     from tickets.models import Attempt, CheckResult, Ticket
 
     rows = [json.loads(line) for path in workdir.glob("timings.*")
             for line in path.read_text().splitlines()]
-    ticket_of = {str(a): str(t) for a, t in Attempt.objects.filter(ticket__project=project)
+    ticket_of = {str(a): str(t) for a, t in Attempt.objects.filter(
+                 ticket__project__in=projects)
                  .values_list("pk", "ticket_id")}
-    tickets = [str(pk) for pk in Ticket.objects.filter(project=project).values_list("pk",
-                                                                                    flat=True)]
+    tickets = [str(pk) for pk in Ticket.objects.filter(project__in=projects)
+               .values_list("pk", flat=True)]
     cpu: dict[str, float] = defaultdict(float)
     wall: dict[str, float] = defaultdict(float)
     shared = {"cpu": 0.0, "wall": 0.0}
@@ -426,18 +486,22 @@ def per_ticket(workdir: Path, project: Any, approved_at: datetime) -> dict[str, 
             wall[ticket] += row["wall"]
     n = len(tickets)
     latency: dict[str, float] = defaultdict(float)
-    for ticket, ms in ModelCall.objects.filter(ticket__project=project, role__in=("code", "audit")
+    for ticket, ms in ModelCall.objects.filter(ticket__project__in=projects,
+                                               role__in=("code", "audit")
                                                ).values_list("ticket_id", "latency_ms"):
         latency[str(ticket)] += ms / 1000
     checks: dict[str, float] = defaultdict(float)
-    for ticket, ms in CheckResult.objects.filter(attempt__ticket__project=project).values_list(
-            "attempt__ticket_id", "duration_ms"):
+    for ticket, ms in CheckResult.objects.filter(
+            attempt__ticket__project__in=projects).values_list("attempt__ticket_id",
+                                                              "duration_ms"):
         checks[str(ticket)] += ms / 1000
     cpu_ms = [1000 * (cpu[t] + shared["cpu"] / n) for t in tickets]
     wall_ms = [1000 * (wall[t] + shared["wall"] / n - latency[t] - checks[t]) for t in tickets]
     events = AuditEvent.objects.filter(created_at__gte=approved_at).count()
+    progress = ProgressEvent.objects.filter(created_at__gte=approved_at).count()
     return {"cpu_ms": cpu_ms, "wall_ms": wall_ms, "by_task": by_task, "seconds": seconds,
             "commands": commands, "events_per_ticket": events / n,
+            "progress_events_per_ticket": progress / n,
             "model_latency_ms": 1000 * statistics.median(latency[t] for t in tickets),
             "check_ms": 1000 * statistics.median(checks[t] for t in tickets)}
 
@@ -467,17 +531,25 @@ def report(args: argparse.Namespace, run: dict[str, Any], split: dict[str, Any])
     print()
     print(f"tickets={n}")
     print(f"workers={args.workers}x--concurrency={args.concurrency}")
+    print(f"projects={args.projects}")
+    print(f"repository_files={args.files}")
     print(f"decompose_seconds={run['decompose_seconds']:.1f}")
     print(f"wall_seconds={run['wall']:.1f}")
     print(f"tickets_per_second={n / run['wall']:.2f}")
     print(f"worker_cpu_seconds={run['worker_cpu']:.1f}")
     print(f"worker_cpu_ms_per_ticket={1000 * run['worker_cpu'] / n:.1f}")
+    print(f"machine_cpu_ms_per_ticket={1000 * run['cpu']['machine'] / n:.1f}")
+    print(f"postgres_cpu_ms_per_ticket={1000 * run['cpu']['postgres'] / n:.1f}")
+    print(f"redis_cpu_ms_per_ticket={1000 * run['cpu']['redis'] / n:.1f}")
+    print(f"driver_cpu_ms_per_ticket={1000 * run['cpu']['driver'] / n:.1f}")
+    print(f"machine_busy_fraction={run['cpu']['machine'] / run['wall'] / os.cpu_count():.2f}")
     print(f"task_cpu_ms_per_ticket_median={statistics.median(split['cpu_ms']):.1f}")
     print(f"task_cpu_ms_per_ticket_p95={percentile(split['cpu_ms'], 0.95):.1f}")
     print(f"task_wall_ms_per_ticket_median={statistics.median(split['wall_ms']):.1f}")
     print(f"model_latency_ms_per_ticket_median={split['model_latency_ms']:.1f}")
     print(f"check_ms_per_ticket_median={split['check_ms']:.1f}")
     print(f"audit_events_per_ticket={split['events_per_ticket']:.1f}")
+    print(f"progress_events_per_ticket={split['progress_events_per_ticket']:.1f}")
     print(f"accept_deadlocks={run['accept_deadlocks']}")
     print(f"worker_deadlocks={run['worker_deadlocks']}")
     print(f"worker_task_errors={run['worker_task_errors']}")
@@ -488,6 +560,10 @@ def main() -> None:
     parser.add_argument("--tickets", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--concurrency", type=int, default=1, help="pool size of each")
+    parser.add_argument("--projects", type=int, default=1,
+                        help="projects of the one organization the tickets are spread over")
+    parser.add_argument("--files", type=int, default=0,
+                        help="files added to each project's repository before the run")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per phase")
     parser.add_argument("--profile", default="", help="run worker 1 with --pool solo under "
                         "cProfile and write its stats to this file")
@@ -495,6 +571,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.tickets < 1:
         parser.error("--tickets must be at least 1")
+    if not 1 <= args.projects <= 26:
+        parser.error("--projects must be between 1 and 26")
+    if args.files < 0:
+        parser.error("--files must not be negative")
     server_url, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
     if not server_url.startswith(("postgres://", "postgresql://")) or not redis_url:
         raise SystemExit("Set DATABASE_URL (a PostgreSQL server; the user needs CREATEDB) and "
@@ -534,18 +614,20 @@ def measure(args: argparse.Namespace, workdir: Path, database_url: str) -> None:
     cloud, local = start_models(args.tickets)
     workers = Workers(workdir=workdir, env=dict(os.environ))
     try:
-        project, owner = seed(workdir, cloud, local)
+        projects, owner = seed(workdir, cloud, local, projects=args.projects,
+                               files=args.files)
         for index in range(1, args.workers + 1):
             workers.start(index, concurrency=args.concurrency,
                           profile=args.profile if index == 1 else "")
         workers.start_beat()
-        run = drive(project, owner, tickets=args.tickets, timeout=args.timeout, workers=workers)
+        run = drive(projects, owner, tickets=args.tickets, timeout=args.timeout,
+                    workers=workers)
         workers.stop()  # flushes the timings and the profile
         logs = [path.read_text(errors="replace") for path in workdir.glob("*.log")]
         run["worker_deadlocks"] = sum(log.count("deadlock detected\n") for log in logs)
         run["worker_task_errors"] = sum(len(re.findall(r"ERROR/.*Task haao\.\S+ raised", log))
                                         for log in logs)
-        report(args, run, per_ticket(workdir, project, run["approved_at"]))
+        report(args, run, per_ticket(workdir, projects, run["approved_at"]))
     finally:
         workers.stop()
         if args.logs:

@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
-from haao.models import ActorType, AuditChainHead, AuditEvent
+from haao.models import ActorType, AuditChainHead, AuditEvent, ProgressEvent
 
 if TYPE_CHECKING:
     from accounts.models import Organization, User
 
 GENESIS = "0" * 64
 
-# Sent after commit for each stored event that belongs to a project; tickets.live passes it
-# to the project's and ticket's live sockets.
+# Sent once an event of a project is sealed (has its seq) and committed; tickets.live passes
+# it to the project's and ticket's live sockets.
 event_stored = Signal()
 
 
@@ -69,6 +74,23 @@ def compute_hash(event: AuditEvent) -> str:
     return hashlib.sha256(_canonical(event)).hexdigest()
 
 
+def _row_fields(*, organization: Organization, actor: Actor, type: str,
+                target: models.Model | None, target_label: str, data: dict[str, Any] | None,
+                project_id: Any) -> dict[str, Any]:
+    return {
+        "organization": organization,
+        "created_at": timezone.now(),
+        "actor_type": actor.type,
+        "actor_label": actor.label[:255],
+        "type": type,
+        "target_type": target._meta.label_lower if target is not None else "",
+        "target_id": str(target.pk) if target is not None else "",
+        "target_label": (target_label or (str(target) if target is not None else ""))[:255],
+        "project_id": project_id,
+        "data": json.loads(json.dumps(data or {}, cls=DjangoJSONEncoder)),
+    }
+
+
 def audit_record(
     *,
     organization: Organization,
@@ -79,37 +101,157 @@ def audit_record(
     data: dict[str, Any] | None = None,
     project_id: Any = None,
 ) -> AuditEvent:
-    """Append one event to the organization's chain, inside the caller's transaction."""
-    with transaction.atomic():
-        # The row lock serialises writers of one organization: the chain never forks.
-        head = AuditChainHead.objects.select_for_update().filter(
-            organization=organization).first()
-        if head is None:  # the organization's first event
-            AuditChainHead.objects.get_or_create(organization=organization)
-            head = AuditChainHead.objects.select_for_update().get(organization=organization)
-        event = AuditEvent(
-            organization=organization,
-            seq=head.last_seq + 1,
-            created_at=timezone.now(),
-            actor_type=actor.type,
-            actor_user=actor.user,
-            actor_label=actor.label[:255],
-            type=type,
-            target_type=target._meta.label_lower if target is not None else "",
-            target_id=str(target.pk) if target is not None else "",
-            target_label=(target_label or (str(target) if target is not None else ""))[:255],
-            project_id=project_id,
-            data=json.loads(json.dumps(data or {}, cls=DjangoJSONEncoder)),
-            prev_hash=head.last_hash,
-        )
-        event.hash = compute_hash(event)
-        event.save(force_insert=True)
-        AuditChainHead.objects.filter(pk=head.pk).update(last_seq=event.seq, last_hash=event.hash)
-    if project_id:
-        # Live sockets of the project and ticket hear of it once it is visible to them: after
-        # the caller's commit, outside the chain's row lock, and never raising into the caller.
-        transaction.on_commit(lambda: event_stored.send(AuditEvent, event=event), robust=True)
+    """Append one event to the organization's audit log, inside the caller's transaction.
+
+    One INSERT, no lock: the organization's sealer chains it once the caller commits."""
+    event = AuditEvent(actor_user=actor.user, **_row_fields(
+        organization=organization, actor=actor, type=type, target=target,
+        target_label=target_label, data=data, project_id=project_id))
+    event.save(force_insert=True)
+    seal_after_commit(organization.pk)
     return event
+
+
+def progress_record(
+    *,
+    organization: Organization,
+    actor: Actor,
+    type: str,
+    target: models.Model | None = None,
+    target_label: str = "",
+    data: dict[str, Any] | None = None,
+    project_id: Any = None,
+) -> ProgressEvent:
+    """Append one progress event (streamed live, not part of the audit chain)."""
+    event = ProgressEvent(**_row_fields(
+        organization=organization, actor=actor, type=type, target=target,
+        target_label=target_label, data=data, project_id=project_id))
+    event.save(force_insert=True)
+    seal_after_commit(organization.pk)
+    return event
+
+
+# --- The sealer -----------------------------------------------------------------------------
+
+# Rows sealed per transaction; a longer backlog takes several.
+SEAL_BATCH = 500
+
+
+class _Seal:
+    """An after-commit call of seal(organization): one per organization and transaction."""
+
+    def __init__(self, organization_id: Any) -> None:
+        self.organization_id = organization_id
+
+    def __call__(self) -> None:
+        seal(self.organization_id)
+
+
+def seal_after_commit(organization_id: Any) -> None:
+    """Seal the organization's new rows once the caller's transaction commits (at once when
+    there is none). A failed seal never reaches the caller: the next one, or the beat's
+    sweep (haao.seal_audit_logs), takes the rows."""
+    connection = transaction.get_connection()
+    if connection.in_atomic_block and any(
+            isinstance(call, _Seal) and call.organization_id == organization_id
+            for _, call, _ in connection.run_on_commit):
+        return
+    transaction.on_commit(_Seal(organization_id), robust=True)
+
+
+def _ordered(audit: list[AuditEvent], progress: list[ProgressEvent]) -> list[Any]:
+    """Both tables' unsealed rows (each read oldest first, at most SEAL_BATCH) in the order
+    they were written: each table's in insert order, the two merged by time. A table whose
+    batch is full may have older rows unread, so nothing after its last row is taken now."""
+    rows: list[Any] = list(heapq.merge(audit, progress, key=attrgetter("created_at")))
+    cut = len(rows)
+    for batch in (audit, progress):
+        if len(batch) == SEAL_BATCH:
+            cut = min(cut, rows.index(batch[-1]) + 1)
+    return rows[:cut]
+
+
+def seal(organization_id: Any) -> int:
+    """Number and chain the organization's unsealed rows, oldest first; how many it sealed.
+
+    Writers only insert. One sealer at a time holds the organization's chain head (others
+    return at once); after each batch it looks again, so a row committed while it held the
+    head, whose writer found the head taken, is sealed by this sealer and never waits.
+    The live streams hear of each row after it is sealed (event_stored)."""
+    total = 0
+    while True:
+        with transaction.atomic():
+            head = (AuditChainHead.objects.select_for_update(skip_locked=True)
+                    .filter(organization_id=organization_id).first())
+            if head is None:
+                if AuditChainHead.objects.filter(organization_id=organization_id).exists():
+                    return total  # another sealer holds it, and looks again after its batch
+                AuditChainHead.objects.get_or_create(organization_id=organization_id)
+                continue
+            audit = list(AuditEvent.objects.filter(organization_id=organization_id,
+                                                   seq__isnull=True).order_by("id")[:SEAL_BATCH])
+            progress = list(ProgressEvent.objects.filter(
+                organization_id=organization_id, seq__isnull=True).order_by("id")[:SEAL_BATCH])
+            rows = _ordered(audit, progress)
+            seq, last_hash = head.last_seq, head.last_hash
+            for row in rows:
+                seq += 1
+                row.seq = seq
+                if isinstance(row, AuditEvent):
+                    row.prev_hash = last_hash
+                    row.hash = last_hash = compute_hash(row)
+            chained = [row for row in rows if isinstance(row, AuditEvent)]
+            if chained:
+                AuditEvent.objects.bulk_update(chained, ["seq", "prev_hash", "hash"])
+            loose = [row for row in rows if isinstance(row, ProgressEvent)]
+            if loose:
+                ProgressEvent.objects.bulk_update(loose, ["seq"])
+            if rows:
+                AuditChainHead.objects.filter(pk=head.pk).update(last_seq=seq,
+                                                                 last_hash=last_hash)
+                streamed = [row for row in rows if row.project_id]
+                if streamed:
+                    transaction.on_commit(partial(_stored, streamed), robust=True)
+        total += len(rows)
+        if not _waiting(organization_id):
+            return total
+
+
+def _waiting(organization_id: Any) -> bool:
+    """Whether any committed row of the organization waits for a sealer (one query)."""
+    audit = AuditEvent.objects.filter(organization_id=organization_id, seq__isnull=True)
+    progress = ProgressEvent.objects.filter(organization_id=organization_id, seq__isnull=True)
+    return AuditChainHead.objects.filter(organization_id=organization_id).filter(
+        models.Exists(audit) | models.Exists(progress)).exists()
+
+
+def _stored(rows: list[Any]) -> None:
+    for row in rows:
+        event_stored.send(type(row), event=row)
+
+
+def organizations_with_unsealed_rows() -> set[Any]:
+    """Organizations with a row no sealer took yet (the beat's sweep seals them)."""
+    return {*AuditEvent.objects.filter(seq__isnull=True).values_list(
+                "organization_id", flat=True).distinct(),
+            *ProgressEvent.objects.filter(seq__isnull=True).values_list(
+                "organization_id", flat=True).distinct()}
+
+
+@dataclass(frozen=True)
+class Unsealed:
+    """The audit log's rows waiting for the sealer, across organizations."""
+
+    rows: int
+    oldest_seconds: float
+
+
+def unsealed() -> Unsealed:
+    found = AuditEvent.objects.filter(seq__isnull=True).aggregate(
+        rows=models.Count("id"), oldest=models.Min("created_at"))
+    oldest = found["oldest"]
+    return Unsealed(rows=found["rows"],
+                    oldest_seconds=(timezone.now() - oldest).total_seconds() if oldest else 0.0)
 
 
 @dataclass(frozen=True)
@@ -118,24 +260,38 @@ class ChainBreak:
     reason: str
 
 
-def audit_chain_verify(*, organization: Organization) -> ChainBreak | None:
-    """The first broken row of the organization's chain, or None when it is intact."""
+def audit_chain_verify(*, organization: Organization,
+                       window_seconds: float | None = None) -> ChainBreak | None:
+    """The first broken row of the organization's chain, or None when it is intact.
+
+    Sealed rows are checked in seq order (the numbers between them belong to progress events,
+    which are not chained). A row still waiting for the sealer is a break once it has waited
+    longer than `window_seconds` (HAAO_AUDIT_SEAL_WINDOW): its content is not protected yet.
+    """
     expected_prev = GENESIS
-    expected_seq = 1
+    last_seq = 0
     rows: Iterator[AuditEvent] = (
-        AuditEvent.objects.for_org(organization).order_by("seq").iterator(chunk_size=2000)
+        AuditEvent.objects.for_org(organization).filter(seq__isnull=False).order_by("seq")
+        .iterator(chunk_size=2000)
     )
     for event in rows:
-        if event.seq != expected_seq:
-            return ChainBreak(expected_seq, f"row {expected_seq} is missing")
-        if event.prev_hash != expected_prev:
-            return ChainBreak(event.seq, "its link to the previous row does not match")
+        assert event.seq is not None
         if compute_hash(event) != event.hash:
             return ChainBreak(event.seq, "its content does not match its hash")
+        if event.prev_hash != expected_prev:
+            return ChainBreak(last_seq + 1, f"a row after row {last_seq} is missing or was "
+                                            f"replaced: row {event.seq} does not link to it")
         expected_prev = event.hash
-        expected_seq += 1
+        last_seq = event.seq
     head = AuditChainHead.objects.filter(organization=organization).first()
-    if head is not None and head.last_seq != expected_seq - 1:
-        return ChainBreak(expected_seq, f"the log ends at row {expected_seq - 1} "
-                                        f"but {head.last_seq} rows were written")
+    if head is not None and head.last_hash != expected_prev:
+        return ChainBreak(last_seq + 1, f"the log ends at row {last_seq}, but the chain's head "
+                                        f"holds a later row: rows after it were removed")
+    window = settings.HAAO_AUDIT_SEAL_WINDOW if window_seconds is None else window_seconds
+    late = (AuditEvent.objects.for_org(organization).filter(
+        seq__isnull=True, created_at__lt=timezone.now() - timedelta(seconds=window))
+        .order_by("id").first())
+    if late is not None:
+        return ChainBreak(last_seq + 1, f"a row written at {late.created_at.isoformat()} "
+                                        f"({late.type}) was not sealed within {window} s")
     return None

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Min, Q, Sum
 from django.db.models.fields.json import KeyTextTransform
 from django.http import Http404, HttpRequest, HttpResponse
 from django.utils import timezone
@@ -44,7 +44,7 @@ from tickets.models import Attempt, AttemptOutcome, Ticket, TicketStatus
 LATENCY_BUCKETS: tuple[float, ...] = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0)
 TOKEN_KINDS: tuple[str, ...] = ("input", "output", "cache_write", "cache_read")
 # How many database queries one scrape runs (the tests hold the view to it).
-QUERIES = 5
+QUERIES = 6
 # A refusal whose rule is not a policy rule any more (renamed) is counted under this label.
 OTHER_RULE = "other"
 
@@ -67,6 +67,7 @@ class HaaoCollector(Collector):
         yield from self._model_calls()
         yield from self._endpoints()
         yield from self._guardrail_refusals()
+        yield from self._audit_sealing()
 
     def _tickets(self) -> Iterator[Metric]:
         rows = (Ticket.objects.order_by()
@@ -198,6 +199,25 @@ class HaaoCollector(Collector):
         for labels, n in sorted(counts.items()):
             family.add_metric(list(labels), n)
         yield family
+
+    def _audit_sealing(self) -> Iterator[Metric]:
+        """The audit rows waiting for their organization's sealer (haao.audit.seal): normally
+        none, or a few for milliseconds; a growing age means no sealer runs (alert on it)."""
+        rows = (AuditEvent.objects.order_by().filter(seq__isnull=True)
+                .values_list("organization__slug").annotate(n=Count("id"),
+                                                            oldest=Min("created_at")))
+        now = timezone.now()
+        pending = GaugeMetricFamily("haao_audit_unsealed_rows",
+                                    "Audit rows written but not sealed into the chain yet.",
+                                    labels=["organization"])
+        age = GaugeMetricFamily("haao_audit_unsealed_oldest_seconds",
+                                "Age of the oldest audit row not sealed yet (0: none).",
+                                labels=["organization"])
+        for org, n, oldest in sorted(rows):
+            pending.add_metric([org], n)
+            age.add_metric([org], max(0.0, (now - oldest).total_seconds()))
+        yield pending
+        yield age
 
 
 # Its own registry: the default one would add this one process's Python metrics, which say

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client, override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -21,6 +23,7 @@ from agents import services as agent_services
 from agents.models import InferenceEndpoint
 from agents.pricing import CURRENT_SONNET
 from agents.sandbox import sandbox_available
+from haao.audit import seal
 from haao.models import AuditEvent
 from tests.factories import MembershipFactory, OrganizationFactory, ProjectFactory
 from tickets.models import Project
@@ -96,13 +99,31 @@ def admin_portal(cast: Cast) -> Client:
 
 
 def last_event(organization: Organization, type: str | None = None) -> AuditEvent:
-    """The organization's newest audit event (of `type`, when given)."""
+    """The organization's newest audit event (of `type`, when given), sealed as its writer's
+    commit would have sealed it (a test's transaction never commits)."""
+    seal(organization.pk)
     events = AuditEvent.objects.for_org(organization)
     if type is not None:
         events = events.filter(type=type)
     event = events.order_by("-seq").first()
     assert event is not None, f"No {type or 'audit'} event was written."
     return event
+
+
+@contextlib.contextmanager
+def tampering() -> Iterator[None]:
+    """Change rows as someone with the database owner's rights could: past the trigger that
+    refuses HAAO's own connections any change to a written audit row."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET session_replication_role = replica")
+        else:
+            cursor.execute("DROP TRIGGER haao_audit_row_immutable")
+    yield
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET session_replication_role = DEFAULT")
+    # SQLite: the test's transaction rolls the dropped trigger back.
 
 
 def loopback_allowed() -> override_settings:

@@ -25,7 +25,6 @@ from amqp.exceptions import ChannelError
 from django.db import connection
 
 from haao.audit import Actor
-from haao.models import AuditEvent
 from policies.services import policy_update
 from sample_models import AnthropicServer, OpenAIServer, RecordedRequest
 from sample_models.anthropic import tool_use_reply
@@ -33,6 +32,7 @@ from sample_models.rounding import RIGHT_FIX
 from tests.fixtures import coder_endpoint, tech_lead_endpoint
 from tickets import services
 from tickets.models import Project, Requirement, Ticket
+from tickets.selectors import StreamEvent, ticket_events
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL_QUEUES = "control,cloud,local,checks"
@@ -327,9 +327,10 @@ def status_of(ticket: Ticket) -> Callable[[], str]:
     return lambda: Ticket.objects.get(pk=ticket.pk).status
 
 
-def events(ticket: Ticket) -> list[AuditEvent]:
-    return list(AuditEvent.objects.filter(target_label=ticket.key,
-                                          organization=ticket.organization).order_by("seq"))
+def events(ticket: Ticket) -> list[StreamEvent]:
+    """The ticket's stream as its page and socket show it: audit and progress events."""
+    return ticket_events(ticket=Ticket.objects.select_related("project__organization")
+                         .get(pk=ticket.pk), after=0, limit=100_000)
 
 
 def chats(server: OpenAIServer) -> list[RecordedRequest]:

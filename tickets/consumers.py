@@ -1,17 +1,18 @@
 """WebSocket streams of a project's and a ticket's events.
 
 `ws/o/<org>/projects/<KEY>/events/?after=<seq>` and `ws/o/<org>/tickets/<KEY>/events/?after=
-<seq>`: the events after `after` from the audit log, oldest first, then
-`{"type": "caught_up", "seq": …}`, then each new event as it is committed. Every message is
+<seq>`: the events after `after`, oldest first, then `{"type": "caught_up", "seq": …}`,
+then each new event as it is sealed. Every message is
 `{"type": "event", "event": <the REST EventSerializer fields>}`.
 
-The audit log is read for every send; a channel-layer notification only says "something after
-seq N was committed". Each socket keeps the last seq it sent and sends under its own lock
-(the backlog, then each catch-up), so a notification that arrives while the backlog is being
-sent waits and then finds nothing new: no duplicates, no gaps. Events of an organization are
-numbered in commit order (the audit chain's row lock), so "seq > last sent" never skips an
-event that commits late. One StreamHub per stream and process listens on the channel layer
-and reads new events once for all of that process's sockets.
+The database (audit log and progress events) is read for every send; a channel-layer
+notification only says "something up to seq N was sealed". Each socket keeps the last seq it
+sent and sends under its own lock (the backlog, then each catch-up), so a notification that
+arrives while the backlog is being sent waits and then finds nothing new: no duplicates, no
+gaps. Events of an organization are numbered by its sealer (haao.audit.seal) after their
+writer commits, each batch in one transaction, so "seq > last sent" never skips an event that
+commits late. One StreamHub per stream and process listens on the channel layer and reads new
+events once for all of that process's sockets.
 
 Refusals are decided before the socket is accepted, then sent as a close code right after
 accepting (a server answers a close before accept with a bare HTTP 403, and browsers do not
@@ -52,10 +53,10 @@ from django.conf import settings
 from accounts.assurance import session_satisfies
 from accounts.roles import hidden_event_prefixes
 from accounts.selectors import membership_for
-from haao.models import AuditEvent
 from tickets import live
 from tickets.api.events import MAX_SEQ, EventSerializer
 from tickets.selectors import (
+    StreamEvent,
     project_by_key,
     project_events,
     ticket_by_key,
@@ -88,14 +89,14 @@ class Stream:
 
     key: str
     group: str
-    read: Callable[[int, int], list[AuditEvent]]
+    read: Callable[[int, int], list[StreamEvent]]
     organization_id: Any = None
 
     def frames(self, after: int, limit: int) -> list[Frame]:
         """Up to `limit` events after `after` as ready-to-send messages (runs in a thread)."""
         events = self.read(after, limit)
         data = EventSerializer(events, many=True).data
-        return [(event.seq, json.dumps({"type": "event", "event": item}))
+        return [(event.seq or 0, json.dumps({"type": "event", "event": item}))
                 for event, item in zip(events, data, strict=True)]
 
 

@@ -3,8 +3,8 @@ and the after-commit hook that tells their sockets something new was stored; and
 of a user and of an organization, told when someone may see less (accounts.signals), so
 their open sockets check again and close.
 
-A notification carries only the sequence number, never the event: sockets read the audit log
-(tickets/consumers.py), which stays the source of truth. Notifications go out from one
+A notification carries only the sequence number, never the event: sockets read the events
+(tickets/consumers.py), which stay the source of truth. Notifications go out from one
 background thread per process, so a writer never waits for the channel layer, a burst of
 events becomes one message per group, and a layer that is down costs a log line, not a failed
 write.
@@ -21,7 +21,7 @@ import time
 import uuid
 from typing import Any
 
-from haao.models import AuditEvent
+from haao.models import AuditEvent, ProgressEvent
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def organization_group(organization_id: Any) -> str:
     return f"access.org.{uuid.UUID(str(organization_id)).hex}"
 
 
-def event_groups(event: AuditEvent) -> list[str]:
+def event_groups(event: AuditEvent | ProgressEvent) -> list[str]:
     """The groups whose sockets stream `event`: its project's, and its ticket's if any."""
     groups = []
     if event.project_id:
@@ -151,12 +151,12 @@ def _flush_at_exit() -> None:
         _notifier.flush()
 
 
-def event_stored(*, event: AuditEvent, **_: Any) -> None:
-    """Tell the sockets of `event`'s streams that it is stored (haao.audit.event_stored, sent
-    on commit)."""
+def event_stored(*, event: AuditEvent | ProgressEvent, **_: Any) -> None:
+    """Tell the sockets of `event`'s streams that it is sealed (haao.audit.event_stored, sent
+    after the sealer's commit)."""
     try:
         groups = event_groups(event)
-        if groups:
+        if groups and event.seq is not None:
             notifier().notify(groups, event.seq)
     except Exception:  # never into the writer: the log has the event, sockets catch up later
         logger.exception("live: could not queue the notification of event %s", event.seq)

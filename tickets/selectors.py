@@ -3,19 +3,21 @@ may see."""
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Max, Prefetch, QuerySet
 from guardian.shortcuts import get_objects_for_user
 
 from accounts.models import Membership, Organization, User
 from accounts.roles import Capability, role_can
 from accounts.selectors import without_types
-from haao.models import AuditEvent
+from haao.models import AuditEvent, ProgressEvent
 from tickets.keys import PROJECT_KEY_RE, parse_requirement_key, parse_ticket_key
 from tickets.models import (
     NEEDS_ADMIN,
@@ -145,20 +147,38 @@ def ticket_detail(*, ticket: Ticket) -> Ticket:
 
 # --- Events ----------------------------------------------------------------------------------
 
+# A row of a project's or ticket's stream: an audit event or a progress event, numbered by the
+# organization's sealer in one sequence.
+StreamEvent = AuditEvent | ProgressEvent
+
+
+def _stream(queries: Iterable[QuerySet[Any]], *, after: int, limit: int) -> list[StreamEvent]:
+    """Up to `limit` sealed rows of the queries after `after`, in seq order."""
+    pages = [list(query.filter(seq__gt=after).order_by("seq")[:limit]) for query in queries]
+    return list(heapq.merge(*pages, key=attrgetter("seq")))[:limit]
+
+
 def project_events(*, project: Project, after: int, limit: int,
-                   hidden: Iterable[str] = ()) -> list[AuditEvent]:
+                   hidden: Iterable[str] = ()) -> list[StreamEvent]:
     """Up to `limit` events of `project` with a sequence number above `after`, oldest first,
     without the event types starting with a `hidden` prefix (accounts.roles)."""
-    events = AuditEvent.objects.for_org(project.organization).filter(project_id=project.pk,
-                                                                     seq__gt=after)
-    return list(without_types(events, hidden).order_by("seq")[:limit])
+    return _stream([without_types(model.objects.for_org(project.organization)
+                                  .filter(project_id=project.pk), hidden)
+                    for model in (AuditEvent, ProgressEvent)], after=after, limit=limit)
 
 
-def ticket_events(*, ticket: Ticket, after: int, limit: int) -> list[AuditEvent]:
+def ticket_events(*, ticket: Ticket, after: int, limit: int) -> list[StreamEvent]:
     """Up to `limit` events of `ticket` with a sequence number above `after`, oldest first."""
-    return list(AuditEvent.objects.for_org(ticket.project.organization)
-                .filter(target_type=Ticket._meta.label_lower, target_id=str(ticket.pk),
-                        seq__gt=after).order_by("seq")[:limit])
+    return _stream([model.objects.for_org(ticket.project.organization)
+                    .filter(target_type=Ticket._meta.label_lower, target_id=str(ticket.pk))
+                    for model in (AuditEvent, ProgressEvent)], after=after, limit=limit)
+
+
+def last_project_seq(*, project: Project) -> int:
+    """The sequence number of the project's newest sealed event, 0 when it has none."""
+    return max(int(model.objects.for_org(project.organization).filter(project_id=project.pk)
+                   .aggregate(last=Max("seq"))["last"] or 0)
+               for model in (AuditEvent, ProgressEvent))
 
 
 # --- Decisions waiting for a person ----------------------------------------------------------
@@ -296,7 +316,7 @@ class AuditOutcome:
         return f"{self.verdict}: {self.reason}" if self.reason else self.verdict
 
 
-def audit_outcome(event: AuditEvent) -> AuditOutcome | None:
+def audit_outcome(event: StreamEvent) -> AuditOutcome | None:
     """The audit an event records: the verdict (`ticket.audited`), or a skipped audit (a
     transition to acceptance saying why); None for any other event."""
     data = event.data if isinstance(event.data, dict) else {}
@@ -313,7 +333,7 @@ def audit_outcome(event: AuditEvent) -> AuditOutcome | None:
     return None
 
 
-def latest_audit(events: list[AuditEvent], *, attempt: int) -> AuditOutcome | None:
+def latest_audit(events: list[StreamEvent], *, attempt: int) -> AuditOutcome | None:
     """The last audit of attempt number `attempt` among a ticket's events, if any."""
     found = None
     for event in events:

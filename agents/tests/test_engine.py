@@ -19,7 +19,7 @@ from agents.engine import enqueue, recovery, routing, steps, workers
 from agents.models import EndpointLease, InferenceEndpoint
 from haao.audit import SYSTEM
 from haao.errors import Conflict
-from haao.models import AuditEvent
+from haao.models import AuditEvent, ProgressEvent
 from policies.services import policy_update
 from tests.factories import TicketFactory, engine_options
 from tests.fixtures import coder_endpoint, loopback_allowed
@@ -409,13 +409,13 @@ def test_the_model_step_streams_progress_and_hands_the_answer_to_the_checks(
     assert (done.stage, done.answer, done.deliveries) == (AttemptStage.ANSWERED, answer, 1)
     assert len([r for r in server.requests if r.path == "/v1/chat/completions"]) == 1
     assert ModelCall.objects.filter(attempt=attempt).count() == 1
-    types = list(AuditEvent.objects.filter(target_id=str(attempt.ticket_id))
-                 .order_by("seq").values_list("type", flat=True))
+    types = list(ProgressEvent.objects.filter(target_id=str(attempt.ticket_id))
+                 .order_by("id").values_list("type", flat=True))
     assert types.index("attempt.started") < types.index("attempt.tokens") \
         < types.index("attempt.answered")
     # The token events carry what the model wrote, piece by piece: together, the answer.
-    streamed = "".join(event.data["text"] for event in AuditEvent.objects.filter(
-        target_id=str(attempt.ticket_id), type="attempt.tokens").order_by("seq"))
+    streamed = "".join(event.data["text"] for event in ProgressEvent.objects.filter(
+        target_id=str(attempt.ticket_id), type="attempt.tokens").order_by("id"))
     assert streamed and answer.startswith(streamed)
     assert ("check_step", {"kwargs": {"attempt_id": attempt.pk}, "queue": "checks",
                            "on_commit": True}) in sent
@@ -440,7 +440,7 @@ def test_an_unreachable_coder_costs_no_retry_and_its_work_moves(
     assert waiting.inference_endpoint_id == spare.pk and waiting.queue == "local"
     assert InferenceEndpoint.objects.get(pk=down.pk).health_status == "failing"
     assert Ticket.objects.get(pk=work.pk).retries_left == work.retries_left
-    assert AuditEvent.objects.filter(type="attempt.waiting").exists()
+    assert ProgressEvent.objects.filter(type="attempt.waiting").exists()
     assert AuditEvent.objects.get(type="attempt.moved").data["to"] == "Box B"
     assert [name for name, _ in sent].count("model_step") == 1
 

@@ -171,6 +171,11 @@ HAAO_ATTEMPT_LEASE_SECONDS = env.integer("HAAO_ATTEMPT_LEASE_SECONDS", 60, minim
 # Deliveries of one attempt step before it is failed as poison.
 HAAO_MAX_DELIVERIES = env.integer("HAAO_MAX_DELIVERIES", 3, minimum=1)
 HAAO_RECOVERY_INTERVAL = env.integer("HAAO_RECOVERY_INTERVAL", 15, minimum=1)
+# Writers seal their audit rows after commit; the beat seals what a dead writer left this
+# often. A row older than HAAO_AUDIT_SEAL_WINDOW unsealed fails verify_audit_chain and shows
+# in /metrics (haao_audit_unsealed_oldest_seconds).
+HAAO_AUDIT_SEAL_SWEEP_SECONDS = env.integer("HAAO_AUDIT_SEAL_SWEEP_SECONDS", 5, minimum=1)
+HAAO_AUDIT_SEAL_WINDOW = env.integer("HAAO_AUDIT_SEAL_WINDOW", 60, minimum=1)
 # A step that waited this long in its queue unclaimed is sent again (its message may be lost).
 HAAO_RESEND_AFTER_SECONDS = env.integer("HAAO_RESEND_AFTER_SECONDS", 300, minimum=1)
 # How often an open pull request's state is asked of its forge when no webhook told it.
@@ -198,6 +203,9 @@ if HAAO_ATTEMPT_LEASE_SECONDS >= CELERY_TASK_TIME_LIMIT:
 CELERY_BEAT_SCHEDULE = {
     "recover-stalled-work": {"task": "haao.recover", "schedule": HAAO_RECOVERY_INTERVAL,
                              "options": {"queue": "control", "expires": HAAO_RECOVERY_INTERVAL}},
+    "seal-audit-logs": {"task": "haao.seal_audit_logs", "schedule": HAAO_AUDIT_SEAL_SWEEP_SECONDS,
+                        "options": {"queue": "control",
+                                    "expires": HAAO_AUDIT_SEAL_SWEEP_SECONDS}},
     "check-endpoint-health": {"task": "haao.check_endpoints",
                               "schedule": HAAO_ENDPOINT_HEALTH_INTERVAL,
                               "options": {"queue": "control",

@@ -12,9 +12,11 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from agents.models import EndpointLease, InferenceEndpoint, ModelCall
-from haao.audit import SYSTEM, audit_record
+from haao.audit import SYSTEM, audit_record, seal
 from haao.metrics import QUERIES
+from haao.models import AuditEvent
 from tests.factories import ProjectFactory, TicketFactory
+from tests.fixtures import tampering
 from tickets.models import Attempt
 
 TOKEN = "scrape-token-0123456789abcdef"
@@ -246,3 +248,20 @@ def test_a_scrape_runs_the_same_few_queries_however_much_data_there_is(
 def test_metrics_only_answer_get(client, db, token) -> None:
     response = client.post("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
     assert response.status_code == 405
+
+
+def test_audit_rows_waiting_for_the_sealer_are_counted_with_the_oldest_age(
+        client, cast, token) -> None:
+    seal(cast.org.pk)
+    samples = scrape(client)
+    assert not any(name == "haao_audit_unsealed_rows" for name, _ in samples)
+    for _ in range(3):
+        audit_record(organization=cast.org, actor=SYSTEM, type="test.pending")
+    with tampering():  # written 90 s ago by a writer that died before sealing
+        AuditEvent.objects.filter(type="test.pending").update(
+            created_at=timezone.now() - timedelta(seconds=90))
+    samples = scrape(client)
+    assert value(samples, "haao_audit_unsealed_rows", organization="acme") == 3
+    assert value(samples, "haao_audit_unsealed_oldest_seconds", organization="acme") >= 90
+    seal(cast.org.pk)
+    assert not any(name == "haao_audit_unsealed_rows" for name, _ in scrape(client))

@@ -17,7 +17,13 @@ from haao.api import READ_ERRORS, errors
 from haao.endpoints import OrgEndpoint
 from haao.models import ActorType, AuditEvent
 from haao.text import displayable_data
-from tickets.selectors import project_by_key, project_events, ticket_by_key, ticket_events
+from tickets.selectors import (
+    StreamEvent,
+    project_by_key,
+    project_events,
+    ticket_by_key,
+    ticket_events,
+)
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 100
@@ -42,7 +48,7 @@ class EventSerializer(serializers.ModelSerializer):
                   "target_label", "data"]
         read_only_fields = fields
 
-    def to_representation(self, instance: AuditEvent) -> Any:
+    def to_representation(self, instance: StreamEvent) -> Any:
         # Rows stored before input was checked may hold unpaired surrogates: shown replaced.
         return displayable_data(super().to_representation(instance))
 
@@ -67,7 +73,7 @@ class EventStreamView(OrgEndpoint):
     filter_backends: list[type] = []
 
     def page(self, request: Request,
-             events_after: Callable[..., list[AuditEvent]]) -> Response:
+             events_after: Callable[..., list[StreamEvent]]) -> Response:
         # A plain dict: DRF would read `?after=` from a QueryDict as "not given".
         query = EventQuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, IntegerField, Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery
 
 from agents.selectors import NO_COST, TicketCost, ticket_costs
-from haao.models import AuditEvent
+from haao.models import ProgressEvent
 from policies.selectors import policy_for
 from tickets.keys import parse_ticket_key
 from tickets.models import (
@@ -22,6 +22,7 @@ from tickets.models import (
     TicketStatus,
 )
 from tickets.portal.progress import Progress
+from tickets.selectors import last_project_seq
 from tickets.services.engine import IN_PROGRESS
 
 S = TicketStatus
@@ -146,11 +147,11 @@ def _progress(project: Project, tickets: list[Ticket]) -> dict[Any, Progress]:
                        if isinstance(t.spec, dict) else 0)
         for t in running
     }
-    events = (AuditEvent.objects.for_org(project.organization)
+    events = (ProgressEvent.objects.for_org(project.organization)
               .filter(project_id=project.pk, target_type=Ticket._meta.label_lower,
                       target_id__in=[str(t.pk) for t in running],
                       type__in=["attempt.check", "attempt.tokens"])
-              .order_by("seq").values_list("target_id", "type", "data"))
+              .order_by("id").values_list("target_id", "type", "data"))
     by_id = {str(pk): value for pk, value in progress.items()}
     for target_id, type_, data in events:
         item = by_id.get(target_id)
@@ -165,13 +166,6 @@ def _card(ticket: Ticket, progress: dict[Any, Progress], costs: dict[Any, Ticket
     return Card(ticket=ticket, attempt=getattr(ticket, "finished_number", None),
                 outcome=getattr(ticket, "finished_outcome", None),
                 progress=progress.get(ticket.pk), cost=costs.get(ticket.pk, NO_COST).cost)
-
-
-def last_project_seq(*, project: Project) -> int:
-    """The sequence number of the project's newest event, 0 when it has none."""
-    seq = (AuditEvent.objects.for_org(project.organization).filter(project_id=project.pk)
-           .aggregate(last=Max("seq"))["last"])
-    return int(seq or 0)
 
 
 def board_states() -> dict[str, Any]:

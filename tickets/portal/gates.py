@@ -15,7 +15,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Max, Sum
+from django.db.models import Count, Sum
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -28,7 +28,6 @@ from agents.models import CallRole, ModelCall
 from agents.preflight import base_failure
 from agents.selectors import ticket_totals
 from haao.errors import ApplicationError, Forbidden, NotFound
-from haao.models import AuditEvent
 from haao.views import OrgPage
 from tickets import services
 from tickets.api.tickets import storable_spec
@@ -44,7 +43,9 @@ from tickets.models import (
 from tickets.portal.gate_forms import CancelForm, MoveForm, RejectForm, SpecFields, SpecForm
 from tickets.portal.progress import Progress
 from tickets.selectors import (
+    StreamEvent,
     can_approve_in,
+    last_project_seq,
     latest_audit,
     requirement_by_key,
     ticket_by_key,
@@ -161,9 +162,7 @@ class _RequirementPage(_GatePage):
         priced = [e.cost for e in estimates if e.cost is not None]
         may_decide = self.may_decide(requirement.project)
         editable = may_decide and requirement.status == RequirementStatus.PROPOSED
-        last_seq = (AuditEvent.objects.for_org(self.org)
-                    .filter(project_id=requirement.project_id)
-                    .aggregate(last=Max("seq"))["last"] or 0)
+        last_seq = last_project_seq(project=requirement.project)
         return self.render(
             status, requirement=requirement, project=requirement.project, cards=cards,
             estimated_total=sum(priced, Decimal("0")) if priced else None,
@@ -349,19 +348,19 @@ class CallRow:
         return self.input_tokens + self.output_tokens + self.cache_tokens
 
 
-def _events(ticket: Ticket) -> list[AuditEvent]:
-    events: list[AuditEvent] = []
+def _events(ticket: Ticket) -> list[StreamEvent]:
+    events: list[StreamEvent] = []
     after = 0
     for _ in range(EVENTS_MAX_PAGES):
         page = ticket_events(ticket=ticket, after=after, limit=EVENTS_PAGE)
         events.extend(page)
         if len(page) < EVENTS_PAGE:
             break
-        after = page[-1].seq
+        after = page[-1].seq or 0
     return events
 
 
-def _progress(events: list[AuditEvent], attempts: list[Attempt]) -> dict[int, Progress]:
+def _progress(events: list[StreamEvent], attempts: list[Attempt]) -> dict[int, Progress]:
     running = {a.number for a in attempts if a.outcome == AttemptOutcome.RUNNING}
     found = {number: Progress(attempt=number) for number in running}
     for event in events:

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from haao.audit import SYSTEM, Actor, audit_record
+from haao.audit import SYSTEM, Actor, audit_record, progress_record
 from haao.errors import Conflict
 from tickets.models import (
     NEEDS_ADMIN,
@@ -54,14 +54,22 @@ class Options:
     policy_version: int = 0
 
 
+# Progress of an attempt: streamed live with the ticket's events, but not governance, so kept
+# out of the audit log (haao.models.ProgressEvent). What was decided (dispatch, moves between
+# endpoints, verdicts, money, merges) stays in the audit log.
+PROGRESS_TYPES = frozenset({"attempt.started", "attempt.tokens", "attempt.answered",
+                            "attempt.check", "attempt.finished", "attempt.waiting"})
+
+
 def progress(*, ticket: Ticket, type: str, data: dict[str, Any], actor: Actor = SYSTEM,
              attempt: Attempt | None = None) -> None:
-    """One step of the loop, in the ticket's event stream (and the audit log)."""
-    audit_record(organization=ticket.project.organization, actor=actor, type=type,
-                 target=ticket, target_label=ticket.key,
-                 project_id=ticket.project_id,
-                 data={"ticket": ticket.key, **({"attempt": attempt.number} if attempt else {}),
-                       **data})
+    """One step of the loop, in the ticket's event stream: a progress event, or an audit
+    event when it records a decision."""
+    record = progress_record if type in PROGRESS_TYPES else audit_record
+    record(organization=ticket.project.organization, actor=actor, type=type,
+           target=ticket, target_label=ticket.key, project_id=ticket.project_id,
+           data={"ticket": ticket.key, **({"attempt": attempt.number} if attempt else {}),
+                 **data})
 
 
 def _locked(ticket_id: Any) -> Ticket:

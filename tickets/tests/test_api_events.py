@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from guardian.shortcuts import assign_perm
 
-from haao.audit import SYSTEM
+from haao.audit import SYSTEM, seal
 from tests.factories import ProjectFactory, spec_example
 from tests.fixtures import token_client
 from tickets import services
@@ -31,6 +31,7 @@ def history(cast):
     # Noise the streams must leave out: another project and the organization itself.
     other = ProjectFactory(organization=cast.org, key="OPS")
     services.requirement_create(project=other, actor=cast.admin, title="Ops", text="x")
+    seal(cast.org.pk)  # what the writers' commits do
     return first, second
 
 

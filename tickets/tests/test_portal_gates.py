@@ -12,7 +12,7 @@ from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
 from agents.models import InferenceEndpoint, ModelCall
-from haao.audit import SYSTEM, Actor, audit_record
+from haao.audit import SYSTEM, Actor, audit_record, seal
 from haao.models import AuditEvent
 from tests.factories import MembershipFactory, engine_options, spec_example
 from tests.fixtures import portal_client
@@ -225,6 +225,7 @@ def test_a_ticket_of_another_requirement_is_404_on_its_card_actions(cast, po) ->
 
 def test_while_decomposing_the_page_waits_and_subscribes_to_the_project_stream(cast, po) -> None:
     services.requirement_create(project=cast.project, actor=po, title="T", text="x")
+    seal(cast.org.pk)  # the writers' commits seal their events
     body = portal_client(po).get(url("PAY-R1")).content.decode()
     assert "breaking this requirement into tickets" in body
     assert 'data-stream="ws/o/acme/projects/PAY/events/"' in body
@@ -278,6 +279,7 @@ def awaiting(cast, po) -> Ticket:
 
 
 def test_the_ticket_page_shows_spec_attempt_checks_diff_and_costs(cast, po, awaiting) -> None:
+    seal(cast.org.pk)  # the writers' commits seal their events
     body = portal_client(po).get(url("PAY-1")).content.decode()
     assert "Awaiting acceptance" in body and 'href="/o/acme/requirements/PAY-R1/"' in body
     assert 'href="/o/acme/projects/PAY/"' in body
@@ -363,6 +365,7 @@ def test_a_blocked_ticket_shows_its_reason_and_can_be_retried(cast, po, awaiting
                  target_label=ticket.key, project_id=ticket.project_id,
                  data={"rule": "allowed_paths", "point": "edit",
                        "message": "secrets/.env is outside the allowed paths"})
+    seal(cast.org.pk)  # the writers' commits seal their events
     client = portal_client(po)
     body = client.get(url("PAY-1")).content.decode()
     assert "Blocked: a person must decide." in body and "Retry budget spent" in body
@@ -395,6 +398,7 @@ def test_a_running_attempt_shows_a_progress_row_from_its_events(cast, po) -> Non
     progress(ticket=ticket, type="attempt.check", attempt=attempt,
              data={"check": "a", "index": 1, "of": 3, "passed": True, "exit_code": 0,
                    "duration_ms": 5})
+    seal(cast.org.pk)  # the writers' commits seal their events
     body = portal_client(cast.manager).get(url("PAY-1")).content.decode()
     assert "data-progress" in body
     assert "<strong data-checks-passed>1</strong>" in body
@@ -437,6 +441,7 @@ def test_gate_two_shows_the_tech_leads_audit_verdict_and_reason(cast, po) -> Non
                    findings=[{"severity": "minor", "path": "billing/totals.py",
                               "message": "Name the rounding constant."}],
                    actor=SYSTEM, options=engine_options(escalation=False, audit=True))
+    seal(cast.org.pk)  # the writers' commits seal their events
     body = portal_client(po).get(url(ticket.key)).content.decode()
     panel = body[body.index('id="gate"'):body.index("Accept and merge")]
     assert "Tech Lead's audit of attempt 1" in panel
@@ -456,6 +461,7 @@ def test_gate_two_says_why_the_work_was_not_audited(cast, po) -> None:
         outcome="passed", finished_at=timezone.now())
     ticket_audit_skipped(ticket=ticket, attempt=attempt,
                          reason="no Tech Lead endpoint is configured")
+    seal(cast.org.pk)  # the writers' commits seal their events
     body = portal_client(po).get(url(ticket.key)).content.decode()
     panel = body[body.index('id="gate"'):body.index("Accept and merge")]
     assert ">Skipped</span>" in panel and "no Tech Lead endpoint is configured" in panel
@@ -464,6 +470,7 @@ def test_gate_two_says_why_the_work_was_not_audited(cast, po) -> None:
 def test_the_timeline_gives_times_to_the_second_and_whole_reasons(cast, po, awaiting) -> None:
     reason = "The model kept editing files outside the allowed paths; " * 12
     services.ticket_cancel(ticket=Ticket.objects.get(pk=awaiting.pk), actor=po, reason=reason)
+    seal(cast.org.pk)  # the writers' commits seal their events
     body = portal_client(po).get(url("PAY-1")).content.decode()
     timeline = body[body.index('id="timeline"'):body.index('id="timeline-empty"')]
     stamps = re.findall(r'data-format="seconds"[^>]*>([^<]+)</time>', timeline)

@@ -1,15 +1,16 @@
-"""The ticket state machine: one table of allowed transitions, one function that moves tickets.
+"""The ticket state machine: one table of allowed transitions, one door that moves tickets.
 
-`ticket_transition` is the only code that writes `Ticket.status`. It checks the edge and the
-actor's right, compare-and-sets the row, writes the audit event in the same transaction and
-runs the registered side effects only after commit.
+`ticket_transition` (one ticket) and `tickets_transition` (a batch, for the engine) are the only
+code that writes `Ticket.status`. They check the edge and the actor's right, compare-and-set
+the row, write the audit event in the same transaction and run the registered side effects
+only after commit.
 """
 
 from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Membership
-from haao.audit import Actor, audit_record
+from haao.audit import Actor, Entry, audit_record, audit_records
 from haao.errors import ApplicationError, Conflict, Forbidden
 from haao.models import ActorType
 from tickets.models import Project, Ticket, TicketStatus
@@ -161,3 +162,63 @@ def ticket_transition(
     for name, value in values.items():
         setattr(ticket, name, value)
     return ticket
+
+
+def tickets_transition(
+    *,
+    tickets: Sequence[Ticket],
+    to: str,
+    actor: Actor,
+    data: Callable[[Ticket], dict[str, Any]] | None = None,
+    fields: Callable[[Ticket], dict[str, Any]] | None = None,
+) -> list[Ticket]:
+    """Move a batch of one organization's tickets to `to`, as ticket_transition moves one: the
+    same edges and rights, a compare-and-set per group of tickets that share their state and
+    fields, one multi-row insert of their events, side effects after commit.
+
+    Call it inside a transaction that holds the tickets' rows (select_for_update): then every
+    compare-and-set holds, and any that does not (a caller that did not lock) raises Conflict
+    and nothing of the batch is stored."""
+    if not tickets:
+        return []
+    if to not in S.values:
+        raise ApplicationError(f"'{to}' is not a ticket state.")
+    checked: set[tuple[Any, str]] = set()
+    for ticket in tickets:
+        kind = TRANSITIONS.get((ticket.status, to))
+        if kind is None:
+            raise IllegalTransition(f"A ticket cannot go from {ticket.status} to {to}.",
+                                    details={"from": ticket.status, "to": to})
+        if (ticket.project_id, kind) not in checked:
+            require_right(project=ticket.project, kind=kind, actor=actor)
+            checked.add((ticket.project_id, kind))
+    now = timezone.now()
+    extras = {ticket.pk: fields(ticket) if fields else {} for ticket in tickets}
+    event_data = {ticket.pk: {"from": ticket.status, "to": to,
+                              **(data(ticket) if data else {})} for ticket in tickets}
+    groups: dict[tuple[str, tuple[tuple[str, Any], ...]], list[Ticket]] = defaultdict(list)
+    for ticket in tickets:
+        groups[(ticket.status, tuple(sorted(extras[ticket.pk].items())))].append(ticket)
+    entries: list[Entry] = []
+    with transaction.atomic():
+        for (current, extra), group in groups.items():
+            values = {"status": to, "status_changed_at": now, **dict(extra)}
+            updated = Ticket.objects.filter(pk__in=[t.pk for t in group],
+                                            status=current).update(**values)
+            if updated != len(group):
+                raise Conflict(f"{len(group) - updated} of the tickets changed meanwhile.",
+                               code="stale_state")
+        for ticket in tickets:
+            entries.append(Entry(type="ticket.transition", target=ticket,
+                                 target_label=ticket.key, data=event_data[ticket.pk],
+                                 project_id=ticket.project_id))
+            done = Transition(ticket.pk, ticket.organization_id, ticket.status, to, actor,
+                              event_data[ticket.pk])
+            for effect in _side_effects.get(to, []):
+                transaction.on_commit(functools.partial(effect, done), robust=True)
+            ticket.status, ticket.status_changed_at = to, now
+            for name, value in extras[ticket.pk].items():
+                setattr(ticket, name, value)
+        audit_records(organization=tickets[0].project.organization, actor=actor,
+                      entries=entries)
+    return list(tickets)

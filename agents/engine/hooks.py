@@ -21,6 +21,10 @@ S = TicketStatus
 # While a dispatch of a project waits in the queue, more changes need no second one: it
 # reads the state when it starts. The mark expires, so a lost message costs seconds only.
 DISPATCH_MARK_SECONDS = 10
+# A dispatch starts this long after the first change that asks for it, so the changes of a
+# busy project (tickets leaving and joining the queue) share one run: one batch, not one
+# run per change.
+DISPATCH_GATHER_SECONDS = 0.2
 
 
 def dispatch_mark(project_id: Any) -> str:
@@ -30,7 +34,8 @@ def dispatch_mark(project_id: Any) -> str:
 def request_dispatch(project_id: Any) -> None:
     """Enqueue a dispatch of the project unless one is already waiting to start."""
     if cache.add(dispatch_mark(project_id), 1, timeout=DISPATCH_MARK_SECONDS):
-        enqueue.dispatch(project_id=project_id, on_commit=False)
+        enqueue.dispatch(project_id=project_id, on_commit=False,
+                         countdown=DISPATCH_GATHER_SECONDS)
 
 
 def _project_of(ticket_id: Any) -> Any:

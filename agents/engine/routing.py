@@ -87,17 +87,35 @@ def _loads(endpoints: list[InferenceEndpoint]) -> dict[Any, int]:
     return {row["inference_endpoint"]: row["n"] for row in rows}
 
 
+class CoderPicker:
+    """Picks coders for a batch of attempts: the healthy coders and their loads are read
+    once, and each pick counts, so a batch spreads over the coders as single picks would."""
+
+    def __init__(self, *, organization: Organization, exclude: tuple[Any, ...] = (),
+                 self_hosted_only: bool = False) -> None:
+        self.healthy = [endpoint for endpoint in coder_endpoints(organization=organization)
+                        if endpoint.health_status != HealthStatus.FAILING
+                        and endpoint.pk not in exclude
+                        and (endpoint.self_hosted or not self_hosted_only)]
+        self.loads = _loads(self.healthy) if self.healthy else {}
+
+    def pick(self) -> InferenceEndpoint | None:
+        """The healthy coder with the most room (fewest assigned steps per slot); None if
+        there is none."""
+        if not self.healthy:
+            return None
+        chosen = min(self.healthy,
+                     key=lambda e: (self.loads.get(e.pk, 0) / e.max_concurrency, e.name))
+        self.loads[chosen.pk] = self.loads.get(chosen.pk, 0) + 1
+        return chosen
+
+
 def pick_coder(*, organization: Organization, exclude: tuple[Any, ...] = (),
                self_hosted_only: bool = False) -> InferenceEndpoint | None:
     """The healthy coder with the most room (fewest assigned steps per slot); None if none.
     Under data residency (`self_hosted_only`) only coders on the organization's machines."""
-    healthy = [endpoint for endpoint in coder_endpoints(organization=organization)
-               if endpoint.health_status != HealthStatus.FAILING and endpoint.pk not in exclude
-               and (endpoint.self_hosted or not self_hosted_only)]
-    if not healthy:
-        return None
-    loads = _loads(healthy)
-    return min(healthy, key=lambda e: (loads.get(e.pk, 0) / e.max_concurrency, e.name))
+    return CoderPicker(organization=organization, exclude=exclude,
+                       self_hosted_only=self_hosted_only).pick()
 
 
 def tech_lead(*, organization: Organization, role: str = EndpointRole.TECH_LEAD,

@@ -5,12 +5,15 @@ code on real Celery workers.)"""
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.conf import settings
 from django.core.cache import cache
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from agents import services as agent_services
@@ -59,6 +62,64 @@ def test_dispatch_keeps_to_the_wip_limit_in_ticket_order(cast: Any) -> None:
     assert Ticket.objects.get(pk=first.pk).status == "running"
     assert [e.data["endpoint"] for e in AuditEvent.objects.filter(type="ticket.dispatched")] \
         == ["Box A", "Box A"]
+
+
+def dispatch_queries(cast: Any, count: int) -> int:
+    """The queries of one dispatch run that starts `count` approved tickets."""
+    for n in range(count):
+        ticket(cast, "approved", order=n)
+    with CaptureQueriesContext(connection) as queries:
+        started = steps.dispatch_project(project_id=cast.project.pk)
+    assert len(started) == count
+    return len(queries)
+
+
+def test_one_dispatch_starts_a_batch_with_the_same_few_statements_for_1_or_40(
+        cast: Any) -> None:
+    coder(cast, max_concurrency=64)
+    policy_update(organization=cast.org, project=cast.project, actor=SYSTEM,
+                  changes={"wip_limit": 100})
+    one = dispatch_queries(cast, 1)
+    Ticket.objects.all().delete()
+    forty = dispatch_queries(cast, 40)
+    # Queued, then running, each ticket with its attempt and both events: requeue and start
+    # are one transaction each, with multi-row inserts; pages of the queue are read at once.
+    assert forty <= one + 2, (one, forty)
+    assert Attempt.objects.filter(stage=AttemptStage.PENDING).count() == 40
+    assert AuditEvent.objects.filter(type="ticket.dispatched").count() == 41
+    moves = list(AuditEvent.objects.filter(type="ticket.transition")
+                 .values_list("data__from", "data__to"))
+    assert moves.count(("approved", "queued")) == 41 and moves.count(("queued", "running")) == 41
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_ticket_someone_else_is_changing_waits_for_the_next_dispatch(cast: Any) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks are exercised against PostgreSQL")
+    coder(cast, max_concurrency=8)
+    busy, free = ticket(cast, order=1), ticket(cast, order=2)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                Ticket.objects.select_for_update().get(pk=busy.pk)
+                locked.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        started = steps.dispatch_project(project_id=cast.project.pk)
+        assert [a.ticket_id for a in started] == [free.pk]  # not waiting for the lock
+    finally:
+        release.set()
+        holder.join()
+    assert [a.ticket_id for a in steps.dispatch_project(project_id=cast.project.pk)] \
+        == [busy.pk]
 
 
 def test_a_ticket_waits_for_its_dependency_to_be_accepted_and_merged(cast: Any) -> None:

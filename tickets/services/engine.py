@@ -15,8 +15,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from haao.audit import SYSTEM, Actor, audit_record, progress_record
-from haao.errors import Conflict
+from haao.audit import SYSTEM, Actor, Entry, audit_record, audit_records, progress_record
 from tickets.models import (
     NEEDS_ADMIN,
     Attempt,
@@ -27,9 +26,8 @@ from tickets.models import (
     Ticket,
     TicketStatus,
 )
-from tickets.services.attempts import attempt_start
 from tickets.services.requirements import requirement_conclude
-from tickets.state import ticket_transition
+from tickets.state import ticket_transition, tickets_transition
 
 S = TicketStatus
 # Tickets that hold one of the project's WIP places.
@@ -80,25 +78,28 @@ def _locked(ticket_id: Any) -> Ticket:
             .select_related("project__organization").get(pk=ticket_id))
 
 
+def _locked_batch(tickets: Any) -> list[Ticket]:
+    """Lock the rows of `tickets` that nobody else holds now (a ticket being changed
+    elsewhere is left for the next dispatch), in a stable order."""
+    return list(tickets.select_for_update(of=("self",), no_key=True, skip_locked=True)
+                .select_related("project__organization").order_by("order", "number"))
+
+
 def tickets_requeue(*, project: Project, retry_budget: int | None = None) -> list[Ticket]:
     """Approved tickets join the queue; rejected ones start a new cycle with fresh budgets.
-    Each gets the policy's `retry_budget` (when given) as it joins."""
-    moved = []
-    # One transaction per ticket: holding the audit chain while locking the next ticket's
-    # row would deadlock with a worker that holds that row and waits for the chain.
-    for ticket in (Ticket.objects.for_org(project.organization)
-                   .filter(project=project, status__in=(S.APPROVED, S.REJECTED))
-                   .select_related("project__organization").order_by("order", "number")):
+    Each gets the policy's `retry_budget` (when given) as it joins. One transaction."""
+
+    def fields(ticket: Ticket) -> dict[str, Any]:
         budget = ticket.retry_budget if retry_budget is None else retry_budget
-        fields: dict[str, Any] = {"retry_budget": budget, "retries_left": budget}
+        values: dict[str, Any] = {"retry_budget": budget, "retries_left": budget}
         if ticket.status == S.REJECTED:
-            fields.update({"audit_failures": 0, "cloud_attempts": 0})
-        try:
-            moved.append(ticket_transition(ticket=ticket, to=S.QUEUED, actor=SYSTEM,
-                                           fields=fields))
-        except Conflict:
-            continue  # cancelled or moved by someone else meanwhile
-    return moved
+            values.update({"audit_failures": 0, "cloud_attempts": 0})
+        return values
+
+    with transaction.atomic():
+        waiting = _locked_batch(Ticket.objects.for_org(project.organization)
+                                .filter(project=project, status__in=(S.APPROVED, S.REJECTED)))
+        return tickets_transition(tickets=waiting, to=S.QUEUED, actor=SYSTEM, fields=fields)
 
 
 def dependency_problems(*, ticket: Ticket) -> tuple[bool, str]:
@@ -117,30 +118,62 @@ def ticket_block(*, ticket: Ticket, reason: str) -> Ticket:
                              data={"reason": reason[:1000]}, fields={"block_reason": reason})
 
 
-def ticket_dispatch(*, ticket: Ticket, executor: str, endpoint: Any, queue: str,
-                    policy_version: int | None = None) -> Attempt:
-    """Create the ticket's next attempt on `endpoint` (under the organization's policy
-    version `policy_version`) and mark the ticket running."""
+@dataclass(frozen=True)
+class Dispatch:
+    """The next attempt of a ticket, as the dispatcher chose it."""
+
+    ticket: Ticket
+    executor: str
+    endpoint: Any
+    queue: str
+
+
+def tickets_dispatch(*, dispatches: list[Dispatch],
+                     policy_version: int | None = None) -> list[Attempt]:
+    """Start the next attempt of each ticket on its chosen endpoint (under the organization's
+    policy version `policy_version`) and mark them running, in one transaction: the tickets'
+    rows locked (one someone else holds is skipped, for the next dispatch), their attempts
+    and events each one multi-row insert, one compare-and-set per state.
+
+    A ticket that is no longer waiting for an attempt, or has one running, is left out."""
+    if not dispatches:
+        return []
+    chosen = {dispatch.ticket.pk: dispatch for dispatch in dispatches}
+    organization = dispatches[0].ticket.project.organization
     with transaction.atomic():
-        locked = _locked(ticket.pk)
-        if locked.status not in WAITING_FOR_ATTEMPT:
-            raise Conflict(f"{locked.key} is {locked.status}; nothing to dispatch.",
-                           code="stale_state")
-        if Attempt.objects.filter(ticket=locked, outcome=AttemptOutcome.RUNNING).exists():
-            raise Conflict(f"{locked.key} has an unfinished attempt.", code="attempt_running")
-        attempt = attempt_start(ticket=locked, number=locked.attempt_count + 1,
-                                executor=executor, endpoint=endpoint.name, model=endpoint.model,
-                                inference_endpoint=endpoint, queue=queue,
-                                stage=AttemptStage.PENDING, policy_version=policy_version)
-        if executor == ExecutorKind.CLOUD:
-            Ticket.objects.filter(pk=locked.pk).update(cloud_attempts=F("cloud_attempts") + 1)
-        ticket_transition(ticket=locked, to=S.RUNNING, actor=SYSTEM,
-                          data={"attempt": attempt.number})
-        progress(ticket=locked, type="ticket.dispatched", attempt=attempt,
-                 data={"executor": executor, "endpoint": endpoint.name,
-                       "model": endpoint.model, "queue": queue,
-                       "policy_version": policy_version})
-    return attempt
+        running = Attempt.objects.filter(ticket_id__in=chosen, outcome=AttemptOutcome.RUNNING)
+        locked = _locked_batch(Ticket.objects.for_org(organization)
+                               .filter(pk__in=chosen, status__in=WAITING_FOR_ATTEMPT)
+                               .exclude(pk__in=running.values("ticket_id")))
+        if not locked:
+            return []
+        attempts = Attempt.objects.bulk_create([
+            Attempt(organization_id=ticket.organization_id, ticket=ticket,
+                    number=ticket.attempt_count + 1, executor=chosen[ticket.pk].executor,
+                    endpoint=chosen[ticket.pk].endpoint.name[:200],
+                    model=chosen[ticket.pk].endpoint.model[:200],
+                    inference_endpoint=chosen[ticket.pk].endpoint,
+                    queue=chosen[ticket.pk].queue, stage=AttemptStage.PENDING,
+                    policy_version=policy_version)
+            for ticket in locked])
+        number = {attempt.ticket_id: attempt.number for attempt in attempts}
+        cloud = [t.pk for t in locked if chosen[t.pk].executor == ExecutorKind.CLOUD]
+        Ticket.objects.filter(pk__in=[t.pk for t in locked]).update(
+            attempt_count=F("attempt_count") + 1)
+        if cloud:
+            Ticket.objects.filter(pk__in=cloud).update(cloud_attempts=F("cloud_attempts") + 1)
+        tickets_transition(tickets=locked, to=S.RUNNING, actor=SYSTEM,
+                           data=lambda ticket: {"attempt": number[ticket.pk]})
+        audit_records(organization=organization, actor=SYSTEM, entries=[
+            Entry(type="ticket.dispatched", target=ticket, target_label=ticket.key,
+                  project_id=ticket.project_id,
+                  data={"ticket": ticket.key, "attempt": number[ticket.pk],
+                        "executor": chosen[ticket.pk].executor,
+                        "endpoint": chosen[ticket.pk].endpoint.name,
+                        "model": chosen[ticket.pk].endpoint.model,
+                        "queue": chosen[ticket.pk].queue, "policy_version": policy_version})
+            for ticket in locked])
+    return attempts
 
 
 def _after_failure(ticket: Ticket, *, reason: str, cloud: bool, options: Options,

@@ -33,9 +33,10 @@ from tickets.models import (
 )
 from tickets.services.engine import (
     IN_PROGRESS,
+    Dispatch,
     dependency_problems,
     ticket_block,
-    ticket_dispatch,
+    tickets_dispatch,
     tickets_requeue,
 )
 from tickets.spec import spec_clean
@@ -71,10 +72,13 @@ def dispatch_project(*, project_id: Any) -> list[Attempt]:
 
 
 def _dispatch(project: Project) -> list[Attempt]:
+    """Choose the tickets and their endpoints in Python (the policy's refusals, dependencies,
+    the coders' room), then start them all in one transaction (tickets_dispatch)."""
     policy = policy_for(project=project)
     tickets_requeue(project=project, retry_budget=policy.retry_budget)
     organization = project.organization
-    started: list[Attempt] = []
+    chosen: list[Dispatch] = []
+    coders = _Coders(organization, self_hosted_only=policy.data_residency)
     tickets = Ticket.objects.for_org(organization).filter(project=project)
     room = policy.wip_limit - tickets.filter(status__in=IN_PROGRESS).count()
     idle = (tickets.exclude(attempts__outcome=AttemptOutcome.RUNNING)
@@ -82,61 +86,83 @@ def _dispatch(project: Project) -> list[Attempt]:
             .order_by("created_at", "order", "number"))
     # Retries and escalations hold their WIP place already; new work waits for one.
     for ticket in idle.filter(status__in=(S.RETRYING, S.ESCALATED)).distinct():
-        attempt, _ = _start(ticket, organization, policy)
-        if attempt is not None:
-            started.append(attempt)
-    if room <= 0:
-        return started
-    # Ids only for the whole queue; tickets are loaded a page at a time until the WIP room
-    # is used, so a long queue costs one cheap query per dispatch.
-    queued = list(idle.filter(status=S.QUEUED).distinct().values_list("pk", flat=True))
-    for page in range(0, len(queued), DISPATCH_PAGE):
-        for ticket in idle.filter(pk__in=queued[page:page + DISPATCH_PAGE]):
-            if room <= 0:
-                return started
-            ready, why = dependency_problems(ticket=ticket)
-            if why:
-                quietly(ticket_block, ticket=ticket, reason=why)
-                continue
-            if not ready:
-                continue
-            attempt, no_coder = _start(ticket, organization, policy)
-            if no_coder:
-                return started  # no healthy coder: the rest of the queue waits too
-            if attempt is not None:
-                started.append(attempt)
-                room -= 1
+        choice = _choose(ticket, organization, policy, coders)
+        if isinstance(choice, Dispatch):
+            chosen.append(choice)
+    if room > 0 and not coders.none_left:
+        # Ids only for the whole queue; tickets are loaded a page at a time until the WIP
+        # room is used, so a long queue costs one cheap query per dispatch.
+        queued = list(idle.filter(status=S.QUEUED).distinct().values_list("pk", flat=True))
+        for page in range(0, len(queued), DISPATCH_PAGE):
+            if room <= 0 or coders.none_left:
+                break
+            for ticket in idle.filter(pk__in=queued[page:page + DISPATCH_PAGE]):
+                if room <= 0:
+                    break
+                ready, why = dependency_problems(ticket=ticket)
+                if why:
+                    quietly(ticket_block, ticket=ticket, reason=why)
+                    continue
+                if not ready:
+                    continue
+                choice = _choose(ticket, organization, policy, coders)
+                if choice is NO_CODER:
+                    break  # no healthy coder: the rest of the queue waits too
+                if isinstance(choice, Dispatch):
+                    chosen.append(choice)
+                    room -= 1
+    started: list[Attempt] = quietly(tickets_dispatch, dispatches=chosen,
+                                     policy_version=policy.version) or []
     return started
 
 
-def _start(ticket: Ticket, organization: Any,
-           policy: EffectivePolicy) -> tuple[Attempt | None, bool]:
-    """The ticket's next attempt, on the Tech Lead if it was escalated, else on a coder;
-    (None, True) when no coder can take it now. The policy is checked first: a ticket whose
-    checks could never run, or whose cloud budget is spent, is blocked without a model call."""
+class _Coders:
+    """The run's coder picker, made when the first ticket needs a coder (a dispatch that
+    starts nothing reads no endpoints)."""
+
+    def __init__(self, organization: Any, *, self_hosted_only: bool) -> None:
+        self.organization, self.self_hosted_only = organization, self_hosted_only
+        self.picker: routing.CoderPicker | None = None
+        self.none_left = False
+
+    def pick(self) -> Any:
+        if self.picker is None:
+            self.picker = routing.CoderPicker(organization=self.organization,
+                                              self_hosted_only=self.self_hosted_only)
+        endpoint = self.picker.pick()
+        self.none_left = endpoint is None
+        return endpoint
+
+
+NO_CODER = object()
+
+
+def _choose(ticket: Ticket, organization: Any, policy: EffectivePolicy,
+            coders: _Coders) -> Dispatch | object | None:
+    """The ticket's next attempt: on the Tech Lead if it was escalated, else on a coder;
+    NO_CODER when no coder can take it now, None when it was refused or blocked. The policy is
+    checked first: a ticket whose checks could never run, or whose cloud budget is spent, is
+    blocked without a model call."""
     refusal = dispatch_refusal(ticket, policy)
     if refusal is not None:
         refuse(ticket, refusal, policy, point="dispatch")
-        return None, False
+        return None
     residency = policy.data_residency
     if ticket.status == S.ESCALATED:
         endpoint = routing.tech_lead(organization=organization, self_hosted_only=residency)
-        executor = ExecutorKind.CLOUD
         if endpoint is None:
             where = "no enabled self-hosted Tech Lead endpoint (data residency is on)" \
                 if residency else "no enabled Tech Lead endpoint"
             quietly(ticket_block, ticket=ticket,
-                     reason=f"It was escalated, but the organization has {where}.")
-            return None, False
-    else:
-        endpoint = routing.pick_coder(organization=organization, self_hosted_only=residency)
-        executor = ExecutorKind.LOCAL
-        if endpoint is None:
-            return None, True  # it waits; recovery dispatches again
-    attempt: Attempt | None = quietly(ticket_dispatch, ticket=ticket, executor=executor,
-                                       endpoint=endpoint, queue=routing.attempt_queue(endpoint),
-                                       policy_version=policy.version)
-    return attempt, False
+                    reason=f"It was escalated, but the organization has {where}.")
+            return None
+        return Dispatch(ticket=ticket, executor=ExecutorKind.CLOUD, endpoint=endpoint,
+                        queue=routing.attempt_queue(endpoint))
+    endpoint = coders.pick()
+    if endpoint is None:
+        return NO_CODER  # it waits; recovery dispatches again
+    return Dispatch(ticket=ticket, executor=ExecutorKind.LOCAL, endpoint=endpoint,
+                    queue=routing.attempt_queue(endpoint))
 
 
 def dispatch_refusal(ticket: Ticket, policy: EffectivePolicy) -> Refusal | None:

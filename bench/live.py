@@ -181,7 +181,8 @@ def run_seed(out: str) -> None:
     client = Client()
     client.force_login(admin)
     name = settings.SESSION_COOKIE_NAME
-    last = AuditEvent.objects.for_org(org).order_by("-seq").values_list("seq", flat=True)
+    last = (AuditEvent.objects.for_org(org).filter(seq__isnull=False).order_by("-seq")
+            .values_list("seq", flat=True))
     Path(out).write_text(json.dumps({"cookie": f"{name}={client.cookies[name].value}",
                                      "after": int(last.first() or 0)}))
 

@@ -2,10 +2,13 @@
 PostgreSQL with many tickets.
 
     DATABASE_URL=postgres://user@host:port/anything python bench/ticket_list.py \
-        [--tickets 100000] [--projects 50] [--requests 500] [--quick] [--reuse]
+        [--tickets 100000] [--projects 50] [--organizations 1] [--requests 500] \
+        [--quick] [--reuse]
 
 Creates the database `haao_bench` on the server DATABASE_URL names (the database in the
-URL itself is only used to connect), migrates it, seeds one organization, then calls the
+URL itself is only used to connect), migrates it, seeds `--organizations` organizations of
+`--tickets` tickets each (the first is measured; the others share its tables and indexes,
+as other tenants do), then calls the
 endpoint in-process through Django's test client with a real API token. It refuses an
 existing non-empty `haao_bench` unless --reuse, which measures the data already there
 (seeding only when it holds no benchmark organization yet). Figures are printed last, one
@@ -45,6 +48,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tickets", type=int, default=100_000)
     parser.add_argument("--projects", type=int, default=50)
+    parser.add_argument("--organizations", type=int, default=1,
+                        help="organizations of --tickets tickets each; the first is measured")
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--quick", action="store_true",
                         help="1,000 tickets and 50 requests: a smoke run for CI")
@@ -53,8 +58,10 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if args.quick:
         args.tickets, args.requests = 1000, 50
-    if args.tickets < 1 or not 1 <= args.projects <= 999 or args.requests < 1:
-        parser.error("--tickets and --requests must be positive, --projects 1-999")
+    if args.tickets < 1 or not 1 <= args.projects <= 999 or args.requests < 1 \
+            or not 1 <= args.organizations <= 100:
+        parser.error("--tickets and --requests must be positive, --projects 1-999, "
+                     "--organizations 1-100")
     return args
 
 
@@ -101,7 +108,8 @@ def configure_django(database_url: str) -> None:
     django.setup()
 
 
-def seed(tickets: int, projects: int) -> None:
+def seed(tickets: int, projects: int, *, slug: str = ORG_SLUG, seed_value: int = 20261124,
+         analyze: bool = True) -> None:
     """One organization, `projects` projects, `tickets` tickets over a year.
 
     Data for measurement only: rows are bulk-inserted, bypassing the services (no audit
@@ -114,7 +122,7 @@ def seed(tickets: int, projects: int) -> None:
     from accounts.models import Membership, Organization, User
     from tickets.models import Project, Requirement, Ticket
 
-    rng = random.Random(20261124)
+    rng = random.Random(seed_value)
     spec = {"schema_version": "1", "title": "x", "objective": "Benchmark ticket.",
             "code_context": [], "allowed_paths": ["src/app.py"], "constraints": [],
             "definition_of_done": [{"name": "tests", "command": ["pytest", "-q"],
@@ -124,9 +132,9 @@ def seed(tickets: int, projects: int) -> None:
     start = timezone.now() - timedelta(days=365)
     step = timedelta(days=365) / tickets
     with transaction.atomic():
-        org = Organization.objects.create(name="Benchmark", slug=ORG_SLUG)
+        org = Organization.objects.create(name=f"Benchmark {slug}", slug=slug)
         for role in ("admin", "member"):
-            user = User.objects.create_user(email=f"{role}@bench.test", password=None)
+            user = User.objects.create_user(email=f"{role}@{slug}.test", password=None)
             Membership.objects.create(organization=org, user=user, role=role)
         keys = [f"B{index:03d}" for index in range(1, projects + 1)]
         project_rows = Project.objects.bulk_create(
@@ -166,6 +174,8 @@ def seed(tickets: int, projects: int) -> None:
         Ticket.objects.bulk_create(batch)
         for project in project_rows:
             Project.objects.filter(pk=project.pk).update(ticket_seq=counters[project.pk])
+    if not analyze:
+        return
     from django.db import connection
 
     with connection.cursor() as cursor:
@@ -179,7 +189,7 @@ def token_for(role: str) -> str:
     from accounts.models import Organization, User
 
     org = Organization.objects.get(slug=ORG_SLUG)
-    user = User.objects.get(email=f"{role}@bench.test")
+    user = User.objects.get(email=f"{role}@{ORG_SLUG}.test")
     _, raw = services.api_token_create(organization=org, user=user, name="bench",
                                        scopes={"read"},
                                        expires_at=timezone.now() + timedelta(days=1))
@@ -251,15 +261,18 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     if not Organization.objects.filter(slug=ORG_SLUG).exists():
         started = time.perf_counter()
-        seed(args.tickets, args.projects)
-        print(f"seeded {args.tickets} tickets in {time.perf_counter() - started:.1f} s",
-              file=sys.stderr)
+        for index in range(args.organizations, 0, -1):  # the measured one last: newest rows
+            seed(args.tickets, args.projects, slug=ORG_SLUG if index == 1 else
+                 f"{ORG_SLUG}-{index}", seed_value=20261124 + index, analyze=index == 1)
+        print(f"seeded {args.organizations} x {args.tickets} tickets in "
+              f"{time.perf_counter() - started:.1f} s", file=sys.stderr)
     org = Organization.objects.get(slug=ORG_SLUG)
     total = Ticket.objects.for_org(org).count()
     keys = list(Project.objects.for_org(org).values_list("key", flat=True))
     path = f"/api/v1/orgs/{ORG_SLUG}/tickets/"
     mix = queries(keys)
     figures: dict[str, Any] = {"tickets": total, "projects": len(keys),
+                               "tickets_all_organizations": Ticket.objects.count(),
                                "requests": args.requests}
     # A member sees only the projects granted to them: every other one.
     member = Membership.objects.for_org(org).get(role="member").user

@@ -216,8 +216,8 @@ def test_the_audit_log_filters_by_type_actor_and_sequence(cast) -> None:
                                  role=Role.MANAGER, actor=cast.admin)
     services.invitation_create(organization=cast.org, email="a@example.test", role=Role.MEMBER,
                                actor=cast.admin)
-    seal(cast.org.pk)  # the writers' commits seal their events
     client = token_client(cast.org, cast.manager, ["read"])
+    seal(cast.org.pk)  # the writers' commits seal their events (the token's too)
     by_type = client.get(f"{BASE}/audit-events/", {"type": "membership.role_changed"}).json()
     assert [row["type"] for row in by_type["results"]] == ["membership.role_changed"]
     by_actor = client.get(f"{BASE}/audit-events/", {"actor": cast.admin.email.upper()}).json()

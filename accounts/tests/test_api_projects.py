@@ -6,9 +6,8 @@ import pytest
 from guardian.shortcuts import assign_perm
 
 from accounts.models import Membership
-from haao.models import AuditEvent
 from tests.factories import ProjectFactory
-from tests.fixtures import token_client
+from tests.fixtures import last_event, token_client
 from tickets.models import Project
 
 pytestmark = pytest.mark.django_db
@@ -55,7 +54,7 @@ def test_an_admin_creates_a_project_and_it_is_audited(cast) -> None:
     response = client.post(f"{BASE}/", {"key": "NEW", "name": "New thing"}, format="json")
     assert response.status_code == 201, response.json()
     assert Project.objects.for_org(cast.org).filter(key="NEW").exists()
-    assert AuditEvent.objects.for_org(cast.org).order_by("-seq").first().type == "project.created"
+    assert last_event(cast.org).type == "project.created"
 
 
 def test_a_taken_project_key_answers_409(cast) -> None:
@@ -79,7 +78,7 @@ def test_granting_approve_lets_a_product_owner_see_and_decide(cast) -> None:
                          format="json")
     assert response.status_code == 200, response.json()
     assert response.json()["grants"] == ["approve", "view"]
-    event = AuditEvent.objects.for_org(cast.org).order_by("-seq").first()
+    event = last_event(cast.org)
     assert event.type == "project.grants_changed"
     assert event.data["after"] == ["approve", "view"]
     owner = token_client(cast.org, cast.product_owner, ["read"])

@@ -11,8 +11,8 @@ from django.test import Client
 from accounts import tokens
 from accounts.models import Invitation, Membership
 from accounts.roles import Role
-from haao.models import AuditEvent
 from tests.factories import UserFactory
+from tests.fixtures import last_event
 
 
 def invite(client: Client, email: str, role: str = "member"):
@@ -48,7 +48,7 @@ def test_creating_an_invitation_shows_the_link_once_and_mails_it(
     reloaded = admin_portal.get("/o/acme/admin/invitations/").content.decode()
     assert raw not in reloaded
     assert "new.person@example.com" in reloaded and "Pending" in reloaded
-    event = AuditEvent.objects.for_org(cast.org).order_by("-seq").first()
+    event = last_event(cast.org)
     assert event.type == "invitation.created" and raw not in str(event.data)
 
 

@@ -16,6 +16,7 @@ from accounts.models import Organization, SSOConnection
 from accounts.tests.domains import verify_domain
 from haao.models import AuditEvent
 from tests.factories import MembershipFactory
+from tests.fixtures import last_event
 
 SECRET = "s3cr3t-stored-value-xyz"
 
@@ -87,7 +88,7 @@ def test_a_blank_secret_keeps_the_stored_one(cast, admin_portal, oidc):
     connection = SSOConnection.objects.get(organization=cast.org)
     assert connection.oidc_client_id == "haao-2"
     assert connection.oidc_client_secret.reveal() == SECRET
-    event = AuditEvent.objects.for_org(cast.org).order_by("-seq").first()
+    event = last_event(cast.org)
     assert event.type == "sso.updated" and "oidc_client_secret" not in event.data["changes"]
 
 
@@ -95,7 +96,7 @@ def test_a_new_secret_replaces_the_stored_one_and_the_audit_hides_it(cast, admin
     admin_portal.post("/o/acme/admin/sso/", oidc_post(client_secret="brand-new"))
     assert SSOConnection.objects.get(organization=cast.org).oidc_client_secret.reveal() \
         == "brand-new"
-    event = AuditEvent.objects.for_org(cast.org).order_by("-seq").first()
+    event = last_event(cast.org)
     assert event.data["changes"]["oidc_client_secret"] == {"before": "********",
                                                           "after": "********"}
     assert "brand-new" not in str(event.data)
@@ -166,7 +167,7 @@ def test_requiring_sso_with_a_break_glass_admin_is_saved_and_audited(cast, admin
     assert response.status_code == 302
     org = Organization.objects.get(pk=cast.org.pk)
     assert org.sso_required and org.break_glass_user == cast.admin
-    event = AuditEvent.objects.for_org(cast.org).order_by("-seq").first()
+    event = last_event(cast.org)
     assert event.type == "sso.policy_changed"
 
 

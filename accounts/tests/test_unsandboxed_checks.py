@@ -10,7 +10,7 @@ from accounts import services
 from accounts.models import Organization
 from haao.errors import ApplicationError, Forbidden
 from haao.models import AuditEvent
-from tests.fixtures import portal_client
+from tests.fixtures import last_event, portal_client
 
 URL = "/o/acme/admin/sso/unsandboxed-checks/"
 
@@ -27,7 +27,7 @@ def test_allowing_unsandboxed_checks_is_audited_with_the_reason(cast: Any) -> No
     services.organization_set_unsandboxed(organization=cast.org, actor=cast.admin, allowed=True,
                                           reason="  CI runners are throwaway VMs  ")
     assert allowed(cast.org)
-    event = AuditEvent.objects.for_org(cast.org).order_by("-seq").first()
+    event = last_event(cast.org)
     assert event is not None and event.type == "organization.unsandboxed_changed"
     assert event.actor_user == cast.admin
     assert event.data == {"before": {"allow_unsandboxed_checks": False},
@@ -56,7 +56,7 @@ def test_turning_it_off_needs_no_reason(cast: Any) -> None:
     services.organization_set_unsandboxed(organization=cast.org, actor=cast.admin,
                                           allowed=False, reason="")
     assert not allowed(cast.org)
-    event = AuditEvent.objects.for_org(cast.org).order_by("-seq").first()
+    event = last_event(cast.org)
     assert event is not None and event.data["after"] == {"allow_unsandboxed_checks": False}
 
 
@@ -84,7 +84,7 @@ def test_an_admin_allows_it_from_the_console(cast: Any) -> None:
     body = client.get("/o/acme/admin/sso/").content.decode()
     assert "Unsandboxed checks are now allowed." in body
     assert "each such attempt carries a warning" in body
-    event = AuditEvent.objects.for_org(cast.org).order_by("-seq").first()
+    event = last_event(cast.org)
     assert event is not None and event.data["reason"] == "Workers are disposable VMs"
     assert client.post(URL, {}).status_code == 302
     assert not allowed(cast.org)

@@ -265,22 +265,6 @@ def organizations_with_unsealed_rows() -> set[Any]:
 
 
 @dataclass(frozen=True)
-class Unsealed:
-    """The audit log's rows waiting for the sealer, across organizations."""
-
-    rows: int
-    oldest_seconds: float
-
-
-def unsealed() -> Unsealed:
-    found = AuditEvent.objects.filter(seq__isnull=True).aggregate(
-        rows=models.Count("id"), oldest=models.Min("created_at"))
-    oldest = found["oldest"]
-    return Unsealed(rows=found["rows"],
-                    oldest_seconds=(timezone.now() - oldest).total_seconds() if oldest else 0.0)
-
-
-@dataclass(frozen=True)
 class ChainBreak:
     seq: int
     reason: str

@@ -120,6 +120,23 @@ def require_right(*, project: Project, kind: str, actor: Actor) -> None:
                         "approval on the project.")
 
 
+def _edge(current: str, to: str) -> str:
+    """Who may take the edge from `current` to `to` (GATE or ENGINE); refused if none."""
+    if to not in S.values:
+        raise ApplicationError(f"'{to}' is not a ticket state.")
+    kind = TRANSITIONS.get((current, to))
+    if kind is None:
+        raise IllegalTransition(f"A ticket cannot go from {current} to {to}.",
+                                details={"from": current, "to": to})
+    return kind
+
+
+def _after_commit(done: Transition) -> None:
+    """Run the side effects registered for the state `done` entered, once the change commits."""
+    for effect in _side_effects.get(done.to_status, []):
+        transaction.on_commit(functools.partial(effect, done), robust=True)
+
+
 def ticket_transition(
     *,
     ticket: Ticket,
@@ -132,16 +149,8 @@ def ticket_transition(
 
     `fields` are other columns written in the same update (e.g. who decided and when).
     """
-    if to not in S.values:
-        raise ApplicationError(f"'{to}' is not a ticket state.")
     current = ticket.status
-    kind = TRANSITIONS.get((current, to))
-    if kind is None:
-        raise IllegalTransition(
-            f"A ticket cannot go from {current} to {to}.",
-            details={"from": current, "to": to},
-        )
-    require_right(project=ticket.project, kind=kind, actor=actor)
+    require_right(project=ticket.project, kind=_edge(current, to), actor=actor)
     now = timezone.now()
     values = {"status": to, "status_changed_at": now, **(fields or {})}
     with transaction.atomic():
@@ -156,9 +165,8 @@ def ticket_transition(
         audit_record(organization=ticket.project.organization, actor=actor,
                      type="ticket.transition", target=ticket, target_label=ticket.key,
                      data=event_data, project_id=ticket.project_id)
-        done = Transition(ticket.pk, ticket.organization_id, current, to, actor, event_data)
-        for effect in _side_effects.get(to, []):
-            transaction.on_commit(functools.partial(effect, done), robust=True)
+        _after_commit(Transition(ticket.pk, ticket.organization_id, current, to, actor,
+                                 event_data))
     for name, value in values.items():
         setattr(ticket, name, value)
     return ticket
@@ -181,14 +189,9 @@ def tickets_transition(
     and nothing of the batch is stored."""
     if not tickets:
         return []
-    if to not in S.values:
-        raise ApplicationError(f"'{to}' is not a ticket state.")
     checked: set[tuple[Any, str]] = set()
     for ticket in tickets:
-        kind = TRANSITIONS.get((ticket.status, to))
-        if kind is None:
-            raise IllegalTransition(f"A ticket cannot go from {ticket.status} to {to}.",
-                                    details={"from": ticket.status, "to": to})
+        kind = _edge(ticket.status, to)
         if (ticket.project_id, kind) not in checked:
             require_right(project=ticket.project, kind=kind, actor=actor)
             checked.add((ticket.project_id, kind))
@@ -212,10 +215,8 @@ def tickets_transition(
             entries.append(Entry(type="ticket.transition", target=ticket,
                                  target_label=ticket.key, data=event_data[ticket.pk],
                                  project_id=ticket.project_id))
-            done = Transition(ticket.pk, ticket.organization_id, ticket.status, to, actor,
-                              event_data[ticket.pk])
-            for effect in _side_effects.get(to, []):
-                transaction.on_commit(functools.partial(effect, done), robust=True)
+            _after_commit(Transition(ticket.pk, ticket.organization_id, ticket.status, to, actor,
+                                     event_data[ticket.pk]))
             ticket.status, ticket.status_changed_at = to, now
             for name, value in extras[ticket.pk].items():
                 setattr(ticket, name, value)

@@ -88,20 +88,29 @@ def _loads(endpoints: list[InferenceEndpoint]) -> dict[Any, int]:
 
 
 class CoderPicker:
-    """Picks coders for a batch of attempts: the healthy coders and their loads are read
-    once, and each pick counts, so a batch spreads over the coders as single picks would."""
+    """Picks coders for a batch of attempts: the healthy coders and their loads are read on
+    the first pick, once, and each pick counts, so a batch spreads over the coders as single
+    picks would (a batch that needs no coder reads nothing)."""
 
     def __init__(self, *, organization: Organization, exclude: tuple[Any, ...] = (),
                  self_hosted_only: bool = False) -> None:
-        self.healthy = [endpoint for endpoint in coder_endpoints(organization=organization)
-                        if endpoint.health_status != HealthStatus.FAILING
-                        and endpoint.pk not in exclude
-                        and (endpoint.self_hosted or not self_hosted_only)]
-        self.loads = _loads(self.healthy) if self.healthy else {}
+        self.organization, self.exclude = organization, exclude
+        self.self_hosted_only = self_hosted_only
+        self.healthy: list[InferenceEndpoint] | None = None
+        self.loads: dict[Any, int] = {}
+        self.none_left = False  # the last pick found no coder
 
     def pick(self) -> InferenceEndpoint | None:
         """The healthy coder with the most room (fewest assigned steps per slot); None if
         there is none."""
+        if self.healthy is None:
+            self.healthy = [
+                endpoint for endpoint in coder_endpoints(organization=self.organization)
+                if endpoint.health_status != HealthStatus.FAILING
+                and endpoint.pk not in self.exclude
+                and (endpoint.self_hosted or not self.self_hosted_only)]
+            self.loads = _loads(self.healthy) if self.healthy else {}
+        self.none_left = not self.healthy
         if not self.healthy:
             return None
         chosen = min(self.healthy,

@@ -65,6 +65,36 @@ def attempt_start(*, ticket: Ticket, number: int, executor: str, endpoint: str =
     return attempt
 
 
+@dataclass(frozen=True)
+class AttemptStart:
+    """A ticket's next attempt, as the dispatcher chose it: who runs it, where, on which queue."""
+
+    ticket: Ticket
+    executor: str
+    endpoint: Any  # agents.models.InferenceEndpoint
+    queue: str
+
+
+def attempts_start(*, starts: Sequence[AttemptStart], stage: str = AttemptStage.PENDING,
+                   policy_version: int | None = None) -> list[Attempt]:
+    """Claim the next attempt of each ticket, numbered after its `attempt_count`, with one
+    multi-row insert. The caller holds the tickets' rows (select_for_update), so the numbers
+    are current; a second claim of a number is still refused by UNIQUE(ticket, number)."""
+    for start in starts:
+        if start.executor not in ExecutorKind.values:
+            raise ValueError(f"unknown executor {start.executor!r}")
+    attempts = Attempt.objects.bulk_create([
+        Attempt(organization_id=start.ticket.organization_id, ticket=start.ticket,
+                number=start.ticket.attempt_count + 1, executor=start.executor,
+                endpoint=start.endpoint.name[:200], model=start.endpoint.model[:200],
+                inference_endpoint=start.endpoint, queue=start.queue, stage=stage,
+                policy_version=policy_version)
+        for start in starts])
+    Ticket.objects.filter(pk__in=[start.ticket.pk for start in starts]).update(
+        attempt_count=F("attempt_count") + 1)
+    return attempts
+
+
 def attempt_finish(
     *, attempt: Attempt, outcome: str, checks: Sequence[CheckOutcome] = (), diff: str = "",
     error: str = "", input_tokens: int = 0, output_tokens: int = 0,

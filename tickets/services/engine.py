@@ -8,7 +8,7 @@ goes through tickets.state.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.db import transaction
@@ -20,12 +20,12 @@ from tickets.models import (
     NEEDS_ADMIN,
     Attempt,
     AttemptOutcome,
-    AttemptStage,
     ExecutorKind,
     Project,
     Ticket,
     TicketStatus,
 )
+from tickets.services.attempts import AttemptStart, attempts_start
 from tickets.services.requirements import requirement_conclude
 from tickets.state import ticket_transition, tickets_transition
 
@@ -59,15 +59,26 @@ PROGRESS_TYPES = frozenset({"attempt.started", "attempt.tokens", "attempt.answer
                             "attempt.check", "attempt.finished", "attempt.waiting"})
 
 
+def ticket_entry(*, ticket: Ticket, type: str, data: dict[str, Any],
+                 attempt: int | None = None) -> Entry:
+    """An event of the ticket's stream: on the ticket, in its project, naming it (and the
+    attempt's number, when there is one)."""
+    return Entry(type=type, target=ticket, target_label=ticket.key,
+                 project_id=ticket.project_id,
+                 data={"ticket": ticket.key, **({"attempt": attempt} if attempt else {}),
+                       **data})
+
+
 def progress(*, ticket: Ticket, type: str, data: dict[str, Any], actor: Actor = SYSTEM,
              attempt: Attempt | None = None) -> None:
     """One step of the loop, in the ticket's event stream: a progress event, or an audit
     event when it records a decision."""
+    entry = ticket_entry(ticket=ticket, type=type, data=data,
+                         attempt=attempt.number if attempt else None)
     record = progress_record if type in PROGRESS_TYPES else audit_record
-    record(organization=ticket.project.organization, actor=actor, type=type,
-           target=ticket, target_label=ticket.key, project_id=ticket.project_id,
-           data={"ticket": ticket.key, **({"attempt": attempt.number} if attempt else {}),
-                 **data})
+    record(organization=ticket.project.organization, actor=actor, type=entry.type,
+           target=entry.target, target_label=entry.target_label,
+           project_id=entry.project_id, data=entry.data)
 
 
 def _locked(ticket_id: Any) -> Ticket:
@@ -118,17 +129,7 @@ def ticket_block(*, ticket: Ticket, reason: str) -> Ticket:
                              data={"reason": reason[:1000]}, fields={"block_reason": reason})
 
 
-@dataclass(frozen=True)
-class Dispatch:
-    """The next attempt of a ticket, as the dispatcher chose it."""
-
-    ticket: Ticket
-    executor: str
-    endpoint: Any
-    queue: str
-
-
-def tickets_dispatch(*, dispatches: list[Dispatch],
+def tickets_dispatch(*, starts: list[AttemptStart],
                      policy_version: int | None = None) -> list[Attempt]:
     """Start the next attempt of each ticket on its chosen endpoint (under the organization's
     policy version `policy_version`) and mark them running, in one transaction: the tickets'
@@ -136,10 +137,10 @@ def tickets_dispatch(*, dispatches: list[Dispatch],
     and events each one multi-row insert, one compare-and-set per state.
 
     A ticket that is no longer waiting for an attempt, or has one running, is left out."""
-    if not dispatches:
+    if not starts:
         return []
-    chosen = {dispatch.ticket.pk: dispatch for dispatch in dispatches}
-    organization = dispatches[0].ticket.project.organization
+    chosen = {start.ticket.pk: start for start in starts}
+    organization = starts[0].ticket.project.organization
     with transaction.atomic():
         running = Attempt.objects.filter(ticket_id__in=chosen, outcome=AttemptOutcome.RUNNING)
         locked = _locked_batch(Ticket.objects.for_org(organization)
@@ -147,31 +148,22 @@ def tickets_dispatch(*, dispatches: list[Dispatch],
                                .exclude(pk__in=running.values("ticket_id")))
         if not locked:
             return []
-        attempts = Attempt.objects.bulk_create([
-            Attempt(organization_id=ticket.organization_id, ticket=ticket,
-                    number=ticket.attempt_count + 1, executor=chosen[ticket.pk].executor,
-                    endpoint=chosen[ticket.pk].endpoint.name[:200],
-                    model=chosen[ticket.pk].endpoint.model[:200],
-                    inference_endpoint=chosen[ticket.pk].endpoint,
-                    queue=chosen[ticket.pk].queue, stage=AttemptStage.PENDING,
-                    policy_version=policy_version)
-            for ticket in locked])
+        attempts = attempts_start(
+            starts=[replace(chosen[ticket.pk], ticket=ticket) for ticket in locked],
+            policy_version=policy_version)
         number = {attempt.ticket_id: attempt.number for attempt in attempts}
         cloud = [t.pk for t in locked if chosen[t.pk].executor == ExecutorKind.CLOUD]
-        Ticket.objects.filter(pk__in=[t.pk for t in locked]).update(
-            attempt_count=F("attempt_count") + 1)
         if cloud:
             Ticket.objects.filter(pk__in=cloud).update(cloud_attempts=F("cloud_attempts") + 1)
         tickets_transition(tickets=locked, to=S.RUNNING, actor=SYSTEM,
                            data=lambda ticket: {"attempt": number[ticket.pk]})
         audit_records(organization=organization, actor=SYSTEM, entries=[
-            Entry(type="ticket.dispatched", target=ticket, target_label=ticket.key,
-                  project_id=ticket.project_id,
-                  data={"ticket": ticket.key, "attempt": number[ticket.pk],
-                        "executor": chosen[ticket.pk].executor,
-                        "endpoint": chosen[ticket.pk].endpoint.name,
-                        "model": chosen[ticket.pk].endpoint.model,
-                        "queue": chosen[ticket.pk].queue, "policy_version": policy_version})
+            ticket_entry(ticket=ticket, type="ticket.dispatched", attempt=number[ticket.pk],
+                         data={"executor": chosen[ticket.pk].executor,
+                               "endpoint": chosen[ticket.pk].endpoint.name,
+                               "model": chosen[ticket.pk].endpoint.model,
+                               "queue": chosen[ticket.pk].queue,
+                               "policy_version": policy_version})
             for ticket in locked])
     return attempts
 

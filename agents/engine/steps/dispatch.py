@@ -31,9 +31,9 @@ from tickets.models import (
     Ticket,
     TicketStatus,
 )
+from tickets.services.attempts import AttemptStart
 from tickets.services.engine import (
     IN_PROGRESS,
-    Dispatch,
     dependency_problems,
     ticket_block,
     tickets_dispatch,
@@ -77,8 +77,9 @@ def _dispatch(project: Project) -> list[Attempt]:
     policy = policy_for(project=project)
     tickets_requeue(project=project, retry_budget=policy.retry_budget)
     organization = project.organization
-    chosen: list[Dispatch] = []
-    coders = _Coders(organization, self_hosted_only=policy.data_residency)
+    chosen: list[AttemptStart] = []
+    coders = routing.CoderPicker(organization=organization,
+                                 self_hosted_only=policy.data_residency)
     tickets = Ticket.objects.for_org(organization).filter(project=project)
     room = policy.wip_limit - tickets.filter(status__in=IN_PROGRESS).count()
     idle = (tickets.exclude(attempts__outcome=AttemptOutcome.RUNNING)
@@ -86,63 +87,40 @@ def _dispatch(project: Project) -> list[Attempt]:
             .order_by("created_at", "order", "number"))
     # Retries and escalations hold their WIP place already; new work waits for one.
     for ticket in idle.filter(status__in=(S.RETRYING, S.ESCALATED)).distinct():
-        choice = _choose(ticket, organization, policy, coders)
-        if isinstance(choice, Dispatch):
-            chosen.append(choice)
+        start = _choose(ticket, organization, policy, coders)
+        if start is not None:
+            chosen.append(start)
+    # Ids only for the whole queue; tickets are loaded a page at a time until the WIP room is
+    # used, so a long queue costs one cheap query per dispatch.
+    queued: list[Any] = []
     if room > 0 and not coders.none_left:
-        # Ids only for the whole queue; tickets are loaded a page at a time until the WIP
-        # room is used, so a long queue costs one cheap query per dispatch.
         queued = list(idle.filter(status=S.QUEUED).distinct().values_list("pk", flat=True))
-        for page in range(0, len(queued), DISPATCH_PAGE):
-            if room <= 0 or coders.none_left:
-                break
-            for ticket in idle.filter(pk__in=queued[page:page + DISPATCH_PAGE]):
-                if room <= 0:
-                    break
-                ready, why = dependency_problems(ticket=ticket)
-                if why:
-                    quietly(ticket_block, ticket=ticket, reason=why)
-                    continue
-                if not ready:
-                    continue
-                choice = _choose(ticket, organization, policy, coders)
-                if choice is NO_CODER:
-                    break  # no healthy coder: the rest of the queue waits too
-                if isinstance(choice, Dispatch):
-                    chosen.append(choice)
-                    room -= 1
-    started: list[Attempt] = quietly(tickets_dispatch, dispatches=chosen,
+    pages = (idle.filter(pk__in=queued[page:page + DISPATCH_PAGE])
+             for page in range(0, len(queued), DISPATCH_PAGE))
+    for ticket in (ticket for page in pages for ticket in page):
+        if room <= 0 or coders.none_left:
+            break  # the WIP room is used, or no healthy coder: the rest waits too
+        ready, why = dependency_problems(ticket=ticket)
+        if why:
+            quietly(ticket_block, ticket=ticket, reason=why)
+            continue
+        if not ready:
+            continue
+        start = _choose(ticket, organization, policy, coders)
+        if start is not None:
+            chosen.append(start)
+            room -= 1
+    started: list[Attempt] = quietly(tickets_dispatch, starts=chosen,
                                      policy_version=policy.version) or []
     return started
 
 
-class _Coders:
-    """The run's coder picker, made when the first ticket needs a coder (a dispatch that
-    starts nothing reads no endpoints)."""
-
-    def __init__(self, organization: Any, *, self_hosted_only: bool) -> None:
-        self.organization, self.self_hosted_only = organization, self_hosted_only
-        self.picker: routing.CoderPicker | None = None
-        self.none_left = False
-
-    def pick(self) -> Any:
-        if self.picker is None:
-            self.picker = routing.CoderPicker(organization=self.organization,
-                                              self_hosted_only=self.self_hosted_only)
-        endpoint = self.picker.pick()
-        self.none_left = endpoint is None
-        return endpoint
-
-
-NO_CODER = object()
-
-
 def _choose(ticket: Ticket, organization: Any, policy: EffectivePolicy,
-            coders: _Coders) -> Dispatch | object | None:
-    """The ticket's next attempt: on the Tech Lead if it was escalated, else on a coder;
-    NO_CODER when no coder can take it now, None when it was refused or blocked. The policy is
-    checked first: a ticket whose checks could never run, or whose cloud budget is spent, is
-    blocked without a model call."""
+            coders: routing.CoderPicker) -> AttemptStart | None:
+    """The ticket's next attempt: on the Tech Lead if it was escalated, else on a coder; None
+    when it was refused or blocked, or no coder can take it now (`coders.none_left`; it
+    waits, and recovery dispatches again). The policy is checked first: a ticket whose checks
+    could never run, or whose cloud budget is spent, is blocked without a model call."""
     refusal = dispatch_refusal(ticket, policy)
     if refusal is not None:
         refuse(ticket, refusal, policy, point="dispatch")
@@ -156,13 +134,13 @@ def _choose(ticket: Ticket, organization: Any, policy: EffectivePolicy,
             quietly(ticket_block, ticket=ticket,
                     reason=f"It was escalated, but the organization has {where}.")
             return None
-        return Dispatch(ticket=ticket, executor=ExecutorKind.CLOUD, endpoint=endpoint,
-                        queue=routing.attempt_queue(endpoint))
+        return AttemptStart(ticket=ticket, executor=ExecutorKind.CLOUD, endpoint=endpoint,
+                            queue=routing.attempt_queue(endpoint))
     endpoint = coders.pick()
     if endpoint is None:
-        return NO_CODER  # it waits; recovery dispatches again
-    return Dispatch(ticket=ticket, executor=ExecutorKind.LOCAL, endpoint=endpoint,
-                    queue=routing.attempt_queue(endpoint))
+        return None
+    return AttemptStart(ticket=ticket, executor=ExecutorKind.LOCAL, endpoint=endpoint,
+                        queue=routing.attempt_queue(endpoint))
 
 
 def dispatch_refusal(ticket: Ticket, policy: EffectivePolicy) -> Refusal | None:

@@ -17,3 +17,15 @@ class HaaoConfig(AppConfig):
         # A malformed allowlist entry stops the start, named, rather than the first call.
         ssrf.parse_allowlist(settings.HAAO_ENDPOINT_ALLOWLIST)
         ssrf.parse_allowlist_by_org(settings.HAAO_ENDPOINT_ALLOWLIST_BY_ORG)
+
+        # A Celery worker's processes hand their audit rows to a sealer thread each, which
+        # seals what is left before the process ends (haao.audit.BackgroundSealer).
+        from celery.signals import worker_init, worker_process_shutdown, worker_shutdown
+
+        from haao.audit import BackgroundSealer
+
+        worker_init.connect(BackgroundSealer.on_worker_start, weak=False,
+                            dispatch_uid="haao-sealer-start")
+        for stopped in (worker_process_shutdown, worker_shutdown):
+            stopped.connect(BackgroundSealer.on_worker_stop, weak=False,
+                            dispatch_uid="haao-sealer-stop")

@@ -171,9 +171,12 @@ HAAO_ATTEMPT_LEASE_SECONDS = env.integer("HAAO_ATTEMPT_LEASE_SECONDS", 60, minim
 # Deliveries of one attempt step before it is failed as poison.
 HAAO_MAX_DELIVERIES = env.integer("HAAO_MAX_DELIVERIES", 3, minimum=1)
 HAAO_RECOVERY_INTERVAL = env.integer("HAAO_RECOVERY_INTERVAL", 15, minimum=1)
-# Writers seal their audit rows after commit; the beat seals what a dead writer left this
-# often. A row older than HAAO_AUDIT_SEAL_WINDOW unsealed fails verify_audit_chain and shows
-# in /metrics (haao_audit_unsealed_oldest_seconds).
+# Writers' audit rows are sealed after commit: in a Celery worker by the process's sealer
+# thread, which gathers HAAO_AUDIT_SEAL_GATHER_MS of commits into one seal (0: each writer
+# seals its own, as web requests do); the beat seals what a dead writer left this often. A
+# row older than HAAO_AUDIT_SEAL_WINDOW unsealed fails verify_audit_chain and shows in
+# /metrics (haao_audit_unsealed_oldest_seconds).
+HAAO_AUDIT_SEAL_GATHER_MS = env.integer("HAAO_AUDIT_SEAL_GATHER_MS", 100, minimum=0)
 HAAO_AUDIT_SEAL_SWEEP_SECONDS = env.integer("HAAO_AUDIT_SEAL_SWEEP_SECONDS", 5, minimum=1)
 HAAO_AUDIT_SEAL_WINDOW = env.integer("HAAO_AUDIT_SEAL_WINDOW", 60, minimum=1)
 # A step that waited this long in its queue unclaimed is sent again (its message may be lost).

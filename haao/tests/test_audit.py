@@ -19,6 +19,7 @@ from django.utils import timezone
 from haao.audit import (
     SYSTEM,
     Actor,
+    BackgroundSealer,
     audit_chain_verify,
     audit_record,
     progress_record,
@@ -244,6 +245,42 @@ def test_a_writer_never_waits_for_another_writers_transaction(cast) -> None:
     slow = AuditEvent.objects.get(type="test.slow")
     assert slow.sealed and slow.seq > quick.seq  # numbered in commit order
     assert audit_chain_verify(organization=cast.org) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_workers_commits_share_its_sealer_threads_seals(cast, settings,
+                                                           django_assert_max_num_queries) -> None:
+    """In a Celery worker, a writer hands its organization to the process's sealer thread
+    and goes on; the commits of one gathering are sealed together, and what is handed over
+    when the worker stops is sealed before it ends."""
+    if connection.vendor != "postgresql":
+        pytest.skip("a second thread's connection is exercised against PostgreSQL")
+    settings.HAAO_AUDIT_SEAL_GATHER_MS = 300
+    BackgroundSealer.enable()  # what a worker's start does
+    try:
+        sealer = BackgroundSealer.of_this_process()
+        assert sealer is not None and BackgroundSealer.of_this_process() is sealer
+        with django_assert_max_num_queries(4 * 12):  # 12 transactions of 1 INSERT, no seal
+            for i in range(12):
+                with transaction.atomic():
+                    audit_record(organization=cast.org, actor=SYSTEM, type="test.event",
+                                 data={"i": i})
+        assert not AuditEvent.objects.filter(seq__isnull=False).exists(), \
+            "the writers sealed their own rows"
+        assert sealer.flush(10)
+        seqs = list(AuditEvent.objects.for_org(cast.org).order_by("seq")
+                    .values_list("seq", "data__i"))
+        assert seqs == [(n + 1, n) for n in range(12)]  # numbered in the order written
+        assert audit_chain_verify(organization=cast.org) is None
+
+        with transaction.atomic():
+            progress_record(organization=cast.org, actor=SYSTEM, type="attempt.tokens")
+    finally:
+        BackgroundSealer.shut_down()
+    assert ProgressEvent.objects.get(type="attempt.tokens").seq == 13, \
+        "a row handed over as the worker stopped was left unsealed"
+    assert BackgroundSealer.of_this_process() is None  # writers seal their own again
+    assert not sealer._thread.is_alive()
 
 
 def test_a_role_with_the_documented_grants_writes_and_seals_but_cannot_edit_or_delete(

@@ -17,6 +17,7 @@ from agents.models import (
     InferenceEndpoint,
 )
 from agents.tls import tls_context
+from haao import reads
 from haao.audit import SYSTEM, Actor, audit_record
 from haao.errors import ApplicationError
 from haao.ssrf import (
@@ -144,6 +145,7 @@ def endpoint_health_record(*, endpoint: InferenceEndpoint, result: HealthResult,
         current.health_error = result.error[:HEALTH_ERROR_LIMIT]
         current.save(update_fields=["health_status", "health_checked_at", "health_latency_ms",
                                     "health_error"])
+        reads.forget()  # the task's later routing sees the new status
         # Periodic checks would flood the log; only a change of status is worth an event.
         if previous != status:
             audit_record(organization=organization, actor=actor, type="endpoint.health_changed",

@@ -14,6 +14,7 @@ from django.db.models.functions import Coalesce
 from accounts.models import Organization
 from agents.models import EndpointKind, EndpointRole, InferenceEndpoint, ModelCall
 from haao.errors import ApplicationError
+from haao.reads import read_once
 from policies.enforcement import Budget, Refusal, month_start, over_budget
 from policies.selectors import EffectivePolicy
 from tickets.models import Attempt, Ticket
@@ -168,14 +169,10 @@ class NoTechLeadEndpoint(ApplicationError):
 def tech_lead_endpoint_of(*, organization: Organization, role: str = EndpointRole.TECH_LEAD,
                           self_hosted_only: bool = False) -> InferenceEndpoint:
     """The organization's enabled Anthropic endpoint for `role`, else its Tech Lead's; under
-    data residency (`self_hosted_only`) only one that runs on the organization's machines."""
-    candidates = (InferenceEndpoint.objects.for_org(organization)
-                  .filter(enabled=True, kind=EndpointKind.ANTHROPIC).order_by("name"))
-    if self_hosted_only:
-        candidates = candidates.filter(self_hosted=True)
-    endpoint = candidates.filter(role=role).first()
-    if endpoint is None and role != EndpointRole.TECH_LEAD:
-        endpoint = candidates.filter(role=EndpointRole.TECH_LEAD).first()
+    data residency (`self_hosted_only`) only one that runs on the organization's machines.
+    Read once per task (haao.reads)."""
+    endpoint = read_once(("tech_lead", organization.pk, role, self_hosted_only),
+                         lambda: _tech_lead_endpoint(organization, role, self_hosted_only))
     if endpoint is None:
         if self_hosted_only:
             raise NoTechLeadEndpoint(
@@ -185,4 +182,16 @@ def tech_lead_endpoint_of(*, organization: Organization, role: str = EndpointRol
         raise NoTechLeadEndpoint(
             "The organization has no enabled Anthropic endpoint with the Tech Lead role; an "
             "admin adds one under Inference endpoints.")
+    return endpoint
+
+
+def _tech_lead_endpoint(organization: Organization, role: str,
+                        self_hosted_only: bool) -> InferenceEndpoint | None:
+    candidates = (InferenceEndpoint.objects.for_org(organization)
+                  .filter(enabled=True, kind=EndpointKind.ANTHROPIC).order_by("name"))
+    if self_hosted_only:
+        candidates = candidates.filter(self_hosted=True)
+    endpoint = candidates.filter(role=role).first()
+    if endpoint is None and role != EndpointRole.TECH_LEAD:
+        endpoint = candidates.filter(role=EndpointRole.TECH_LEAD).first()
     return endpoint

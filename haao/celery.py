@@ -11,6 +11,8 @@ from celery import Celery
 from celery.signals import task_postrun, task_prerun, worker_ready
 from django.db import close_old_connections
 
+from haao import reads
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "haao.settings")
 
 app = Celery("haao")
@@ -31,6 +33,19 @@ def reuse_database_connections(*, task: Any = None, **kwargs: Any) -> None:
     if task is not None and getattr(task.request, "is_eager", False):
         return
     close_old_connections()
+
+
+# A task reads its policy and endpoints once, however many of its steps ask (haao.reads).
+@task_prerun.connect
+def _open_the_tasks_reads(*, task: Any = None, **kwargs: Any) -> None:
+    if task is not None and not getattr(task.request, "is_eager", False):
+        reads.task_started()
+
+
+@task_postrun.connect
+def _close_the_tasks_reads(*, task: Any = None, **kwargs: Any) -> None:
+    if task is not None and not getattr(task.request, "is_eager", False):
+        reads.task_finished()
 
 
 # `manage.py serve` waits for this file before it prints where HAAO is and how to log in, so

@@ -9,6 +9,7 @@ from typing import Any
 from django.db.models import Max, Q
 
 from accounts.models import Organization
+from haao.reads import read_once
 from policies import rules
 from policies.models import Policy, PolicyVersion
 from tickets.models import Project
@@ -75,7 +76,14 @@ def policy_version(*, organization: Organization) -> int:
 
 def effective_policy(*, organization: Organization, project: Project | None = None,
                      with_version: bool = True) -> EffectivePolicy:
-    """The rules for `project`'s tickets (or the organization's own, without a project)."""
+    """The rules for `project`'s tickets (or the organization's own, without a project);
+    read once per task (haao.reads)."""
+    return read_once(("policy", organization.pk, project.pk if project else None, with_version),
+                     lambda: _effective_policy(organization, project, with_version=with_version))
+
+
+def _effective_policy(organization: Organization, project: Project | None, *,
+                      with_version: bool) -> EffectivePolicy:
     org_values, project_values = _rows(organization, project)
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}

@@ -8,6 +8,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from accounts.models import Organization
+from haao import reads
 from haao.audit import Actor, audit_record
 from haao.models import AuditChainHead
 from policies import rules
@@ -39,6 +40,7 @@ def policy_update(*, organization: Organization, actor: Actor, changes: Mapping[
         # The chain head serialises an organization's policy changes, and so their numbers.
         AuditChainHead.objects.get_or_create(organization=organization)
         AuditChainHead.objects.select_for_update().get(organization=organization)
+        reads.forget()  # what this task read before the lock may be out of date
         row = _row(organization, project)
         current = effective_policy(organization=organization, project=project,
                                    with_version=False).values()
@@ -66,6 +68,7 @@ def policy_update(*, organization: Organization, actor: Actor, changes: Mapping[
                      target=project or organization, target_label=label,
                      project_id=project.pk if project is not None else None,
                      data={"version": number, "scope": label, "changes": diff})
+        reads.forget()
     return effective_policy(organization=organization, project=project)
 
 

@@ -33,6 +33,7 @@ from agents.models import (
     InferenceEndpoint,
 )
 from agents.selectors import NoTechLeadEndpoint, tech_lead_endpoint_of
+from haao.reads import read_once
 from tickets.models import Attempt, AttemptOutcome, AttemptStage
 
 CONTROL = "control"
@@ -43,12 +44,14 @@ SHARED_QUEUES = (CONTROL, CLOUD, LOCAL, CHECKS)
 
 
 def coder_endpoints(*, organization: Organization) -> list[InferenceEndpoint]:
-    """The organization's enabled local coders; only its dedicated ones if it has any."""
-    endpoints = list(InferenceEndpoint.objects.for_org(organization)
-                     .filter(enabled=True, role=EndpointRole.CODER,
-                             kind=EndpointKind.OPENAI_COMPATIBLE).order_by("name"))
+    """The organization's enabled local coders; only its dedicated ones if it has any.
+    Read once per task (haao.reads)."""
+    endpoints = read_once(("coders", organization.pk), lambda: list(
+        InferenceEndpoint.objects.for_org(organization).filter(
+            enabled=True, role=EndpointRole.CODER, kind=EndpointKind.OPENAI_COMPATIBLE)
+        .order_by("name")))
     dedicated = [endpoint for endpoint in endpoints if endpoint.dedicated_queue]
-    return dedicated or endpoints
+    return dedicated or list(endpoints)
 
 
 def dedicated_queue_of(*, organization: Organization) -> str:

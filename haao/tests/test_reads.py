@@ -1,0 +1,58 @@
+"""A worker's task reads its policy and endpoints once, however many of its steps ask; the
+next task, and any change the task makes itself, reads them again (haao/reads.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from agents.engine import routing
+from agents.health import HealthResult, endpoint_health_record
+from haao.audit import Actor
+from haao.reads import once_per_task
+from policies.selectors import policy_for
+from policies.services import policy_update
+from tests.fixtures import coder_endpoint
+
+
+def queries(read: Any) -> tuple[Any, int]:
+    with CaptureQueriesContext(connection) as captured:
+        value = read()
+    return value, len(captured)
+
+
+def test_a_task_reads_its_policy_once_and_the_next_task_sees_a_change(cast) -> None:
+    read = lambda: policy_for(project=cast.project)  # noqa: E731
+    with once_per_task():
+        first, n = queries(read)
+        assert n > 0
+        again, n = queries(read)
+        assert n == 0 and again is first
+        # A change made elsewhere meanwhile waits for the next task.
+        policy_update(organization=cast.org, actor=Actor.of(cast.admin),
+                      changes={"retry_budget": 5})
+    with once_per_task():
+        assert policy_for(project=cast.project).retry_budget == 5
+    # Outside a task (a web request) every read goes to the database.
+    assert queries(read)[1] > 0 and queries(read)[1] > 0
+
+
+def test_a_policy_a_task_changes_itself_is_read_again_in_that_task(cast) -> None:
+    with once_per_task():
+        assert policy_for(project=cast.project).wip_limit != 7
+        policy_update(organization=cast.org, actor=Actor.of(cast.admin),
+                      changes={"wip_limit": 7})
+        assert policy_for(project=cast.project).wip_limit == 7
+
+
+def test_a_coder_a_task_finds_failing_is_not_picked_again_in_that_task(cast) -> None:
+    coder = coder_endpoint(cast.org, cast.admin)
+    with once_per_task():
+        assert routing.pick_coder(organization=cast.org) == coder
+        _, n = queries(lambda: routing.coder_endpoints(organization=cast.org))
+        assert n == 0
+        endpoint_health_record(endpoint=coder, result=HealthResult(
+            ok=False, latency_ms=5, error="connection refused"))
+        assert routing.pick_coder(organization=cast.org) is None

@@ -27,7 +27,8 @@ ATTEMPT_STEPS = ("dispatch", "model_step", "check_step")
 
 class InProcessEngine:
     def __init__(self, monkeypatch: pytest.MonkeyPatch | None = None) -> None:
-        self.sent: list[tuple[str, dict[str, str]]] = []
+        self.sent: list[tuple[str, dict[str, str]]] = []  # kept, not run yet
+        self.log: list[str] = []  # the name of every task sent, in order
         self._send = enqueue._send
         if monkeypatch is not None:
             monkeypatch.setattr(enqueue, "_send", self._keep)
@@ -41,6 +42,7 @@ class InProcessEngine:
 
     def _keep(self, name: str, *, kwargs: dict[str, Any], **_: Any) -> None:
         self.sent.append((name, {key: str(value) for key, value in kwargs.items()}))
+        self.log.append(name)
 
     def run(self, *names: str, until: Callable[[], bool] = lambda: False) -> list[str]:
         """Run the kept tasks called `names`, oldest first, and those they send, until none

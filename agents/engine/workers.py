@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from celery.signals import task_received, worker_ready, worker_shutdown
+from celery.signals import celeryd_after_setup, task_received, worker_ready, worker_shutdown
 from django.conf import settings
 from django.core.cache import cache
 
@@ -35,6 +35,8 @@ HELD_STEPS = frozenset({"haao.model_step", "haao.check_step"})
 
 _incarnation = ""
 _stopped = threading.Event()
+# The queues this worker takes steps from (its pool's processes inherit them).
+_queues: frozenset[str] = frozenset()
 
 
 def _beat_key(incarnation: str) -> str:
@@ -77,6 +79,19 @@ def stop_heartbeat(**kwargs: Any) -> None:
     _stopped.set()
     if _incarnation:
         cache.delete(_beat_key(_incarnation))
+
+
+@celeryd_after_setup.connect
+def note_queues(instance: Any = None, **kwargs: Any) -> None:
+    global _queues
+    if instance is not None:
+        _queues = frozenset(instance.app.amqp.queues.consume_from)
+
+
+def takes(queue: str) -> bool:
+    """Whether this worker takes steps from `queue`: a step bound for it may run here at
+    once instead of going through the broker (never outside a worker)."""
+    return queue in _queues
 
 
 @task_received.connect

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from agents import services
+from agents import execution, services
 from agents.execution import idempotency_key
 from agents.models import InferenceEndpoint, ModelCall
 from agents.sandbox import sandbox_available
@@ -243,6 +243,34 @@ def test_a_second_delivery_of_a_step_does_nothing(ticket, endpoint, server, engi
     assert len(server.requests) == 1
     assert Attempt.objects.filter(ticket=ticket).count() == 1
     assert Attempt.objects.get(ticket=ticket).outcome == attempt.outcome == "invalid_output"
+
+
+def test_a_worker_that_also_takes_the_checks_queue_runs_the_attempt_in_one_task(
+        ticket, endpoint, server, engine, monkeypatch) -> None:
+    """Model, apply and check in the model step's task, once the model's slot is free: no
+    check step goes through the broker. A worker that takes only the coders' queue sends one."""
+    from agents.engine import workers
+    from agents.models import EndpointLease
+
+    server.enqueue(oai.chat_reply(WRONG_FIX), oai.chat_reply(RIGHT_FIX))
+    monkeypatch.setattr(workers, "_queues", frozenset({"local"}))
+    first = engine.attempt(ticket)
+    assert first.outcome == "tests_failed"
+    assert engine.log.count("check_step") == 1
+
+    monkeypatch.setattr(workers, "_queues", frozenset({"local", "checks"}))
+    slots_during_checks: list[int] = []
+    run_check = execution.run_check
+
+    def check_counting_slots(**kwargs: Any) -> Any:
+        slots_during_checks.append(EndpointLease.objects.count())
+        return run_check(**kwargs)
+
+    monkeypatch.setattr(execution, "run_check", check_counting_slots)
+    second = engine.attempt(ticket)
+    assert second.outcome == "passed"
+    assert slots_during_checks and set(slots_during_checks) == {0}  # the model's slot was free
+    assert engine.log.count("check_step") == 1  # still the first attempt's only
 
 
 def test_a_coder_timeout_ends_the_attempt_as_timeout_with_a_usage_row(ticket, endpoint, server,

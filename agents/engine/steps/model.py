@@ -11,7 +11,8 @@ from typing import Any
 from django.conf import settings
 
 from agents.coder.client import CoderFailure
-from agents.engine import enqueue, routing
+from agents.engine import enqueue, routing, workers
+from agents.engine.steps.checks import check_step
 from agents.engine.steps.common import (
     after_attempt,
     cancelled,
@@ -126,6 +127,7 @@ def model_step(*, attempt_id: Any) -> None:
     if not routing.slot_acquire(endpoint=endpoint, holder=holder, seconds=lease_seconds()):
         _wait_or_move(attempt, endpoint)  # every slot is taken (or this very step runs)
         return
+    answered = False
     try:
         claimed = attempt_claim(attempt_id=attempt.pk, stages=[AttemptStage.PENDING],
                                 to=AttemptStage.CODING, lease_seconds=lease_seconds(),
@@ -138,14 +140,29 @@ def model_step(*, attempt_id: Any) -> None:
                        "model": endpoint.model, "delivery": claimed.deliveries})
         with heartbeat(attempt=claimed, holder=holder):
             if claimed.executor == ExecutorKind.CLOUD:
-                _solve(claimed, endpoint)
+                answered = _solve(claimed, endpoint)
             else:
-                _code(claimed, endpoint)
+                answered = _code(claimed, endpoint)
     finally:
         routing.slot_release(holder=holder)
+    if answered:
+        _to_checks(claimed)
 
 
-def _code(attempt: Attempt, endpoint: InferenceEndpoint) -> None:
+def _to_checks(attempt: Attempt) -> None:
+    """Hand the stored answer to the checks: in this task, once the model's slot is free,
+    when this worker takes the checks' queue (one task per attempt, no hop through the
+    broker); otherwise as a check step on that queue. A worker lost in between loses
+    nothing: the answer is stored, and recovery sends the check step again at once, as it
+    does for a step whose worker died (agents.engine.recovery)."""
+    queue = routing.checks_queue(attempt)
+    if workers.takes(queue):
+        check_step(attempt_id=attempt.pk)
+    else:
+        enqueue.check_step(attempt_id=attempt.pk, queue=queue)
+
+
+def _code(attempt: Attempt, endpoint: InferenceEndpoint) -> bool:
     run = AttemptRun(ticket=attempt.ticket, attempt=attempt, endpoint=endpoint,
                      delivery=attempt.deliveries)
     try:
@@ -156,16 +173,16 @@ def _code(attempt: Attempt, endpoint: InferenceEndpoint) -> None:
     except CoderFailure as failure:
         if failure.outcome in UNREACHABLE:
             _unreachable(attempt, endpoint, failure)
-            return
+            return False
         after_attempt(run.finish(failure_outcome(failure),
                              error=f"Coder call failed ({failure.reason}): {failure.message}"),
                   run)
-        return
+        return False
     except ApplicationError as error:
         after_attempt(run.finish(AttemptOutcome.ERROR, error=error.message), run)
-        return
+        return False
     run._record_reply(reply, CallOutcome.OK)
-    _answered(attempt, reply.text, tokens=reply.usage.output_tokens)
+    return _answered(attempt, reply.text, tokens=reply.usage.output_tokens)
 
 
 def _unreachable(attempt: Attempt, endpoint: InferenceEndpoint, failure: CoderFailure) -> None:
@@ -181,7 +198,7 @@ def _unreachable(attempt: Attempt, endpoint: InferenceEndpoint, failure: CoderFa
         _wait_or_move(attempt, endpoint)
 
 
-def _solve(attempt: Attempt, endpoint: InferenceEndpoint) -> None:
+def _solve(attempt: Attempt, endpoint: InferenceEndpoint) -> bool:
 
     ticket = attempt.ticket
     run = AttemptRun(ticket=ticket, attempt=attempt, endpoint=endpoint,
@@ -194,22 +211,23 @@ def _solve(attempt: Attempt, endpoint: InferenceEndpoint) -> None:
                      idempotency_key=f"solve:{attempt.pk}:{attempt.deliveries}")
     except InvalidAnswer as error:
         after_attempt(run.finish(AttemptOutcome.INVALID_OUTPUT, error=error.message), run)
-        return
+        return False
     except GuardrailRefused as error:
         run.refusal = error.refusal  # recorded by the client; the ticket waits for a person
         after_attempt(run.finish(AttemptOutcome.GUARDRAIL_VIOLATION, error=error.message), run)
-        return
+        return False
     except (TechLeadError, ApplicationError) as error:
         after_attempt(run.finish(AttemptOutcome.ERROR, error=error.message), run)
-        return
-    _answered(attempt, text, tokens=0)
+        return False
+    return _answered(attempt, text, tokens=0)
 
 
-def _answered(attempt: Attempt, text: str, *, tokens: int) -> None:
+def _answered(attempt: Attempt, text: str, *, tokens: int) -> bool:
+    """Store the answer (the checkpoint the checks start from); whether it was stored."""
     if not attempt_answered(attempt=attempt, answer=text):
         logger.info("Attempt %s was taken over; its answer is dropped.", attempt.pk)
-        return
+        return False
     progress(ticket=attempt.ticket, type="attempt.answered", attempt=attempt,
              actor=Actor.model(attempt.model),
              data={"output_tokens": tokens, "characters": len(text)})
-    enqueue.check_step(attempt_id=attempt.pk, queue=routing.checks_queue(attempt))
+    return True

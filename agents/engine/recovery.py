@@ -132,8 +132,10 @@ def recover(*, now: Any = None) -> Recovered:
                 and attempt_nudged(attempt=attempt):
             _resend(attempt)
             done.nudged.append(attempt.pk)
-    live = set(EndpointLease.objects.filter(expires_at__gte=now)
-               .values_list("holder", flat=True))
+    # Endpoint slots whose lease ran out (their worker died) count for nothing already; the
+    # rows go now.
+    EndpointLease.objects.filter(expires_at__lt=now).delete()
+    live = set(EndpointLease.objects.values_list("holder", flat=True))
     stale = Q(status_changed_at__lt=now - resend)
     # 3. Audits and merges that no worker is doing.
     for ticket in (Ticket.objects.filter(stale, status=S.AUDITING)

@@ -18,9 +18,9 @@ the limit holds across every worker and machine.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-from django.db import IntegrityError, transaction
+from django.db import connection, models, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
@@ -141,26 +141,43 @@ def tech_lead(*, organization: Organization, role: str = EndpointRole.TECH_LEAD,
         return None
 
 
+# One statement takes a slot: it counts the endpoint's live leases after the endpoint's row is
+# locked, inserts when there is room, and takes over the holder's own lease once it ran out.
+_TAKE_SLOT = """
+    INSERT INTO agents_endpointlease (organization_id, endpoint_id, holder, expires_at)
+    SELECT %s, %s, %s, %s
+    WHERE (SELECT COUNT(*) FROM agents_endpointlease
+           WHERE endpoint_id = %s AND expires_at >= %s) < %s
+    ON CONFLICT (holder) DO UPDATE SET endpoint_id = excluded.endpoint_id,
+        expires_at = excluded.expires_at, organization_id = excluded.organization_id
+    WHERE agents_endpointlease.expires_at < %s
+    RETURNING id"""
+
+
 def slot_acquire(*, endpoint: InferenceEndpoint, holder: str, seconds: int) -> bool:
     """Take one of the endpoint's slots for `holder`; False when all are taken or `holder`
-    holds one already (another delivery of the same step is running)."""
+    holds one already (another delivery of the same step is running). A lease that ran out
+    counts for nothing, and one of `holder`'s own (its worker died) is taken over."""
     now = timezone.now()
+    organization = _db_value("organization", endpoint.organization_id)
+    endpoint_id = _db_value("endpoint", endpoint.pk)
+    until, now = _db_value("expires_at", now + timedelta(seconds=seconds)), \
+        _db_value("expires_at", now)
     with transaction.atomic():
-        # The endpoint row is the lock that serializes counting and taking a slot.
-        InferenceEndpoint.objects.select_for_update().filter(pk=endpoint.pk).first()
-        EndpointLease.objects.filter(endpoint=endpoint, expires_at__lt=now).delete()
-        if EndpointLease.objects.filter(holder=holder).exists():
-            return False
-        if EndpointLease.objects.filter(endpoint=endpoint).count() >= endpoint.max_concurrency:
-            return False
-        try:
-            with transaction.atomic():
-                EndpointLease.objects.create(organization_id=endpoint.organization_id,
-                                             endpoint=endpoint, holder=holder,
-                                             expires_at=now + timedelta(seconds=seconds))
-        except IntegrityError:
-            return False
-    return True
+        # The endpoint row is the lock that serializes counting and taking its slots. The
+        # insert is a statement of its own, so it counts every slot taken before the lock.
+        list(InferenceEndpoint.objects.select_for_update().filter(pk=endpoint.pk)
+             .values_list("pk"))
+        with connection.cursor() as cursor:
+            cursor.execute(_TAKE_SLOT, [organization, endpoint_id, holder, until,
+                                        endpoint_id, now, endpoint.max_concurrency, now])
+            return cursor.fetchone() is not None
+
+
+def _db_value(name: str, value: Any) -> Any:
+    """`value` of the lease's field `name` as the ORM would pass it to this database."""
+    field = cast("models.Field[Any, Any]", EndpointLease._meta.get_field(name))
+    return field.get_db_prep_value(value, connection)
 
 
 def slot_renew(*, holder: str, seconds: int) -> None:

@@ -333,6 +333,41 @@ def test_an_endpoint_never_has_more_calls_than_its_slots(cast: Any) -> None:
     assert routing.slot_acquire(endpoint=box, holder="d", seconds=60)
     held = EndpointLease.objects.filter(endpoint=box, expires_at__gte=timezone.now())
     assert sorted(held.values_list("holder", flat=True)) == ["c", "d"]
+    # A delivery of a step whose worker died takes its own ran-out lease over.
+    EndpointLease.objects.filter(holder="c").update(expires_at=timezone.now()
+                                                    - timedelta(seconds=1))
+    with CaptureQueriesContext(connection) as taking:
+        assert routing.slot_acquire(endpoint=box, holder="c", seconds=60)
+    assert len([q for q in taking if "SAVEPOINT" not in q["sql"]]) == 2  # lock, insert
+    assert EndpointLease.objects.get(holder="c").expires_at > timezone.now()
+    # Recovery removes the rows of leases that ran out.
+    recovery.recover()
+    assert sorted(EndpointLease.objects.values_list("holder", flat=True)) == ["c", "d"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_workers_racing_for_an_endpoints_slots_never_take_more_than_it_has(cast: Any) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks are exercised against PostgreSQL")
+    box = coder(cast, max_concurrency=3)
+    start = threading.Barrier(12)
+    taken: list[str] = []
+
+    def worker(n: int) -> None:
+        try:
+            start.wait()
+            if routing.slot_acquire(endpoint=box, holder=f"w{n}", seconds=60):
+                taken.append(f"w{n}")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(taken) == 3
+    assert sorted(EndpointLease.objects.values_list("holder", flat=True)) == sorted(taken)
 
 
 def test_a_claim_is_exclusive_until_its_lease_expires_and_fences_the_old_worker(cast: Any) -> None:

@@ -283,8 +283,8 @@ class AttemptRun:
                   f"{self.endpoint.model} on {self.endpoint.name}; Definition of Done passed.\n"
         commit = git(["commit-tree", tree, "-p", base, "-F", "-"], cwd=repo,
                      input_text=message).stdout.strip()
-        pack_save(project=ticket.project, repo=repo, commit=commit, prerequisites=[base])
-        git(["update-ref", f"refs/heads/{branch}", commit], cwd=repo)
+        pack_save(project=ticket.project, repo=repo, commit=commit, prerequisites=[base],
+                  refs={f"refs/heads/{branch}": commit})
         return commit
 
 

@@ -114,7 +114,7 @@ def _check(project: Project) -> SetupReport:
         return SetupReport(SetupStatus.SANDBOX_UNAVAILABLE, SANDBOX_MISSING, now, branch)
 
     try:
-        repo = workspace_of(project, fresh=True)
+        repo = workspace_of(project, max_age=0)
         head = upstream_tip(repo, project)
     except ApplicationError as error:
         return SetupReport(SetupStatus.UNREACHABLE, f"HAAO could not fetch {branch!r}: "

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from agents.models import GitPack
 from agents.workspaces.git import WorkspaceError
+from agents.workspaces.remote import workspace_refetch
 from agents.workspaces.store import (
     MAX_PACK_DEPTH,
     bundle_import,
@@ -17,22 +18,34 @@ from agents.workspaces.store import (
 from tickets.models import Project
 
 
-def pack_save(*, project: Project, repo: Path, commit: str,
-              prerequisites: Iterable[str]) -> None:
-    """Store `commit` (with what it adds to its prerequisites), once per commit."""
+def pack_save(*, project: Project, repo: Path, commit: str, prerequisites: Iterable[str],
+              refs: Mapping[str, str] | None = None) -> None:
+    """Store `commit` (with what it adds to its prerequisites), once per commit, and keep it
+    reachable in this cache; `refs` (name: commit) are set in the same ref transaction."""
     prerequisites = [c for c in dict.fromkeys(prerequisites) if c and c != commit]
-    if GitPack.objects.filter(project=project, commit=commit).exists():
-        return
-    data = bundle_of(repo, commit, prerequisites=prerequisites)
-    GitPack.objects.get_or_create(
-        project=project, commit=commit,
-        defaults={"organization_id": project.organization_id, "prerequisites": prerequisites,
-                  "data": data})
+    if not GitPack.objects.filter(project=project, commit=commit).exists():
+        data = bundle_of(repo, commit, prerequisites=prerequisites)
+        GitPack.objects.get_or_create(
+            project=project, commit=commit,
+            defaults={"organization_id": project.organization_id,
+                      "prerequisites": prerequisites, "data": data})
+    keep(repo, [commit], refs=refs)
 
 
 def commits_ensure(*, project: Project, repo: Path, commits: Iterable[str]) -> None:
-    """Bring `commits` into the local repository from HAAO's store; upstream ones must have
-    been fetched already. Raises WorkspaceError naming a commit that is nowhere."""
+    """Bring `commits` into the local repository from HAAO's store. An upstream commit newer
+    than this machine's last fetch (another machine fetched it since) is fetched now. Raises
+    WorkspaceError naming a commit that is nowhere."""
+    commits = list(commits)
+    try:
+        _ensure(project, repo, commits)
+    except WorkspaceError as error:
+        if error.code != "commit_missing" or not workspace_refetch(project, repo):
+            raise
+        _ensure(project, repo, commits)
+
+
+def _ensure(project: Project, repo: Path, commits: list[str]) -> None:
     wanted = missing_commits(repo, commits)
     restored: list[str] = []
     for commit in wanted:

@@ -85,7 +85,7 @@ def _deliver(branch: IntegrationBranch) -> IntegrationBranch:
     project = branch.project
 
     try:
-        repo = workspace_of(project, fresh=True)
+        repo = workspace_of(project, max_age=0)
         commits_ensure(project=project, repo=repo, commits=[branch.head])
         pushed = _push(branch, repo)
         pull_request = _pull_request(branch) if project.delivery == DeliveryMode.PULL_REQUEST \

@@ -268,7 +268,7 @@ def project_checkout(project: Any) -> Iterator[Path]:
     So the code injected into a ticket is the code its coder will edit.
     """
 
-    repo = workspace_of(project, fresh=True)
+    repo = workspace_of(project, max_age=0)
     base = work_base(project=project, repo=repo)
     directory = Path(tempfile.mkdtemp(prefix="haao-decompose-")) / uuid.uuid4().hex[:8]
     with file_lock(lock_for(repo)):

@@ -45,7 +45,7 @@ def _project(cast: Any, server: Any, *, delivery: str = DeliveryMode.BRANCH,
 def _haao_work(cast: Any, project: Any, files: dict[str, str],
                name: str = "haao/integration") -> IntegrationBranch:
     """A branch on which HAAO merged work: a commit on main, stored, the branch row at it."""
-    repo = workspace_of(project, fresh=True)
+    repo = workspace_of(project, max_age=0)
     base = git(["rev-parse", "main"], cwd=repo).stdout.strip()
     with checkout_at(repo=repo, commit=base) as checkout:
         for path, text in files.items():
@@ -263,7 +263,7 @@ def test_work_accepted_after_the_pull_request_was_merged_gets_a_new_one(
     IntegrationBranch.objects.filter(pk=branch.pk).update(
         pull_request_state=PullRequestState.MERGED)
     # A later ticket of the requirement lands on the branch.
-    repo = workspace_of(project, fresh=True)
+    repo = workspace_of(project, max_age=0)
     with checkout_at(repo=repo, commit=branch.head) as checkout:
         (checkout.directory / "LATER.md").write_text("later\n")
         checkout.git(["update-index", "--add", "--", "LATER.md"])

@@ -315,7 +315,7 @@ def test_gate_1_warns_while_the_tests_fail_at_the_commit_the_tickets_start_from(
     git(["add", "NOTES.md"], cwd=sample)
     git(["-c", "user.name=Dev", "-c", "user.email=dev@example.test", "commit", "-q", "-m",
          "fix"], cwd=sample)
-    workspace_of(project, fresh=True)
+    workspace_of(project, max_age=0)
     assert 'data-testid="base-failure"' not in client.get(page_url).content.decode()
     assert api.get(api_url).json()["base_failure"] is None
 

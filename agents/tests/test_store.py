@@ -16,6 +16,7 @@ from agents.sandbox import DEFAULT_SANDBOX_UID
 from agents.workspaces import workspace_prepare
 from agents.workspaces.checkouts import checkout_at, checkout_hand_over
 from agents.workspaces.git import WorkspaceError, git
+from agents.workspaces.remote import workspace_of
 from agents.workspaces.store import has_commit
 
 
@@ -69,6 +70,27 @@ def test_a_commit_that_is_nowhere_is_named_in_the_error(cast: Any, tmp_path: Pat
         commits_ensure(project=cast.project, repo=repo, commits=["1" * 40])
     assert "1111111111" in missing.value.message
     assert missing.value.code == "commit_missing"
+
+
+def test_an_upstream_commit_another_machine_fetched_since_this_ones_last_fetch_is_fetched(
+        cast: Any, tmp_path: Path, settings: Any) -> None:
+    """Steps of a busy project share a fetch (STEP_FETCH_SECONDS), so this machine may not
+    have an upstream commit another machine fetched and built on a moment ago."""
+    upstream = _upstream(tmp_path)
+    type(cast.project).objects.filter(pk=cast.project.pk).update(repository=str(upstream))
+    cast.project.refresh_from_db()
+    settings.HAAO_WORKSPACE_ROOT = tmp_path / "machine-b"
+    here = workspace_of(cast.project, max_age=0)
+    (upstream / "app.py").write_text("VALUE = 5\n")
+    git(["commit", "--quiet", "-am", "pushed by the team"], cwd=upstream)
+    there = _workspace(upstream, tmp_path / "machine-a", cast.project)  # fetches it
+    pushed = git(["rev-parse", "main"], cwd=there).stdout.strip()
+    work = _commit_on(there, pushed, "README.md", "built on the team's push\n")
+    pack_save(project=cast.project, repo=there, commit=work, prerequisites=[pushed])
+
+    assert workspace_of(cast.project, max_age=600) == here and not has_commit(here, pushed)
+    commits_ensure(project=cast.project, repo=here, commits=[work])
+    assert git(["show", f"{work}:app.py"], cwd=here).stdout == "VALUE = 5\n"
 
 
 def test_another_projects_packs_are_never_used(cast: Any, tmp_path: Path) -> None:

@@ -93,33 +93,41 @@ def git(args: Sequence[str], *, cwd: Path, check: bool = True, input_text: str |
 
     `env` adds to git_env() (e.g. the credentials of agents.workspaces.remote); `input_bytes`
     feeds binary standard input (a bundle)."""
+    if input_text is not None:
+        input_bytes = input_text.encode("utf-8", "surrogateescape")
+    raw = _run(args, cwd=cwd, check=check, input_bytes=input_bytes, timeout=timeout, env=env)
+    # Decoded as text mode would, without turning a CR into a line break.
+    return subprocess.CompletedProcess(raw.args, raw.returncode,
+                                       raw.stdout.decode("utf-8", "surrogateescape"),
+                                       raw.stderr.decode("utf-8", "surrogateescape"))
+
+
+def git_bytes(args: Sequence[str], *, cwd: Path, input_text: str = "") -> bytes:
+    """The standard output of `git <args>` as bytes (a pack); WorkspaceError on failure."""
+    return _run(args, cwd=cwd, check=True, input_bytes=input_text.encode(),
+                timeout=DEFAULT_TIMEOUT, env=None).stdout
+
+
+def _run(args: Sequence[str], *, cwd: Path, check: bool, input_bytes: bytes | None,
+         timeout: float, env: Mapping[str, str] | None) -> subprocess.CompletedProcess[bytes]:
     argv = ["git"]
     for item in _CONFIG:
         argv += ["-c", item]
     argv += list(args)
     try:
         environment = {**git_env(), **env} if env else git_env()
-        if input_bytes is not None:
-            raw = subprocess.run(  # noqa: S603 - an argv list, never a shell
-                argv, cwd=cwd, env=environment, input=input_bytes, capture_output=True,
-                timeout=timeout, check=False)
-            result = subprocess.CompletedProcess(
-                raw.args, raw.returncode, raw.stdout.decode("utf-8", "surrogateescape"),
-                raw.stderr.decode("utf-8", "surrogateescape"))
-        else:
-            result = subprocess.run(  # noqa: S603 - an argv list, never a shell
-                argv, cwd=cwd, env=environment, input=input_text, capture_output=True,
-                text=True, encoding="utf-8", errors="surrogateescape", timeout=timeout,
-                check=False)
+        result = subprocess.run(  # noqa: S603 - an argv list, never a shell
+            argv, cwd=cwd, env=environment, input=input_bytes, capture_output=True,
+            timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         raise WorkspaceError(f"git {args[0]} took longer than {timeout:.0f} s and was stopped.",
                              details={"command": args[0]}) from None
     except FileNotFoundError:
         raise WorkspaceError("git is not installed on this worker.") from None
     if check and result.returncode != 0:
-        raise WorkspaceError(
-            f"git {args[0]} failed: {redact_userinfo(_tail(result.stderr or result.stdout))}",
-            details={"command": args[0], "exit_code": result.returncode})
+        output = (result.stderr or result.stdout).decode("utf-8", "replace")
+        raise WorkspaceError(f"git {args[0]} failed: {redact_userinfo(_tail(output))}",
+                             details={"command": args[0], "exit_code": result.returncode})
     return result
 
 

@@ -299,24 +299,39 @@ def _host_keys(project: Project) -> list[str]:
             for k in known_host_keys(project.ssh_known_hosts)]
 
 
-# How long a process trusts its last fetch of a project's repository.
+# How long a process trusts its last fetch of a project's repository, unless told otherwise.
 WORKSPACE_REFRESH_SECONDS = 60
+# How old a fetch the loop's steps take as the team's current code: the checks and merges of
+# a busy project share one fetch instead of each paying for one.
+STEP_FETCH_SECONDS = 2.0
 
 _prepared: dict[Any, tuple[float, Path]] = {}
 
 
-def workspace_of(project: Project, *, fresh: bool = False) -> Path:
-    """This machine's cache of the project's repository, fetched from the team's remote when
-    `fresh` or at most once a minute otherwise; HAAO's own commits come from the database."""
+def workspace_of(project: Project, *, max_age: float = WORKSPACE_REFRESH_SECONDS) -> Path:
+    """This machine's cache of the project's repository, fetched from the team's remote unless
+    this process fetched it at most `max_age` seconds ago (0: fetch now); HAAO's own commits
+    come from the database."""
     key = (project.pk, project.repository, project.default_branch)
     seen = _prepared.get(key)
-    if not fresh and seen is not None \
-            and time.monotonic() - seen[0] < WORKSPACE_REFRESH_SECONDS \
+    if seen is not None and time.monotonic() - seen[0] < max_age \
             and (seen[1] / "HEAD").is_file():
         return seen[1]
     with remote_access(project) as access:
         repo = workspace_prepare(project_id=project.pk, repository=access.url,
                                  default_branch=project.default_branch,
-                                 root=settings.HAAO_WORKSPACE_ROOT, env=access.env)
+                                 root=settings.HAAO_WORKSPACE_ROOT, env=access.env,
+                                 known=seen is not None)
     _prepared[key] = (time.monotonic(), repo)
     return repo
+
+
+def workspace_refetch(project: Project, repo: Path) -> bool:
+    """Fetch `repo`, the project's workspace as workspace_of gave it, now, however recent its
+    last fetch; False, doing nothing, for any other repository."""
+    key = (project.pk, project.repository, project.default_branch)
+    seen = _prepared.get(key)
+    if seen is None or seen[1] != Path(repo):
+        return False
+    workspace_of(project, max_age=0)
+    return True

@@ -40,10 +40,12 @@ def workspace_repo(project_id: Any, root: Path | str) -> Path:
 
 def workspace_prepare(*, project_id: object, repository: str, default_branch: str,
                       root: Path, env: Mapping[str, str] | None = None,
-                      integration_branch: str = "") -> Path:
+                      integration_branch: str = "", known: bool = False) -> Path:
     """Clone (once) and fetch the project's repository under root; point `<default>` at the
     remote's. `env` carries the credentials (agents.workspaces.remote). The integration
-    branches are HAAO's own and live in the database (agents.delivery), not here."""
+    branches are HAAO's own and live in the database (agents.delivery), not here. `known`:
+    this process prepared it with the same remote and branch before, so only the fetch and
+    the default branch's update are left (two git processes)."""
     check_repository(repository)
     check_branch_name(default_branch, what="default branch")
     if integration_branch:
@@ -56,13 +58,14 @@ def workspace_prepare(*, project_id: object, repository: str, default_branch: st
     with file_lock(lock_for(repo)):
         if not (repo / "HEAD").is_file():
             _clone(repository, repo)
-        elif git(["config", "--get", "remote.origin.url"], cwd=repo,
-                 check=False).stdout.strip() != repository:
+            known = False
+        elif not known and git(["config", "--get", "remote.origin.url"], cwd=repo,
+                               check=False).stdout.strip() != repository:
             git(["remote", "set-url", "origin", repository], cwd=repo)
         _fetch(repo, default_branch, env)
         default_ref = f"refs/heads/{default_branch}"
-        git(["update-ref", default_ref, f"refs/remotes/origin/{default_branch}"], cwd=repo)
-        if git(["symbolic-ref", "HEAD"], cwd=repo, check=False).stdout.strip() != default_ref:
+        if not known and git(["symbolic-ref", "HEAD"], cwd=repo,
+                             check=False).stdout.strip() != default_ref:
             git(["symbolic-ref", "HEAD", default_ref], cwd=repo)
         if integration_branch:  # a local branch for callers that work on branches directly
             integration_ref = f"refs/heads/{integration_branch}"
@@ -88,6 +91,7 @@ def _clone(repository: str, repo: Path) -> None:
 
 
 def _fetch(repo: Path, default_branch: str, env: Mapping[str, str] | None = None) -> None:
+    """Fetch every branch of the remote, and point the local default branch at the remote's."""
     result = git(["fetch", "--quiet", "--prune", "--no-tags", "origin",
                   "+refs/heads/*:refs/remotes/origin/*"], cwd=repo, check=False,
                  timeout=FETCH_TIMEOUT, env=env)
@@ -95,10 +99,14 @@ def _fetch(repo: Path, default_branch: str, env: Mapping[str, str] | None = None
         raise ApplicationError(
             f"The repository could not be fetched: {redact_userinfo(result.stderr.strip()[-600:])}",
             code="repository_unreachable", details={"exit_code": result.returncode})
-    if git(["show-ref", "--verify", "--quiet", f"refs/remotes/origin/{default_branch}"],
-           cwd=repo, check=False).returncode != 0:
-        raise ApplicationError(f"The repository has no branch {default_branch!r}.",
-                               code="repository_branch_missing")
+    remote = f"refs/remotes/origin/{default_branch}"
+    if git(["update-ref", f"refs/heads/{default_branch}", remote], cwd=repo,
+           check=False).returncode != 0:
+        if git(["show-ref", "--verify", "--quiet", remote], cwd=repo,
+               check=False).returncode != 0:
+            raise ApplicationError(f"The repository has no branch {default_branch!r}.",
+                                   code="repository_branch_missing")
+        git(["update-ref", f"refs/heads/{default_branch}", remote], cwd=repo)  # names why
 
 
 @contextmanager

@@ -8,10 +8,10 @@ whatever a step needs into the local repository, from the packs, in dependency o
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from agents.workspaces.git import WorkspaceError, git
+from agents.workspaces.git import WorkspaceError, git, git_bytes
 
 # Local refs that keep HAAO's commits reachable (never pushed, never garbage-collected).
 KEEP_PREFIX = "refs/haao/commits/"
@@ -37,14 +37,16 @@ def missing_commits(repo: Path, commits: Iterable[str]) -> list[str]:
 
 
 def bundle_of(repo: Path, commit: str, *, prerequisites: Iterable[str]) -> bytes:
-    """A git bundle of `commit` with only the objects the prerequisites do not have."""
-    ref = KEEP_PREFIX + commit
-    git(["update-ref", ref, commit], cwd=repo)
-    excluded = [f"^{c}" for c in dict.fromkeys(prerequisites) if c and c != commit]
-    with tempfile.TemporaryDirectory(prefix="haao-bundle-") as folder:
-        path = Path(folder) / "pack.bundle"
-        git(["bundle", "create", "--quiet", str(path), ref, *excluded], cwd=repo)
-        return path.read_bytes()
+    """A git bundle (v2) of `commit` with only the objects the prerequisites do not have,
+    under the ref that keeps it (KEEP_PREFIX): one pack-objects process, the header written
+    here, as `git bundle create` would write it."""
+    excluded = [c for c in dict.fromkeys(prerequisites) if c and c != commit]
+    pack = git_bytes(["pack-objects", "--revs", "--stdout", "--quiet", "--delta-base-offset"],
+                     cwd=repo, input_text="".join(f"{line}\n" for line in
+                                                  [commit, "--not", *excluded]))
+    header = "# v2 git bundle\n" + "".join(f"-{c}\n" for c in excluded) \
+        + f"{commit} {KEEP_PREFIX}{commit}\n\n"
+    return header.encode() + pack
 
 
 def bundle_import(repo: Path, commit: str, data: bytes) -> None:
@@ -61,8 +63,10 @@ def bundle_import(repo: Path, commit: str, data: bytes) -> None:
                              code="store_corrupt")
 
 
-def keep(repo: Path, commits: Iterable[str]) -> None:
-    """Keep HAAO's own commits reachable in this cache (one git process)."""
+def keep(repo: Path, commits: Iterable[str], *, refs: Mapping[str, str] | None = None) -> None:
+    """Keep HAAO's own commits reachable in this cache, and set `refs` (name: commit) in the
+    same ref transaction: one git process."""
     lines = "".join(f"update {KEEP_PREFIX}{c} {c}\n" for c in dict.fromkeys(commits) if c)
+    lines += "".join(f"update {name} {commit}\n" for name, commit in (refs or {}).items())
     if lines:
         git(["update-ref", "--stdin"], cwd=repo, input_text=lines)

@@ -26,7 +26,7 @@ from agents.environments import check_toolchain, project_environment
 from agents.execution import UNSANDBOXED_WARNING
 from agents.failures import SANDBOX_MISSING
 from agents.sandbox import CheckRun
-from agents.workspaces.remote import workspace_of
+from agents.workspaces.remote import STEP_FETCH_SECONDS, workspace_of
 from haao.errors import ApplicationError, Conflict
 from policies.selectors import policy_for
 from tickets.models import (
@@ -75,8 +75,9 @@ def check_step(*, attempt_id: Any) -> None:
                                              error=SANDBOX_MISSING), run)
                     return
                 run.warning = UNSANDBOXED_WARNING
-            # Fetched before each attempt, so it starts from the team's current code.
-            repo = workspace_of(ticket.project, fresh=True)
+            # Fetched before each attempt (a fetch of the last STEP_FETCH_SECONDS counts), so it
+            # starts from the team's current code.
+            repo = workspace_of(ticket.project, max_age=STEP_FETCH_SECONDS)
             branch = branch_follow_upstream(
                 branch=integration_branch_for(ticket=ticket, repo=repo), repo=repo)
             environment = _environment(ticket, repo, branch.head)

@@ -15,7 +15,7 @@ from agents.engine.steps.common import (
     lease_seconds,
     worker_name,
 )
-from agents.workspaces.remote import workspace_of
+from agents.workspaces.remote import STEP_FETCH_SECONDS, workspace_of
 from tickets.models import (
     Attempt,
     AttemptOutcome,
@@ -54,7 +54,7 @@ def merge_step(*, ticket_id: Any) -> None:
 
 def _merge(ticket: Ticket, attempt: Attempt) -> None:
     project = ticket.project
-    repo = workspace_of(project, fresh=True)
+    repo = workspace_of(project, max_age=STEP_FETCH_SECONDS)
     decided = ticket.decided_by.email if ticket.decided_by else "a product owner"
     message = (f"{ticket.key}: {ticket.title}\n\nAccepted by {decided} in HAAO. Attempt "
                f"{attempt.number} by {attempt.model or attempt.executor}.\n")

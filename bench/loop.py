@@ -424,7 +424,12 @@ def drive(projects: list[Any], owner: Any, *, tickets: int, timeout: float,
     for requirement in Requirement.objects.filter(project__in=projects).order_by("created_at"):
         as_owner(requirement_approve, requirement=requirement)
     deadline = time.monotonic() + timeout
+    unsealed_ms: list[float] = []
+    sampled = 0.0
     while True:
+        if time.monotonic() - sampled >= UNSEALED_SAMPLE_SECONDS:
+            sampled = time.monotonic()
+            unsealed_ms.append(oldest_unsealed_ms())
         for ticket in (Ticket.objects.filter(project__in=projects,
                                              status=TicketStatus.AWAITING_ACCEPTANCE)
                        .select_related("project__organization")):
@@ -443,7 +448,26 @@ def drive(projects: list[Any], owner: Any, *, tickets: int, timeout: float,
     cpu = {name: cpu_after[name] - cpu_before[name] for name in cpu_before}
     return {"decompose_seconds": decomposed, "wall": (last - approved_at).total_seconds(),
             "worker_cpu": cpu["worker"], "cpu": cpu, "approved_at": approved_at,
-            "accept_deadlocks": deadlocks}
+            "accept_deadlocks": deadlocks, "unsealed_ms": unsealed_ms}
+
+
+# How often the driver reads the unsealed window: rarely enough that its two queries cost the
+# machine next to nothing.
+UNSEALED_SAMPLE_SECONDS = 0.5
+
+
+def oldest_unsealed_ms() -> float:
+    """How long the oldest row no sealer has numbered yet has waited (0 when none waits): the
+    audit chain's unsealed window, as /metrics shows it."""
+    from django.db.models import Min
+    from django.utils import timezone
+
+    from haao.models import AuditEvent, ProgressEvent
+
+    oldest = [table.objects.filter(seq__isnull=True).aggregate(t=Min("created_at"))["t"]
+              for table in (AuditEvent, ProgressEvent)]
+    waiting = [t for t in oldest if t is not None]
+    return (timezone.now() - min(waiting)).total_seconds() * 1000 if waiting else 0.0
 
 
 def per_ticket(workdir: Path, projects: list[Any], approved_at: datetime) -> dict[str, Any]:
@@ -549,6 +573,8 @@ def report(args: argparse.Namespace, run: dict[str, Any], split: dict[str, Any])
     print(f"model_latency_ms_per_ticket_median={split['model_latency_ms']:.1f}")
     print(f"check_ms_per_ticket_median={split['check_ms']:.1f}")
     print(f"audit_events_per_ticket={split['events_per_ticket']:.1f}")
+    print(f"unsealed_oldest_ms_p95={percentile(run['unsealed_ms'], 0.95):.0f}")
+    print(f"unsealed_oldest_ms_max={max(run['unsealed_ms']):.0f}")
     print(f"progress_events_per_ticket={split['progress_events_per_ticket']:.1f}")
     print(f"accept_deadlocks={run['accept_deadlocks']}")
     print(f"worker_deadlocks={run['worker_deadlocks']}")

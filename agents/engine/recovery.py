@@ -94,16 +94,23 @@ def recover(*, now: Any = None) -> Recovered:
     now = now or timezone.now()
     lease = timedelta(seconds=lease_seconds())
     done = Recovered()
-    # 1. A claim whose lease ran out: its worker is gone.
-    for attempt in Attempt.objects.filter(outcome=AttemptOutcome.RUNNING,
-                                          stage__in=(AttemptStage.CODING, AttemptStage.CHECKING),
-                                          lease_expires_at__lt=now):
+    # 1. A claim whose lease ran out, or whose step was received by a worker that no longer
+    # beats (agents.engine.workers): its worker is gone. The second is known at once, not a
+    # lease later; a worker wrongly taken for gone is fenced by the new claim.
+    claimed = list(Attempt.objects.filter(outcome=AttemptOutcome.RUNNING,
+                                          stage__in=(AttemptStage.CODING, AttemptStage.CHECKING)))
+    gone = held_by_lost_workers(attempt.pk for attempt in claimed
+                                if attempt.lease_expires_at and attempt.lease_expires_at >= now)
+    for attempt in claimed:
+        expired = attempt.lease_expires_at is None or attempt.lease_expires_at < now
+        if not expired and attempt.pk not in gone:
+            continue
         if attempt.lost + 1 >= settings.HAAO_MAX_DELIVERIES:
             if _poison(attempt):
                 done.poisoned.append(attempt.pk)
             continue
         stage = attempt.stage
-        if attempt_stalled(attempt=attempt):
+        if attempt_stalled(attempt=attempt, worker_gone=not expired):
             attempt.stage = (AttemptStage.PENDING if stage == AttemptStage.CODING
                              else AttemptStage.ANSWERED)
             _resend(attempt)
@@ -125,7 +132,8 @@ def recover(*, now: Any = None) -> Recovered:
     # delivery that finds nothing to do.
     resend = timedelta(seconds=settings.HAAO_RESEND_AFTER_SECONDS)
     steps = list(Attempt.objects.filter(outcome=AttemptOutcome.RUNNING,
-                                        stage__in=(AttemptStage.PENDING, AttemptStage.ANSWERED)))
+                                        stage__in=(AttemptStage.PENDING, AttemptStage.ANSWERED))
+                 .exclude(pk__in=done.stalled))  # sent again a moment ago, in 1.
     lost = held_by_lost_workers(attempt.pk for attempt in steps)
     for attempt in steps:
         if (attempt.step_at < now - resend or attempt.pk in lost) \

@@ -444,6 +444,35 @@ def test_a_step_whose_worker_died_before_claiming_it_is_sent_again_at_once(
     assert sent == [(step, {"attempt_id": attempt.pk})]
 
 
+@pytest.mark.parametrize("stage, step, back", [
+    (AttemptStage.CODING, "model_step", AttemptStage.PENDING),
+    (AttemptStage.CHECKING, "check_step", AttemptStage.ANSWERED)])
+def test_a_claimed_step_whose_worker_died_is_taken_back_before_its_lease_runs_out(
+        cast: Any, monkeypatch: pytest.MonkeyPatch, stage: str, step: str, back: str) -> None:
+    attempt = running_attempt(cast, stage=back)
+    sent: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(enqueue, "_send", lambda name, **kw: sent.append((name, kw["kwargs"])))
+    workers.beat()
+    workers.note_holder(request=Received(f"haao.{step}", attempt.pk))
+    claimed = attempt_claim(attempt_id=attempt.pk, stages=[attempt.stage], to=stage,
+                            lease_seconds=60)
+    assert claimed is not None
+
+    # Its worker beats: the claim stands for its whole lease.
+    assert not recovery.recover().stalled and sent == []
+    # The worker is killed: its step goes back at once, not a minute later.
+    cache.delete(f"haao:worker:{workers.incarnation()}")
+    assert recovery.recover().stalled == [attempt.pk]
+    again = Attempt.objects.get(pk=attempt.pk)
+    assert (again.stage, again.lost) == (back, 1)
+    assert sent == [(step, {"attempt_id": attempt.pk})]
+    # The old worker, were it alive after all, is fenced once the step is claimed again.
+    assert attempt_claim(attempt_id=attempt.pk, stages=[back], to=stage,
+                         lease_seconds=60) is not None
+    with pytest.raises(Conflict):
+        attempt_finish(attempt=claimed, outcome="passed", delivery=claimed.deliveries)
+
+
 def test_a_waiting_step_no_worker_received_waits_for_the_resend_delay(
         cast: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     attempt = running_attempt(cast, stage=AttemptStage.PENDING)

@@ -188,17 +188,20 @@ def attempt_reroute(*, attempt: Attempt, endpoint: Any, queue: str) -> bool:
              model=endpoint.model[:200], queue=queue))
 
 
-def attempt_stalled(*, attempt: Attempt) -> bool:
-    """Hand an attempt whose lease expired back to the step it was in; False if it moved on."""
+def attempt_stalled(*, attempt: Attempt, worker_gone: bool = False) -> bool:
+    """Hand an attempt whose lease expired (or, with `worker_gone`, whose worker is known to be
+    gone) back to the step it was in; False if it moved on meanwhile."""
     back = {AttemptStage.CODING: AttemptStage.PENDING,
             AttemptStage.CHECKING: AttemptStage.ANSWERED}
     stage = back.get(AttemptStage(attempt.stage))
     if stage is None:
         return False
-    return bool(Attempt.objects.filter(
-        pk=attempt.pk, deliveries=attempt.deliveries, stage=attempt.stage,
-        outcome=AttemptOutcome.RUNNING, lease_expires_at__lt=timezone.now(),
-    ).update(stage=stage, lease_expires_at=None, step_at=timezone.now(), lost=F("lost") + 1))
+    still = Attempt.objects.filter(pk=attempt.pk, deliveries=attempt.deliveries,
+                                   stage=attempt.stage, outcome=AttemptOutcome.RUNNING)
+    if not worker_gone:
+        still = still.filter(lease_expires_at__lt=timezone.now())
+    return bool(still.update(stage=stage, lease_expires_at=None, step_at=timezone.now(),
+                             lost=F("lost") + 1))
 
 
 def attempt_nudged(*, attempt: Attempt) -> bool:

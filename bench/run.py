@@ -78,6 +78,9 @@ REGISTRY: tuple[Bench, ...] = (
           timeout=1800),
     Bench("guardrails", ("--repeat", "30"), ("--repeat", "3"), frozenset(), "## Guardrails",
           timeout=900),
+    # Starts `manage.py serve` twice and waits out the recovery of a killed worker: nothing
+    # to shrink for the quick mode.
+    Bench("recovery", (), None, frozenset(), "## Recovery after killed workers", timeout=1200),
     Bench("live", ("--clients", "200", "--events", "200", "--rate", "20", "--burst", "1000"),
           ("--clients", "20", "--events", "20", "--rate", "20", "--burst", "50"),
           frozenset({POSTGRES, REDIS}), "## Live events", timeout=1200),

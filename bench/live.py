@@ -39,6 +39,8 @@ from bench.loop import admin_connection, empty_redis
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Sockets opened before waiting for them to catch up.
+CONNECT_BATCH = 100
 WRITER_MODE = "_writer"
 SEED_MODE = "_seed"
 ORG, KEY = "bench", "LIVE"
@@ -118,7 +120,19 @@ class Clients:
             _, protocol = await loop.create_connection(factory, "127.0.0.1", port)
             protocol.index = index
             self.protocols.append(protocol)
+            if len(self.protocols) % CONNECT_BATCH == 0:
+                await self._caught_up(len(self.protocols))
         await asyncio.wait_for(self.all_caught_up.wait(), 60)
+
+    async def _caught_up(self, count: int) -> None:
+        """Until `count` sockets are open and caught up, as browsers opening the page over a
+        few seconds (a thousand handshakes at once outrun daphne's handshake timeout)."""
+        deadline = time.monotonic() + 60
+        while self.caught_up < count:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"only {self.caught_up} of {count} sockets caught up in 60 s "
+                                 f"({self.closed} closed)")
+            await asyncio.sleep(0.02)
 
     async def wait_for(self, seqs: list[int], timeout: float) -> None:
         """Until every client has every seq in `seqs` (or fail naming how many are missing)."""

@@ -24,7 +24,7 @@ import pytest
 from amqp.exceptions import ChannelError
 from django.db import connection
 
-from haao.audit import Actor
+from haao.audit import Actor, seal
 from policies.services import policy_update
 from sample_models import AnthropicServer, OpenAIServer, RecordedRequest
 from sample_models.anthropic import tool_use_reply
@@ -328,9 +328,12 @@ def status_of(ticket: Ticket) -> Callable[[], str]:
 
 
 def events(ticket: Ticket) -> list[StreamEvent]:
-    """The ticket's stream as its page and socket show it: audit and progress events."""
-    return ticket_events(ticket=Ticket.objects.select_related("project__organization")
-                         .get(pk=ticket.pk), after=0, limit=100_000)
+    """The ticket's stream as its page and socket show it: audit and progress events, once
+    the rows the workers committed are sealed (a worker's sealer thread gathers them for a
+    moment first, haao.audit.BackgroundSealer)."""
+    ticket = Ticket.objects.select_related("project__organization").get(pk=ticket.pk)
+    seal(ticket.organization_id)
+    return ticket_events(ticket=ticket, after=0, limit=100_000)
 
 
 def chats(server: OpenAIServer) -> list[RecordedRequest]:

@@ -24,8 +24,8 @@ class HaaoConfig(AppConfig):
 
         from haao.audit import BackgroundSealer
 
-        worker_init.connect(BackgroundSealer.on_worker_start, weak=False,
+        worker_init.connect(BackgroundSealer.enable, weak=False,
                             dispatch_uid="haao-sealer-start")
         for stopped in (worker_process_shutdown, worker_shutdown):
-            stopped.connect(BackgroundSealer.on_worker_stop, weak=False,
+            stopped.connect(BackgroundSealer.shut_down, weak=False,
                             dispatch_uid="haao-sealer-stop")

@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -281,24 +281,16 @@ class BackgroundSealer:
     def __init__(self, *, gather: float) -> None:
         self.gather = gather
         self._waiting: set[Any] = set()
-        self._busy = False
         self._stopping = False
         self._changed = threading.Condition()
         self._pid = os.getpid()
         self._thread = threading.Thread(target=self._run, name="haao-audit-sealer", daemon=True)
 
     @classmethod
-    def enable(cls) -> None:
-        """Seal in the background in this process and the worker processes forked from it."""
+    def enable(cls, **signal: object) -> None:
+        """Seal in the background in this process and the worker processes forked from it
+        (Celery's worker_init)."""
         cls._enabled = settings.HAAO_AUDIT_SEAL_GATHER_MS > 0
-
-    @classmethod
-    def on_worker_start(cls, **kwargs: object) -> None:
-        cls.enable()
-
-    @classmethod
-    def on_worker_stop(cls, **kwargs: object) -> None:
-        cls.shut_down()
 
     @classmethod
     def of_this_process(cls) -> BackgroundSealer | None:
@@ -313,29 +305,21 @@ class BackgroundSealer:
         return current
 
     @classmethod
-    def shut_down(cls, timeout: float = 10) -> None:
-        """Seal what was handed over, stop the thread, and seal in the caller from now on."""
+    def shut_down(cls, **signal: object) -> None:
+        """Seal what was handed over, stop the thread, and seal in the caller from now on
+        (Celery's worker_process_shutdown and worker_shutdown)."""
         cls._enabled = False
         current, cls._current = cls._current, None
         if current is not None and current._pid == os.getpid():
-            current.stop(timeout)
+            with current._changed:
+                current._stopping = True
+                current._changed.notify_all()
+            current._thread.join(STOP_SECONDS)
 
     def hand(self, organization_id: Any) -> None:
         with self._changed:
             self._waiting.add(organization_id)
             self._changed.notify_all()
-
-    def flush(self, timeout: float = 10) -> bool:
-        """Wait until everything handed over so far is sealed; whether it was in time."""
-        with self._changed:
-            return self._changed.wait_for(lambda: not self._waiting and not self._busy,
-                                          timeout=timeout)
-
-    def stop(self, timeout: float = 10) -> None:
-        with self._changed:
-            self._stopping = True
-            self._changed.notify_all()
-        self._thread.join(timeout)
 
     def _run(self) -> None:
         try:
@@ -344,27 +328,29 @@ class BackgroundSealer:
                     self._changed.wait_for(lambda: self._waiting or self._stopping)
                     if not self._waiting:
                         return
-                    # Gather: more hand-overs only join the batch; stop() cuts it short.
+                    # Gather: more hand-overs only join the batch; stopping cuts it short.
                     self._changed.wait_for(lambda: self._stopping, timeout=self.gather)
-                    organizations, self._waiting, self._busy = self._waiting, set(), True
-                try:
-                    self._seal(organizations)
-                finally:
-                    with self._changed:
-                        self._busy = False
-                        self._changed.notify_all()
+                    organizations, self._waiting = self._waiting, set()
+                close_old_connections()  # one a database restart or an error left unusable
+                seal_each(organizations)
         finally:
             connection.close()
 
-    @staticmethod
-    def _seal(organizations: set[Any]) -> None:
-        close_old_connections()  # one a database restart or an error left unusable
-        for organization_id in organizations:
-            try:
-                seal(organization_id)
-            except Exception:  # the beat's sweep takes these rows; the thread goes on
-                logger.exception("Sealing the audit log of organization %s failed; the "
-                                 "sweep will seal it", organization_id)
+
+# How long a stopping worker waits for its sealer thread to seal what it holds.
+STOP_SECONDS = 10
+
+
+def seal_each(organization_ids: Iterable[Any]) -> dict[Any, int]:
+    """Seal each organization's waiting rows; how many each had. One that fails is logged
+    and the others still get sealed: the next seal, or the beat's sweep, takes its rows."""
+    sealed: dict[Any, int] = {}
+    for organization_id in organization_ids:
+        try:
+            sealed[organization_id] = seal(organization_id)
+        except Exception:
+            logger.exception("audit: sealing organization %s failed", organization_id)
+    return sealed
 
 
 def organizations_with_unsealed_rows() -> set[Any]:

@@ -26,25 +26,25 @@ app.autodiscover_tasks()
 app.conf.CELERY_DB_REUSE_MAX = sys.maxsize  # the fix-up's own closing, never
 
 
-@task_prerun.connect
-@task_postrun.connect
-def reuse_database_connections(*, task: Any = None, **kwargs: Any) -> None:
-    # A task run inline (HAAO_TASKS_EAGER, tests) is inside its caller's transaction.
-    if task is not None and getattr(task.request, "is_eager", False):
-        return
-    close_old_connections()
+def _run_by_a_worker(task: Any) -> bool:
+    # A task run inline (HAAO_TASKS_EAGER, tests) is inside its caller's transaction and
+    # request: its connection and reads are its caller's.
+    return task is None or not getattr(task.request, "is_eager", False)
 
 
-# A task reads its policy and endpoints once, however many of its steps ask (haao.reads).
+# Around each task a worker runs: its connection kept when still good, and its policy and
+# endpoints read once however many of its steps ask (haao.reads).
 @task_prerun.connect
-def _open_the_tasks_reads(*, task: Any = None, **kwargs: Any) -> None:
-    if task is not None and not getattr(task.request, "is_eager", False):
+def _task_starts(*, task: Any = None, **kwargs: Any) -> None:
+    if _run_by_a_worker(task):
+        close_old_connections()
         reads.task_started()
 
 
 @task_postrun.connect
-def _close_the_tasks_reads(*, task: Any = None, **kwargs: Any) -> None:
-    if task is not None and not getattr(task.request, "is_eager", False):
+def _task_ended(*, task: Any = None, **kwargs: Any) -> None:
+    if _run_by_a_worker(task):
+        close_old_connections()
         reads.task_finished()
 
 

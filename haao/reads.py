@@ -1,32 +1,22 @@
 """Reads a Celery task makes once: the policy and endpoints that one step consults several
 times (the audit step asked for its organization's policy and Tech Lead endpoint five times).
 
-Inside `once_per_task()` (entered around every task a worker runs) `read_once(key, read)`
-runs `read` for the first caller only and gives the later ones the same value. A change
-made meanwhile (a policy edited, an endpoint disabled) takes effect from the next task, as
-it would had the change come a moment later. Outside a task (web requests, commands, tests
-running tasks inline) every read goes to the database.
+Between `task_started()` and `task_finished()` (around every task a worker runs),
+`read_once(key, read)` runs `read` for the first caller only and gives the later ones the
+same value. A change made meanwhile (a policy edited, an endpoint disabled) takes effect from
+the next task, as it would had the change come a moment later. Outside a task (web requests,
+commands, tests running tasks inline) every read goes to the database.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Hashable
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 _memo: ContextVar[dict[Hashable, Any] | None] = ContextVar("haao_reads", default=None)
-
-
-@contextmanager
-def once_per_task() -> Iterator[None]:
-    token = _memo.set({})
-    try:
-        yield
-    finally:
-        _memo.reset(token)
 
 
 def task_started() -> None:

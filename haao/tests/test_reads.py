@@ -3,6 +3,8 @@ next task, and any change the task makes itself, reads them again (haao/reads.py
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import connection
@@ -10,11 +12,21 @@ from django.test.utils import CaptureQueriesContext
 
 from agents.engine import routing
 from agents.health import HealthResult, endpoint_health_record
+from haao import reads
 from haao.audit import Actor
-from haao.reads import once_per_task
 from policies.selectors import policy_for
 from policies.services import policy_update
 from tests.fixtures import coder_endpoint
+
+
+@contextmanager
+def once_per_task() -> Iterator[None]:
+    """What a worker does around each task (haao/celery.py)."""
+    reads.task_started()
+    try:
+        yield
+    finally:
+        reads.task_finished()
 
 
 def queries(read: Any) -> tuple[Any, int]:

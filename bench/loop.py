@@ -457,17 +457,15 @@ UNSEALED_SAMPLE_SECONDS = 0.5
 
 
 def oldest_unsealed_ms() -> float:
-    """How long the oldest row no sealer has numbered yet has waited (0 when none waits): the
-    audit chain's unsealed window, as /metrics shows it."""
+    """How long the oldest audit row no sealer has numbered yet has waited (0 when none
+    waits): the chain's unsealed window, as /metrics exports it."""
     from django.db.models import Min
     from django.utils import timezone
 
-    from haao.models import AuditEvent, ProgressEvent
+    from haao.models import AuditEvent
 
-    oldest = [table.objects.filter(seq__isnull=True).aggregate(t=Min("created_at"))["t"]
-              for table in (AuditEvent, ProgressEvent)]
-    waiting = [t for t in oldest if t is not None]
-    return (timezone.now() - min(waiting)).total_seconds() * 1000 if waiting else 0.0
+    oldest = AuditEvent.objects.filter(seq__isnull=True).aggregate(t=Min("created_at"))["t"]
+    return (timezone.now() - oldest).total_seconds() * 1000 if oldest else 0.0
 
 
 def per_ticket(workdir: Path, projects: list[Any], approved_at: datetime) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from first_run import free_port, healthy
+from first_run import clean_env, free_port, healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_SECONDS = 900
@@ -37,13 +37,12 @@ def environment(data: Path, port: int, redis: str) -> dict[str, str]:
     as the checks' toolchain; nothing else set."""
     from cryptography.fernet import Fernet
 
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("HAAO_", "DATABASE_URL", "REDIS_URL", "SECRET_KEY"))}
+    env = clean_env(port)
     env.update({"HAAO_READ_DOTENV": "false", "HAAO_DATA_DIR": str(data),
                 "SECRET_KEY": "recovery-bench-" + os.urandom(24).hex(),
                 "HAAO_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
                 "HAAO_SAMPLE_MODELS": "true", "HAAO_SAMPLE_MODELS_PORT": str(free_port()),
-                "HAAO_CHECK_TOOLCHAIN": sys.prefix, "PORT": str(port),
+                "HAAO_CHECK_TOOLCHAIN": sys.prefix,
                 "DJANGO_SETTINGS_MODULE": "haao.settings"})
     if redis:
         env["REDIS_URL"] = redis

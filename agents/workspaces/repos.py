@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from agents.workspaces.git import FETCH_TIMEOUT, file_lock, git
+from agents.workspaces.git import FETCH_TIMEOUT, WorkspaceError, file_lock, git
 from haao.errors import ApplicationError
 from haao.text import redact_userinfo
 from tickets.repositories import check_branch_name, check_repository
@@ -100,13 +100,13 @@ def _fetch(repo: Path, default_branch: str, env: Mapping[str, str] | None = None
             f"The repository could not be fetched: {redact_userinfo(result.stderr.strip()[-600:])}",
             code="repository_unreachable", details={"exit_code": result.returncode})
     remote = f"refs/remotes/origin/{default_branch}"
-    if git(["update-ref", f"refs/heads/{default_branch}", remote], cwd=repo,
-           check=False).returncode != 0:
+    moved = git(["update-ref", f"refs/heads/{default_branch}", remote], cwd=repo, check=False)
+    if moved.returncode != 0:
         if git(["show-ref", "--verify", "--quiet", remote], cwd=repo,
                check=False).returncode != 0:
             raise ApplicationError(f"The repository has no branch {default_branch!r}.",
                                    code="repository_branch_missing")
-        git(["update-ref", f"refs/heads/{default_branch}", remote], cwd=repo)  # names why
+        raise WorkspaceError(f"git update-ref failed: {moved.stderr.strip()[-600:]}")
 
 
 @contextmanager

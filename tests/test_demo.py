@@ -57,9 +57,12 @@ def test_the_demo_takes_a_requirement_to_a_merged_commit(tmp_path: Path) -> None
             merged = poll(lambda: api.get(f"tickets/{ticket_key}/").json(),
                           until=lambda t: bool(t["merged_commit"]), timeout=60,
                           what="the merge into the integration branch", logs=log)
-            events = api.get(f"tickets/{ticket_key}/events/", params={"limit": 500}).json()
-            types = [event["type"] for event in events["results"]]
-            assert "ticket.audited" in types and "ticket.merged" in types
+            # The stream shows an event once it is sealed: a moment after its commit in a
+            # worker, whose sealer thread gathers commits first (docs/events.md).
+            poll(lambda: [event["type"] for event in api.get(
+                     f"tickets/{ticket_key}/events/", params={"limit": 500}).json()["results"]],
+                 until=lambda types: "ticket.audited" in types and "ticket.merged" in types,
+                 timeout=10, what="the audit and merge in the ticket's events", logs=log)
             project_repos = list((tmp_path / "data" / "workspaces").glob("*/repo"))
             assert len(project_repos) == 1
             subject = subprocess.run(

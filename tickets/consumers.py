@@ -3,7 +3,11 @@
 `ws/o/<org>/projects/<KEY>/events/?after=<seq>` and `ws/o/<org>/tickets/<KEY>/events/?after=
 <seq>`: the events after `after`, oldest first, then `{"type": "caught_up", "seq": …}`,
 then each new event as it is sealed. Every message is
-`{"type": "event", "event": <the REST EventSerializer fields>}`.
+`{"type": "event", "event": <the REST EventSerializer fields>}`. With `&batch=1` (the
+portal's client) the events a socket has to send at once go out as one message,
+`{"type": "events", "events": [<event>, …]}`, oldest first: a socket that fell behind
+catches up in one frame instead of one per event, so the busier the server, the fewer
+messages it sends per event.
 
 The database (audit log and progress events) is read for every send; a channel-layer
 notification only says "something up to seq N was sealed". Each socket keeps the last seq it
@@ -74,7 +78,7 @@ logger = logging.getLogger(__name__)
 SAFETY_SECONDS = 30.0
 AFTER_RE = re.compile(r"[0-9]{1,19}\Z")
 
-Frame = tuple[int, str]  # (seq, the text message sent for it)
+Frame = tuple[int, str]  # (seq, the event's JSON)
 
 
 class CloseCode(IntEnum):
@@ -93,24 +97,41 @@ class Stream:
     organization_id: Any = None
 
     def frames(self, after: int, limit: int) -> list[Frame]:
-        """Up to `limit` events after `after` as ready-to-send messages (runs in a thread)."""
+        """Up to `limit` events after `after`, each encoded once (runs in a thread)."""
         events = self.read(after, limit)
         data = EventSerializer(events, many=True).data
-        return [(event.seq or 0, json.dumps({"type": "event", "event": item}))
+        return [(event.seq or 0, json.dumps(item))
                 for event, item in zip(events, data, strict=True)]
 
 
-def parse_after(query_string: bytes) -> int | None:
-    """The `after` of a query string (0 when absent); None when it is not a valid seq."""
+def messages(frames: list[Frame], *, batched: bool) -> list[str]:
+    """The text messages that send `frames`: one per event, or one for all of them."""
+    if not frames:
+        return []
+    if batched:
+        return ['{"type": "events", "events": [' + ", ".join(text for _, text in frames)
+                + "]}"]
+    return ['{"type": "event", "event": ' + text + "}" for _, text in frames]
+
+
+@dataclass(frozen=True)
+class Query:
+    after: int = 0
+    batched: bool = False
+
+
+def parse_query(query_string: bytes) -> Query | None:
+    """A socket's `after` (0 when absent) and `batch` (0 or 1); None when either is bad."""
     try:
-        values = parse_qs(query_string.decode("ascii"), keep_blank_values=True).get("after")
+        params = parse_qs(query_string.decode("ascii"), keep_blank_values=True)
     except (UnicodeDecodeError, ValueError):
         return None
-    if not values:
-        return 0
-    if len(values) > 1 or not AFTER_RE.match(values[0]) or int(values[0]) > MAX_SEQ:
+    after, batch = params.get("after", ["0"]), params.get("batch", ["0"])
+    if len(after) > 1 or not AFTER_RE.match(after[0]) or int(after[0]) > MAX_SEQ:
         return None
-    return int(values[0])
+    if len(batch) > 1 or batch[0] not in ("0", "1"):
+        return None
+    return Query(after=int(after[0]), batched=batch[0] == "1")
 
 
 def resolve_stream(*, user: Any, org_slug: str, kind: str, key: str,
@@ -236,9 +257,14 @@ class StreamHub(GroupListener):
     notification crosses the channel layer once per process and is handed to the sockets
     here (200 sockets on a project cost one Redis delivery per event, not 200, and on the
     embedded layer one poller instead of 200). The hub also holds every event of the stream
-    with a seq in (base, top], oldest first: the first socket to need new events reads them
-    once, the others take them from here. A socket further behind than `base` reads the
-    database itself.
+    with a seq in (base, top], oldest first.
+
+    A notification starts one delivery (`_deliver`): the hub reads the new events once, then
+    sends each idle socket what it lacks, in one pass and one task for all of them. A socket
+    that is busy (sending its backlog, or closing) or further behind than `base` is woken
+    instead and catches up on its own (`EventStreamConsumer._drain`), from here or from the
+    database. Notifications that arrive during a pass are served by the next one, so the
+    busier the stream, the more events a pass carries.
     """
 
     def __init__(self, stream: Stream) -> None:
@@ -248,30 +274,77 @@ class StreamHub(GroupListener):
         self.top = 0
         self.seqs: list[int] = []
         self.frames: list[Frame] = []
+        self.notified = 0
+        self.delivery: asyncio.Task[None] | None = None
 
     def received(self, message: dict[str, Any]) -> None:
         try:
             seq = int(message.get("seq", 0))
         except (TypeError, ValueError):
             return
-        for member in list(self.members):
-            member.wake(seq)
+        self.announce(seq)
 
     async def refreshed(self) -> None:
-        newest = await self._read_new()
-        for member in list(self.members):
-            member.wake(newest)
+        self.announce(await self._read_new())
+
+    def announce(self, seq: int) -> None:
+        """Events up to `seq` are committed: deliver them (after the pass under way, if any)."""
+        if seq <= self.notified:
+            return
+        self.notified = seq
+        if self.delivery is None or self.delivery.done():
+            self.delivery = asyncio.ensure_future(self._deliver())
+
+    async def _deliver(self) -> None:
+        delivered = 0
+        while self.notified > delivered and self.members:
+            target = delivered = self.notified
+            try:
+                async with self.lock:
+                    self._open_window()
+                    if self.base is not None and self.top < target:
+                        await self._fetch()
+                        self.top = max(self.top, target)
+                        self._trim()
+            except Exception:
+                logger.exception("live: reading %s failed; each socket tries itself",
+                                 self.group)
+                for member in list(self.members):
+                    member.wake(target)
+                continue
+            # Sockets that had sent the same last event get the same messages, made once.
+            made: dict[tuple[int, bool], tuple[list[str], int]] = {}
+            for member in list(self.members):
+                if member.hub is not self or member.last_seq >= target:
+                    continue
+                if member.sending.locked() or self.base is None or member.last_seq < self.base:
+                    member.wake(target)
+                    continue
+                key = (member.last_seq, member.batched)
+                if key not in made:
+                    start = bisect.bisect_right(self.seqs, member.last_seq)
+                    if start == len(self.seqs):
+                        continue  # nothing this stream shows (events it hides)
+                    made[key] = (messages(self.frames[start:], batched=member.batched),
+                                 self.seqs[-1])
+                await member.send_now(*made[key])
 
     async def _read_new(self) -> int:
         """Read whatever was committed after `top` (no notification needed); the new top."""
         async with self.lock:
+            self._open_window()
             if self.base is None:
-                if not self.members:
-                    return 0
-                self.base = self.top = min(member.last_seq for member in self.members)
+                return 0
             await self._fetch()
             self._trim()
             return self.top
+
+    def _open_window(self) -> None:
+        """Start the window where the sockets that finished their backlog are: one still
+        sending its own is behind it and catches up by itself."""
+        idle = [member.last_seq for member in self.members if not member.sending.locked()]
+        if self.base is None and idle:
+            self.base = self.top = min(idle)
 
     async def _fetch(self) -> None:
         while True:
@@ -371,6 +444,7 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
     hub: StreamHub | None = None
     last_seq = 0
     notified = 0
+    batched = False
     drainer: asyncio.Task[None] | None = None
     watches: tuple[AccessWatch, ...] = ()
 
@@ -378,12 +452,16 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
         super().__init__(*args, **kwargs)
         self.checks: set[asyncio.Task[None]] = set()
         self.pending: set[str] | None = None  # ended sessions of a check about to run
+        # One sender at a time per socket: the backlog, a catch-up in `_drain`, the hub's
+        # pass (`send_now`), or an access check closing the socket.
+        self.sending = asyncio.Lock()
 
     async def connect(self) -> None:
-        after = parse_after(self.scope.get("query_string", b""))
-        if after is None:
+        query = parse_query(self.scope.get("query_string", b""))
+        if query is None:
             await self.refuse(CloseCode.BAD_REQUEST)
             return
+        after, self.batched = query.after, query.batched
         kwargs = self.scope["url_route"]["kwargs"]
         decision = await database_sync_to_async(resolve_stream)(
             user=self.scope.get("user"), org_slug=kwargs["org"], kind=self.kind,
@@ -393,8 +471,6 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
             return
         self.stream = decision
         self.last_seq = after
-        # One sender at a time per socket: the backlog here, then each catch-up in `_drain`.
-        self.sending = asyncio.Lock()
         async with self.sending:
             # Join before reading the backlog: an event committed meanwhile is either in the
             # backlog or announced afterwards (and then skipped when already sent).
@@ -520,10 +596,28 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
                 return
 
     async def send_frames(self, frames: list[Frame]) -> None:
-        for seq, text in frames:
-            if seq > self.last_seq:
+        start = 0
+        while start < len(frames) and frames[start][0] <= self.last_seq:
+            start += 1
+        if start < len(frames):
+            for text in messages(frames[start:], batched=self.batched):
                 await self.send(text_data=text)
-                self.last_seq = seq
+            self.last_seq = frames[-1][0]
+
+    async def send_now(self, texts: list[str], up_to: int) -> None:
+        """Send the hub's messages, which carry every event after this socket's `last_seq`
+        up to `up_to` (the hub found the socket idle; taking its lock does not wait)."""
+        try:
+            async with self.sending:
+                if self.hub is None or self.last_seq >= up_to:
+                    return
+                for text in texts:
+                    await self.send(text_data=text)
+                self.last_seq = up_to
+        except Exception:
+            logger.exception("live: sending to a socket of %s failed",
+                             self.stream.group if self.stream else "?")
+            await self.close()
 
 
 class ProjectEventsConsumer(EventStreamConsumer):

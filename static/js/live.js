@@ -24,7 +24,9 @@
     var scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
     var clean = String(path).split("?")[0];
     if (clean.charAt(0) !== "/") clean = "/" + clean;
-    return scheme + "//" + window.location.host + clean + "?after=" + encodeURIComponent(after);
+    // batch=1: the events the server has for this page at once come as one message.
+    return scheme + "//" + window.location.host + clean + "?after=" + encodeURIComponent(after) +
+      "&batch=1";
   }
 
   function subscribe(path, options) {
@@ -57,6 +59,13 @@
       failures += 1;
     }
 
+    function deliver(event) {
+      var seq = event && event.seq;
+      if (typeof seq !== "number" || seq <= lastSeq) return; // already shown
+      lastSeq = seq;
+      try { onEvent(event); } catch (error) { console.error(error); }
+    }
+
     function open() {
       if (stopped) return;
       if (state === null) setState("connecting");
@@ -74,10 +83,9 @@
         var data;
         try { data = JSON.parse(message.data); } catch (error) { return; }
         if (data.type === "event" && data.event) {
-          var seq = data.event.seq;
-          if (typeof seq !== "number" || seq <= lastSeq) return; // already shown
-          lastSeq = seq;
-          try { onEvent(data.event); } catch (error) { console.error(error); }
+          deliver(data.event);
+        } else if (data.type === "events" && Array.isArray(data.events)) {
+          data.events.forEach(deliver);
         } else if (data.type === "caught_up") {
           failures = 0;
           setState("live");

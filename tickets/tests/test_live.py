@@ -80,14 +80,21 @@ async def open_stream(path: str, headers: list[tuple[bytes, bytes]]) -> Websocke
     return communicator
 
 
+def events_in(message: dict) -> list[dict]:
+    """The events a message carries: one (`event`), or several (`events`, batched sockets)."""
+    if message["type"] == "event":
+        return [message["event"]]
+    assert message["type"] == "events" and message["events"], message
+    return list(message["events"])
+
+
 async def read_until_caught_up(communicator: WebsocketCommunicator) -> tuple[list[dict], int]:
     events = []
     while True:
         message = await communicator.receive_json_from(timeout=TIMEOUT)
         if message["type"] == "caught_up":
             return events, message["seq"]
-        assert message["type"] == "event"
-        events.append(message["event"])
+        events.extend(events_in(message))
 
 
 async def close_code(path: str, headers: list[tuple[bytes, bytes]]) -> int:
@@ -201,6 +208,43 @@ def test_every_socket_of_a_project_gets_each_live_event_once(cast) -> None:
     assert run(scenario) == [[0, 1, 2, 3, 4]] * 3
 
 
+def test_a_batched_socket_gets_its_backlog_and_each_commits_events_as_one_message(cast) -> None:
+    record(cast, 3)
+    headers = headers_for(cast.admin)
+
+    async def scenario() -> tuple[list[dict], list[dict], list[dict]]:
+        batched = await open_stream(f"{PAY}?after=0&batch=1", headers)
+        plain = await open_stream(PAY, headers)  # the same hub, one message per event
+        backlog = await batched.receive_json_from(timeout=TIMEOUT)
+        assert (await batched.receive_json_from(timeout=TIMEOUT))["type"] == "caught_up"
+        await read_until_caught_up(plain)
+        live_messages = []
+        for start, count in ((3, 4), (7, 1)):  # each commit received before the next
+            await database_sync_to_async(record)(cast, count, start=start,
+                                                 per_transaction=count)
+            live_messages.append(await batched.receive_json_from(timeout=TIMEOUT))
+        assert await batched.receive_nothing(timeout=0.3)
+        singles = [await plain.receive_json_from(timeout=TIMEOUT) for _ in range(5)]
+        assert await plain.receive_nothing(timeout=0.3)
+        for socket in (batched, plain):
+            await socket.disconnect()
+        return [backlog], live_messages, singles
+
+    backlog, live_messages, singles = run(scenario)
+    # One message for the backlog, one for the four events of one commit, one for the last.
+    assert [message["type"] for message in backlog + live_messages] == ["events"] * 3
+    assert [[event["data"]["n"] for event in events_in(message)]
+            for message in backlog + live_messages] == [[0, 1, 2], [3, 4, 5, 6], [7]]
+    assert [message["type"] for message in singles] == ["event"] * 5
+    # The same events either way, as the REST endpoint shows them.
+    rest = token_client(cast.org, cast.admin, ["read"]).get(
+        "/api/v1/orgs/acme/projects/PAY/events/").json()["results"]
+    steps = [event for event in rest if event["type"] == "test.step"]
+    assert [event for message in backlog + live_messages for event in events_in(message)] \
+        == steps
+    assert [message["event"] for message in singles] == steps[3:]
+
+
 class LostNotifier:
     def notify(self, groups: list[str], seq: int) -> None:
         pass
@@ -228,7 +272,9 @@ def shares_threads() -> bool:
     return not (connection.vendor == "sqlite" and connection.is_in_memory_db())
 
 
-def test_a_thousand_events_arrive_once_each_in_order_across_a_dropped_socket(cast) -> None:
+@pytest.mark.parametrize("batch", ["", "&batch=1"], ids=["per-event", "batched"])
+def test_a_thousand_events_arrive_once_each_in_order_across_a_dropped_socket(cast,
+                                                                            batch) -> None:
     total = 1000
     # Services write a few events per transaction; a commit then announces all of them.
     writing_done = threading.Event()
@@ -252,7 +298,7 @@ def test_a_thousand_events_arrive_once_each_in_order_across_a_dropped_socket(cas
 
     async def scenario() -> list[int]:
         received: list[int] = []
-        communicator = await open_stream(PAY, headers)
+        communicator = await open_stream(f"{PAY}?after=0{batch}", headers)
         await read_until_caught_up(communicator)
         if shares_threads():
             thread = threading.Thread(target=writer)
@@ -262,14 +308,14 @@ def test_a_thousand_events_arrive_once_each_in_order_across_a_dropped_socket(cas
             done = asyncio.ensure_future(write_between_reads())
         while len(received) < total // 2:
             message = await communicator.receive_json_from(timeout=TIMEOUT)
-            if message["type"] == "event":
-                received.append(message["event"]["seq"])
+            if message["type"] != "caught_up":
+                received.extend(event["seq"] for event in events_in(message))
         await communicator.disconnect()  # the socket drops mid-stream; the writer goes on
-        communicator = await open_stream(f"{PAY}?after={received[-1]}", headers)
+        communicator = await open_stream(f"{PAY}?after={received[-1]}{batch}", headers)
         while len(received) < total:
             message = await communicator.receive_json_from(timeout=TIMEOUT)
-            if message["type"] == "event":
-                received.append(message["event"]["seq"])
+            if message["type"] != "caught_up":
+                received.extend(event["seq"] for event in events_in(message))
         await done
         assert await communicator.receive_nothing(timeout=0.3)
         await communicator.disconnect()
@@ -313,8 +359,9 @@ def test_another_organizations_ticket_or_project_key_is_not_found(cast) -> None:
     assert run(lambda: close_code("/ws/o/acme/tickets/pay-x/events/", admin)) == 4404
 
 
-@pytest.mark.parametrize("after", ["-1", "abc", "1e3", "99999999999999999999", "1&after=2"])
-def test_a_bad_after_is_refused_as_a_bad_request(cast, after: str) -> None:
+@pytest.mark.parametrize("after", ["-1", "abc", "1e3", "99999999999999999999", "1&after=2",
+                                   "1&batch=2", "1&batch=yes", "1&batch=1&batch=1"])
+def test_a_bad_after_or_batch_is_refused_as_a_bad_request(cast, after: str) -> None:
     headers = headers_for(cast.admin)
     assert run(lambda: close_code(f"{PAY}?after={after}", headers)) == 4400
 

@@ -1,8 +1,8 @@
 """Live events: from a worker's commit to 200 open browser sockets, on Redis and PostgreSQL.
 
-A daphne process serves `haao.asgi` (what `manage.py serve` runs) with the Redis channel
-layer; `--clients` WebSocket clients (autobahn, which daphne already brings) follow one
-project's stream as one logged-in member. A separate writer process, like a Celery worker,
+The web process serves `haao.asgi` as `manage.py serve` runs it (haao.web) with the Redis
+channel layer; `--clients` WebSocket clients (autobahn, which Channels' daphne brings) follow
+one project's stream as one logged-in member. A separate writer process, like a Celery worker,
 calls `audit_record` in its own transactions and notes the monotonic time each commit
 returned; every client notes when each event arrived. Two phases:
 
@@ -10,6 +10,9 @@ returned; every client notes when each event arrived. Two phases:
   (client, event) pair;
 - throughput: `--burst` events written as fast as one writer can; events/s = burst / (last
   event received by the last client - first commit).
+
+The clients ask for batched messages (`batch=1`), as the portal's live.js does;
+`--per-event` measures sockets that take one message per event.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from urllib.parse import urlsplit, urlunsplit
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.loop import admin_connection, empty_redis
+from haao.web import web_command
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,8 +86,10 @@ def run_writer(count: int, rate: float, out: str) -> None:
 class Clients:
     """`count` sockets on one stream; `arrivals[i]` maps seq → monotonic arrival time."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, *, batched: bool = True) -> None:
         self.count = count
+        self.batched = batched
+        self.messages = 0
         self.arrivals: list[dict[int, float]] = [{} for _ in range(count)]
         self.caught_up = 0
         self.closed = 0
@@ -101,8 +107,13 @@ class Clients:
             def onMessage(self, payload: bytes, is_binary: bool) -> None:
                 now = time.monotonic()
                 message = json.loads(payload)
+                clients.messages += 1
                 if message["type"] == "event":
                     clients.arrivals[self.index][message["event"]["seq"]] = now
+                elif message["type"] == "events":
+                    arrivals = clients.arrivals[self.index]
+                    for event in message["events"]:
+                        arrivals[event["seq"]] = now
                 elif message["type"] == "caught_up":
                     clients.caught_up += 1
                     if clients.caught_up == clients.count:
@@ -112,7 +123,8 @@ class Clients:
                 clients.closed += 1
 
         loop = asyncio.get_running_loop()
-        url = f"ws://127.0.0.1:{port}/ws/o/{ORG}/projects/{KEY}/events/?after={after}"
+        url = (f"ws://127.0.0.1:{port}/ws/o/{ORG}/projects/{KEY}/events/?after={after}"
+               + ("&batch=1" if self.batched else ""))
         for index in range(self.count):
             factory = WebSocketClientFactory(url, origin=f"http://127.0.0.1:{port}",
                                              headers={"Cookie": cookie})
@@ -126,7 +138,7 @@ class Clients:
 
     async def _caught_up(self, count: int) -> None:
         """Until `count` sockets are open and caught up, as browsers opening the page over a
-        few seconds (a thousand handshakes at once outrun daphne's handshake timeout)."""
+        few seconds (a thousand handshakes at once outran the server's handshake timeout)."""
         deadline = time.monotonic() + 60
         while self.caught_up < count:
             if time.monotonic() > deadline:
@@ -204,17 +216,16 @@ def run_seed(out: str) -> None:
 def start_server(port: int, log: Path) -> subprocess.Popen[bytes]:
     handle = log.open("ab")
     server = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-         "haao.asgi:application"], cwd=ROOT, env=dict(os.environ), stdout=handle,
+        web_command("127.0.0.1", port), cwd=ROOT, env=dict(os.environ), stdout=handle,
         stderr=handle, start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
             return server
         if server.poll() is not None:
-            raise SystemExit(f"daphne exited:\n{log.read_text()[-3000:]}")
+            raise SystemExit(f"the web process exited:\n{log.read_text()[-3000:]}")
         time.sleep(0.1)
-    raise SystemExit("daphne did not listen within 60 s")
+    raise SystemExit("the web process did not listen within 60 s")
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -248,13 +259,16 @@ def percentile(samples: list[float], fraction: float) -> float:
 
 async def measure(args: argparse.Namespace, workdir: Path, cookie: str, after: int,
                   port: int, server: subprocess.Popen[bytes]) -> dict[str, Any]:
-    clients = Clients(args.clients)
+    clients = Clients(args.clients, batched=not args.per_event)
     await clients.connect(port, cookie, after)
     try:
-        cpu_before = cpu_seconds(server.pid)
+        cpu_before, clients_cpu_before = cpu_seconds(server.pid), time.process_time()
+        messages_before = clients.messages
         commits = await asyncio.to_thread(write, workdir, args.events, args.rate, "latency")
         await clients.wait_for([seq for seq, _ in commits], 60)
         server_cpu = cpu_seconds(server.pid) - cpu_before
+        clients_cpu = time.process_time() - clients_cpu_before
+        messages = clients.messages - messages_before
         latencies = [(arrivals[seq] - at) * 1000 for arrivals in clients.arrivals
                      for seq, at in commits]
         burst = await asyncio.to_thread(write, workdir, args.burst, 0, "burst")
@@ -268,12 +282,16 @@ async def measure(args: argparse.Namespace, workdir: Path, cookie: str, after: i
         clients.close()
     return {
         "clients": args.clients,
+        "batched": not args.per_event,
         "events": args.events,
         "rate": args.rate,
+        "events_per_message": round(args.events * args.clients / max(1, messages), 2),
         "latency_p50_ms": round(statistics.median(latencies), 1),
         "latency_p95_ms": round(percentile(latencies, 0.95), 1),
         "latency_max_ms": round(max(latencies), 1),
         "server_cpu_ms_per_event": round(server_cpu * 1000 / args.events, 2),
+        # The clients share the machine; in use they are browsers elsewhere.
+        "clients_cpu_ms_per_event": round(clients_cpu * 1000 / args.events, 2),
         "burst_events": args.burst,
         "burst_written_per_second": round(args.burst / write_seconds, 1),
         "events_per_second": round(args.burst / (last_arrival - first_commit), 1),
@@ -290,6 +308,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200, help="events of the latency phase")
     parser.add_argument("--rate", type=float, default=20, help="their events per second")
     parser.add_argument("--burst", type=int, default=1000, help="events of the throughput phase")
+    parser.add_argument("--per-event", action="store_true",
+                        help="sockets without batch=1: one message per event")
     args = parser.parse_args()
     if min(args.clients, args.events, args.burst) < 1 or args.rate <= 0:
         parser.error("--clients, --events and --burst must be at least 1, --rate above 0")
@@ -306,7 +326,7 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, workdir: Path, database_url: str) -> None:
-    # Django stays out of this process: daphne's app would pin autobahn to Twisted, and the
+    # Django stays out of this process: its daphne app would pin autobahn to Twisted, and the
     # clients use autobahn on asyncio. Seeding, serving and writing are child processes.
     os.environ.update({
         "DATABASE_URL": database_url, "DEBUG": "false", "HAAO_READ_DOTENV": "false",
@@ -323,16 +343,16 @@ def run(args: argparse.Namespace, workdir: Path, database_url: str) -> None:
     seed = json.loads(seeded.read_text())
     port = free_port()
     os.environ["HAAO_BASE_URL"] = f"http://127.0.0.1:{port}"  # the sockets' allowed origin
-    server = start_server(port, workdir / "daphne.log")
+    server = start_server(port, workdir / "web.log")
     try:
         figures = asyncio.run(measure(args, workdir, seed["cookie"], seed["after"], port,
                                       server))
     finally:
         stop(server)
-    log = (workdir / "daphne.log").read_text(errors="replace")
+    log = (workdir / "web.log").read_text(errors="replace")
     problems = [line for line in log.splitlines() if "Traceback" in line or "live:" in line]
     if problems:
-        print(f"daphne logged {len(problems)} problem(s), the first: {problems[0]}",
+        print(f"the web process logged {len(problems)} problem(s), the first: {problems[0]}",
               file=sys.stderr)
     for name, value in figures.items():
         print(f"{name}={value}")

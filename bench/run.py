@@ -81,7 +81,7 @@ REGISTRY: tuple[Bench, ...] = (
     # Starts `manage.py serve` twice and waits out the recovery of a killed worker: nothing
     # to shrink for the quick mode.
     Bench("recovery", (), None, frozenset(), "## Recovery after killed workers", timeout=1200),
-    Bench("live", ("--clients", "200", "--events", "200", "--rate", "20", "--burst", "1000"),
+    Bench("live", ("--clients", "1000", "--events", "200", "--rate", "20", "--burst", "1000"),
           ("--clients", "20", "--events", "20", "--rate", "20", "--burst", "50"),
           frozenset({POSTGRES, REDIS}), "## Live events", timeout=1200),
     # --quick alone is 48 tickets, over three minutes here: 16 keep CI's whole run short.

@@ -25,6 +25,7 @@ from amqp.exceptions import ChannelError
 from django.db import connection
 
 from haao.audit import Actor, seal
+from haao.web import web_command
 from policies.services import policy_update
 from sample_models import AnthropicServer, OpenAIServer, RecordedRequest
 from sample_models.anthropic import tool_use_reply
@@ -90,7 +91,7 @@ class Processes:
             cwd=ROOT, env=self.env(), stdout=log, stderr=log, start_new_session=True)
 
     def start_web(self) -> str:
-        """The portal and its WebSockets, served by daphne (as in production) on a free
+        """The portal and its WebSockets, served as in production (haao.web) on a free
         loopback port; returns its base URL once it answers."""
         import socket
         import urllib.error
@@ -101,8 +102,7 @@ class Processes:
             port = probe.getsockname()[1]
         log = open(self.workdir / "web.log", "ab")  # noqa: SIM115
         self.procs["web"] = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-             "haao.asgi:application"],
+            web_command("127.0.0.1", port),
             # Its own address is HAAO_BASE_URL: live sockets open only from that origin.
             cwd=ROOT, env={**self.env(), "HAAO_HTTPS": "false", "DEBUG": "false",
                            "ALLOWED_HOSTS": "127.0.0.1,localhost",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -11,7 +12,9 @@ import time
 from pathlib import Path
 
 import httpx
+from websockets.exceptions import ConnectionClosed
 
+from haao.web import OPTIONS, web_command
 from tests.demo_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,3 +104,47 @@ def test_serve_answers_health_and_ctrl_c_stops_every_process(tmp_path) -> None:
     while alive() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert alive() == [], f"processes left running after Ctrl-C: {alive()}"
+
+
+def test_the_web_process_hides_its_name_and_compresses_no_socket(tmp_path) -> None:
+    """What haao.web sets, seen from outside: no server header, and no per-socket
+    compression of broadcast events even when a client offers it."""
+    from websockets.sync.client import connect
+
+    env = {**os.environ, "HAAO_DATA_DIR": str(tmp_path), "DEBUG": "false",
+           "ALLOWED_HOSTS": "127.0.0.1", "HAAO_HTTPS": "false"}
+    env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
+    manage(env, "migrate", "--noinput")
+    port = free_port()
+    env["HAAO_BASE_URL"] = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(web_command("127.0.0.1", port), cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        response = None
+        while response is None and time.monotonic() < deadline:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+            except httpx.TransportError:
+                time.sleep(0.3)
+        assert response is not None, "the web process never answered"
+        assert "server" not in response.headers
+        with connect(f"ws://127.0.0.1:{port}/ws/o/demo/projects/PAY/events/",
+                     origin=env["HAAO_BASE_URL"], compression="deflate",
+                     open_timeout=10) as socket:
+            assert socket.response.headers.get("Sec-WebSocket-Extensions") is None
+            with contextlib.suppress(ConnectionClosed):
+                socket.recv(timeout=10)
+            assert socket.close_code == 4403  # anonymous: refused after the handshake
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+
+
+def test_the_readmes_web_command_is_the_one_serve_runs() -> None:
+    readme = (ROOT / "README.md").read_text()
+    lines = [line for line in readme.splitlines() if "uvicorn haao.asgi:application" in line]
+    assert len(lines) >= 2  # the table of processes and the Procfile
+    for line in lines:
+        assert " ".join(OPTIONS) in line, line

@@ -20,6 +20,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from agents.engine import routing
 from haao.celery import READY_FILE_VARIABLE
 from haao.management.commands.seed_demo import demo_login_lines
+from haao.web import web_command
 
 STOP_GRACE_SECONDS = 10
 # A slow machine still gets the address and logins, even if the worker never says it's ready.
@@ -62,8 +63,7 @@ class Command(BaseCommand):
         data_dir = settings.DATA_DIR
         data_dir.mkdir(parents=True, exist_ok=True)
         commands = {
-            "web": [python, "-m", "daphne", "-b", options["host"], "-p", str(options["port"]),
-                    "haao.asgi:application"],
+            "web": web_command(options["host"], options["port"]),
             # One machine: this worker takes every kind of work, dedicated queues included.
             "worker": [python, "-m", "celery", "-A", "haao", "worker", "--loglevel", "INFO",
                        "-Q", ",".join([*routing.SHARED_QUEUES, *routing.dedicated_queues()]),

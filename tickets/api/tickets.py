@@ -50,11 +50,14 @@ SPEC_HELP = ("The Atomic Ticket, schema v1: see `GET /api/v1/schemas/atomic-tick
 
 
 def requirement_key(ticket: Ticket) -> str | None:
-    """`PAY-R3`, from the joined project and requirement (no query per row)."""
+    """`PAY-R3`, from the joined project and the list's `requirement_number` (or the joined
+    requirement): no query per row."""
     if ticket.requirement_id is None:
         return None
-    return keys.requirement_key(ticket.project.key,
-                                ticket.requirement.number)  # type: ignore[union-attr]
+    number = getattr(ticket, "requirement_number", None)
+    if number is None:
+        number = ticket.requirement.number  # type: ignore[union-attr]
+    return keys.requirement_key(ticket.project.key, number)
 
 
 class TicketSerializer(serializers.ModelSerializer):

@@ -1,8 +1,10 @@
 """What one attempt does, for the engine's steps (agents.engine.steps): ask the coder and
 record the call in the ledger (the model step), then apply the stored answer to a fresh
-worktree within the ticket's allowed paths, run the Definition of Done in the sandbox and
-record the outcome through `tickets.services` (the check step). It never changes the
-ticket's state: the engine decides what an outcome means for the ticket (tickets.state).
+worktree within the ticket's allowed paths and run the Definition of Done in the sandbox
+(the check step). Each returns what happened; the step ends the attempt with `attempt_end`,
+which records the outcome and the usage of its calls through `tickets.services`. It never
+changes the ticket's state: the engine decides what an outcome means for the ticket
+(tickets.state).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -33,7 +36,7 @@ from agents.workspaces import (
 )
 from agents.workspaces.checkouts import checkout_at, checkout_hand_over
 from agents.workspaces.git import git
-from haao.errors import ApplicationError
+from haao.errors import ApplicationError, Conflict
 from haao.secrets_registry import organization_secrets
 from policies.enforcement import (
     Refusal,
@@ -42,7 +45,7 @@ from policies.enforcement import (
     refusal_record,
 )
 from policies.redaction import redact_payload
-from policies.selectors import EffectivePolicy, policy_for
+from policies.selectors import EffectivePolicy
 from tickets.models import Attempt, AttemptOutcome, Ticket
 from tickets.services import CheckOutcome, attempt_finish
 from tickets.spec import spec_clean
@@ -90,135 +93,116 @@ def previous_attempt(*, ticket: Ticket, before: int) -> PreviousAttempt | None:
 CheckCallback = Callable[[int, int, CheckRun], None]
 
 
-class AttemptRun:
-    """The state of one attempt while it runs: the model calls' usage and the diff so far.
+@dataclass(frozen=True)
+class AttemptChecked:
+    """How an attempt's checks ended and what they left: its checks' results, the diff, the
+    commit it started from and the one it made, and what a guardrail refused, if anything."""
 
-    `delivery` fences the final write: a worker whose claim was taken over (agents.engine)
-    cannot finish the attempt.
+    outcome: str
+    error: str = ""
+    checks: tuple[CheckOutcome, ...] = ()
+    diff: str = ""
+    base_commit: str = ""
+    commit: str = ""
+    refusal: Refusal | None = None
+
+
+def attempt_end(*, attempt: Attempt, outcome: str, error: str = "", warning: str = "",
+                checks: Sequence[CheckOutcome] = (), diff: str = "", base_commit: str = "",
+                commit: str = "") -> Attempt:
+    """Record how the attempt ended, with the usage of all its model calls and `warning`
+    joined to its error.
+
+    Fenced by the attempt's claim (`attempt.deliveries`): a worker whose claim was taken over
+    (agents.engine) gets Conflict and cannot finish the attempt.
     """
+    if warning and outcome == AttemptOutcome.INFRASTRUCTURE and error:
+        error = f"{error}\n{warning}"  # the cause is what the ticket is blocked with
+    elif warning:
+        error = f"{warning}\n{error}" if error else warning
+    # Every model call of the attempt (each delivery, each repair round) is in the ledger.
+    usage = ModelCall.objects.filter(attempt=attempt).aggregate(
+        input_tokens=Sum("input_tokens"), output_tokens=Sum("output_tokens"),
+        cache_write_tokens=Sum("cache_write_tokens"),
+        cache_read_tokens=Sum("cache_read_tokens"), cost=Sum("cost"))
+    return attempt_finish(
+        attempt=attempt, outcome=outcome, checks=checks, diff=diff,
+        error=error, input_tokens=usage["input_tokens"] or 0,
+        output_tokens=usage["output_tokens"] or 0,
+        cache_write_tokens=usage["cache_write_tokens"] or 0,
+        cache_read_tokens=usage["cache_read_tokens"] or 0,
+        cost=usage["cost"] or Decimal("0"), delivery=attempt.deliveries,
+        base_commit=base_commit, commit=commit)
 
-    def __init__(self, *, ticket: Ticket, attempt: Attempt, endpoint: InferenceEndpoint,
-                 delivery: int | None = None) -> None:
-        self.ticket = ticket
-        self.attempt = attempt
-        self.endpoint = endpoint
-        self.delivery = delivery
-        self.call: ModelCall | None = None
-        self.diff = ""
-        self.checks: list[CheckOutcome] = []
-        self.warning = ""
-        self.base_commit = ""
-        self.commit = ""
-        self._policy: EffectivePolicy | None = None
-        # What a guardrail refused in this attempt, if anything (recorded as an event).
-        self.refusal: Refusal | None = None
 
-    @property
-    def policy(self) -> EffectivePolicy:
-        """The policy the attempt runs under (its project's, read once)."""
-        if self._policy is None:
-            self._policy = policy_for(project=self.ticket.project)
-        return self._policy
+def coder_answer_get(*, attempt: Attempt, endpoint: InferenceEndpoint, spec: Mapping[str, Any],
+                     stream: bool, on_token: TokenCallback | None, timeout: float,
+                     max_tokens: int | None, strict_model: bool) -> CoderReply:
+    """Ask the coder; a failed call is recorded in the ledger and raised as CoderFailure."""
+    ticket = attempt.ticket
+    messages = coder_messages(
+        spec=spec, previous=previous_attempt(ticket=ticket, before=attempt.number),
+        feedback=ticket.feedback)
+    if endpoint.is_cloud:  # a coder off the organization's machines reads no secret
+        messages, _ = redact_payload(
+            messages, known=organization_secrets(organization=ticket.organization))
+    try:
+        return complete(endpoint=endpoint, messages=messages, stream=stream,
+                        on_token=on_token, timeout=timeout, max_tokens=max_tokens,
+                        strict_model=strict_model)
+    except CoderFailure as failure:
+        _call_record(attempt, endpoint, failure, outcome=failure.outcome,
+                     error=failure.message)
+        raise
 
-    @policy.setter
-    def policy(self, policy: EffectivePolicy | None) -> None:
-        self._policy = policy
 
-    def refuse(self, refusal: Refusal, *, point: str) -> Attempt:
-        """Record what the policy refused and end the attempt as a guardrail violation."""
-        self.refusal = refusal
-        refusal_record(organization=self.ticket.organization, refusal=refusal,
-                       policy=self.policy, ticket=self.ticket, point=point)
-        return self.finish(AttemptOutcome.GUARDRAIL_VIOLATION,
-                           error=f"Refused by policy ({refusal.rule}): {refusal.message}")
+def coder_reply_record(*, attempt: Attempt, endpoint: InferenceEndpoint,
+                       reply: CoderReply) -> ModelCall:
+    """Record the coder's answer in the ledger, once per claim of the attempt."""
+    return _call_record(attempt, endpoint, reply, outcome=CallOutcome.OK)
 
-    def finish_error(self, error: ApplicationError) -> Attempt:
-        """End the attempt on an error: the machine's (failures.error_cause) or another."""
-        cause = error_cause(error)
-        if cause:
-            return self.finish(AttemptOutcome.INFRASTRUCTURE, error=cause)
-        return self.finish(AttemptOutcome.ERROR, error=error.message)
 
-    def finish(self, outcome: str, *, error: str = "") -> Attempt:
-        if self.warning and outcome == AttemptOutcome.INFRASTRUCTURE and error:
-            error = f"{error}\n{self.warning}"  # the cause is what the ticket is blocked with
-        elif self.warning:
-            error = f"{self.warning}\n{error}" if error else self.warning
-        # Every model call of the attempt (each delivery, each repair round) is in the ledger.
-        usage = ModelCall.objects.filter(attempt=self.attempt).aggregate(
-            input_tokens=Sum("input_tokens"), output_tokens=Sum("output_tokens"),
-            cache_write_tokens=Sum("cache_write_tokens"),
-            cache_read_tokens=Sum("cache_read_tokens"), cost=Sum("cost"))
-        return attempt_finish(
-            attempt=self.attempt, outcome=outcome, checks=self.checks, diff=self.diff,
-            error=error, input_tokens=usage["input_tokens"] or 0,
-            output_tokens=usage["output_tokens"] or 0,
-            cache_write_tokens=usage["cache_write_tokens"] or 0,
-            cache_read_tokens=usage["cache_read_tokens"] or 0,
-            cost=usage["cost"] or Decimal("0"), delivery=self.delivery,
-            base_commit=self.base_commit, commit=self.commit)
+def _call_record(attempt: Attempt, endpoint: InferenceEndpoint,
+                 call: CoderReply | CoderFailure, *, outcome: str, error: str = "") -> ModelCall:
+    return model_call_record(
+        organization=attempt.ticket.organization, endpoint=endpoint, role=CallRole.CODE,
+        outcome=outcome, model=call.model, input_tokens=call.usage.input_tokens,
+        output_tokens=call.usage.output_tokens, latency_ms=call.latency_ms,
+        request_id=call.request_id, error=error, ticket=attempt.ticket, attempt=attempt,
+        idempotency_key=idempotency_key(attempt, delivery=attempt.deliveries))
 
-    def record_call(self, *, outcome: str, model: str, input_tokens: int, output_tokens: int,
-                    latency_ms: int, request_id: str = "", error: str = "") -> None:
-        self.call = model_call_record(
-            organization=self.ticket.organization, endpoint=self.endpoint, role=CallRole.CODE,
-            outcome=outcome, model=model, input_tokens=input_tokens, output_tokens=output_tokens,
-            latency_ms=latency_ms, request_id=request_id, error=error, ticket=self.ticket,
-            attempt=self.attempt,
-            idempotency_key=idempotency_key(self.attempt, delivery=self.delivery))
 
-    def call_coder(self, *, spec: Mapping[str, Any], stream: bool,
-                   on_token: TokenCallback | None, timeout: float, max_tokens: int | None,
-                   strict_model: bool) -> CoderReply:
-        """Ask the coder; a failed call is recorded in the ledger and raised as CoderFailure."""
-        messages = coder_messages(
-            spec=spec, previous=previous_attempt(ticket=self.ticket, before=self.attempt.number),
-            feedback=self.ticket.feedback)
-        if self.endpoint.is_cloud:  # a coder off the organization's machines reads no secret
-            messages, _ = redact_payload(
-                messages, known=organization_secrets(organization=self.ticket.organization))
-        try:
-            return complete(endpoint=self.endpoint, messages=messages, stream=stream,
-                            on_token=on_token, timeout=timeout, max_tokens=max_tokens,
-                            strict_model=strict_model)
-        except CoderFailure as failure:
-            self.record_call(outcome=failure.outcome, model=failure.model,
-                             input_tokens=failure.usage.input_tokens,
-                             output_tokens=failure.usage.output_tokens,
-                             latency_ms=failure.latency_ms, request_id=failure.request_id,
-                             error=failure.message)
-            raise
+def attempt_check_run(*, attempt: Attempt, endpoint: InferenceEndpoint,
+                      policy: EffectivePolicy, repo: Path, answer: str, limits: SandboxLimits,
+                      readonly_paths: Sequence[Path], allow_unsandboxed: bool,
+                      env_extra: Mapping[str, str] | None, binds: Sequence[sandbox.Bind] = (),
+                      on_check: CheckCallback | None = None, base: str = "") -> AttemptChecked:
+    """Apply the answer's edits to a checkout of `base` (default: the integration branch),
+    run the DoD, commit if it passed; how that ended, for `attempt_end`.
 
-    def check(self, *, repo: Path, answer: str, limits: SandboxLimits,
-              readonly_paths: Sequence[Path], allow_unsandboxed: bool,
-              env_extra: Mapping[str, str] | None, binds: Sequence[sandbox.Bind] = (),
-              reply: CoderReply | None = None, on_check: CheckCallback | None = None,
-              base: str = "") -> Attempt:
-        """Apply the answer's edits to a checkout of `base` (default: the integration branch),
-        run the DoD, commit if it passed."""
-        ticket, project = self.ticket, self.ticket.project
+    An error on the way ends the checks too, with what they had found by then (the diff, a
+    refusal); only Conflict, a claim lost to another delivery, is raised.
+    """
+    ticket, project = attempt.ticket, attempt.ticket.project
+    diff = base_commit = ""
+    checks: tuple[CheckOutcome, ...] = ()
+    refusal: Refusal | None = None
+    try:
         if not base:
             base = git(["rev-parse", "--verify",
                         f"refs/heads/{project.integration_branch}^{{commit}}"],
                        cwd=repo).stdout.strip()
         spec = spec_clean(ticket.spec)
-        checks = [CheckSpec.from_spec(entry) for entry in spec["definition_of_done"]]
+        specs = [CheckSpec.from_spec(entry) for entry in spec["definition_of_done"]]
         try:
             edits = parse_edits(answer)
         except EditPathError as error:
-            if reply is not None:
-                self._record_reply(reply, CallOutcome.INVALID_OUTPUT, error.message)
-            return self.finish(AttemptOutcome.GUARDRAIL_VIOLATION, error=error.message)
+            return AttemptChecked(AttemptOutcome.GUARDRAIL_VIOLATION, error=error.message)
         except EditParseError as error:
-            if reply is not None:
-                self._record_reply(reply, CallOutcome.INVALID_OUTPUT, error.message)
-            return self.finish(AttemptOutcome.INVALID_OUTPUT, error=error.message)
-        if reply is not None:
-            self._record_reply(reply, CallOutcome.OK)
-        policy = self.policy
+            return AttemptChecked(AttemptOutcome.INVALID_OUTPUT, error=error.message)
         refusal = edits_refusal(policy, [edit.path for edit in edits])
         if refusal is not None:
-            return self.refuse(refusal, point="edits")
+            return _refused(attempt, policy, refusal, point="edits")
         with checkout_at(repo=repo, commit=base) as checkout:
             worktree = checkout.directory
             try:
@@ -227,65 +211,94 @@ class AttemptRun:
                             max_changed_lines=policy.max_changed_lines, git_env=checkout.env)
             except EditRefused as error:
                 if "added" in error.details:  # the size of the change, a policy rule
-                    return self.refuse(Refusal("max_changed_lines", policy.max_changed_lines,
-                                               error.message), point="edits")
-                return self.finish(AttemptOutcome.GUARDRAIL_VIOLATION, error=error.message)
+                    refusal = Refusal("max_changed_lines", policy.max_changed_lines,
+                                      error.message)
+                    return _refused(attempt, policy, refusal, point="edits")
+                return AttemptChecked(AttemptOutcome.GUARDRAIL_VIOLATION, error=error.message)
             except EditNotApplicable as error:
-                return self.finish(AttemptOutcome.INVALID_OUTPUT, error=error.message)
+                return AttemptChecked(AttemptOutcome.INVALID_OUTPUT, error=error.message)
             # Everything git needs is read now, while HAAO still owns the worktree: the
             # sandbox hands it to an unprivileged uid (docs/sandbox.md), and git refuses a
             # worktree owned by someone else — nor should HAAO trust what the check left there.
-            self.diff = checkout.git(["diff", "--cached", "--no-ext-diff", "--no-textconv",
-                                      "--no-color", "--binary", "--no-renames", base])
+            diff = checkout.git(["diff", "--cached", "--no-ext-diff", "--no-textconv",
+                                 "--no-color", "--binary", "--no-renames", base])
             tree = checkout.git(["write-tree"]).strip()
             if os.geteuid() == 0 and sandbox.sandbox_available():
                 checkout_hand_over(checkout, uid=sandbox.DEFAULT_SANDBOX_UID)
             runs: list[CheckRun] = []
-            for index, check in enumerate(checks, start=1):
+            for index, check in enumerate(specs, start=1):
                 refusal = command_refusal(policy, check.command)
                 if refusal is not None:  # the policy may have changed since dispatch
-                    self.checks = [_outcome_of(done) for done in runs]
-                    return self.refuse(refusal, point="command")
+                    checks = tuple(_outcome_of(done) for done in runs)
+                    return _refused(attempt, policy, refusal, point="command", checks=checks,
+                                    diff=diff)
                 run = run_check(worktree=worktree, check=check, limits=limits,
                                 readonly_paths=readonly_paths, env_extra=env_extra,
                                 allow_unsandboxed=allow_unsandboxed, binds=binds)
                 runs.append(run)
                 if on_check is not None:
-                    on_check(index, len(checks), run)
+                    on_check(index, len(specs), run)
                 cause = check_failure_cause(
                     run, path=(env_extra or {}).get("PATH", sandbox.SANDBOX_PATH))
                 if cause:  # the program did not start: the rest would not either
-                    self.checks = [_outcome_of(done) for done in runs]
-                    return self.finish(AttemptOutcome.INFRASTRUCTURE, error=cause)
-        self.checks = [_outcome_of(run) for run in runs]
+                    checks = tuple(_outcome_of(done) for done in runs)
+                    return AttemptChecked(AttemptOutcome.INFRASTRUCTURE, error=cause,
+                                          checks=checks, diff=diff)
+        checks = tuple(_outcome_of(run) for run in runs)
         failed = [run for run in runs if not run.passed]
         if failed:
             timed_out = any(run.timed_out for run in failed)
             summary = "; ".join(f"{run.name}: {run.expectation}" for run in failed)
-            return self.finish(AttemptOutcome.TIMEOUT if timed_out else
-                               AttemptOutcome.TESTS_FAILED, error=summary[:2000])
-        self.base_commit = base
-        self.commit = self._commit(repo, base=base, tree=tree)
-        return self.finish(AttemptOutcome.PASSED)
+            return AttemptChecked(AttemptOutcome.TIMEOUT if timed_out else
+                                  AttemptOutcome.TESTS_FAILED, error=summary[:2000],
+                                  checks=checks, diff=diff)
+        base_commit = base
+        commit = _commit(repo, attempt=attempt, endpoint=endpoint, base=base, tree=tree)
+        return AttemptChecked(AttemptOutcome.PASSED, checks=checks, diff=diff,
+                              base_commit=base_commit, commit=commit)
+    except Conflict:
+        raise
+    except Exception as error:
+        outcome, message = error_outcome(error, attempt=attempt)
+        return AttemptChecked(outcome, error=message, checks=checks, diff=diff,
+                              base_commit=base_commit, refusal=refusal)
 
-    def _record_reply(self, reply: CoderReply, outcome: str, error: str = "") -> None:
-        self.record_call(outcome=outcome, model=reply.model,
-                         input_tokens=reply.usage.input_tokens,
-                         output_tokens=reply.usage.output_tokens, latency_ms=reply.latency_ms,
-                         request_id=reply.request_id, error=error)
 
-    def _commit(self, repo: Path, *, base: str, tree: str) -> str:
-        """Commit the applied edits, keep the commit in HAAO's store, name it by a local
-        attempt branch; the commit id."""
-        ticket = self.ticket
-        branch = attempt_branch(ticket.key, self.attempt.number)
-        message = f"{ticket.key}: {ticket.title}\n\nAttempt {self.attempt.number} by " \
-                  f"{self.endpoint.model} on {self.endpoint.name}; Definition of Done passed.\n"
-        commit = git(["commit-tree", tree, "-p", base, "-F", "-"], cwd=repo,
-                     input_text=message).stdout.strip()
-        pack_save(project=ticket.project, repo=repo, commit=commit, prerequisites=[base],
-                  refs={f"refs/heads/{branch}": commit})
-        return commit
+def error_outcome(error: Exception, *, attempt: Attempt) -> tuple[str, str]:
+    """The outcome and error text of checks stopped by `error`: the machine's fault
+    (failures.error_cause), a known error, or a crash (logged with its traceback)."""
+    if isinstance(error, ApplicationError):
+        cause = error_cause(error)
+        if cause:
+            return AttemptOutcome.INFRASTRUCTURE, cause
+        return AttemptOutcome.ERROR, error.message
+    logger.exception("Checks of attempt %s crashed", attempt.pk)
+    return AttemptOutcome.ERROR, f"Internal error: {type(error).__name__}: {error}"
+
+
+def _refused(attempt: Attempt, policy: EffectivePolicy, refusal: Refusal, *, point: str,
+             checks: tuple[CheckOutcome, ...] = (), diff: str = "") -> AttemptChecked:
+    """Record what the policy refused; the attempt ends as a guardrail violation."""
+    refusal_record(organization=attempt.ticket.organization, refusal=refusal, policy=policy,
+                   ticket=attempt.ticket, point=point)
+    return AttemptChecked(AttemptOutcome.GUARDRAIL_VIOLATION,
+                          error=f"Refused by policy ({refusal.rule}): {refusal.message}",
+                          checks=checks, diff=diff, refusal=refusal)
+
+
+def _commit(repo: Path, *, attempt: Attempt, endpoint: InferenceEndpoint, base: str,
+            tree: str) -> str:
+    """Commit the applied edits, keep the commit in HAAO's store, name it by a local
+    attempt branch; the commit id."""
+    ticket = attempt.ticket
+    branch = attempt_branch(ticket.key, attempt.number)
+    message = f"{ticket.key}: {ticket.title}\n\nAttempt {attempt.number} by " \
+              f"{endpoint.model} on {endpoint.name}; Definition of Done passed.\n"
+    commit = git(["commit-tree", tree, "-p", base, "-F", "-"], cwd=repo,
+                 input_text=message).stdout.strip()
+    pack_save(project=ticket.project, repo=repo, commit=commit, prerequisites=[base],
+              refs={f"refs/heads/{branch}": commit})
+    return commit
 
 
 def failure_outcome(failure: CoderFailure) -> str:

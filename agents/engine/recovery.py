@@ -18,8 +18,9 @@ from django.utils import timezone
 
 from agents.engine import enqueue, hooks, routing
 from agents.engine.options import options_for
-from agents.engine.steps import after_attempt, attempt_run, lease_seconds
+from agents.engine.steps import after_attempt, lease_seconds
 from agents.engine.workers import held_by_lost_workers
+from agents.execution import attempt_end
 from agents.models import (
     DeliveryStatus,
     EndpointLease,
@@ -76,16 +77,16 @@ def _resend(attempt: Attempt) -> None:
 
 def _poison(attempt: Attempt) -> bool:
     """Fail an attempt that lost its worker too often (it may be what kills them)."""
-    attempt = (Attempt.objects.select_related("ticket__project__organization",
-                                              "inference_endpoint").get(pk=attempt.pk))
-    run = attempt_run(attempt)
+    attempt = (Attempt.objects.select_related("ticket__project__organization")
+               .get(pk=attempt.pk))
+    ticket = attempt.ticket
     try:
-        done = run.finish(AttemptOutcome.ERROR, error=(
+        done = attempt_end(attempt=attempt, outcome=AttemptOutcome.ERROR, error=(
             f"Its worker was lost {attempt.lost + 1} times during the {attempt.stage} step "
             "(killed, out of memory or restarted); HAAO stopped delivering it."))
     except Conflict:
         return False
-    after_attempt(done, run)
+    after_attempt(done, ticket=ticket)
     return True
 
 

@@ -15,7 +15,7 @@ from django.test import override_settings
 from agents import execution, services
 from agents.execution import idempotency_key
 from agents.models import InferenceEndpoint, ModelCall
-from agents.sandbox import sandbox_available
+from agents.sandbox import SandboxError, sandbox_available
 from haao.audit import Actor
 from haao.models import AuditEvent
 from policies.services import policy_update
@@ -340,3 +340,36 @@ def test_a_change_larger_than_the_policy_allows_is_not_written(ticket, endpoint,
     assert attempt.outcome == "guardrail_violation"
     assert "max_changed_lines" in attempt.error and attempt.diff == ""
 
+
+
+def test_a_sandbox_failing_during_the_checks_ends_the_attempt_on_the_machine_with_its_diff(
+        ticket, endpoint, server, engine, monkeypatch) -> None:
+    server.enqueue(oai.chat_reply(RIGHT_FIX))
+
+    def sandbox_that_cannot_start(**kwargs: Any) -> Any:
+        raise SandboxError("The sandbox did not start: setting up uid map: Permission denied")
+
+    monkeypatch.setattr(execution, "run_check", sandbox_that_cannot_start)
+
+    attempt = engine.attempt(ticket)
+
+    assert attempt.outcome == "infrastructure"
+    assert "The sandbox did not start" in attempt.error and "bubblewrap" in attempt.error
+    assert "ROUND_HALF_UP" in attempt.diff and not attempt.checks.exists()
+
+
+def test_a_passing_commit_that_cannot_be_stored_ends_as_an_error_keeping_its_checks(
+        ticket, endpoint, server, engine, monkeypatch) -> None:
+    server.enqueue(oai.chat_reply(RIGHT_FIX))
+
+    def full_disk(**kwargs: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(execution, "pack_save", full_disk)
+
+    attempt = engine.attempt(ticket)
+
+    assert attempt.outcome == "error"
+    assert attempt.error.startswith("Internal error: OSError:") and "No space" in attempt.error
+    assert attempt.checks.get().passed and "ROUND_HALF_UP" in attempt.diff
+    assert attempt.base_commit and attempt.commit == ""

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from agents.engine.steps.audit import audit_step
 from agents.engine.steps.checks import check_step
-from agents.engine.steps.common import after_attempt, attempt_run, lease_seconds
+from agents.engine.steps.common import after_attempt, lease_seconds
 from agents.engine.steps.decompose import decompose_step
 from agents.engine.steps.dispatch import dispatch_project
 from agents.engine.steps.merge import merge_step
 from agents.engine.steps.model import model_step
 
-__all__ = ["after_attempt", "attempt_run", "audit_step", "check_step", "decompose_step",
-           "dispatch_project", "lease_seconds", "merge_step", "model_step"]
+__all__ = ["after_attempt", "audit_step", "check_step", "decompose_step", "dispatch_project",
+           "lease_seconds", "merge_step", "model_step"]

@@ -14,7 +14,6 @@ from agents.delivery.branches import (
 from agents.engine.options import sandbox_limits
 from agents.engine.steps.common import (
     after_attempt,
-    attempt_run,
     cancelled,
     heartbeat,
     lease_seconds,
@@ -23,11 +22,18 @@ from agents.engine.steps.common import (
     worker_name,
 )
 from agents.environments import check_toolchain, project_environment
-from agents.execution import UNSANDBOXED_WARNING
+from agents.execution import (
+    UNSANDBOXED_WARNING,
+    attempt_check_run,
+    attempt_end,
+    error_outcome,
+)
 from agents.failures import SANDBOX_MISSING
+from agents.models import EndpointKind, InferenceEndpoint
 from agents.sandbox import CheckRun
 from agents.workspaces.remote import STEP_FETCH_SECONDS, workspace_of
-from haao.errors import ApplicationError, Conflict
+from haao.errors import Conflict
+from policies.enforcement import Refusal
 from policies.selectors import policy_for
 from tickets.models import (
     Attempt,
@@ -55,8 +61,8 @@ def check_step(*, attempt_id: Any) -> None:
     if claimed is None:
         return
     ticket = claimed.ticket
-    run = attempt_run(claimed)
-    run.policy = policy = policy_for(project=ticket.project)
+    endpoint = _endpoint_of(claimed)
+    policy = policy_for(project=ticket.project)
     allow_unsandboxed = ticket.organization.allow_unsandboxed_checks
 
     def on_check(index: int, total: int, check: CheckRun) -> None:
@@ -66,15 +72,19 @@ def check_step(*, attempt_id: Any) -> None:
                        "duration_ms": check.duration_ms,
                        **({"expectation": check.expectation[:300]} if not check.passed else {})})
 
+    warning = ""
+    refusal: Refusal | None = None
     attempt_done: Attempt | None
     try:
         with heartbeat(attempt=claimed):
             if not sandbox.sandbox_available():
                 if not allow_unsandboxed:
-                    after_attempt(run.finish(AttemptOutcome.INFRASTRUCTURE,
-                                             error=SANDBOX_MISSING), run)
+                    after_attempt(attempt_end(attempt=claimed,
+                                              outcome=AttemptOutcome.INFRASTRUCTURE,
+                                              error=SANDBOX_MISSING),
+                                  ticket=ticket, policy=policy)
                     return
-                run.warning = UNSANDBOXED_WARNING
+                warning = UNSANDBOXED_WARNING
             # Fetched before each attempt (a fetch of the last STEP_FETCH_SECONDS counts), so it
             # starts from the team's current code.
             repo = workspace_of(ticket.project, max_age=STEP_FETCH_SECONDS)
@@ -82,22 +92,34 @@ def check_step(*, attempt_id: Any) -> None:
                 branch=integration_branch_for(ticket=ticket, repo=repo), repo=repo)
             environment = _environment(ticket, repo, branch.head)
             readonly, env_extra = check_toolchain(environment)
-            attempt_done = run.check(
-                repo=repo, answer=claimed.answer, limits=sandbox_limits(policy),
-                readonly_paths=readonly, allow_unsandboxed=allow_unsandboxed,
-                env_extra=env_extra, binds=environment.binds if environment else (),
-                on_check=on_check, base=branch.head)
+            checked = attempt_check_run(
+                attempt=claimed, endpoint=endpoint, policy=policy, repo=repo,
+                answer=claimed.answer, limits=sandbox_limits(policy), readonly_paths=readonly,
+                allow_unsandboxed=allow_unsandboxed, env_extra=env_extra,
+                binds=environment.binds if environment else (), on_check=on_check,
+                base=branch.head)
+            refusal = checked.refusal
+            attempt_done = attempt_end(
+                attempt=claimed, outcome=checked.outcome, error=checked.error, warning=warning,
+                checks=checked.checks, diff=checked.diff, base_commit=checked.base_commit,
+                commit=checked.commit)
     except Conflict:
         logger.info("Attempt %s was taken over; its checks are dropped.", claimed.pk)
         return
-    except ApplicationError as error:
-        attempt_done = quietly(run.finish_error, error=error)
     except Exception as error:
-        logger.exception("Checks of attempt %s crashed", claimed.pk)
-        attempt_done = quietly(run.finish, outcome=AttemptOutcome.ERROR,
-                                error=f"Internal error: {type(error).__name__}: {error}")
+        outcome, message = error_outcome(error, attempt=claimed)
+        attempt_done = quietly(attempt_end, attempt=claimed, outcome=outcome, error=message,
+                               warning=warning)
     if attempt_done is not None:
-        after_attempt(attempt_done, run)
+        after_attempt(attempt_done, ticket=ticket, refusal=refusal, policy=policy)
+
+
+def _endpoint_of(attempt: Attempt) -> InferenceEndpoint:
+    """The attempt's endpoint or, when that was deleted meanwhile, a stand-in that still
+    names the model for the commit message."""
+    return attempt.inference_endpoint or InferenceEndpoint(
+        organization=attempt.ticket.organization, name=attempt.endpoint, model=attempt.model,
+        kind=EndpointKind.OPENAI_COMPATIBLE)
 
 
 def _environment(ticket: Ticket, repo: Any, base: str) -> Any:

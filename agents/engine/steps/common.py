@@ -17,11 +17,6 @@ from django.db import connection, transaction
 
 from agents.engine import routing
 from agents.engine.options import options_for
-from agents.execution import AttemptRun
-from agents.models import (
-    EndpointKind,
-    InferenceEndpoint,
-)
 from haao.errors import Conflict
 from policies.enforcement import (
     Refusal,
@@ -94,16 +89,6 @@ def load_attempt(attempt_id: Any) -> Attempt | None:
     return attempt
 
 
-def attempt_run(attempt: Attempt) -> AttemptRun:
-    """The attempt's run, fenced by its current claim, on its endpoint (or, when that was
-    deleted meanwhile, a stand-in that still names the model for commit messages)."""
-    endpoint = attempt.inference_endpoint or InferenceEndpoint(
-        organization=attempt.ticket.organization, name=attempt.endpoint, model=attempt.model,
-        kind=EndpointKind.OPENAI_COMPATIBLE)
-    return AttemptRun(ticket=attempt.ticket, attempt=attempt, endpoint=endpoint,
-                      delivery=attempt.deliveries)
-
-
 def cancelled(attempt: Attempt) -> bool:
     """End the waiting attempt of a ticket that was cancelled meanwhile, without running it."""
     if attempt.ticket.status != S.CANCELLED:
@@ -136,17 +121,19 @@ BLOCKING_RULES = frozenset({"allowed_programs", "data_residency", "ticket_cloud_
                             "requirement_cloud_cap_usd", "monthly_cloud_cap_usd"})
 
 
-def after_attempt(attempt: Attempt, run: AttemptRun) -> None:
-    """Record the attempt's end as an event and move its ticket on, in one transaction."""
+def after_attempt(attempt: Attempt, *, ticket: Ticket, refusal: Refusal | None = None,
+                  policy: EffectivePolicy | None = None) -> None:
+    """Record the attempt's end as an event and move its ticket on, in one transaction: a
+    refusal another try cannot fix blocks it; otherwise `policy` (read again when not given)
+    decides what follows."""
     with transaction.atomic():
-        progress(ticket=run.ticket, type="attempt.finished", attempt=attempt,
+        progress(ticket=ticket, type="attempt.finished", attempt=attempt,
                  data={"outcome": attempt.outcome, "error": attempt.error[:500],
                        "input_tokens": attempt.input_tokens,
                        "output_tokens": attempt.output_tokens, "cost": str(attempt.cost)})
-        refusal = run.refusal
         if refusal is not None and refusal.rule in BLOCKING_RULES:
-            quietly(ticket_block, ticket=run.ticket,
+            quietly(ticket_block, ticket=ticket,
                      reason=f"Refused by policy ({refusal.rule}): {refusal.message}")
             return
         ticket_attempt_finished(attempt=attempt, options=options_for(
-            project=run.ticket.project, ticket_id=run.ticket.pk, policy=run.policy))
+            project=ticket.project, ticket_id=ticket.pk, policy=policy))

@@ -21,7 +21,12 @@ from agents.engine.steps.common import (
     load_attempt,
     worker_name,
 )
-from agents.execution import AttemptRun, failure_outcome
+from agents.execution import (
+    attempt_end,
+    coder_answer_get,
+    coder_reply_record,
+    failure_outcome,
+)
 from agents.health import HealthResult, endpoint_health_record
 from agents.models import (
     CallOutcome,
@@ -34,6 +39,7 @@ from haao.audit import Actor
 from haao.errors import ApplicationError
 from policies.enforcement import (
     GuardrailRefused,
+    Refusal,
 )
 from policies.selectors import policy_for
 from tickets.models import (
@@ -41,6 +47,7 @@ from tickets.models import (
     AttemptOutcome,
     AttemptStage,
     ExecutorKind,
+    Ticket,
 )
 from tickets.services.attempts import (
     attempt_answered,
@@ -163,25 +170,24 @@ def _to_checks(attempt: Attempt) -> None:
 
 
 def _code(attempt: Attempt, endpoint: InferenceEndpoint) -> bool:
-    run = AttemptRun(ticket=attempt.ticket, attempt=attempt, endpoint=endpoint,
-                     delivery=attempt.deliveries)
+    ticket = attempt.ticket
     try:
-        spec = spec_clean(attempt.ticket.spec)
-        reply = run.call_coder(spec=spec, stream=True, on_token=_token_events(attempt),
-                               timeout=float(settings.HAAO_CODER_TIMEOUT), max_tokens=None,
-                               strict_model=False)
+        spec = spec_clean(ticket.spec)
+        reply = coder_answer_get(attempt=attempt, endpoint=endpoint, spec=spec, stream=True,
+                                 on_token=_token_events(attempt),
+                                 timeout=float(settings.HAAO_CODER_TIMEOUT), max_tokens=None,
+                                 strict_model=False)
     except CoderFailure as failure:
         if failure.outcome in UNREACHABLE:
             _unreachable(attempt, endpoint, failure)
             return False
-        after_attempt(run.finish(failure_outcome(failure),
-                             error=f"Coder call failed ({failure.reason}): {failure.message}"),
-                  run)
+        _ended(attempt, ticket, failure_outcome(failure),
+               error=f"Coder call failed ({failure.reason}): {failure.message}")
         return False
     except ApplicationError as error:
-        after_attempt(run.finish(AttemptOutcome.ERROR, error=error.message), run)
+        _ended(attempt, ticket, AttemptOutcome.ERROR, error=error.message)
         return False
-    run._record_reply(reply, CallOutcome.OK)
+    coder_reply_record(attempt=attempt, endpoint=endpoint, reply=reply)
     return _answered(attempt, reply.text, tokens=reply.usage.output_tokens)
 
 
@@ -199,10 +205,7 @@ def _unreachable(attempt: Attempt, endpoint: InferenceEndpoint, failure: CoderFa
 
 
 def _solve(attempt: Attempt, endpoint: InferenceEndpoint) -> bool:
-
     ticket = attempt.ticket
-    run = AttemptRun(ticket=ticket, attempt=attempt, endpoint=endpoint,
-                     delivery=attempt.deliveries)
     history = list(Attempt.objects.for_org(ticket.organization)
                    .filter(ticket=ticket, number__lt=attempt.number)
                    .prefetch_related("checks").order_by("number"))
@@ -210,16 +213,24 @@ def _solve(attempt: Attempt, endpoint: InferenceEndpoint) -> bool:
         text = solve(ticket=ticket, history=history, endpoint=endpoint, attempt=attempt,
                      idempotency_key=f"solve:{attempt.pk}:{attempt.deliveries}")
     except InvalidAnswer as error:
-        after_attempt(run.finish(AttemptOutcome.INVALID_OUTPUT, error=error.message), run)
+        _ended(attempt, ticket, AttemptOutcome.INVALID_OUTPUT, error=error.message)
         return False
     except GuardrailRefused as error:
-        run.refusal = error.refusal  # recorded by the client; the ticket waits for a person
-        after_attempt(run.finish(AttemptOutcome.GUARDRAIL_VIOLATION, error=error.message), run)
+        # Recorded by the client; the ticket waits for a person.
+        _ended(attempt, ticket, AttemptOutcome.GUARDRAIL_VIOLATION, error=error.message,
+               refusal=error.refusal)
         return False
     except (TechLeadError, ApplicationError) as error:
-        after_attempt(run.finish(AttemptOutcome.ERROR, error=error.message), run)
+        _ended(attempt, ticket, AttemptOutcome.ERROR, error=error.message)
         return False
     return _answered(attempt, text, tokens=0)
+
+
+def _ended(attempt: Attempt, ticket: Ticket, outcome: str, *, error: str,
+           refusal: Refusal | None = None) -> None:
+    """End an attempt that got no answer and move its ticket on."""
+    after_attempt(attempt_end(attempt=attempt, outcome=outcome, error=error), ticket=ticket,
+                  refusal=refusal)
 
 
 def _answered(attempt: Attempt, text: str, *, tokens: int) -> bool:

@@ -25,7 +25,7 @@ OPTIONS = (
     "--no-server-header", "--no-access-log",
     "--log-level", "warning",
     # permessage-deflate would compress every broadcast event once per socket.
-    "--ws", "websockets", "--ws-per-message-deflate", "false",
+    "--ws", "websockets-sansio", "--ws-per-message-deflate", "false",
     # Clients only listen on a stream; nothing they send is read.
     "--ws-max-size", "65536",
     # SIGTERM: open sockets are closed (clients reconnect) and the process exits in time.

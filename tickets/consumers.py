@@ -342,8 +342,10 @@ class StreamHub(GroupListener):
     def _open_window(self) -> None:
         """Start the window where the sockets that finished their backlog are: one still
         sending its own is behind it and catches up by itself."""
+        if self.base is not None:
+            return
         idle = [member.last_seq for member in self.members if not member.sending.locked()]
-        if self.base is None and idle:
+        if idle:
             self.base = self.top = min(idle)
 
     async def _fetch(self) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import OperationalError
 from django.test import override_settings
 
 from agents import execution, services
@@ -373,3 +374,26 @@ def test_a_passing_commit_that_cannot_be_stored_ends_as_an_error_keeping_its_che
     assert attempt.error.startswith("Internal error: OSError:") and "No space" in attempt.error
     assert attempt.checks.get().passed and "ROUND_HALF_UP" in attempt.diff
     assert attempt.base_commit and attempt.commit == ""
+
+
+def test_an_end_that_cannot_be_recorded_at_first_is_recorded_as_an_error_with_its_checks(
+        ticket, endpoint, server, engine, monkeypatch) -> None:
+    server.enqueue(oai.chat_reply(RIGHT_FIX))
+    finish = execution.attempt_finish
+    calls: list[str] = []
+
+    def database_gone_once(**kwargs: Any) -> Any:
+        calls.append(kwargs["outcome"])
+        if len(calls) == 1:
+            raise OperationalError("server closed the connection unexpectedly")
+        return finish(**kwargs)
+
+    monkeypatch.setattr(execution, "attempt_finish", database_gone_once)
+
+    attempt = engine.attempt(ticket)
+
+    assert calls == ["passed", "error"]
+    assert attempt.outcome == "error" and "server closed the connection" in attempt.error
+    # What the checks found is kept, as on any other error after them.
+    assert attempt.checks.get().passed and "ROUND_HALF_UP" in attempt.diff
+    assert attempt.base_commit and attempt.commit

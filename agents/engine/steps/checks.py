@@ -24,6 +24,7 @@ from agents.engine.steps.common import (
 from agents.environments import check_toolchain, project_environment
 from agents.execution import (
     UNSANDBOXED_WARNING,
+    AttemptChecked,
     attempt_check_run,
     attempt_end,
     error_outcome,
@@ -33,7 +34,6 @@ from agents.models import EndpointKind, InferenceEndpoint
 from agents.sandbox import CheckRun
 from agents.workspaces.remote import STEP_FETCH_SECONDS, workspace_of
 from haao.errors import Conflict
-from policies.enforcement import Refusal
 from policies.selectors import policy_for
 from tickets.models import (
     Attempt,
@@ -73,7 +73,7 @@ def check_step(*, attempt_id: Any) -> None:
                        **({"expectation": check.expectation[:300]} if not check.passed else {})})
 
     warning = ""
-    refusal: Refusal | None = None
+    checked: AttemptChecked | None = None
     attempt_done: Attempt | None
     try:
         with heartbeat(attempt=claimed):
@@ -98,7 +98,6 @@ def check_step(*, attempt_id: Any) -> None:
                 allow_unsandboxed=allow_unsandboxed, env_extra=env_extra,
                 binds=environment.binds if environment else (), on_check=on_check,
                 base=branch.head)
-            refusal = checked.refusal
             attempt_done = attempt_end(
                 attempt=claimed, outcome=checked.outcome, error=checked.error, warning=warning,
                 checks=checked.checks, diff=checked.diff, base_commit=checked.base_commit,
@@ -107,11 +106,16 @@ def check_step(*, attempt_id: Any) -> None:
         logger.info("Attempt %s was taken over; its checks are dropped.", claimed.pk)
         return
     except Exception as error:
+        # Recording the end failed (or something before the checks did): end it as an error,
+        # keeping whatever the checks found.
         outcome, message = error_outcome(error, attempt=claimed)
+        found = checked or AttemptChecked(outcome)
         attempt_done = quietly(attempt_end, attempt=claimed, outcome=outcome, error=message,
-                               warning=warning)
+                               warning=warning, checks=found.checks, diff=found.diff,
+                               base_commit=found.base_commit, commit=found.commit)
     if attempt_done is not None:
-        after_attempt(attempt_done, ticket=ticket, refusal=refusal, policy=policy)
+        after_attempt(attempt_done, ticket=ticket,
+                      refusal=checked.refusal if checked else None, policy=policy)
 
 
 def _endpoint_of(attempt: Attempt) -> InferenceEndpoint:

@@ -29,6 +29,7 @@ from agents.ledger import model_call_record
 from agents.models import CallOutcome, CallRole, InferenceEndpoint, ModelCall
 from agents.sandbox import CheckRun, CheckSpec, SandboxLimits, run_check
 from agents.workspaces import (
+    CHANGE_TOO_LARGE,
     EditNotApplicable,
     EditRefused,
     apply_edits,
@@ -210,7 +211,7 @@ def attempt_check_run(*, attempt: Attempt, endpoint: InferenceEndpoint,
                             allowed_paths=spec["allowed_paths"],
                             max_changed_lines=policy.max_changed_lines, git_env=checkout.env)
             except EditRefused as error:
-                if "added" in error.details:  # the size of the change, a policy rule
+                if error.code == CHANGE_TOO_LARGE:
                     refusal = Refusal("max_changed_lines", policy.max_changed_lines,
                                       error.message)
                     return _refused(attempt, policy, refusal, point="edits")

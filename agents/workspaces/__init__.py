@@ -6,6 +6,7 @@ See docs/workspaces.md for the layout on disk and the safety rules.
 from __future__ import annotations
 
 from agents.workspaces.apply import (
+    CHANGE_TOO_LARGE,
     DEFAULT_MAX_CHANGED_LINES,
     DEFAULT_MAX_FILE_BYTES,
     AppliedChange,
@@ -29,6 +30,7 @@ from agents.workspaces.git import WorkspaceError
 from agents.workspaces.repos import workspace_prepare
 
 __all__ = [
+    "CHANGE_TOO_LARGE",
     "DEFAULT_MAX_CHANGED_LINES",
     "DEFAULT_MAX_FILE_BYTES",
     "AppliedChange",

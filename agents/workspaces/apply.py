@@ -35,6 +35,11 @@ class EditRefused(ApplicationError):
     code = "edit_refused"
 
 
+# The code of an EditRefused for a change larger than the policy's max_changed_lines: a
+# policy rule (recorded as a refusal), where the others protect the worktree.
+CHANGE_TOO_LARGE = "change_too_large"
+
+
 class EditNotApplicable(ApplicationError):
     """An edit does not fit the files as they are (e.g. SEARCH text not found once)."""
 
@@ -272,7 +277,7 @@ def _check_limits(originals: dict[str, str | None], changed: dict[str, str | Non
     if added + removed > max_changed_lines:
         raise EditRefused(f"The edits change {added + removed} lines, more than the "
                           f"{max_changed_lines} allowed; nothing was written.",
-                          details={"added": added, "removed": removed})
+                          code=CHANGE_TOO_LARGE, details={"added": added, "removed": removed})
     return added, removed
 
 

@@ -29,7 +29,8 @@ from haao.errors import ApplicationError
 NOT_STARTED = (126, 127)
 # CheckInvalid fields that describe the machine's setup rather than the ticket's checks.
 _MACHINE_FIELDS = ("setup_command", "readonly_paths", "binds", "env_extra", "worktree")
-# What an admin reads when this machine cannot start a sandbox at all (agents.execution).
+# What an admin reads when this machine cannot start a sandbox at all (the check step,
+# agents.engine.steps.checks).
 SANDBOX_MISSING = (
     "Checks cannot run: bubblewrap is not available on this worker, and the organization "
     "does not allow unsandboxed checks. Install the Debian packages bubblewrap and util-linux "

@@ -10,6 +10,7 @@ import pytest
 from django.test import override_settings
 from guardian.shortcuts import assign_perm
 
+from haao.audit import seal
 from haao.models import AuditEvent
 from tests.fixtures import token_client
 from tickets.models import Project
@@ -44,6 +45,10 @@ def snapshot(project: Project) -> dict[str, Any]:
 
 
 def events(cast: Any, type: str) -> list[AuditEvent]:
+    """The organization's events of `type` in their order, sealed as their writers' commits
+    would have sealed them (a test's transaction never commits: unsealed rows have no seq,
+    and the database returns rows of equal seq in any order)."""
+    seal(cast.org.pk)
     return list(AuditEvent.objects.for_org(cast.org).filter(type=type).order_by("seq"))
 
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from guardian.shortcuts import assign_perm
 
-from haao.audit import SYSTEM
+from haao.audit import SYSTEM, seal
 from haao.errors import ApplicationError, Conflict, Forbidden
 from haao.models import AuditEvent
 from tests.factories import TicketFactory, spec_example
@@ -36,6 +36,10 @@ def proposed_requirement(cast, po, specs=None) -> tuple[Requirement, list[Ticket
 
 
 def events(cast, type: str) -> list[AuditEvent]:
+    """The organization's events of `type` in their order, sealed as their writers' commits
+    would have sealed them (a test's transaction never commits: unsealed rows have no seq,
+    and the database returns rows of equal seq in any order)."""
+    seal(cast.org.pk)
     return list(AuditEvent.objects.for_org(cast.org).filter(type=type).order_by("seq"))
 
 

@@ -25,6 +25,7 @@ from amqp.exceptions import ChannelError
 from django.db import connection
 
 from haao.audit import Actor, seal
+from haao.models import AuditEvent, ProgressEvent
 from haao.web import web_command
 from policies.services import policy_update
 from sample_models import AnthropicServer, OpenAIServer, RecordedRequest
@@ -332,8 +333,23 @@ def events(ticket: Ticket) -> list[StreamEvent]:
     the rows the workers committed are sealed (a worker's sealer thread gathers them for a
     moment first, haao.audit.BackgroundSealer)."""
     ticket = Ticket.objects.select_related("project__organization").get(pk=ticket.pk)
-    seal(ticket.organization_id)
+    sealed(ticket.organization_id)
     return ticket_events(ticket=ticket, after=0, limit=100_000)
+
+
+def sealed(organization_id: Any, timeout: float = 10) -> None:
+    """Until every committed row of the organization is sealed. A seal here returns at once
+    when a worker's sealer holds the chain head, before that sealer has committed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seal(organization_id)
+        unsealed = (AuditEvent.objects.filter(organization_id=organization_id,
+                                              seq__isnull=True).exists()
+                    or ProgressEvent.objects.filter(organization_id=organization_id,
+                                                    seq__isnull=True).exists())
+        if not unsealed or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
 
 
 def chats(server: OpenAIServer) -> list[RecordedRequest]:

@@ -251,11 +251,11 @@ def seal(organization_id: Any) -> int:
                 if streamed:
                     transaction.on_commit(partial(_stored, streamed), robust=True)
         total += len(rows)
-        if not _waiting(organization_id):
+        if not unsealed_waiting(organization_id):
             return total
 
 
-def _waiting(organization_id: Any) -> bool:
+def unsealed_waiting(organization_id: Any) -> bool:
     """Whether any committed row of the organization waits for a sealer (one query)."""
     audit = AuditEvent.objects.filter(organization_id=organization_id, seq__isnull=True)
     progress = ProgressEvent.objects.filter(organization_id=organization_id, seq__isnull=True)

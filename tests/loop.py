@@ -24,8 +24,7 @@ import pytest
 from amqp.exceptions import ChannelError
 from django.db import connection
 
-from haao.audit import Actor, seal
-from haao.models import AuditEvent, ProgressEvent
+from haao.audit import Actor, seal, unsealed_waiting
 from haao.web import web_command
 from policies.services import policy_update
 from sample_models import AnthropicServer, OpenAIServer, RecordedRequest
@@ -343,11 +342,7 @@ def sealed(organization_id: Any, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while True:
         seal(organization_id)
-        unsealed = (AuditEvent.objects.filter(organization_id=organization_id,
-                                              seq__isnull=True).exists()
-                    or ProgressEvent.objects.filter(organization_id=organization_id,
-                                                    seq__isnull=True).exists())
-        if not unsealed or time.monotonic() > deadline:
+        if not unsealed_waiting(organization_id) or time.monotonic() > deadline:
             return
         time.sleep(0.05)
 

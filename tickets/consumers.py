@@ -580,9 +580,7 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
                 while self.hub is not None and self.notified > self.last_seq:
                     await self.catch_up(self.notified)
         except Exception:
-            logger.exception("live: sending to a socket of %s failed",
-                             self.stream.group if self.stream else "?")
-            await self.close()
+            await self._send_failed()
 
     async def catch_up(self, notified: int) -> None:
         """Send every event after `last_seq`, at least up to `notified`, in order."""
@@ -606,6 +604,11 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
                 await self.send(text_data=text)
             self.last_seq = frames[-1][0]
 
+    async def _send_failed(self) -> None:
+        logger.exception("live: sending to a socket of %s failed",
+                         self.stream.group if self.stream else "?")
+        await self.close()
+
     async def send_now(self, texts: list[str], up_to: int) -> None:
         """Send the hub's messages, which carry every event after this socket's `last_seq`
         up to `up_to` (the hub found the socket idle; taking its lock does not wait)."""
@@ -617,9 +620,7 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
                     await self.send(text_data=text)
                 self.last_seq = up_to
         except Exception:
-            logger.exception("live: sending to a socket of %s failed",
-                             self.stream.group if self.stream else "?")
-            await self.close()
+            await self._send_failed()
 
 
 class ProjectEventsConsumer(EventStreamConsumer):

@@ -34,6 +34,7 @@ from tickets.models import (
 from tickets.services.attempts import AttemptStart
 from tickets.services.engine import (
     IN_PROGRESS,
+    WAITING_FOR_ATTEMPT,
     dependency_problems,
     ticket_block,
     tickets_dispatch,
@@ -57,6 +58,11 @@ def dispatch_project(*, project_id: Any) -> list[Attempt]:
     project = Project.objects.select_related("organization").filter(pk=project_id).first()
     if project is None:
         logger.warning("Project %s to dispatch does not exist.", project_id)
+        return []
+    # Most runs follow a ticket leaving the WIP when nothing waits: one query, not seven.
+    if not (Ticket.objects.for_org(project.organization)
+            .filter(project=project, status__in=(*WAITING_FOR_ATTEMPT, S.APPROVED, S.REJECTED))
+            .exists()):
         return []
     # One dispatcher per project at a time, or the WIP count races. The mutex is not a row
     # lock held across the loop: each ticket's dispatch commits on its own, so no dispatcher

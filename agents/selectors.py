@@ -169,10 +169,12 @@ class NoTechLeadEndpoint(ApplicationError):
 def tech_lead_endpoint_of(*, organization: Organization, role: str = EndpointRole.TECH_LEAD,
                           self_hosted_only: bool = False) -> InferenceEndpoint:
     """The organization's enabled Anthropic endpoint for `role`, else its Tech Lead's; under
-    data residency (`self_hosted_only`) only one that runs on the organization's machines.
-    Read once per task (haao.reads)."""
-    endpoint = read_once(("tech_lead", organization.pk, role, self_hosted_only),
-                         lambda: _tech_lead_endpoint(organization, role, self_hosted_only))
+    data residency (`self_hosted_only`) only one that runs on the organization's machines."""
+    candidates = [endpoint for endpoint in _anthropic_endpoints(organization)
+                  if endpoint.self_hosted or not self_hosted_only]
+    endpoint = next((e for e in candidates if e.role == role), None)
+    if endpoint is None and role != EndpointRole.TECH_LEAD:
+        endpoint = next((e for e in candidates if e.role == EndpointRole.TECH_LEAD), None)
     if endpoint is None:
         if self_hosted_only:
             raise NoTechLeadEndpoint(
@@ -185,13 +187,9 @@ def tech_lead_endpoint_of(*, organization: Organization, role: str = EndpointRol
     return endpoint
 
 
-def _tech_lead_endpoint(organization: Organization, role: str,
-                        self_hosted_only: bool) -> InferenceEndpoint | None:
-    candidates = (InferenceEndpoint.objects.for_org(organization)
-                  .filter(enabled=True, kind=EndpointKind.ANTHROPIC).order_by("name"))
-    if self_hosted_only:
-        candidates = candidates.filter(self_hosted=True)
-    endpoint = candidates.filter(role=role).first()
-    if endpoint is None and role != EndpointRole.TECH_LEAD:
-        endpoint = candidates.filter(role=EndpointRole.TECH_LEAD).first()
-    return endpoint
+def _anthropic_endpoints(organization: Organization) -> list[InferenceEndpoint]:
+    """The organization's enabled Anthropic endpoints by name: one query for every role and
+    residency asked, read once per task (haao.reads)."""
+    return read_once(("anthropic", organization.pk), lambda: list(
+        InferenceEndpoint.objects.for_org(organization)
+        .filter(enabled=True, kind=EndpointKind.ANTHROPIC).order_by("name")))

@@ -88,6 +88,7 @@ class Transition:
     to_status: str
     actor: Actor
     data: dict[str, Any] = field(default_factory=dict)
+    project_id: Any = None  # the ticket's, so what follows need not read the ticket for it
 
 
 SideEffect = Callable[[Transition], None]
@@ -166,7 +167,7 @@ def ticket_transition(
                      type="ticket.transition", target=ticket, target_label=ticket.key,
                      data=event_data, project_id=ticket.project_id)
         _after_commit(Transition(ticket.pk, ticket.organization_id, current, to, actor,
-                                 event_data))
+                                 event_data, ticket.project_id))
     for name, value in values.items():
         setattr(ticket, name, value)
     return ticket
@@ -216,7 +217,7 @@ def tickets_transition(
                                  target_label=ticket.key, data=event_data[ticket.pk],
                                  project_id=ticket.project_id))
             _after_commit(Transition(ticket.pk, ticket.organization_id, ticket.status, to, actor,
-                                     event_data[ticket.pk]))
+                                     event_data[ticket.pk], ticket.project_id))
             ticket.status, ticket.status_changed_at = to, now
             for name, value in extras[ticket.pk].items():
                 setattr(ticket, name, value)

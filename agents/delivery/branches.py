@@ -65,6 +65,7 @@ def integration_branch_for(*, ticket: Ticket, repo: Path) -> IntegrationBranch:
     name, requirement = branch_name_for(ticket)
     branch = IntegrationBranch.objects.filter(project=project, name=name).first()
     if branch is not None:
+        branch.project = project  # the caller's, already read
         return branch
     start = _remote_tip(repo, name) or upstream_tip(repo, project)
     try:

@@ -25,10 +25,10 @@ def pack_save(*, project: Project, repo: Path, commit: str, prerequisites: Itera
     prerequisites = [c for c in dict.fromkeys(prerequisites) if c and c != commit]
     if not GitPack.objects.filter(project=project, commit=commit).exists():
         data = bundle_of(repo, commit, prerequisites=prerequisites)
-        GitPack.objects.get_or_create(
-            project=project, commit=commit,
-            defaults={"organization_id": project.organization_id,
-                      "prerequisites": prerequisites, "data": data})
+        # Another worker may have stored it meanwhile: its row stands (git_pack_commit).
+        GitPack.objects.bulk_create([GitPack(
+            organization_id=project.organization_id, project=project, commit=commit,
+            prerequisites=prerequisites, data=data)], ignore_conflicts=True)
     keep(repo, [commit], refs=refs)
 
 

@@ -38,17 +38,11 @@ def request_dispatch(project_id: Any) -> None:
                          countdown=DISPATCH_GATHER_SECONDS)
 
 
-def _project_of(ticket_id: Any) -> Any:
-    return Ticket.objects.filter(pk=ticket_id).values_list("project_id", flat=True).first()
-
-
 @on_enter(S.APPROVED, S.QUEUED, S.RETRYING, S.ESCALATED, S.AWAITING_ACCEPTANCE, S.BLOCKED,
           S.CANCELLED, S.REJECTED)
 def dispatch_after(change: Transition) -> None:
     """A ticket waits for an attempt, or left the project's WIP: dispatch the project."""
-    project_id = _project_of(change.ticket_id)
-    if project_id is not None:
-        request_dispatch(project_id)
+    request_dispatch(change.project_id)
 
 
 @on_enter(S.RUNNING)

@@ -111,13 +111,13 @@ def attempt_finish(
     running = Attempt.objects.filter(pk=attempt.pk, outcome=AttemptOutcome.RUNNING)
     if delivery is not None:
         running = running.filter(deliveries=delivery)
+    values = {"stage": AttemptStage.DONE, "lease_expires_at": None, "outcome": outcome,
+              "finished_at": timezone.now(), "diff": diff, "error": error[:10_000],
+              "input_tokens": input_tokens, "output_tokens": output_tokens,
+              "cache_write_tokens": cache_write_tokens, "cache_read_tokens": cache_read_tokens,
+              "cost": cost, "base_commit": base_commit, "commit": commit}
     with transaction.atomic():
-        updated = running.update(
-            stage=AttemptStage.DONE, lease_expires_at=None,
-            outcome=outcome, finished_at=timezone.now(), diff=diff, error=error[:10_000],
-            input_tokens=input_tokens, output_tokens=output_tokens,
-            cache_write_tokens=cache_write_tokens, cache_read_tokens=cache_read_tokens,
-            cost=cost, base_commit=base_commit, commit=commit)
+        updated = running.update(**values)
         if not updated:
             raise Conflict("This attempt has finished already.", code="attempt_finished")
         CheckResult.objects.bulk_create([
@@ -129,7 +129,10 @@ def attempt_finish(
                         stderr_tail=_tail(check.stderr))
             for index, check in enumerate(checks)
         ])
-    attempt.refresh_from_db()
+    # What was just written, without reading the row again; the checks are read when asked.
+    for name, value in values.items():
+        setattr(attempt, name, value)
+    attempt.__dict__.pop("_prefetched_objects_cache", None)
     return attempt
 
 
@@ -146,7 +149,8 @@ def attempt_claim(*, attempt_id: Any, stages: Sequence[str], to: str, lease_seco
                            step_at=now, deliveries=F("deliveries") + 1, worker=worker[:200]))
     if not updated:
         return None
-    return (Attempt.objects.select_related("ticket__project__organization", "organization")
+    return (Attempt.objects.select_related("ticket__project__organization", "ticket__organization",
+                                           "organization", "inference_endpoint")
             .get(pk=attempt_id))
 
 

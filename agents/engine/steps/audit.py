@@ -43,8 +43,8 @@ S = TicketStatus
 def audit_step(*, ticket_id: Any) -> None:
     """The Tech Lead audits the diff of the ticket's latest (passed) attempt."""
 
-    ticket = (Ticket.objects.select_related("project__organization").filter(pk=ticket_id)
-              .first())
+    ticket = (Ticket.objects.select_related("project__organization", "organization")
+              .filter(pk=ticket_id).first())
     if ticket is None or ticket.status != S.AUDITING:
         return
     attempt = (Attempt.objects.filter(ticket=ticket).order_by("-number")
@@ -66,7 +66,7 @@ def audit_step(*, ticket_id: Any) -> None:
                            countdown=settings.HAAO_ENDPOINT_WAIT_SECONDS)
         return
     try:
-        ticket.refresh_from_db()
+        ticket.refresh_from_db(fields=["status"])
         if ticket.status != S.AUDITING:
             return
         with heartbeat(holder=holder):

@@ -86,10 +86,6 @@ def model_call_record(
     if idempotency_key is not None and not 0 < len(idempotency_key) <= 200:
         raise field_error("idempotency_key", "Use 1-200 characters.")
     when = at or timezone.now()
-    if idempotency_key is not None:
-        existing = ModelCall.objects.filter(idempotency_key=idempotency_key).first()
-        if existing is not None:
-            return _same_call(existing, organization)
     model = model or endpoint.model
     price = endpoint_price(endpoint=endpoint, at=when)
     cost = pricing.cost_of(price, counts["input_tokens"], counts["output_tokens"],
@@ -111,7 +107,9 @@ def model_call_record(
                                "output_tokens": call.output_tokens,
                                "cost": str(cost), "latency_ms": call.latency_ms})
     except IntegrityError:
-        # A concurrent delivery of the same task won the race: its row stands.
+        # The key was recorded before (a delivery of the same task run again, or a concurrent
+        # one that won the race): that row stands. Asked only then, so a new call is one
+        # insert.
         existing = ModelCall.objects.filter(idempotency_key=idempotency_key).first()
         if idempotency_key is None or existing is None:
             raise

@@ -4,6 +4,7 @@ endpoint with the most room, after the policy's checks."""
 from __future__ import annotations
 
 import logging
+from itertools import pairwise
 from typing import Any
 
 from django.core.cache import cache
@@ -97,12 +98,14 @@ def _dispatch(project: Project) -> list[Attempt]:
         if start is not None:
             chosen.append(start)
     # Ids only for the whole queue; tickets are loaded a page at a time until the WIP room is
-    # used, so a long queue costs one cheap query per dispatch.
+    # used, so a long queue costs one cheap query per dispatch. The first page is about the
+    # room's size (a ticket leaving the WIP makes room for one, not fifty).
     queued: list[Any] = []
     if room > 0 and not coders.none_left:
         queued = list(idle.filter(status=S.QUEUED).distinct().values_list("pk", flat=True))
-    pages = (idle.filter(pk__in=queued[page:page + DISPATCH_PAGE])
-             for page in range(0, len(queued), DISPATCH_PAGE))
+    first = min(DISPATCH_PAGE, 2 * room)
+    bounds = [0, *range(first, len(queued), DISPATCH_PAGE), len(queued)]
+    pages = (idle.filter(pk__in=queued[start:end]) for start, end in pairwise(bounds))
     for ticket in (ticket for page in pages for ticket in page):
         if room <= 0 or coders.none_left:
             break  # the WIP room is used, or no healthy coder: the rest waits too

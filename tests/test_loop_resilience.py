@@ -159,6 +159,50 @@ def test_twenty_killed_workers_lose_no_ticket_and_duplicate_nothing(
     assert_no_duplicates(tickets)
 
 
+class SlowFirstAudit(TechLead):
+    """A Tech Lead whose first audit takes `seconds` (long enough to kill its worker)."""
+
+    def __init__(self, *, seconds: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.seconds = seconds
+        self.audits = 0
+
+    def __call__(self, request: RecordedRequest) -> Any:
+        if any(tool.get("name") == "submit_audit" for tool in request.body.get("tools") or []):
+            self.audits += 1
+            if self.audits == 1:
+                time.sleep(self.seconds)
+        return super().__call__(request)
+
+
+def test_an_audit_run_in_the_attempts_task_is_sent_again_at_once_when_its_worker_dies(
+        cast: Any, project: Project, cloud: AnthropicServer, processes: Processes) -> None:
+    """A worker that takes every queue audits passing work in the attempt's own task, so no
+    audit message exists; killed during that audit, it is seen as gone and the audit is
+    sent again at once, not after HAAO_RESEND_AFTER_SECONDS."""
+    processes.env_extra["HAAO_RESEND_AFTER_SECONDS"] = "300"
+    with OpenAIServer(flavor="lmstudio", answer=SlowCoder(0)) as server:
+        add_endpoints(cast, server, cloud)
+        tech_lead = cloud.answer = SlowFirstAudit(seconds=20, tickets=[invoice_ticket()])
+        processes.start_worker()
+        processes.start_beat()
+        [ticket] = approve(cast, project, processes)
+        wait_for(lambda: tech_lead.audits == 1, what="the first audit to be asked",
+                 processes=processes)
+        log = (processes.workdir / "worker.log").read_text()
+        assert "Task haao.model_step[" in log
+        assert "Task haao.check_step[" not in log and "Task haao.audit[" not in log
+
+        processes.kill("worker")
+        killed = time.monotonic()
+        processes.start_worker("second")
+        ticket = reach(ticket, "awaiting_acceptance", processes)
+    assert time.monotonic() - killed <= GONE_AFTER_SECONDS + 30
+    assert "Task haao.audit[" in (processes.workdir / "second.log").read_text()
+    assert kinds(cloud).count("audit") == 2
+    assert ModelCall.objects.filter(ticket=ticket, role="audit", outcome="ok").count() == 1
+
+
 def test_an_attempt_that_kills_its_worker_three_times_is_failed_and_the_ticket_moves_on(
         cast: Any, project: Project, cloud: AnthropicServer, processes: Processes) -> None:
     coder = SlowCoder(30)

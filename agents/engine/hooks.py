@@ -6,11 +6,15 @@ Registered once at start-up (agents.apps); tickets.state runs these after commit
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from django.core.cache import cache
 
-from agents.engine import enqueue, routing
+from accounts.models import Organization
+from agents.engine import enqueue, routing, workers
 from tickets.models import Attempt, AttemptOutcome, Project, Requirement, Ticket, TicketStatus
 from tickets.signals import project_setup_changed, requirement_created
 from tickets.state import Transition, on_enter
@@ -54,12 +58,37 @@ def start_model_step(change: Transition) -> None:
         enqueue.model_step(attempt_id=attempt.pk, queue=attempt.queue, on_commit=False)
 
 
+# The audits a running task has said it will run itself (audits_kept); None outside one.
+_kept: ContextVar[list[tuple[Any, Organization]] | None] = ContextVar("haao_kept_audits",
+                                                                     default=None)
+
+
+@contextmanager
+def audits_kept() -> Iterator[list[tuple[Any, Organization]]]:
+    """Within this block, an audit that this worker would take from its queue is not sent
+    through the broker but kept, as (ticket id, organization), for the caller to run next in
+    the same task (agents.engine.steps.model). Recovery sends it again at once if this worker
+    dies first: the worker holds the attempt's step (agents.engine.workers)."""
+    token = _kept.set([])
+    try:
+        kept = _kept.get()
+        assert kept is not None
+        yield kept
+    finally:
+        _kept.reset(token)
+
+
 @on_enter(S.AUDITING)
 def start_audit(change: Transition) -> None:
     ticket = Ticket.objects.select_related("organization").filter(pk=change.ticket_id).first()
-    if ticket is not None:
-        enqueue.audit_step(ticket_id=ticket.pk, organization=ticket.organization,
-                           on_commit=False)
+    if ticket is None:
+        return
+    kept = _kept.get()
+    if kept is not None and workers.takes(
+            routing.queue_for(organization=ticket.organization, kind=routing.CLOUD)):
+        kept.append((ticket.pk, ticket.organization))
+        return
+    enqueue.audit_step(ticket_id=ticket.pk, organization=ticket.organization, on_commit=False)
 
 
 @on_enter(S.ACCEPTED)

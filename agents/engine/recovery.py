@@ -146,11 +146,19 @@ def recover(*, now: Any = None) -> Recovered:
     EndpointLease.objects.filter(expires_at__lt=now).delete()
     live = set(EndpointLease.objects.values_list("holder", flat=True))
     stale = Q(status_changed_at__lt=now - resend)
-    # 3. Audits and merges that no worker is doing.
-    for ticket in (Ticket.objects.filter(stale, status=S.AUDITING)
+    # 3. Audits and merges that no worker is doing. An audit is sent again once it waited
+    # longer than a queue takes, or at once when the worker that held its attempt's last step
+    # is gone: that worker may have kept the audit to run in the same task
+    # (agents.engine.hooks.audits_kept), so no message of it exists.
+    audited = dict(Attempt.objects.filter(ticket__status=S.AUDITING)
+                   .order_by("ticket_id", "number").values_list("ticket_id", "pk"))  # latest
+    lost_audits = held_by_lost_workers(audited.values())
+    orphaned = [ticket_id for ticket_id, attempt_id in audited.items()
+                if attempt_id in lost_audits]
+    for ticket in (Ticket.objects.filter(stale | Q(pk__in=orphaned), status=S.AUDITING)
                    .select_related("organization")):
-        latest = Attempt.objects.filter(ticket=ticket).order_by("-number").first()
-        if latest is not None and f"audit:{latest.pk}" not in live:
+        attempt_id = audited.get(ticket.pk)
+        if attempt_id is not None and f"audit:{attempt_id}" not in live:
             enqueue.audit_step(ticket_id=ticket.pk, organization=ticket.organization,
                                on_commit=False)
             done.audits.append(ticket.pk)

@@ -11,7 +11,8 @@ from typing import Any
 from django.conf import settings
 
 from agents.coder.client import CoderFailure
-from agents.engine import enqueue, routing, workers
+from agents.engine import enqueue, hooks, routing, workers
+from agents.engine.steps.audit import audit_step
 from agents.engine.steps.checks import check_step
 from agents.engine.steps.common import (
     after_attempt,
@@ -159,14 +160,25 @@ def model_step(*, attempt_id: Any) -> None:
 def _to_checks(attempt: Attempt) -> None:
     """Hand the stored answer to the checks: in this task, once the model's slot is free,
     when this worker takes the checks' queue (one task per attempt, no hop through the
-    broker); otherwise as a check step on that queue. A worker lost in between loses
-    nothing: the answer is stored, and recovery sends the check step again at once, as it
-    does for a step whose worker died (agents.engine.recovery)."""
+    broker); otherwise as a check step on that queue. Work that passes is audited in this
+    task too when this worker takes the audit's queue (an audit would hold one of its
+    workers as long anyway). A worker lost in between loses nothing: the answer is stored,
+    and recovery sends the check step, or the audit, again at once, as it does for a step
+    whose worker died (agents.engine.recovery)."""
     queue = routing.checks_queue(attempt)
-    if workers.takes(queue):
-        check_step(attempt_id=attempt.pk)
-    else:
+    if not workers.takes(queue):
         enqueue.check_step(attempt_id=attempt.pk, queue=queue)
+        return
+    with hooks.audits_kept() as audits:
+        check_step(attempt_id=attempt.pk)
+    for ticket_id, organization in audits:
+        try:
+            audit_step(ticket_id=ticket_id)
+        except Exception:
+            # Sent through the broker after all: this task's retry would find its attempt
+            # done and never reach the audit.
+            enqueue.audit_step(ticket_id=ticket_id, organization=organization, on_commit=False)
+            raise
 
 
 def _code(attempt: Attempt, endpoint: InferenceEndpoint) -> bool:

@@ -224,7 +224,9 @@ def attempt_check_run(*, attempt: Attempt, endpoint: InferenceEndpoint,
             diff = checkout.git(["diff", "--cached", "--no-ext-diff", "--no-textconv",
                                  "--no-color", "--binary", "--no-renames", base])
             tree = checkout.git(["write-tree"]).strip()
-            if os.geteuid() == 0 and sandbox.sandbox_available():
+            # Walked once, not again before each check (hand_over reads every file's owner).
+            handed_over = os.geteuid() == 0 and sandbox.sandbox_available()
+            if handed_over:
                 checkout_hand_over(checkout, uid=sandbox.DEFAULT_SANDBOX_UID)
             runs: list[CheckRun] = []
             for index, check in enumerate(specs, start=1):
@@ -235,7 +237,8 @@ def attempt_check_run(*, attempt: Attempt, endpoint: InferenceEndpoint,
                                     diff=diff)
                 run = run_check(worktree=worktree, check=check, limits=limits,
                                 readonly_paths=readonly_paths, env_extra=env_extra,
-                                allow_unsandboxed=allow_unsandboxed, binds=binds)
+                                allow_unsandboxed=allow_unsandboxed, binds=binds,
+                                handed_over=handed_over)
                 runs.append(run)
                 if on_check is not None:
                     on_check(index, len(specs), run)

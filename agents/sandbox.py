@@ -245,8 +245,10 @@ def run_check(*, worktree: Path, check: CheckSpec, limits: SandboxLimits,
               readonly_paths: Sequence[Path] = (),
               allow_unsandboxed: bool = False,
               sandbox_uid: int = DEFAULT_SANDBOX_UID,
-              binds: Sequence[Bind] = ()) -> CheckRun:
-    """Run `check` in `worktree` inside bubblewrap and judge its outcome."""
+              binds: Sequence[Bind] = (), handed_over: bool = False) -> CheckRun:
+    """Run `check` in `worktree` inside bubblewrap and judge its outcome. `handed_over`: the
+    caller gave the worktree to `sandbox_uid` and wrote nothing since (an earlier check of
+    the same run could create only files of that uid), so it is not walked again."""
     worktree = _checked_worktree(worktree)
     readonly = _checked_readonly_paths(readonly_paths, worktree)
     extra = _checked_binds(binds, worktree)
@@ -266,7 +268,7 @@ def run_check(*, worktree: Path, check: CheckSpec, limits: SandboxLimits,
                 "bubblewrap.")
         return _run_unsandboxed(worktree=worktree, check=check, limits=limits, env=env,
                                 timeout=timeout)
-    if os.geteuid() == 0:
+    if os.geteuid() == 0 and not handed_over:
         hand_over(worktree, uid=sandbox_uid)
     argv = _bwrap_argv(bwrap=bwrap, worktree=worktree, check=check, limits=limits,
                        env=env, readonly=readonly, sandbox_uid=sandbox_uid, binds=extra)

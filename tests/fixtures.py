@@ -98,16 +98,22 @@ def admin_portal(cast: Cast) -> Client:
     return portal_client(cast.admin)
 
 
-def last_event(organization: Organization, type: str | None = None) -> AuditEvent:
-    """The organization's newest audit event (of `type`, when given), sealed as its writer's
-    commit would have sealed it (a test's transaction never commits)."""
+def audit_events(organization: Organization, type: str | None = None) -> list[AuditEvent]:
+    """The organization's audit events (of `type`, when given) in their order, sealed as their
+    writers' commits would have sealed them (a test's transaction never commits: unsealed rows
+    have no seq, and the database returns rows of equal seq in any order)."""
     seal(organization.pk)
     events = AuditEvent.objects.for_org(organization)
     if type is not None:
         events = events.filter(type=type)
-    event = events.order_by("-seq").first()
-    assert event is not None, f"No {type or 'audit'} event was written."
-    return event
+    return list(events.order_by("seq"))
+
+
+def last_event(organization: Organization, type: str | None = None) -> AuditEvent:
+    """The organization's newest audit event (of `type`, when given), sealed."""
+    events = audit_events(organization, type)
+    assert events, f"No {type or 'audit'} event was written."
+    return events[-1]
 
 
 @contextlib.contextmanager

@@ -10,9 +10,8 @@ import pytest
 from django.test import override_settings
 from guardian.shortcuts import assign_perm
 
-from haao.audit import seal
 from haao.models import AuditEvent
-from tests.fixtures import token_client
+from tests.fixtures import audit_events, token_client
 from tickets.models import Project
 
 pytestmark = pytest.mark.django_db
@@ -44,14 +43,6 @@ def snapshot(project: Project) -> dict[str, Any]:
     return {field.name: getattr(project, field.name) for field in Project._meta.concrete_fields}
 
 
-def events(cast: Any, type: str) -> list[AuditEvent]:
-    """The organization's events of `type` in their order, sealed as their writers' commits
-    would have sealed them (a test's transaction never commits: unsealed rows have no seq,
-    and the database returns rows of equal seq in any order)."""
-    seal(cast.org.pk)
-    return list(AuditEvent.objects.for_org(cast.org).filter(type=type).order_by("seq"))
-
-
 def patch(client: Any, body: Any, key: str = "PAY") -> Any:
     return client.patch(f"{BASE}/{key}/", json.dumps(body), content_type="application/json")
 
@@ -72,7 +63,7 @@ def test_an_admin_creates_a_project_connected_to_github(cast, admin) -> None:
     project = Project.objects.get(organization=cast.org, key="WEB")
     assert project.token.reveal() == TOKEN
     assert body["webhook_url"] == f"http://127.0.0.1:8000/hooks/forge/{project.pk}/"
-    created = events(cast, "project.created")[-1]
+    created = audit_events(cast.org, "project.created")[-1]
     assert created.data["repository_url"] == GITHUB
     assert TOKEN not in json.dumps(created.data)
 
@@ -106,7 +97,7 @@ def test_an_admin_changes_settings_and_the_change_is_audited(cast, admin) -> Non
     body = response.json()
     assert (body["default_branch"], body["test_command"], body["intake_label"]) == (
         "develop", ["pytest", "-q"], "ai")
-    updated = events(cast, "project.updated")[-1]
+    updated = audit_events(cast.org, "project.updated")[-1]
     assert set(updated.data["fields"]) >= {"repository_url", "default_branch", "test_command",
                                            "intake_label", "forge"}
     assert updated.data["values"]["default_branch"] == "develop"
@@ -139,7 +130,7 @@ def test_the_token_is_never_returned_or_audited(cast, admin) -> None:
         assert TOKEN not in response.content.decode()
     for event in AuditEvent.objects.for_org(cast.org):
         assert TOKEN not in json.dumps(event.data)
-    assert "token" in events(cast, "project.updated")[0].data["fields"]
+    assert "token" in audit_events(cast.org, "project.updated")[0].data["fields"]
 
 
 def test_a_member_who_sees_the_project_reads_its_settings_but_cannot_change_them(cast) -> None:

@@ -7,10 +7,10 @@ from decimal import Decimal
 import pytest
 from guardian.shortcuts import assign_perm
 
-from haao.audit import SYSTEM, seal
+from haao.audit import SYSTEM
 from haao.errors import ApplicationError, Conflict, Forbidden
-from haao.models import AuditEvent
 from tests.factories import TicketFactory, spec_example
+from tests.fixtures import audit_events
 from tickets import services
 from tickets.models import Attempt, CheckResult, Requirement, Ticket, TicketStatus
 from tickets.services.attempts import CheckOutcome
@@ -35,20 +35,12 @@ def proposed_requirement(cast, po, specs=None) -> tuple[Requirement, list[Ticket
     return requirement, tickets
 
 
-def events(cast, type: str) -> list[AuditEvent]:
-    """The organization's events of `type` in their order, sealed as their writers' commits
-    would have sealed them (a test's transaction never commits: unsealed rows have no seq,
-    and the database returns rows of equal seq in any order)."""
-    seal(cast.org.pk)
-    return list(AuditEvent.objects.for_org(cast.org).filter(type=type).order_by("seq"))
-
-
 def test_a_proposal_gets_project_keys_and_resolves_dependencies_within_it(cast, po) -> None:
     requirement, (first, second) = proposed_requirement(cast, po)
     assert requirement.status == "proposed" and requirement.key == "PAY-R1"
     assert (first.key, second.key) == ("PAY-1", "PAY-2")
     assert list(second.dependencies.all()) == [first]
-    assert [e.target_label for e in events(cast, "ticket.proposed")] == ["PAY-1", "PAY-2"]
+    assert [e.target_label for e in audit_events(cast.org, "ticket.proposed")] == ["PAY-1", "PAY-2"]
 
 
 def test_an_invalid_ticket_in_a_proposal_stores_none_of_it(cast, po) -> None:
@@ -82,7 +74,7 @@ def test_gate_one_edit_is_validated_and_a_bad_edit_leaves_the_ticket_unchanged(c
     assert raised.value.details["errors"][0]["path"].startswith("$.definition_of_done")
     first.refresh_from_db()
     assert first.spec == before
-    assert [e.data["changed"] for e in events(cast, "ticket.spec_edited")] == [["title"]]
+    assert [e.data["changed"] for e in audit_events(cast.org, "ticket.spec_edited")] == [["title"]]
 
 
 def test_a_dependency_cycle_is_refused(cast, po) -> None:
@@ -133,7 +125,8 @@ def test_gate_two_accept_and_reject_with_feedback(cast, po) -> None:
     rejected.refresh_from_db()
     assert (accepted.status, accepted.decided_by) == ("accepted", po)
     assert rejected.status == "rejected" and rejected.feedback == "Rounding must be half-up."
-    assert events(cast, "ticket.transition")[-1].data["feedback"] == "Rounding must be half-up."
+    last = audit_events(cast.org, "ticket.transition")[-1]
+    assert last.data["feedback"] == "Rounding must be half-up."
 
 
 def test_a_manager_reads_but_cannot_decide(cast) -> None:

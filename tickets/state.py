@@ -84,11 +84,11 @@ class Transition:
 
     ticket_id: Any
     organization_id: Any
+    project_id: Any  # the ticket's, so what follows need not read the ticket for it
     from_status: str
     to_status: str
     actor: Actor
     data: dict[str, Any] = field(default_factory=dict)
-    project_id: Any = None  # the ticket's, so what follows need not read the ticket for it
 
 
 SideEffect = Callable[[Transition], None]
@@ -166,8 +166,8 @@ def ticket_transition(
         audit_record(organization=ticket.project.organization, actor=actor,
                      type="ticket.transition", target=ticket, target_label=ticket.key,
                      data=event_data, project_id=ticket.project_id)
-        _after_commit(Transition(ticket.pk, ticket.organization_id, current, to, actor,
-                                 event_data, ticket.project_id))
+        _after_commit(Transition(ticket.pk, ticket.organization_id, ticket.project_id, current,
+                                 to, actor, event_data))
     for name, value in values.items():
         setattr(ticket, name, value)
     return ticket
@@ -216,8 +216,8 @@ def tickets_transition(
             entries.append(Entry(type="ticket.transition", target=ticket,
                                  target_label=ticket.key, data=event_data[ticket.pk],
                                  project_id=ticket.project_id))
-            _after_commit(Transition(ticket.pk, ticket.organization_id, ticket.status, to, actor,
-                                     event_data[ticket.pk], ticket.project_id))
+            _after_commit(Transition(ticket.pk, ticket.organization_id, ticket.project_id,
+                                     ticket.status, to, actor, event_data[ticket.pk]))
             ticket.status, ticket.status_changed_at = to, now
             for name, value in extras[ticket.pk].items():
                 setattr(ticket, name, value)

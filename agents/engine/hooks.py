@@ -69,10 +69,9 @@ def audits_kept() -> Iterator[list[tuple[Any, Organization]]]:
     through the broker but kept, as (ticket id, organization), for the caller to run next in
     the same task (agents.engine.steps.model). Recovery sends it again at once if this worker
     dies first: the worker holds the attempt's step (agents.engine.workers)."""
-    token = _kept.set([])
+    kept: list[tuple[Any, Organization]] = []
+    token = _kept.set(kept)
     try:
-        kept = _kept.get()
-        assert kept is not None
         yield kept
     finally:
         _kept.reset(token)

@@ -95,6 +95,7 @@ KILLS = 20
 TICKETS = 12
 
 
+@pytest.mark.timeout(1200)  # about 270 s on two cores
 def test_twenty_killed_workers_lose_no_ticket_and_duplicate_nothing(
         cast: Any, project: Project, cloud: AnthropicServer, processes: Processes) -> None:
     coder = SlowCoder(1.5)

@@ -40,20 +40,39 @@ sys.path.insert(0, str(ROOT))
 QUEUES = "control,cloud,local,checks"
 PER_PROPOSAL = 20  # agents.techlead.prompts.MAX_TICKETS: the most one proposal may hold
 WORKER_MODE = "_worker"
+STATEMENTS_VARIABLE = "HAAO_BENCH_STATEMENTS"
 
 
 # --- Inside a worker process: per-task timings --------------------------------------------------
 
+def statement_shape(sql: str) -> str:
+    """A statement with its values, ids and list lengths taken out, to count alike ones."""
+    sql = re.sub(r"'(?:[^']|'')*'", "?", sql)
+    sql = re.sub(r"%s|\b\d+\b", "?", sql)
+    sql = re.sub(r"\(\s*\?(?:\s*,\s*\?)*\s*\)", "(…)", sql)
+    sql = re.sub(r"(?:\(…\)\s*,\s*)+\(…\)", "(…), …", sql)
+    sql = re.sub(r'"s\d+_x\d+"', "s", sql)  # savepoint names
+    return re.sub(r"\s+", " ", sql).strip()
+
+
 def run_worker(timings: str, profile: str, celery_args: list[str]) -> None:
     """Run a Celery worker that appends one JSON line per task: its kind, ids, wall time, CPU
-    time of the process and of the children it ran (git, bubblewrap), queries and commands."""
+    time of the process and of the children it ran (git, bubblewrap), queries and commands;
+    with STATEMENTS_VARIABLE set, also each statement's shape, the audit sealer's thread's
+    under its own name."""
     import subprocess as sp
+    import threading
 
     from celery.signals import task_postrun, task_prerun
+    from django.db.backends.signals import connection_created
+    from django.dispatch import receiver
 
     state: dict[str, Any] = {"out": None, "started": {}}
     commands: Counter[str] = Counter()
     queries = {"count": 0, "seconds": 0.0}
+    statements: Counter[str] = Counter()
+    other_threads: Counter[str] = Counter()
+    shapes = bool(os.environ.get(STATEMENTS_VARIABLE))
     popen_init = sp.Popen.__init__
 
     def counting_init(self: Any, args: Any, *rest: Any, **kwargs: Any) -> None:
@@ -74,16 +93,23 @@ def run_worker(timings: str, profile: str, celery_args: list[str]) -> None:
         try:
             return execute(sql, params, many, context)
         finally:
-            queries["count"] += 1
-            queries["seconds"] += time.perf_counter() - started
+            if threading.current_thread() is threading.main_thread():
+                queries["count"] += 1
+                queries["seconds"] += time.perf_counter() - started
+                if shapes:
+                    statements[statement_shape(sql)] += 1
+            elif shapes:
+                other_threads[statement_shape(sql)] += 1
+
+    @receiver(connection_created, weak=False)
+    def counted(connection: Any, **_: Any) -> None:
+        if count_query not in connection.execute_wrappers:  # the wrapper outlives a reconnect
+            connection.execute_wrappers.append(count_query)
 
     @task_prerun.connect
     def before(task_id: str, task: Any, **_: Any) -> None:
-        from django.db import connection
-
-        if count_query not in connection.execute_wrappers:
-            connection.execute_wrappers.append(count_query)
         commands.clear()
+        statements.clear()
         queries.update(count=0, seconds=0.0)
         times = os.times()
         state["started"][task_id] = (time.perf_counter(), time.process_time(),
@@ -102,7 +128,9 @@ def run_worker(timings: str, profile: str, celery_args: list[str]) -> None:
             "wall": time.perf_counter() - began[0], "cpu": time.process_time() - began[1],
             "children_cpu": times.children_user + times.children_system - began[2],
             "queries": queries["count"], "query_seconds": queries["seconds"],
-            "commands": dict(commands)}) + "\n")
+            "commands": dict(commands), "statements": dict(statements),
+            "other_threads": dict(other_threads)}) + "\n")
+        other_threads.clear()
 
     sys.argv = ["celery", *celery_args]
     from celery.__main__ import main
@@ -488,8 +516,11 @@ def per_ticket(workdir: Path, projects: list[Any], approved_at: datetime) -> dic
     by_task: dict[str, Counter[str]] = defaultdict(Counter)
     seconds: dict[str, defaultdict[str, float]] = defaultdict(lambda: defaultdict(float))
     commands: Counter[str] = Counter()
+    statements: dict[str, Counter[str]] = defaultdict(Counter)
     for row in rows:
         name = row["task"].removeprefix("haao.")
+        statements[name].update(row.get("statements", {}))
+        statements["(other threads)"].update(row.get("other_threads", {}))
         task_cpu = row["cpu"] + row["children_cpu"]
         by_task[name]["count"] += 1
         by_task[name]["queries"] += row["queries"]
@@ -522,7 +553,7 @@ def per_ticket(workdir: Path, projects: list[Any], approved_at: datetime) -> dic
     events = AuditEvent.objects.filter(created_at__gte=approved_at).count()
     progress = ProgressEvent.objects.filter(created_at__gte=approved_at).count()
     return {"cpu_ms": cpu_ms, "wall_ms": wall_ms, "by_task": by_task, "seconds": seconds,
-            "commands": commands, "events_per_ticket": events / n,
+            "commands": commands, "statements": statements, "events_per_ticket": events / n,
             "progress_events_per_ticket": progress / n,
             "model_latency_ms": 1000 * statistics.median(latency[t] for t in tickets),
             "check_ms": 1000 * statistics.median(checks[t] for t in tickets)}
@@ -545,6 +576,11 @@ def report(args: argparse.Namespace, run: dict[str, Any], split: dict[str, Any])
               f"{counts['queries'] / n:>9.1f}{1000 * s['query_seconds'] / n:>8.1f}")
     print("commands per ticket: " + ", ".join(
         f"{name}={count / n:.1f}" for name, count in split["commands"].most_common(12)))
+    for name, shapes in sorted(split["statements"].items()):
+        if shapes:
+            print(f"\nStatements per ticket, {name} ({sum(shapes.values()) / n:.1f}):")
+            for shape, count in shapes.most_common(args.statements):
+                print(f"{count / n:>6.2f}  {shape[:150]}")
     if args.profile:
         print(f"\nProfile of worker 1 (--pool solo): {args.profile}")
         stats = pstats.Stats(args.profile)
@@ -591,7 +627,11 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per phase")
     parser.add_argument("--profile", default="", help="run worker 1 with --pool solo under "
                         "cProfile and write its stats to this file")
-    parser.add_argument("--logs", default="", help="copy the worker logs to this folder")
+    parser.add_argument("--statements", type=int, default=0, metavar="N",
+                        help="list each task's N most frequent statements (and the other "
+                        "threads', e.g. the audit sealer's) per ticket")
+    parser.add_argument("--logs", default="",
+                        help="copy the worker logs and per-task timings to this folder")
     args = parser.parse_args()
     if args.tickets < 1:
         parser.error("--tickets must be at least 1")
@@ -599,6 +639,8 @@ def main() -> None:
         parser.error("--projects must be between 1 and 26")
     if args.files < 0:
         parser.error("--files must not be negative")
+    if args.statements < 0:
+        parser.error("--statements must not be negative")
     server_url, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
     if not server_url.startswith(("postgres://", "postgresql://")) or not redis_url:
         raise SystemExit("Set DATABASE_URL (a PostgreSQL server; the user needs CREATEDB) and "
@@ -636,7 +678,8 @@ def django_migrated(workdir: Path, database_url: str) -> None:
 def measure(args: argparse.Namespace, workdir: Path, database_url: str) -> None:
     django_migrated(workdir, database_url)
     cloud, local = start_models(args.tickets)
-    workers = Workers(workdir=workdir, env=dict(os.environ))
+    workers = Workers(workdir=workdir, env={**os.environ, STATEMENTS_VARIABLE: "1"}
+                      if args.statements else dict(os.environ))
     try:
         projects, owner = seed(workdir, cloud, local, projects=args.projects,
                                files=args.files)
@@ -656,7 +699,7 @@ def measure(args: argparse.Namespace, workdir: Path, database_url: str) -> None:
         workers.stop()
         if args.logs:
             Path(args.logs).mkdir(parents=True, exist_ok=True)
-            for path in workdir.glob("*.log"):
+            for path in [*workdir.glob("*.log"), *workdir.glob("timings.*")]:
                 shutil.copy(path, Path(args.logs) / path.name)
         cloud.stop()
         local.stop()

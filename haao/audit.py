@@ -218,35 +218,44 @@ def seal(organization_id: Any) -> int:
     The live streams hear of each row after it is sealed (event_stored)."""
     total = 0
     while True:
-        with transaction.atomic():
-            head = (AuditChainHead.objects.select_for_update(skip_locked=True)
-                    .filter(organization_id=organization_id).first())
-            if head is None:
-                if AuditChainHead.objects.filter(organization_id=organization_id).exists():
-                    return total  # another sealer holds it, and looks again after its batch
-                AuditChainHead.objects.get_or_create(organization_id=organization_id)
-                continue
-            audit = list(AuditEvent.objects.filter(organization_id=organization_id,
-                                                   seq__isnull=True).order_by("id")[:SEAL_BATCH])
-            progress = list(ProgressEvent.objects.filter(
-                organization_id=organization_id, seq__isnull=True).order_by("id")[:SEAL_BATCH])
-            rows = _ordered(audit, progress)
-            seq, last_hash = head.last_seq, head.last_hash
-            for row in rows:
-                seq += 1
-                row.seq = seq
-                if isinstance(row, AuditEvent):
-                    row.prev_hash = last_hash
-                    row.hash = last_hash = compute_hash(row)
-            if rows:
-                head.last_seq, head.last_hash = seq, last_hash
-                _seals_store(rows, head=head)
-                streamed = [row for row in rows if row.project_id]
-                if streamed:
-                    transaction.on_commit(partial(_stored, streamed), robust=True)
-        total += len(rows)
+        sealed = _seal_batch(organization_id)
+        if sealed is None:
+            return total  # another sealer holds the head, and looks again after its batch
+        total += sealed
         if not unsealed_waiting(organization_id):
             return total
+
+
+def _seal_batch(organization_id: Any) -> int | None:
+    """Seal one batch of the organization's unsealed rows (at most SEAL_BATCH of each kind);
+    how many, or None when another sealer holds the chain head."""
+    with transaction.atomic():
+        head = (AuditChainHead.objects.select_for_update(skip_locked=True)
+                .filter(organization_id=organization_id).first())
+        if head is None:
+            if AuditChainHead.objects.filter(organization_id=organization_id).exists():
+                return None
+            AuditChainHead.objects.get_or_create(organization_id=organization_id)
+            return _seal_batch(organization_id)
+        audit = list(AuditEvent.objects.filter(organization_id=organization_id,
+                                               seq__isnull=True).order_by("id")[:SEAL_BATCH])
+        progress = list(ProgressEvent.objects.filter(
+            organization_id=organization_id, seq__isnull=True).order_by("id")[:SEAL_BATCH])
+        rows = _ordered(audit, progress)
+        seq, last_hash = head.last_seq, head.last_hash
+        for row in rows:
+            seq += 1
+            row.seq = seq
+            if isinstance(row, AuditEvent):
+                row.prev_hash = last_hash
+                row.hash = last_hash = compute_hash(row)
+        if rows:
+            head.last_seq, head.last_hash = seq, last_hash
+            _seals_store(rows, head=head)
+            streamed = [row for row in rows if row.project_id]
+            if streamed:
+                transaction.on_commit(partial(_stored, streamed), robust=True)
+        return len(rows)
 
 
 # The sealer's writes and its look for more are written out: they run several times a
@@ -296,7 +305,8 @@ class BackgroundSealer:
     """A worker process's sealer thread. Writers hand it their organization after commit and
     go on; it waits `gather` seconds for more, then seals each organization handed to it
     once. A seal costs about as much for one row as for fifty, so one seal serves every
-    transaction of that moment. Rows it never reached (the process was killed) are sealed
+    transaction of that moment; rows committed while it sealed wait for the next gathering
+    with the rest. Rows it never reached (the process was killed) are sealed
     by the next writer's seal or by the beat's sweep."""
 
     _enabled = False
@@ -356,9 +366,26 @@ class BackgroundSealer:
                     self._changed.wait_for(lambda: self._stopping, timeout=self.gather)
                     organizations, self._waiting = self._waiting, set()
                 close_old_connections()  # one a database restart or an error left unusable
-                seal_each(organizations)
+                for organization_id in organizations:
+                    if self._seal(organization_id):
+                        self.hand(organization_id)
         finally:
             connection.close()
+
+    def _seal(self, organization_id: Any) -> bool:
+        """Seal a batch of the organization's rows; whether more are waiting. Rows committed
+        while this seal held the head join the next gathered seal, instead of a seal at once
+        after each (under steady writes that was a seal per commit again). A stopping
+        sealer looks again at once, until nothing waits: it has no next gathering."""
+        try:
+            if self._stopping:
+                seal(organization_id)
+                return False
+            sealed = _seal_batch(organization_id)
+            return sealed is not None and unsealed_waiting(organization_id)
+        except Exception:
+            logger.exception("audit: sealing organization %s failed", organization_id)
+            return False
 
 
 # How long a stopping worker waits for its sealer thread to seal what it holds.

@@ -287,6 +287,47 @@ def test_a_workers_commits_share_its_sealer_threads_seals(cast, settings,
     assert not sealer._thread.is_alive()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_under_steady_writes_the_sealer_thread_seals_once_a_gathering_not_once_a_commit(
+        cast, settings, monkeypatch) -> None:
+    """A writer that never pauses: rows committed while a seal runs wait for the next
+    gathering instead of a seal of their own at once, and none is left unsealed."""
+    if connection.vendor != "postgresql":
+        pytest.skip("a second thread's connection is exercised against PostgreSQL")
+    import haao.audit
+
+    batches: list[int | None] = []
+    seal_batch = haao.audit._seal_batch
+
+    def counted(organization_id):
+        batches.append(sealed := seal_batch(organization_id))
+        return sealed
+
+    monkeypatch.setattr(haao.audit, "_seal_batch", counted)
+    settings.HAAO_AUDIT_SEAL_GATHER_MS = 200
+    BackgroundSealer.enable()
+    try:
+        started = time.monotonic()
+        written = 0
+        while time.monotonic() - started < 1.5:
+            with transaction.atomic():
+                audit_record(organization=cast.org, actor=SYSTEM, type="test.event",
+                             data={"i": written})
+            written += 1
+        elapsed = time.monotonic() - started
+        seals_while_writing = len(batches)
+    finally:
+        BackgroundSealer.shut_down()
+    assert written > 50
+    # One seal a gathering (plus the one under way when the writing stopped), not one for
+    # each commit that landed while the previous seal held the head.
+    assert seals_while_writing <= elapsed / 0.2 + 2, (seals_while_writing, written)
+    assert not AuditEvent.objects.filter(seq__isnull=True).exists()
+    seqs = list(AuditEvent.objects.for_org(cast.org).order_by("seq").values_list("seq", "data__i"))
+    assert seqs == [(n + 1, n) for n in range(written)]
+    assert audit_chain_verify(organization=cast.org) is None
+
+
 def test_a_role_with_the_documented_grants_writes_and_seals_but_cannot_edit_or_delete(
         cast) -> None:
     """docs/events.md: HAAO's processes may run as a role that inserts audit rows and

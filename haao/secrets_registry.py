@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
+from functools import cache
 from typing import Any
 
 from django.apps import apps
 from django.db import models
 
 from haao.crypto import EncryptedTextField, Secret
+from haao.reads import read_once
 
 
 def encrypted_fields() -> Iterator[tuple[type[models.Model], str]]:
@@ -23,13 +25,24 @@ def encrypted_fields() -> Iterator[tuple[type[models.Model], str]]:
 def organization_secrets(*, organization: Any) -> list[str]:
     """The secrets HAAO keeps for the organization, whichever model holds them (endpoint keys,
     the SSO client secret, repository tokens and deploy keys, webhook secrets): one query per
-    model, so a secret field added later is covered without touching this."""
+    model, so a secret field added later is covered without touching this. Read once per
+    Celery task (haao.reads): an attempt's coder call and its audit redact the same ones."""
+    return read_once(("organization_secrets", organization.pk),
+                     lambda: _secrets_read(organization))
+
+
+@cache
+def _secret_fields() -> dict[type[models.Model], list[str]]:
     fields: dict[type[models.Model], list[str]] = defaultdict(list)
     for model, attname in encrypted_fields():
         if any(field.name == "organization" for field in model._meta.concrete_fields):
             fields[model].append(attname)
+    return dict(fields)
+
+
+def _secrets_read(organization: Any) -> list[str]:
     found: list[str] = []
-    for model, names in fields.items():
+    for model, names in _secret_fields().items():
         for row in model._default_manager.filter(organization=organization).values_list(*names):
             for value in row:
                 text = value.reveal() if isinstance(value, Secret) else str(value or "")

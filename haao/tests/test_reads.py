@@ -14,6 +14,7 @@ from agents.engine import routing
 from agents.health import HealthResult, endpoint_health_record
 from haao import reads
 from haao.audit import Actor
+from haao.secrets_registry import organization_secrets
 from policies.selectors import policy_for
 from policies.services import policy_update
 from tests.fixtures import coder_endpoint
@@ -68,3 +69,20 @@ def test_a_coder_a_task_finds_failing_is_not_picked_again_in_that_task(cast) -> 
         endpoint_health_record(endpoint=coder, result=HealthResult(
             ok=False, latency_ms=5, error="connection refused"))
         assert routing.pick_coder(organization=cast.org) is None
+
+
+def test_a_task_reads_the_secrets_it_redacts_once_and_the_next_task_sees_a_new_one(
+        cast) -> None:
+    coder = coder_endpoint(cast.org, cast.admin)
+    with once_per_task():
+        secrets, n = queries(lambda: organization_secrets(organization=cast.org))
+        assert n > 0
+        again, n = queries(lambda: organization_secrets(organization=cast.org))
+        assert n == 0 and again == secrets
+        assert "sk-rotated-0123456789" not in secrets
+        coder.api_key = "sk-rotated-0123456789"
+        coder.save(update_fields=["api_key"])
+    with once_per_task():
+        assert "sk-rotated-0123456789" in organization_secrets(organization=cast.org)
+    # Outside a task every call reads them.
+    assert queries(lambda: organization_secrets(organization=cast.org))[1] > 0

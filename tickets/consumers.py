@@ -166,6 +166,15 @@ def resolve_stream(*, user: Any, org_slug: str, kind: str, key: str,
                   organization_id=org.pk)
 
 
+def _stopping() -> bool:
+    """Whether this task was asked to stop while a library turned the cancellation into an
+    error of its own: redis-py reports a cancel that meets its read timeout as a
+    TimeoutError, and a loop that took that for a busy Redis tried again for ever, keeping
+    the listener of a closed socket (and a closing event loop) alive."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 class GroupListener:
     """One channel-layer group followed by this process on behalf of its sockets: a channel
     of its own in the group, a receive loop handing each message to `received`, and a
@@ -212,11 +221,15 @@ class GroupListener:
     async def _listen(self, layer: Any, channel: str) -> None:
         failures = 0
         while True:
+            if _stopping():  # a cancel a layer swallowed, returning as if nothing happened
+                raise asyncio.CancelledError
             try:
                 message = await layer.receive(channel)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
+                if _stopping():
+                    raise asyncio.CancelledError from error
                 # A blocking pop can time out on a busy Redis (redis-py's read timeout): try
                 # again at once, and back off only while the layer keeps failing. A message
                 # lost on the way is made up for by `refreshed`.
@@ -232,12 +245,16 @@ class GroupListener:
     async def _refresh(self, layer: Any, channel: str) -> None:
         while True:
             await asyncio.sleep(SAFETY_SECONDS)
+            if _stopping():
+                raise asyncio.CancelledError
             for step in (lambda: layer.group_add(self.group, channel), self.refreshed):
                 try:
                     await step()
                 except asyncio.CancelledError:
                     raise
-                except Exception:
+                except Exception as error:
+                    if _stopping():
+                        raise asyncio.CancelledError from error
                     # Each step on its own: a layer that cannot renew the group does not
                     # keep the sockets from being checked.
                     logger.exception("live: refreshing %s failed", self.group)

@@ -22,6 +22,7 @@ from django.test import Client
 
 from haao.asgi import application
 from haao.audit import Actor, audit_record
+from haao.channel_layer import SQLiteChannelLayer
 from haao.models import AuditEvent
 from tests.factories import MembershipFactory, TicketFactory
 from tests.fixtures import token_client
@@ -572,3 +573,33 @@ def test_a_socket_of_a_deactivated_account_closes_at_the_next_periodic_check(
         User.objects.filter(pk=cast.manager.pk).update(is_active=False)
 
     assert closed_after(cast, headers, deactivate) == 4403
+
+
+class CancelTurnedIntoAnError(SQLiteChannelLayer):
+    """A layer whose receive reports a cancel as an error of its own, as redis-py does with a
+    cancel that meets its read timeout (channels_redis passes it on)."""
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        try:
+            return await super().receive(channel)
+        except asyncio.CancelledError:
+            raise TimeoutError("Timeout reading from 127.0.0.1:6379") from None
+
+
+def test_a_listener_whose_layer_swallows_its_cancel_still_stops_when_its_last_socket_leaves(
+        tmp_path, monkeypatch, caplog) -> None:
+    layer = CancelTurnedIntoAnError(path=str(tmp_path / "channels.sqlite3"))
+    monkeypatch.setattr(consumers, "get_channel_layer", lambda: layer)
+    socket = object()
+
+    async def scenario() -> bool:
+        watch = consumers.AccessWatch("access.user.1", timed=False)
+        await watch.join(socket)  # type: ignore[arg-type]
+        listener = watch.listener
+        assert listener is not None
+        await asyncio.sleep(0.1)  # the listener waits in the layer's receive
+        assert await watch.leave(socket)  # type: ignore[arg-type]
+        done, _ = await asyncio.wait([listener], timeout=3)
+        return bool(done)
+
+    assert run(scenario), "the listener of a group nobody follows kept receiving"

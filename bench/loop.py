@@ -41,6 +41,7 @@ QUEUES = "control,cloud,local,checks"
 PER_PROPOSAL = 20  # agents.techlead.prompts.MAX_TICKETS: the most one proposal may hold
 WORKER_MODE = "_worker"
 STATEMENTS_VARIABLE = "HAAO_BENCH_STATEMENTS"
+OTHER_THREADS = "(threads)"  # the workers' other threads: the audit sealer, heartbeats
 
 
 # --- Inside a worker process: per-task timings --------------------------------------------------
@@ -57,9 +58,9 @@ def statement_shape(sql: str) -> str:
 
 def run_worker(timings: str, profile: str, celery_args: list[str]) -> None:
     """Run a Celery worker that appends one JSON line per task: its kind, ids, wall time, CPU
-    time of the process and of the children it ran (git, bubblewrap), queries and commands;
-    with STATEMENTS_VARIABLE set, also each statement's shape, the audit sealer's thread's
-    under its own name."""
+    time of its thread and of the children it ran (git, bubblewrap), queries and commands,
+    and the CPU the process's other threads used since the last task ended; with
+    STATEMENTS_VARIABLE set, also each statement's shape, the other threads' apart."""
     import subprocess as sp
     import threading
 
@@ -112,7 +113,7 @@ def run_worker(timings: str, profile: str, celery_args: list[str]) -> None:
         statements.clear()
         queries.update(count=0, seconds=0.0)
         times = os.times()
-        state["started"][task_id] = (time.perf_counter(), time.process_time(),
+        state["started"][task_id] = (time.perf_counter(), time.thread_time(),
                                      times.children_user + times.children_system)
 
     @task_postrun.connect
@@ -121,11 +122,15 @@ def run_worker(timings: str, profile: str, celery_args: list[str]) -> None:
         if began is None:
             return
         times = os.times()
+        # The other threads' CPU (the audit sealer's, the attempts' heartbeats) since the last
+        # task ended: the process's less this thread's, ended threads included.
+        others = time.process_time() - time.thread_time()
+        other_cpu, state["others"] = others - state.get("others", 0.0), others
         if state["out"] is None:
             state["out"] = open(f"{timings}.{os.getpid()}", "a", buffering=1)  # noqa: SIM115
         state["out"].write(json.dumps({
-            "task": task.name, "kwargs": kwargs or {},
-            "wall": time.perf_counter() - began[0], "cpu": time.process_time() - began[1],
+            "task": task.name, "kwargs": kwargs or {}, "other_cpu": other_cpu,
+            "wall": time.perf_counter() - began[0], "cpu": time.thread_time() - began[1],
             "children_cpu": times.children_user + times.children_system - began[2],
             "queries": queries["count"], "query_seconds": queries["seconds"],
             "commands": dict(commands), "statements": dict(statements),
@@ -520,7 +525,11 @@ def per_ticket(workdir: Path, projects: list[Any], approved_at: datetime) -> dic
     for row in rows:
         name = row["task"].removeprefix("haao.")
         statements[name].update(row.get("statements", {}))
-        statements["(other threads)"].update(row.get("other_threads", {}))
+        statements[OTHER_THREADS].update(row.get("other_threads", {}))
+        if name != "decompose":  # other threads' CPU is the tickets' work, shared evenly
+            by_task.setdefault(OTHER_THREADS, Counter())
+            seconds[OTHER_THREADS]["cpu"] += row["other_cpu"]
+            shared["cpu"] += row["other_cpu"]
         task_cpu = row["cpu"] + row["children_cpu"]
         by_task[name]["count"] += 1
         by_task[name]["queries"] += row["queries"]

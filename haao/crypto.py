@@ -50,24 +50,39 @@ def rotate(stored: str) -> str:
 
 
 class Secret:
-    """A decrypted value that never shows itself in logs, reprs or templates."""
+    """A decrypted value that never shows itself in logs, reprs or templates.
 
-    __slots__ = ("_value",)
+    One read from the database keeps its ciphertext and is decrypted when first revealed:
+    rows with secrets (a project, an endpoint) are loaded on every step, their secrets used
+    on few of them, and a Fernet decryption costs more than reading the row."""
+
+    __slots__ = ("_stored", "_value")
 
     def __init__(self, value: str) -> None:
-        self._value = value
+        self._value: str | None = value
+        self._stored = ""
+
+    @classmethod
+    def stored(cls, ciphertext: str) -> Secret:
+        """The secret whose ciphertext (with its prefix) is `ciphertext`, decrypted when
+        revealed; a key that cannot decrypt it is reported then."""
+        secret = cls("")
+        secret._value, secret._stored = None, ciphertext
+        return secret
 
     def reveal(self) -> str:
+        if self._value is None:
+            self._value = decrypt(self._stored)
         return self._value
 
     def __bool__(self) -> bool:
-        return bool(self._value)
+        return bool(self.reveal())
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
+        return isinstance(other, Secret) and other.reveal() == self.reveal()
 
     def __hash__(self) -> int:
-        return hash(self._value)
+        return hash(self.reveal())
 
     def __repr__(self) -> str:
         return "Secret('********')"
@@ -85,13 +100,15 @@ class EncryptedTextField(models.TextField):
     def from_db_value(self, value: str | None, expression: Any, connection: Any) -> Secret | None:
         if not value:
             return None
-        return Secret(decrypt(value))
+        if not value.startswith(PREFIX):
+            raise ValueError("This value was not encrypted by HAAO.")
+        return Secret.stored(value)
 
     def to_python(self, value: Any) -> Secret | None:
         if value is None or isinstance(value, Secret):
             return value
         if isinstance(value, str) and value.startswith(PREFIX):
-            return Secret(decrypt(value))
+            return Secret.stored(value)
         return Secret(str(value)) if value != "" else None
 
     def get_prep_value(self, value: Any) -> str:
@@ -100,6 +117,8 @@ class EncryptedTextField(models.TextField):
         if isinstance(value, Ciphertext):
             return str(value)
         if isinstance(value, Secret):
+            if value._stored:  # read from the database and unchanged: stored as it was
+                return value._stored
             value = value.reveal()
         return encrypt(str(value))
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
 from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.db import connection
 
@@ -53,3 +55,19 @@ def test_rotation_moves_every_secret_to_the_newest_key(cast, settings) -> None:
     assert SSOConnection.objects.get(pk=sso.pk).oidc_client_secret.reveal() == "s3cr3t-value"
     token = stored_ciphertext(sso.pk)[len(crypto.PREFIX):]
     assert Fernet(new_key.encode()).decrypt(token.encode()) == b"s3cr3t-value"
+
+
+def test_a_row_reads_without_its_key_and_its_secret_says_why_when_used(cast, settings) -> None:
+    """A secret is decrypted when used, not whenever its row is read: rows with secrets are
+    read on every step and page; with a lost key, pages that only list them still work."""
+    sso = make_connection(cast)
+    settings.ENCRYPTION_KEYS = [Fernet.generate_key().decode()]  # the old key is lost
+    fresh = SSOConnection.objects.get(pk=sso.pk)
+    assert fresh.oidc_issuer == "https://idp.example.com"
+    with pytest.raises(ImproperlyConfigured, match="reencrypt_secrets"):
+        fresh.oidc_client_secret.reveal()
+    settings.ENCRYPTION_KEYS = [new_key := Fernet.generate_key().decode()]
+    fresh.oidc_client_secret = "another-value"
+    fresh.save()
+    token = stored_ciphertext(sso.pk)[len(crypto.PREFIX):]
+    assert Fernet(new_key.encode()).decrypt(token.encode()) == b"another-value"

@@ -1,4 +1,5 @@
-"""A channel layer in an SQLite file, for the embedded defaults: no server, several processes.
+"""Channel layers: one in an SQLite file, for the embedded defaults (no server, several
+processes), and channels_redis's, with a blocking pop that fits redis-py's read timeout.
 
 `make run` starts the web server and Celery workers as separate processes; Channels' in-memory
 layer cannot reach across them, and Redis is what production uses. This layer keeps messages
@@ -22,6 +23,7 @@ from typing import Any
 
 from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
+from channels_redis.core import RedisChannelLayer as _RedisChannelLayer
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS message (
@@ -155,3 +157,15 @@ class SQLiteChannelLayer(BaseChannelLayer):
 
     async def close(self) -> None:
         pass
+
+
+class RedisChannelLayer(_RedisChannelLayer):
+    """channels_redis's layer, its receiver waiting 2 s per blocking pop instead of 5.
+
+    redis-py (6 and later) gives up on a read after 5 s, its default socket timeout: a pop
+    waiting 5 s on an idle channel raced that timeout, so an idle receiver (a live socket's
+    listener with nothing to say) got a TimeoutError about every 5 s, logged it and dropped
+    its connection. A shorter pop comes back empty well before the timeout and waits again.
+    """
+
+    brpop_timeout = 2

@@ -603,3 +603,35 @@ def test_a_listener_whose_layer_swallows_its_cancel_still_stops_when_its_last_so
         return bool(done)
 
     assert run(scenario), "the listener of a group nobody follows kept receiving"
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="the Redis layer needs a Redis server "
+                    "(scripts/test.sh starts one)")
+def test_an_idle_listener_on_redis_waits_quietly_and_still_gets_the_next_message(
+        caplog) -> None:
+    """redis-py gives up on a read after 5 s: a listener with nothing to receive must not
+    fail (log, drop its connection) every 5 s, and must still get what comes next."""
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    socket = object()
+    received: list[dict[str, Any]] = []
+
+    async def scenario() -> None:
+        watch = consumers.AccessWatch("access.user.idle-test", timed=False)
+        watch.received = received.append  # type: ignore[method-assign]
+        await watch.join(socket)  # type: ignore[arg-type]
+        try:
+            await asyncio.sleep(6.5)  # longer than redis-py's read timeout
+            await layer.group_send("access.user.idle-test", {"type": "access.changed"})
+            for _ in range(100):
+                if received:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await watch.leave(socket)  # type: ignore[arg-type]
+
+    with caplog.at_level(logging.WARNING, logger="tickets.consumers"):
+        run(scenario)
+    assert [r.getMessage() for r in caplog.records if "receiving on" in r.getMessage()] == []
+    assert received == [{"type": "access.changed"}]

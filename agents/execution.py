@@ -76,6 +76,8 @@ def idempotency_key(attempt: Attempt, *, delivery: int | None = None) -> str:
 
 def previous_attempt(*, ticket: Ticket, before: int) -> PreviousAttempt | None:
     """The latest finished attempt of `ticket` numbered below `before`, with its checks."""
+    if before <= 1:
+        return None  # attempts are numbered from 1
     attempt = (Attempt.objects.for_org(ticket.organization)
                .filter(ticket=ticket, number__lt=before)
                .exclude(outcome=AttemptOutcome.RUNNING)

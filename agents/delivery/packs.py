@@ -23,12 +23,12 @@ def pack_save(*, project: Project, repo: Path, commit: str, prerequisites: Itera
     """Store `commit` (with what it adds to its prerequisites), once per commit, and keep it
     reachable in this cache; `refs` (name: commit) are set in the same ref transaction."""
     prerequisites = [c for c in dict.fromkeys(prerequisites) if c and c != commit]
-    if not GitPack.objects.filter(project=project, commit=commit).exists():
-        data = bundle_of(repo, commit, prerequisites=prerequisites)
-        # Another worker may have stored it meanwhile: its row stands (git_pack_commit).
-        GitPack.objects.bulk_create([GitPack(
-            organization_id=project.organization_id, project=project, commit=commit,
-            prerequisites=prerequisites, data=data)], ignore_conflicts=True)
+    # Not asked first: the commit is the one the step just wrote, new but for a step run
+    # twice. A row stored before (or by another worker meanwhile) stands (git_pack_commit).
+    GitPack.objects.bulk_create([GitPack(
+        organization_id=project.organization_id, project=project, commit=commit,
+        prerequisites=prerequisites, data=bundle_of(repo, commit, prerequisites=prerequisites))],
+        ignore_conflicts=True)
     keep(repo, [commit], refs=refs)
 
 

@@ -58,19 +58,20 @@ def start_model_step(change: Transition) -> None:
         enqueue.model_step(attempt_id=attempt.pk, queue=attempt.queue, on_commit=False)
 
 
-# The audits a running task has said it will run itself (audits_kept); None outside one.
-_kept: ContextVar[list[tuple[Any, Organization]] | None] = ContextVar("haao_kept_audits",
+# The audits a running task has said it will run itself (audits_kept): its organization and
+# the tickets whose audit it keeps; None outside one.
+_kept: ContextVar[tuple[Organization, list[Any]] | None] = ContextVar("haao_kept_audits",
                                                                      default=None)
 
 
 @contextmanager
-def audits_kept() -> Iterator[list[tuple[Any, Organization]]]:
-    """Within this block, an audit that this worker would take from its queue is not sent
-    through the broker but kept, as (ticket id, organization), for the caller to run next in
-    the same task (agents.engine.steps.model). Recovery sends it again at once if this worker
-    dies first: the worker holds the attempt's step (agents.engine.workers)."""
-    kept: list[tuple[Any, Organization]] = []
-    token = _kept.set(kept)
+def audits_kept(organization: Organization) -> Iterator[list[Any]]:
+    """Within this block, an audit of `organization`'s work that this worker would take from
+    its queue is not sent through the broker but kept, as the ticket's id, for the caller to
+    run next in the same task (agents.engine.steps.model). Recovery sends it again at once if
+    this worker dies first: the worker holds the attempt's step (agents.engine.workers)."""
+    kept: list[Any] = []
+    token = _kept.set((organization, kept))
     try:
         yield kept
     finally:
@@ -79,15 +80,15 @@ def audits_kept() -> Iterator[list[tuple[Any, Organization]]]:
 
 @on_enter(S.AUDITING)
 def start_audit(change: Transition) -> None:
-    ticket = Ticket.objects.select_related("organization").filter(pk=change.ticket_id).first()
-    if ticket is None:
-        return
     kept = _kept.get()
-    if kept is not None and workers.takes(
-            routing.queue_for(organization=ticket.organization, kind=routing.CLOUD)):
-        kept.append((ticket.pk, ticket.organization))
+    if kept is not None and kept[0].pk == change.organization_id and workers.takes(
+            routing.queue_for(organization=kept[0], kind=routing.CLOUD)):
+        kept[1].append(change.ticket_id)
         return
-    enqueue.audit_step(ticket_id=ticket.pk, organization=ticket.organization, on_commit=False)
+    ticket = Ticket.objects.select_related("organization").filter(pk=change.ticket_id).first()
+    if ticket is not None:
+        enqueue.audit_step(ticket_id=ticket.pk, organization=ticket.organization,
+                           on_commit=False)
 
 
 @on_enter(S.ACCEPTED)

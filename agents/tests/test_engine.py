@@ -372,15 +372,19 @@ def test_workers_racing_for_an_endpoints_slots_never_take_more_than_it_has(cast:
 
 def test_a_claim_is_exclusive_until_its_lease_expires_and_fences_the_old_worker(cast: Any) -> None:
     attempt = running_attempt(cast, stage=AttemptStage.PENDING)
-    first = attempt_claim(attempt_id=attempt.pk, stages=[AttemptStage.PENDING],
-                          to=AttemptStage.CODING, lease_seconds=60)
+    read_early = Attempt.objects.get(pk=attempt.pk)  # by a worker that claims it late
+    first = attempt_claim(attempt=Attempt.objects.get(pk=attempt.pk),
+                          stages=[AttemptStage.PENDING], to=AttemptStage.CODING,
+                          lease_seconds=60)
     assert first is not None and first.deliveries == 1
-    assert attempt_claim(attempt_id=attempt.pk, stages=[AttemptStage.PENDING],
-                         to=AttemptStage.CODING, lease_seconds=60) is None
+    assert attempt_claim(attempt=Attempt.objects.get(pk=attempt.pk),
+                         stages=[AttemptStage.PENDING], to=AttemptStage.CODING,
+                         lease_seconds=60) is None
     later = timezone.now() + timedelta(seconds=61)
-    second = attempt_claim(attempt_id=attempt.pk, stages=[AttemptStage.PENDING],
+    second = attempt_claim(attempt=read_early, stages=[AttemptStage.PENDING],
                            to=AttemptStage.CODING, lease_seconds=60, now=later)
     assert second is not None and second.deliveries == 2
+    assert Attempt.objects.get(pk=attempt.pk).deliveries == 2
     with pytest.raises(Conflict):
         attempt_finish(attempt=first, outcome="passed", delivery=first.deliveries)
     attempt_finish(attempt=second, outcome="passed", delivery=second.deliveries)
@@ -397,8 +401,9 @@ def test_recovery_hands_a_lost_step_back_and_fails_a_poison_one(
     monkeypatch.setattr(enqueue, "_send", lambda name, **kw: sent.append((name, kw["kwargs"])))
 
     def lose_the_worker() -> recovery.Recovered:
-        assert attempt_claim(attempt_id=attempt.pk, stages=[AttemptStage.PENDING],
-                             to=AttemptStage.CODING, lease_seconds=60) is not None
+        assert attempt_claim(attempt=Attempt.objects.get(pk=attempt.pk),
+                             stages=[AttemptStage.PENDING], to=AttemptStage.CODING,
+                             lease_seconds=60) is not None
         Attempt.objects.filter(pk=attempt.pk).update(
             lease_expires_at=timezone.now() - timedelta(seconds=1))
         return recovery.recover()
@@ -454,8 +459,8 @@ def test_a_claimed_step_whose_worker_died_is_taken_back_before_its_lease_runs_ou
     monkeypatch.setattr(enqueue, "_send", lambda name, **kw: sent.append((name, kw["kwargs"])))
     workers.beat()
     workers.note_holder(request=Received(f"haao.{step}", attempt.pk))
-    claimed = attempt_claim(attempt_id=attempt.pk, stages=[attempt.stage], to=stage,
-                            lease_seconds=60)
+    claimed = attempt_claim(attempt=Attempt.objects.get(pk=attempt.pk), stages=[attempt.stage],
+                            to=stage, lease_seconds=60)
     assert claimed is not None
 
     # Its worker beats: the claim stands for its whole lease.
@@ -467,7 +472,7 @@ def test_a_claimed_step_whose_worker_died_is_taken_back_before_its_lease_runs_ou
     assert (again.stage, again.lost) == (back, 1)
     assert sent == [(step, {"attempt_id": attempt.pk})]
     # The old worker, were it alive after all, is fenced once the step is claimed again.
-    assert attempt_claim(attempt_id=attempt.pk, stages=[back], to=stage,
+    assert attempt_claim(attempt=Attempt.objects.get(pk=attempt.pk), stages=[back], to=stage,
                          lease_seconds=60) is not None
     with pytest.raises(Conflict):
         attempt_finish(attempt=claimed, outcome="passed", delivery=claimed.deliveries)
@@ -545,6 +550,38 @@ def test_the_model_step_streams_progress_and_hands_the_answer_to_the_checks(
     assert ("check_step", {"kwargs": {"attempt_id": attempt.pk}, "queue": "checks",
                            "on_commit": True}) in sent
     assert not EndpointLease.objects.exists()  # the slot was given back
+
+
+def test_a_ticket_cancelled_while_its_model_writes_is_not_checked_in_the_models_task(
+        cast: Any, sent: list[tuple[str, dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that takes the checks' queue checks the answer in the model's own task,
+    with the attempt and ticket it read when the task began: the ticket's status is read
+    again first, so work on a ticket cancelled meanwhile is not checked."""
+    from sample_models import OpenAIServer
+    from tickets.models import CheckResult
+
+    monkeypatch.setattr(workers, "_queues", frozenset(routing.SHARED_QUEUES))
+    store = steps.model.attempt_answered
+
+    def answered_then_cancelled(**kwargs: Any) -> bool:
+        stored = store(**kwargs)
+        Ticket.objects.filter(pk=kwargs["attempt"].ticket_id).update(status="cancelled")
+        return stored
+
+    monkeypatch.setattr(steps.model, "attempt_answered", answered_then_cancelled)
+    with OpenAIServer(flavor="vllm") as server, loopback_allowed():
+        server.answer = lambda request: "<<<<<<< FILE notes/a.txt\nhello\n>>>>>>> END\n"
+        coder(cast, base_url=server.url)
+        ticket(cast)
+        [attempt] = steps.dispatch_project(project_id=cast.project.pk)
+        steps.model_step(attempt_id=attempt.pk)
+    ended = Attempt.objects.get(pk=attempt.pk)
+    assert (ended.outcome, ended.error) == ("error",
+                                            "The ticket was cancelled before this step ran.")
+    assert not CheckResult.objects.filter(attempt=attempt).exists()
+    assert [name for name, _ in sent if name == "check_step"] == []
+    assert Ticket.objects.get(pk=attempt.ticket_id).status == "cancelled"
 
 
 def test_an_unreachable_coder_costs_no_retry_and_its_work_moves(

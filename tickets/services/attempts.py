@@ -136,22 +136,30 @@ def attempt_finish(
     return attempt
 
 
-def attempt_claim(*, attempt_id: Any, stages: Sequence[str], to: str, lease_seconds: int,
+def attempt_claim(*, attempt: Attempt, stages: Sequence[str], to: str, lease_seconds: int,
                   worker: str = "", now: Any = None) -> Attempt | None:
     """Claim a running attempt for one step: compare-and-set its stage, start a lease, count
-    the delivery. None when the step is done or another live worker holds it."""
+    the delivery. None when the step is done or another live worker holds it.
+
+    Returns `attempt` with the claim written into it (its related rows as they were read),
+    without reading it again when no other claim came since it was read."""
     now = now or timezone.now()
     free = Q(stage__in=stages) | Q(stage=to, lease_expires_at__lt=now)
-    with transaction.atomic():
-        updated = (Attempt.objects.filter(pk=attempt_id, outcome=AttemptOutcome.RUNNING)
-                   .filter(free)
-                   .update(stage=to, lease_expires_at=now + timedelta(seconds=lease_seconds),
-                           step_at=now, deliveries=F("deliveries") + 1, worker=worker[:200]))
-    if not updated:
+    claimable = Attempt.objects.filter(pk=attempt.pk, outcome=AttemptOutcome.RUNNING).filter(free)
+    values = {"stage": to, "lease_expires_at": now + timedelta(seconds=lease_seconds),
+              "step_at": now, "worker": worker[:200]}
+    if claimable.filter(deliveries=attempt.deliveries).update(
+            deliveries=attempt.deliveries + 1, **values):
+        values["deliveries"] = attempt.deliveries + 1
+    elif claimable.update(deliveries=F("deliveries") + 1, **values):
+        # Claimed and given back since it was read: count from the stored number.
+        values["deliveries"] = (Attempt.objects.filter(pk=attempt.pk)
+                                .values_list("deliveries", flat=True).get())
+    else:
         return None
-    return (Attempt.objects.select_related("ticket__project__organization", "ticket__organization",
-                                           "organization", "inference_endpoint")
-            .get(pk=attempt_id))
+    for name, value in values.items():
+        setattr(attempt, name, value)
+    return attempt
 
 
 def attempt_heartbeat(*, attempt: Attempt, lease_seconds: int) -> bool:
@@ -162,12 +170,17 @@ def attempt_heartbeat(*, attempt: Attempt, lease_seconds: int) -> bool:
 
 
 def attempt_answered(*, attempt: Attempt, answer: str) -> bool:
-    """Store the model's answer and hand the attempt to the checks; False when fenced off."""
-    return bool(Attempt.objects.filter(
-        pk=attempt.pk, deliveries=attempt.deliveries, outcome=AttemptOutcome.RUNNING,
-        stage=AttemptStage.CODING,
-    ).update(answer=answer, stage=AttemptStage.ANSWERED, lease_expires_at=None,
-             step_at=timezone.now()))
+    """Store the model's answer and hand the attempt to the checks (`attempt` shows it
+    too); False when fenced off."""
+    values = {"answer": answer, "stage": AttemptStage.ANSWERED, "lease_expires_at": None,
+              "step_at": timezone.now()}
+    if not Attempt.objects.filter(
+            pk=attempt.pk, deliveries=attempt.deliveries, outcome=AttemptOutcome.RUNNING,
+            stage=AttemptStage.CODING).update(**values):
+        return False
+    for name, value in values.items():
+        setattr(attempt, name, value)
+    return True
 
 
 def attempt_release(*, attempt: Attempt, endpoint: Any = None, model: str = "",

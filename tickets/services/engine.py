@@ -200,7 +200,10 @@ def ticket_attempt_finished(*, attempt: Attempt, options: Options) -> Ticket | N
     """Move the ticket on after its attempt ended: audit, acceptance, retry, escalate, block."""
     with transaction.atomic():
         ticket = _locked(attempt.ticket_id)
-        attempt.refresh_from_db()
+        if attempt.outcome == AttemptOutcome.RUNNING:
+            # Not ended by the caller: how it ended, if it has (an ended attempt never
+            # changes again, so one the caller ended or read as ended is current).
+            attempt.refresh_from_db()
         if ticket.status != S.RUNNING or attempt.outcome == AttemptOutcome.RUNNING:
             return None  # cancelled meanwhile, or this was decided already
         if Attempt.objects.filter(ticket=ticket, number__gt=attempt.number).exists():
@@ -255,8 +258,9 @@ def ticket_audited(*, attempt: Attempt, passed: bool, summary: str,
         ticket = _locked(attempt.ticket_id)
         if ticket.status != S.AUDITING:
             return None
-        latest = Attempt.objects.filter(ticket=ticket).order_by("-number").first()
-        if latest is None or latest.pk != attempt.pk:
+        latest = (Attempt.objects.filter(ticket=ticket).order_by("-number")
+                  .values_list("pk", flat=True).first())
+        if latest != attempt.pk:
             return None
         progress(ticket=ticket, type="ticket.audited", attempt=attempt, actor=actor,
                  data={"passed": passed, "summary": summary[:2000],

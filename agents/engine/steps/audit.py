@@ -40,17 +40,23 @@ from tickets.services.engine import (
 logger = logging.getLogger(__name__)
 S = TicketStatus
 
+
 def audit_step(*, ticket_id: Any) -> None:
     """The Tech Lead audits the diff of the ticket's latest (passed) attempt."""
-
     ticket = (Ticket.objects.select_related("project__organization", "organization")
               .filter(pk=ticket_id).first())
     if ticket is None or ticket.status != S.AUDITING:
         return
     attempt = (Attempt.objects.filter(ticket=ticket).order_by("-number")
                .prefetch_related("checks").first())
-    if attempt is None:
-        return
+    if attempt is not None:
+        audit_attempt(ticket, attempt)
+
+
+def audit_attempt(ticket: Ticket, attempt: Attempt) -> None:
+    """The Tech Lead audits the diff of `attempt`, the latest of `ticket`, which waits for
+    its audit (both as read by the caller: the audit reads the ticket's status again
+    before it starts, and records nothing if the attempt is no longer the latest)."""
     organization = ticket.project.organization
     policy = policy_for(project=ticket.project)
     options = options_for(project=ticket.project, ticket_id=ticket.pk, policy=policy)

@@ -50,16 +50,23 @@ from tickets.services.engine import (
 
 logger = logging.getLogger(__name__)
 
+
 def check_step(*, attempt_id: Any) -> None:
     """Apply the stored answer in a fresh worktree and run the DoD in the sandbox."""
     attempt = load_attempt(attempt_id)
     if attempt is None or attempt.outcome != AttemptOutcome.RUNNING or cancelled(attempt):
         return
-    claimed = attempt_claim(attempt_id=attempt.pk, stages=[AttemptStage.ANSWERED],
+    check_answer(attempt)
+
+
+def check_answer(attempt: Attempt) -> Attempt | None:
+    """Claim the answered `attempt` for its checks and run them; the attempt as it ended, or
+    None when another delivery has it (or had it)."""
+    claimed = attempt_claim(attempt=attempt, stages=[AttemptStage.ANSWERED],
                             to=AttemptStage.CHECKING, lease_seconds=lease_seconds(),
                             worker=worker_name())
     if claimed is None:
-        return
+        return None
     ticket = claimed.ticket
     endpoint = _endpoint_of(claimed)
     policy = policy_for(project=ticket.project)
@@ -83,7 +90,7 @@ def check_step(*, attempt_id: Any) -> None:
                                               outcome=AttemptOutcome.INFRASTRUCTURE,
                                               error=SANDBOX_MISSING),
                                   ticket=ticket, policy=policy)
-                    return
+                    return None
                 warning = UNSANDBOXED_WARNING
             # Fetched before each attempt (a fetch of the last STEP_FETCH_SECONDS counts), so it
             # starts from the team's current code.
@@ -104,7 +111,7 @@ def check_step(*, attempt_id: Any) -> None:
                 commit=checked.commit)
     except Conflict:
         logger.info("Attempt %s was taken over; its checks are dropped.", claimed.pk)
-        return
+        return None
     except Exception as error:
         # Recording the end failed (or something before the checks did): end it as an error,
         # keeping whatever the checks found.
@@ -116,6 +123,7 @@ def check_step(*, attempt_id: Any) -> None:
     if attempt_done is not None:
         after_attempt(attempt_done, ticket=ticket,
                       refusal=checked.refusal if checked else None, policy=policy)
+    return attempt_done
 
 
 def _endpoint_of(attempt: Attempt) -> InferenceEndpoint:

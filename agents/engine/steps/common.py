@@ -81,11 +81,17 @@ def heartbeat(*, attempt: Attempt | None = None, holder: str = "") -> Iterator[N
 
 
 def load_attempt(attempt_id: Any) -> Attempt | None:
-    attempt = (Attempt.objects.select_related("ticket__project__organization", "organization",
+    """The attempt with its ticket, project, organization and endpoint, in one query."""
+    attempt = (Attempt.objects.select_related("ticket__project__organization",
                                               "inference_endpoint")
                .filter(pk=attempt_id).first())
     if attempt is None:
         logger.warning("Attempt %s does not exist.", attempt_id)
+        return None
+    # One organization row, not the same row joined three times.
+    organization = attempt.ticket.project.organization
+    if attempt.organization_id == attempt.ticket.organization_id == organization.pk:
+        attempt.organization = attempt.ticket.organization = organization
     return attempt
 
 

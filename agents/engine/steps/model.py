@@ -12,8 +12,8 @@ from django.conf import settings
 
 from agents.coder.client import CoderFailure
 from agents.engine import enqueue, hooks, routing, workers
-from agents.engine.steps.audit import audit_step
-from agents.engine.steps.checks import check_step
+from agents.engine.steps.audit import audit_attempt, audit_step
+from agents.engine.steps.checks import check_answer
 from agents.engine.steps.common import (
     after_attempt,
     cancelled,
@@ -49,6 +49,7 @@ from tickets.models import (
     AttemptStage,
     ExecutorKind,
     Ticket,
+    TicketStatus,
 )
 from tickets.services.attempts import (
     attempt_answered,
@@ -137,7 +138,7 @@ def model_step(*, attempt_id: Any) -> None:
         return
     answered = False
     try:
-        claimed = attempt_claim(attempt_id=attempt.pk, stages=[AttemptStage.PENDING],
+        claimed = attempt_claim(attempt=attempt, stages=[AttemptStage.PENDING],
                                 to=AttemptStage.CODING, lease_seconds=lease_seconds(),
                                 worker=worker_name())
         if claimed is None:
@@ -169,11 +170,22 @@ def _to_checks(attempt: Attempt) -> None:
     if not workers.takes(queue):
         enqueue.check_step(attempt_id=attempt.pk, queue=queue)
         return
-    with hooks.audits_kept() as audits:
-        check_step(attempt_id=attempt.pk)
-    for ticket_id, organization in audits:
+    # The attempt and its ticket go on as read at this task's start, the ticket's status
+    # read again (a ticket cancelled while its model wrote is not checked).
+    ticket = attempt.ticket
+    ticket.refresh_from_db(fields=["status"])
+    if cancelled(attempt):
+        return
+    organization = ticket.project.organization
+    with hooks.audits_kept(organization) as audits:
+        checked = check_answer(attempt)
+    for ticket_id in audits:
         try:
-            audit_step(ticket_id=ticket_id)
+            if checked is not None and ticket_id == ticket.pk:
+                ticket.status = TicketStatus.AUDITING  # as its check left it (start_audit)
+                audit_attempt(ticket, checked)
+            else:
+                audit_step(ticket_id=ticket_id)
         except Exception:
             # Sent through the broker after all: this task's retry would find its attempt
             # done and never reach the audit.

@@ -308,7 +308,9 @@ class Attempt(TenantModel):
                               help_text="The attempt's commit, when its checks passed.")
 
     class Meta:
-        ordering = ["ticket", "number"]
+        # By the column, not the relation: ordering by `ticket` orders by the ticket's own
+        # ordering, joining the ticket and its project into every query of attempts.
+        ordering = ["ticket_id", "number"]
         constraints = [
             models.UniqueConstraint(fields=["ticket", "number"], name="attempt_number")
         ]
@@ -353,7 +355,7 @@ class CheckResult(TenantModel):
     stderr_tail = models.TextField(blank=True)
 
     class Meta:
-        ordering = ["attempt", "index"]
+        ordering = ["attempt_id", "index"]  # the column: no join of attempt, ticket, project
         constraints = [
             models.UniqueConstraint(fields=["attempt", "index"], name="check_index")
         ]

@@ -18,6 +18,7 @@ from agents.models import DeliveryStatus, IntegrationBranch
 from agents.workspaces.attempts import MergeResult, attempt_branch, merge_commits
 from agents.workspaces.git import WorkspaceError, git
 from haao.audit import SYSTEM, audit_record
+from haao.rows import one_or_none
 from tickets.models import Attempt, DeliveryMode, Project, Requirement, Ticket
 from tickets.services.engine import ticket_merged
 
@@ -63,7 +64,7 @@ def integration_branch_for(*, ticket: Ticket, repo: Path) -> IntegrationBranch:
     delivered before) or from the current default branch."""
     project = ticket.project
     name, requirement = branch_name_for(ticket)
-    branch = IntegrationBranch.objects.filter(project=project, name=name).first()
+    branch = one_or_none(IntegrationBranch.objects.all(), project=project, name=name)
     if branch is not None:
         branch.project = project  # the caller's, already read
         return branch

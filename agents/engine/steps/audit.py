@@ -22,6 +22,7 @@ from agents.models import (
 from agents.techlead.audit import audit
 from agents.techlead.client import CallRefused, SpendLimitReached, TechLeadError
 from haao.audit import Actor
+from haao.rows import one_or_none
 from policies.enforcement import (
     GuardrailRefused,
 )
@@ -43,8 +44,8 @@ S = TicketStatus
 
 def audit_step(*, ticket_id: Any) -> None:
     """The Tech Lead audits the diff of the ticket's latest (passed) attempt."""
-    ticket = (Ticket.objects.select_related("project__organization", "organization")
-              .filter(pk=ticket_id).first())
+    ticket = one_or_none(Ticket.objects.select_related("project__organization", "organization"),
+                         pk=ticket_id)
     if ticket is None or ticket.status != S.AUDITING:
         return
     attempt = (Attempt.objects.filter(ticket=ticket).order_by("-number")

@@ -18,6 +18,7 @@ from django.db import connection, transaction
 from agents.engine import routing
 from agents.engine.options import options_for
 from haao.errors import Conflict
+from haao.rows import one_or_none
 from policies.enforcement import (
     Refusal,
     refusal_record,
@@ -82,9 +83,8 @@ def heartbeat(*, attempt: Attempt | None = None, holder: str = "") -> Iterator[N
 
 def load_attempt(attempt_id: Any) -> Attempt | None:
     """The attempt with its ticket, project, organization and endpoint, in one query."""
-    attempt = (Attempt.objects.select_related("ticket__project__organization",
-                                              "inference_endpoint")
-               .filter(pk=attempt_id).first())
+    attempt = one_or_none(Attempt.objects.select_related("ticket__project__organization",
+                                                         "inference_endpoint"), pk=attempt_id)
     if attempt is None:
         logger.warning("Attempt %s does not exist.", attempt_id)
         return None

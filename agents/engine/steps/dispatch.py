@@ -17,6 +17,7 @@ from agents.engine.steps.common import (
 )
 from agents.selectors import spend_refusal
 from haao.errors import ApplicationError
+from haao.rows import one_or_none
 from policies.enforcement import (
     ANY_CALL,
     Refusal,
@@ -56,7 +57,7 @@ def dispatch_project(*, project_id: Any) -> list[Attempt]:
     """Start the next attempts of a project: waiting work first, dependencies first, within
     the WIP limit, each on the healthy endpoint with the most room."""
     cache.delete(hooks.dispatch_mark(project_id))  # changes from now on need a new dispatch
-    project = Project.objects.select_related("organization").filter(pk=project_id).first()
+    project = one_or_none(Project.objects.select_related("organization"), pk=project_id)
     if project is None:
         logger.warning("Project %s to dispatch does not exist.", project_id)
         return []

@@ -16,6 +16,7 @@ from agents.engine.steps.common import (
     worker_name,
 )
 from agents.workspaces.remote import STEP_FETCH_SECONDS, workspace_of
+from haao.rows import one_or_none
 from tickets.models import (
     Attempt,
     AttemptOutcome,
@@ -33,8 +34,8 @@ S = TicketStatus
 
 def merge_step(*, ticket_id: Any) -> None:
     """Merge an accepted ticket's passed attempt into the integration branch, once."""
-    ticket = (Ticket.objects.select_related("project__organization", "decided_by")
-              .filter(pk=ticket_id).first())
+    ticket = one_or_none(Ticket.objects.select_related("project__organization", "decided_by"),
+                         pk=ticket_id)
     if ticket is None or ticket.status != S.ACCEPTED or ticket.merged_commit:
         return
     attempt = (Attempt.objects.filter(ticket=ticket, outcome=AttemptOutcome.PASSED)

@@ -175,6 +175,22 @@ def _stopping() -> bool:
     return task is not None and task.cancelling() > 0
 
 
+# A task told to stop is told again this often until it has. A library may swallow a cancel
+# and wait on (a client that retries a read the cancel interrupted, a pop loop that takes the
+# empty answer for a timeout and pops again), and a listener that never stops keeps receiving
+# for nobody and holds its event loop open when that loop closes (a test run's last seen
+# hang: an event loop closing, waiting for such a task).
+STOP_AGAIN_SECONDS = 0.5
+
+
+def stop(task: asyncio.Task[Any]) -> None:
+    """Cancel `task`, and cancel it again every STOP_AGAIN_SECONDS until it is done."""
+    if task.done():
+        return
+    task.cancel()
+    asyncio.get_running_loop().call_later(STOP_AGAIN_SECONDS, stop, task)
+
+
 class GroupListener:
     """One channel-layer group followed by this process on behalf of its sockets: a channel
     of its own in the group, a receive loop handing each message to `received`, and a
@@ -209,10 +225,10 @@ class GroupListener:
             self.members.discard(consumer)
             if self.members or self.listener is None:
                 return False
-            self.listener.cancel()
+            stop(self.listener)
             self.listener = None
             if self.refresher is not None:
-                self.refresher.cancel()
+                stop(self.refresher)
                 self.refresher = None
             with contextlib.suppress(Exception):
                 await get_channel_layer().group_discard(self.group, self.channel)

@@ -608,12 +608,14 @@ def test_a_listener_whose_layer_swallows_its_cancel_still_stops_when_its_last_so
 @pytest.mark.skipif(not settings.REDIS_URL, reason="the Redis layer needs a Redis server "
                     "(scripts/test.sh starts one)")
 def test_an_idle_listener_on_redis_waits_quietly_and_still_gets_the_next_message(
-        caplog) -> None:
+        caplog, monkeypatch) -> None:
     """redis-py gives up on a read after 5 s: a listener with nothing to receive must not
     fail (log, drop its connection) every 5 s, and must still get what comes next."""
     from channels.layers import get_channel_layer
 
-    layer = get_channel_layer()
+    # The configured layer, a new instance: its locks and pools belong to this event loop.
+    layer = type(get_channel_layer())(hosts=[settings.REDIS_URL])
+    monkeypatch.setattr(consumers, "get_channel_layer", lambda: layer)
     socket = object()
     received: list[dict[str, Any]] = []
 
@@ -635,3 +637,39 @@ def test_an_idle_listener_on_redis_waits_quietly_and_still_gets_the_next_message
         run(scenario)
     assert [r.getMessage() for r in caplog.records if "receiving on" in r.getMessage()] == []
     assert received == [{"type": "access.changed"}]
+
+
+class CancelSwallowedOnce(SQLiteChannelLayer):
+    """A layer whose receive swallows the first cancel and goes on waiting, as a client that
+    retries a read whose timeout met the cancel does."""
+
+    swallowed = 0
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        while True:
+            try:
+                return await super().receive(channel)
+            except asyncio.CancelledError:
+                if CancelSwallowedOnce.swallowed:
+                    raise
+                CancelSwallowedOnce.swallowed += 1
+
+
+def test_a_listener_whose_layer_swallows_a_cancel_and_waits_on_is_stopped_all_the_same(
+        tmp_path, monkeypatch) -> None:
+    layer = CancelSwallowedOnce(path=str(tmp_path / "channels.sqlite3"))
+    monkeypatch.setattr(consumers, "get_channel_layer", lambda: layer)
+    socket = object()
+
+    async def scenario() -> bool:
+        watch = consumers.AccessWatch("access.user.1", timed=False)
+        await watch.join(socket)  # type: ignore[arg-type]
+        listener = watch.listener
+        assert listener is not None
+        await asyncio.sleep(0.1)  # the listener waits in the layer's receive
+        assert await watch.leave(socket)  # type: ignore[arg-type]
+        done, _ = await asyncio.wait([listener], timeout=3)
+        return bool(done)
+
+    assert run(scenario), "the listener of a group nobody follows kept receiving"
+    assert CancelSwallowedOnce.swallowed == 1

@@ -59,18 +59,19 @@ def start_model_step(change: Transition) -> None:
 
 
 # The audits a running task has said it will run itself (audits_kept): its organization and
-# the tickets whose audit it keeps; None outside one.
-_kept: ContextVar[tuple[Organization, list[Any]] | None] = ContextVar("haao_kept_audits",
-                                                                     default=None)
+# the changes that sent tickets to their audit; None outside one.
+_kept: ContextVar[tuple[Organization, list[Transition]] | None] = ContextVar(
+    "haao_kept_audits", default=None)
 
 
 @contextmanager
-def audits_kept(organization: Organization) -> Iterator[list[Any]]:
+def audits_kept(organization: Organization) -> Iterator[list[Transition]]:
     """Within this block, an audit of `organization`'s work that this worker would take from
-    its queue is not sent through the broker but kept, as the ticket's id, for the caller to
-    run next in the same task (agents.engine.steps.model). Recovery sends it again at once if
-    this worker dies first: the worker holds the attempt's step (agents.engine.workers)."""
-    kept: list[Any] = []
+    its queue is not sent through the broker but kept, as the change that sent its ticket to
+    the audit, for the caller to run next in the same task (agents.engine.steps.model).
+    Recovery sends it again at once if this worker dies first: the worker holds the
+    attempt's step (agents.engine.workers)."""
+    kept: list[Transition] = []
     token = _kept.set((organization, kept))
     try:
         yield kept
@@ -81,10 +82,12 @@ def audits_kept(organization: Organization) -> Iterator[list[Any]]:
 @on_enter(S.AUDITING)
 def start_audit(change: Transition) -> None:
     kept = _kept.get()
-    if kept is not None and kept[0].pk == change.organization_id and workers.takes(
-            routing.queue_for(organization=kept[0], kind=routing.CLOUD)):
-        kept[1].append(change.ticket_id)
-        return
+    if kept is not None:
+        organization, changes = kept
+        if organization.pk == change.organization_id and workers.takes(
+                routing.queue_for(organization=organization, kind=routing.CLOUD)):
+            changes.append(change)
+            return
     ticket = Ticket.objects.select_related("organization").filter(pk=change.ticket_id).first()
     if ticket is not None:
         enqueue.audit_step(ticket_id=ticket.pk, organization=ticket.organization,

@@ -649,16 +649,18 @@ class CancelSwallowedOnce(SQLiteChannelLayer):
     """A layer whose receive swallows the first cancel and goes on waiting, as a client that
     retries a read whose timeout met the cancel does."""
 
-    swallowed = 0
+    def __init__(self, **config: Any) -> None:
+        super().__init__(**config)
+        self.swallowed = 0
 
     async def receive(self, channel: str) -> dict[str, Any]:
         while True:
             try:
                 return await super().receive(channel)
             except asyncio.CancelledError:
-                if CancelSwallowedOnce.swallowed:
+                if self.swallowed:
                     raise
-                CancelSwallowedOnce.swallowed += 1
+                self.swallowed += 1
 
 
 def test_a_listener_whose_layer_swallows_a_cancel_and_waits_on_is_stopped_all_the_same(
@@ -666,4 +668,4 @@ def test_a_listener_whose_layer_swallows_a_cancel_and_waits_on_is_stopped_all_th
     layer = CancelSwallowedOnce(path=str(tmp_path / "channels.sqlite3"))
     assert listener_stops_when_its_last_socket_leaves(layer, monkeypatch), \
         "the listener of a group nobody follows kept receiving"
-    assert CancelSwallowedOnce.swallowed == 1
+    assert layer.swallowed == 1

@@ -49,7 +49,6 @@ from tickets.models import (
     AttemptStage,
     ExecutorKind,
     Ticket,
-    TicketStatus,
 )
 from tickets.services.attempts import (
     attempt_answered,
@@ -179,17 +178,18 @@ def _to_checks(attempt: Attempt) -> None:
     organization = ticket.project.organization
     with hooks.audits_kept(organization) as audits:
         checked = check_answer(attempt)
-    for ticket_id in audits:
+    for change in audits:
         try:
-            if checked is not None and ticket_id == ticket.pk:
-                ticket.status = TicketStatus.AUDITING  # as its check left it (start_audit)
+            if checked is not None and change.ticket_id == ticket.pk:
+                ticket.status = change.to_status  # as the change to its audit left it
                 audit_attempt(ticket, checked)
             else:
-                audit_step(ticket_id=ticket_id)
+                audit_step(ticket_id=change.ticket_id)
         except Exception:
             # Sent through the broker after all: this task's retry would find its attempt
             # done and never reach the audit.
-            enqueue.audit_step(ticket_id=ticket_id, organization=organization, on_commit=False)
+            enqueue.audit_step(ticket_id=change.ticket_id, organization=organization,
+                               on_commit=False)
             raise
 
 

@@ -8,19 +8,28 @@ the new head and merges again on top of it.
 from __future__ import annotations
 
 import functools
+import logging
 from pathlib import Path
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from agents.delivery.packs import commits_ensure, pack_save
+from agents.delivery.packs import commits_ensure, pack_save, pack_store
 from agents.models import DeliveryStatus, IntegrationBranch
-from agents.workspaces.attempts import MergeResult, attempt_branch, merge_commits
+from agents.workspaces.attempts import (
+    COMMIT_NOT_HERE,
+    MergeResult,
+    attempt_branch,
+    merge_commits,
+)
 from agents.workspaces.git import WorkspaceError, git
+from agents.workspaces.store import is_ancestor, keep
 from haao.audit import SYSTEM, audit_record
 from haao.rows import one_or_none
 from tickets.models import Attempt, DeliveryMode, Project, Requirement, Ticket
 from tickets.services.engine import ticket_merged
+
+logger = logging.getLogger(__name__)
 
 # How many times a merge retries when another worker moved the branch meanwhile.
 ADVANCE_TRIES = 8
@@ -105,6 +114,9 @@ def branch_follow_upstream(*, branch: IntegrationBranch, repo: Path) -> Integrat
     from current upstream: a branch without HAAO's work moves to it; one with work gets a
     merge commit when the two merge cleanly (else it stays, and the pull request shows it)."""
     project = branch.project
+    # Most calls find nothing new upstream: one git process says so, by the ref's name.
+    if is_ancestor(repo, f"refs/heads/{project.default_branch}", branch.head):
+        return branch
     for _ in range(ADVANCE_TRIES):
         tip = upstream_tip(repo, project)
         commits_ensure(project=project, repo=repo, commits=[branch.head])
@@ -148,24 +160,22 @@ def branch_merge_ticket(*, ticket: Ticket, attempt: Attempt, repo: Path,
     source = ticket_commit(attempt=attempt, repo=repo)
     branch = integration_branch_for(ticket=ticket, repo=repo)
     for _ in range(ADVANCE_TRIES):
-        commits_ensure(project=project, repo=repo, commits=[branch.head, source])
-        result = merge_commits(repo=repo, target=branch.head, source=source, message=message)
+        result = _merge_here(project=project, repo=repo, target=branch.head, source=source,
+                             message=message)
         if not result.merged:
             return branch, result
         if not result.up_to_date:
-            pack_save(project=project, repo=repo, commit=result.commit,
-                      prerequisites=[branch.head, source])
+            pack_store(project=project, repo=repo, commit=result.commit,
+                       prerequisites=[branch.head, source])
         with transaction.atomic():
             if not result.up_to_date and not branch_advance(branch=branch, old=branch.head,
                                                             new=result.commit):
                 branch.refresh_from_db()
                 continue
-            # A local branch of the same name, so a person in this worker's workspace can
-            # `git log` it; the database stays the record. After commit, and registered
-            # before the merge's own reactions, so it is set before anyone hears of it.
+            # Registered before the merge's own reactions, so the local branch is set before
+            # anyone hears of the merge.
             transaction.on_commit(functools.partial(
-                git, ["update-ref", f"refs/heads/{branch.name}", result.commit], cwd=repo,
-                check=False))
+                _name_locally, repo=repo, branch=branch.name, commit=result.commit))
             if not ticket_merged(ticket=ticket, commit=result.commit, branch=branch.name):
                 # Another delivery recorded the merge first: leave the branch as it was.
                 transaction.set_rollback(True)
@@ -174,3 +184,27 @@ def branch_merge_ticket(*, ticket: Ticket, attempt: Attempt, repo: Path,
         return branch, result
     raise WorkspaceError(f"The branch {branch.name} kept moving; the merge will be retried.",
                          code="branch_busy")
+
+
+def _merge_here(*, project: Project, repo: Path, target: str, source: str,
+                message: str) -> MergeResult:
+    """merge_commits in this machine's repository, bringing the two commits in from HAAO's
+    store only when the merge says this repository lacks one (most often it has both)."""
+    try:
+        return merge_commits(repo=repo, target=target, source=source, message=message)
+    except WorkspaceError as error:
+        if error.code != COMMIT_NOT_HERE:
+            raise
+    commits_ensure(project=project, repo=repo, commits=[target, source])
+    return merge_commits(repo=repo, target=target, source=source, message=message)
+
+
+def _name_locally(*, repo: Path, branch: str, commit: str) -> None:
+    """After the merge commits: keep its commit in this cache and point a local branch of the
+    same name at it, in one ref transaction, so a person in this worker's workspace can
+    `git log` it. The database stays the record and the store has the commit, so a failure
+    here (another merge on this machine took the ref meanwhile) loses nothing."""
+    try:
+        keep(repo, [commit], refs={f"refs/heads/{branch}": commit})
+    except WorkspaceError as error:
+        logger.info("The local branch %s was left as it was: %s", branch, error.message)

@@ -22,6 +22,13 @@ def pack_save(*, project: Project, repo: Path, commit: str, prerequisites: Itera
               refs: Mapping[str, str] | None = None) -> None:
     """Store `commit` (with what it adds to its prerequisites), once per commit, and keep it
     reachable in this cache; `refs` (name: commit) are set in the same ref transaction."""
+    pack_store(project=project, repo=repo, commit=commit, prerequisites=prerequisites)
+    keep(repo, [commit], refs=refs)
+
+
+def pack_store(*, project: Project, repo: Path, commit: str,
+               prerequisites: Iterable[str]) -> None:
+    """Store `commit` as pack_save does, leaving this cache's refs to the caller (keep)."""
     prerequisites = [c for c in dict.fromkeys(prerequisites) if c and c != commit]
     # Not asked first: the commit is the one the step just wrote, new but for a step run
     # twice. A row stored before (or by another worker meanwhile) stands (git_pack_commit).
@@ -29,7 +36,6 @@ def pack_save(*, project: Project, repo: Path, commit: str, prerequisites: Itera
         organization_id=project.organization_id, project=project, commit=commit,
         prerequisites=prerequisites, data=bundle_of(repo, commit, prerequisites=prerequisites))],
         ignore_conflicts=True)
-    keep(repo, [commit], refs=refs)
 
 
 def commits_ensure(*, project: Project, repo: Path, commits: Iterable[str]) -> None:

@@ -27,6 +27,7 @@ from agents.selectors import NO_COST, ticket_costs
 from agents.workspaces.attempts import merge_commits
 from agents.workspaces.git import WorkspaceError, git
 from agents.workspaces.remote import remote_access, workspace_of
+from agents.workspaces.store import is_ancestor
 from haao.audit import SYSTEM, Actor, audit_record
 from haao.errors import ApplicationError
 from haao.text import redact_userinfo
@@ -140,8 +141,7 @@ def _push(branch: IntegrationBranch, repo: Path) -> str:
 
 def _contains(repo: Path, tip: str, commit: str) -> bool:
     """Whether `commit` is `tip` or one of its ancestors."""
-    return tip == commit or git(["merge-base", "--is-ancestor", commit, tip], cwd=repo,
-                                check=False).returncode == 0
+    return tip == commit or bool(is_ancestor(repo, commit, tip))
 
 
 def _remote_tip(repo: Path, name: str) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from agents.delivery.branches import branch_merge_ticket
 from agents.delivery.packs import commits_ensure, pack_save
 from agents.models import GitPack
 from agents.sandbox import DEFAULT_SANDBOX_UID
@@ -18,6 +19,8 @@ from agents.workspaces.checkouts import checkout_at, checkout_hand_over
 from agents.workspaces.git import WorkspaceError, git
 from agents.workspaces.remote import workspace_of
 from agents.workspaces.store import has_commit
+from tests.factories import TicketFactory
+from tickets.models import Attempt, AttemptOutcome, TicketStatus
 
 
 def _upstream(tmp_path: Path) -> Path:
@@ -102,6 +105,37 @@ def test_another_projects_packs_are_never_used(cast: Any, tmp_path: Path) -> Non
     elsewhere = _workspace(upstream, tmp_path / "b", cast.other_project)
     with pytest.raises(WorkspaceError):
         commits_ensure(project=cast.other_project, repo=elsewhere, commits=[commit])
+
+
+def test_a_merge_on_a_machine_without_the_work_brings_it_from_the_store_and_names_it_there(
+        cast: Any, tmp_path: Path, django_capture_on_commit_callbacks: Any) -> None:
+    upstream = _upstream(tmp_path)
+    here = _workspace(upstream, tmp_path / "machine-a", cast.project)
+    base = git(["rev-parse", "main"], cwd=here).stdout.strip()
+    work = _commit_on(here, base, "app.py", "VALUE = 4\n")
+    pack_save(project=cast.project, repo=here, commit=work, prerequisites=[base])
+    ticket = TicketFactory(project=cast.project, requirement__project=cast.project,
+                           status=TicketStatus.ACCEPTED)
+    attempt = Attempt.objects.create(organization=cast.org, ticket=ticket, number=1,
+                                     outcome=AttemptOutcome.PASSED, commit=work)
+    there = _workspace(upstream, tmp_path / "machine-b", cast.project)
+    assert not has_commit(there, work)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        branch, merged = branch_merge_ticket(ticket=ticket, attempt=attempt, repo=there,
+                                             message=f"Merge {ticket.key}\n")
+    assert merged.merged and not merged.up_to_date
+    assert git(["show", f"{merged.commit}:app.py"], cwd=there).stdout == "VALUE = 4\n"
+    ticket.refresh_from_db()
+    assert ticket.merged_commit == merged.commit == branch.head
+    # This machine names the merge and keeps it: a person here can `git log` the branch.
+    assert git(["rev-parse", f"refs/heads/{branch.name}"],
+               cwd=there).stdout.strip() == merged.commit
+    assert git(["rev-parse", f"refs/haao/commits/{merged.commit}"],
+               cwd=there).stdout.strip() == merged.commit
+    # The first machine, which lacks the merge, restores it from the store as well.
+    commits_ensure(project=cast.project, repo=here, commits=[merged.commit])
+    assert git(["show", f"{merged.commit}:app.py"], cwd=here).stdout == "VALUE = 4\n"
 
 
 def test_a_reused_checkout_shows_exactly_its_commit(cast: Any, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from agents.workspaces.git import WorkspaceError, file_lock, git
 from agents.workspaces.repos import lock_for
+from agents.workspaces.store import is_ancestor
 from haao.errors import ApplicationError
 from tickets.repositories import check_branch_name
 
@@ -19,6 +20,8 @@ _TICKET_KEY = re.compile(r"^[A-Z][A-Z0-9]{0,19}-[0-9]{1,9}$")
 # Where each attempt branch's starting commit is kept, so its diff survives later merges.
 BASE_REF_PREFIX = "refs/haao-base/"
 CONFLICT_EXCERPT_LINES = 40
+# The code of a merge asked for commits this machine's repository does not hold (yet).
+COMMIT_NOT_HERE = "commit_not_here"
 
 
 class NothingToCommit(ApplicationError):
@@ -195,8 +198,7 @@ def _merge_in_place(repo: Path, integration_branch: str, head: str, base: str, *
     Three git calls instead of checking out the whole tree twice; the result is the same
     --no-ff merge commit `git merge` would make.
     """
-    if git(["merge-base", "--is-ancestor", head, base], cwd=repo,
-           check=False).returncode == 0:
+    if is_ancestor(repo, head, base):
         return MergeResult(merged=True, commit=base, up_to_date=True)
     result = git(["merge-tree", "--write-tree", "--no-messages", base, head], cwd=repo,
                  check=False)
@@ -246,13 +248,18 @@ def _conflict_summary(directory: Path, branch: str, conflicts: list[str]) -> str
 
 def merge_commits(*, repo: Path, target: str, source: str, message: str) -> MergeResult:
     """Merge commit `source` into commit `target` without a worktree (git merge-tree) and
-    without moving any ref: the --no-ff merge commit, or the conflicting paths and hunks."""
+    without moving any ref: the --no-ff merge commit, or the conflicting paths and hunks.
+    WorkspaceError COMMIT_NOT_HERE when this repository lacks either (agents.delivery.packs
+    brings them in)."""
     if not isinstance(message, str) or not message.strip() or "\x00" in message:
         raise ApplicationError("A merge message must be non-empty text.",
                                code="invalid_commit_message")
     repo = Path(repo)
-    if git(["merge-base", "--is-ancestor", source, target], cwd=repo,
-           check=False).returncode == 0:
+    merged_before = is_ancestor(repo, source, target)
+    if merged_before is None:
+        raise WorkspaceError(f"This repository lacks {target[:12]} or {source[:12]}; bring "
+                             "them in from HAAO's store first.", code=COMMIT_NOT_HERE)
+    if merged_before:
         return MergeResult(merged=True, commit=target, up_to_date=True)
     result = git(["merge-tree", "--write-tree", "--name-only", "--no-messages", target, source],
                  cwd=repo, check=False)

@@ -25,6 +25,14 @@ def has_commit(repo: Path, commit: str) -> bool:
                                 check=False).returncode == 0
 
 
+def is_ancestor(repo: Path, ancestor: str, descendant: str) -> bool | None:
+    """Whether `ancestor` (a commit or a ref) is in the history of `descendant`, a commit
+    being its own; None when the local repository lacks one of them (one git process)."""
+    code = git(["merge-base", "--is-ancestor", ancestor, descendant], cwd=repo,
+               check=False).returncode
+    return {0: True, 1: False}.get(code)
+
+
 def missing_commits(repo: Path, commits: Iterable[str]) -> list[str]:
     """Those of `commits` the local repository does not hold (one git process)."""
     wanted = [c for c in dict.fromkeys(commits) if c]

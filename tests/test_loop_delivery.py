@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +135,15 @@ def test_two_workers_without_a_shared_disk_finish_one_projects_tickets(
     project = connect(cast, forge)
     Project.objects.filter(pk=project.pk).update(delivery="branch")
     answers = Script(RIGHT_FIX, CURRENCY)
-    coder.answer = lambda request: answers.next()
+    wiped = threading.Event()
+
+    def answer(request: Any) -> Any:
+        reply = answers.next()
+        if reply == CURRENCY:  # the second ticket's coder answers once the disks are gone
+            wiped.wait(timeout=60)
+        return reply
+
+    coder.answer = answer
     cloud.answer = TechLead(tickets=[invoice_ticket(), currency_ticket()])
     add_endpoints(cast, coder, cloud)
     roots = [tmp_path / "machine-a", tmp_path / "machine-b"]
@@ -155,9 +164,12 @@ def test_two_workers_without_a_shared_disk_finish_one_projects_tickets(
     services.ticket_accept(ticket=Ticket.objects.get(pk=first.pk), actor=cast.product_owner)
     wait_for(lambda: Ticket.objects.get(pk=first.pk).merged_commit, what="the first merge",
              processes=processes)
-    # One machine loses its disk mid-run: nothing of the project's work was only there.
+    # The machines lose their disks mid-run, while the second ticket's coder writes (a disk
+    # gone under a running check is a machine failure, for an admin): nothing of the
+    # project's work was only there, neither the first merge nor the upstream clone.
     for root in roots:
         shutil.rmtree(root, ignore_errors=True)
+    wiped.set()
     wait_for(lambda: status_of(second)() == "awaiting_acceptance", what="the second ticket",
              processes=processes)
     services.ticket_accept(ticket=Ticket.objects.get(pk=second.pk), actor=cast.product_owner)

@@ -197,8 +197,10 @@ def _after_failure(ticket: Ticket, *, reason: str, cloud: bool, options: Options
 
 
 def ticket_attempt_finished(*, attempt: Attempt, options: Options) -> Ticket | None:
-    """Move the ticket on after its attempt ended: audit, acceptance, retry, escalate, block."""
-    with transaction.atomic():
+    """Move the ticket on after its attempt ended: audit, acceptance, retry, escalate, block.
+    Inside the caller's transaction when there is one (no savepoint: what fails in here
+    fails the whole step)."""
+    with transaction.atomic(savepoint=False):
         ticket = _locked(attempt.ticket_id)
         if attempt.outcome == AttemptOutcome.RUNNING:
             # Not ended by the caller: how it ended, if it has (an ended attempt never
@@ -285,8 +287,9 @@ def ticket_audited(*, attempt: Attempt, passed: bool, summary: str,
 
 
 def ticket_merged(*, ticket: Ticket, commit: str, branch: str = "") -> bool:
-    """Record the integration commit of an accepted ticket, once."""
-    with transaction.atomic():
+    """Record the integration commit of an accepted ticket, once (inside the merge's
+    transaction: no savepoint of its own)."""
+    with transaction.atomic(savepoint=False):
         updated = Ticket.objects.filter(pk=ticket.pk, status=S.ACCEPTED,
                                         merged_commit="").update(
             merged_commit=commit, merged_at=timezone.now())

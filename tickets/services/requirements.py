@@ -182,8 +182,9 @@ def requirement_conclude(*, requirement_id: Any) -> str | None:
     no forge: cancelled when every ticket was cancelled, delivered once the accepted ones are
     merged into HAAO's branch, unless a pull request is to carry them (its merge delivers,
     `requirement_deliver`); the project's pushed branch has a delivery state of its own.
-    Returns the new state, or None when nothing changed."""
-    with transaction.atomic():
+    Returns the new state, or None when nothing changed. Inside the caller's transaction
+    when there is one, without a savepoint: it raises nothing it expects."""
+    with transaction.atomic(savepoint=False):
         requirement = (Requirement.objects.select_related("project", "organization")
                        .filter(pk=requirement_id, status=RequirementStatus.APPROVED).first())
         if requirement is None or _unfinished(requirement_id):

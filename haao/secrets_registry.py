@@ -24,8 +24,8 @@ def encrypted_fields() -> Iterator[tuple[type[models.Model], str]]:
 
 def organization_secrets(*, organization: Any) -> list[str]:
     """The secrets HAAO keeps for the organization, whichever model holds them (endpoint keys,
-    the SSO client secret, repository tokens and deploy keys, webhook secrets): one query per
-    model, so a secret field added later is covered without touching this. Read once per
+    the SSO client secret, repository tokens and deploy keys, webhook secrets), found by
+    field type, so a secret field added later is covered without touching this. Read once per
     Celery task (haao.reads): an attempt's coder call and its audit redact the same ones."""
     return read_once(("organization_secrets", organization.pk),
                      lambda: _secrets_read(organization))
@@ -41,11 +41,16 @@ def _secret_fields() -> dict[type[models.Model], list[str]]:
 
 
 def _secrets_read(organization: Any) -> list[str]:
+    """One query: a column of every secret field's values, each field's rows one part of a
+    UNION ALL (every part an EncryptedTextField, read as the first part's field reads)."""
+    parts = [model._default_manager.filter(organization=organization).order_by()
+             .values_list(name, flat=True)
+             for model, names in _secret_fields().items() for name in names]
+    if not parts:
+        return []
     found: list[str] = []
-    for model, names in _secret_fields().items():
-        for row in model._default_manager.filter(organization=organization).values_list(*names):
-            for value in row:
-                text = value.reveal() if isinstance(value, Secret) else str(value or "")
-                if text:
-                    found.append(text)
+    for value in parts[0].union(*parts[1:], all=True):
+        text = value.reveal() if isinstance(value, Secret) else str(value or "")
+        if text:
+            found.append(text)
     return found

@@ -10,6 +10,7 @@ from typing import Any
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from accounts.models import SSOConnection
 from agents.engine import routing
 from agents.health import HealthResult, endpoint_health_record
 from haao import reads
@@ -18,6 +19,7 @@ from haao.secrets_registry import organization_secrets
 from policies.selectors import policy_for
 from policies.services import policy_update
 from tests.fixtures import coder_endpoint
+from tickets.models import Project
 
 
 @contextmanager
@@ -86,3 +88,28 @@ def test_a_task_reads_the_secrets_it_redacts_once_and_the_next_task_sees_a_new_o
         assert "sk-rotated-0123456789" in organization_secrets(organization=cast.org)
     # Outside a task every call reads them.
     assert queries(lambda: organization_secrets(organization=cast.org))[1] > 0
+
+
+def test_the_secrets_redacted_are_every_kind_the_organization_keeps_and_only_its_own(
+        cast) -> None:
+    for org, actor, key in ((cast.org, cast.admin, "sk-acme-coder-0123456789"),
+                            (cast.other_org, cast.outsider, "sk-globex-coder-0123456789")):
+        endpoint = coder_endpoint(org, actor)
+        endpoint.api_key = key
+        endpoint.save(update_fields=["api_key"])
+    SSOConnection.objects.create(organization=cast.org, protocol="oidc",
+                                 oidc_client_secret="oidc-client-secret-0123456789")
+    SSOConnection.objects.create(organization=cast.other_org, protocol="oidc",
+                                 oidc_client_secret="globex-oidc-secret-0123456789")
+    Project.objects.filter(pk=cast.project.pk).update(
+        token="ghp_projecttoken0123456789", ssh_private_key="ssh-private-key-0123456789",
+        webhook_secret="webhook-secret-0123456789")
+    Project.objects.filter(pk=cast.other_project.pk).update(token="ghp_globextoken0123456789")
+
+    secrets, n = queries(lambda: organization_secrets(organization=cast.org))
+    assert n == 1
+    assert {"oidc-client-secret-0123456789", "ghp_projecttoken0123456789",
+            "ssh-private-key-0123456789", "webhook-secret-0123456789"} <= set(secrets)
+    assert "sk-acme-coder-0123456789" in secrets
+    assert not {"globex-oidc-secret-0123456789", "ghp_globextoken0123456789",
+                "sk-globex-coder-0123456789"} & set(secrets)

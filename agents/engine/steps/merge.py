@@ -32,25 +32,60 @@ from tickets.services.engine import (
 logger = logging.getLogger(__name__)
 S = TicketStatus
 
+
 def merge_step(*, ticket_id: Any) -> None:
-    """Merge an accepted ticket's passed attempt into the integration branch, once."""
+    """Merge an accepted ticket's passed attempt into its integration branch, once.
+
+    A project's merges run as a train: one worker at a time holds the project, merges a
+    ticket, lets go and takes the next accepted ticket still waiting, oldest acceptance
+    first, so merges never race each other for a branch (the loser of a race merges
+    again). A step that finds the project held leaves its ticket to the holder, which looks
+    for waiting tickets after it lets go."""
     ticket = one_or_none(Ticket.objects.select_related("project__organization", "decided_by"),
                          pk=ticket_id)
     if ticket is None or ticket.status != S.ACCEPTED or ticket.merged_commit:
         return
+    project = ticket.project
+    train = f"haao:merge-train:{project.pk}"
+    tried: set[Any] = set()
+    failed: Exception | None = None
+    waiting: Ticket | None = ticket
+    while waiting is not None:
+        if not cache.add(train, worker_name(), timeout=lease_seconds()):
+            break  # the holder takes it after it lets go
+        try:
+            tried.add(waiting.pk)
+            error = _merge_ticket(waiting)
+            if error is not None and waiting.pk == ticket.pk:
+                failed = error
+        finally:
+            cache.delete(train)
+        # Looked for after letting go: a ticket whose step found the project held was
+        # accepted before that, so it is seen here.
+        waiting = (Ticket.objects.select_related("decided_by")
+                   .filter(project=project, status=S.ACCEPTED, merged_commit="")
+                   .exclude(pk__in=tried).order_by("status_changed_at").first())
+        if waiting is not None:
+            waiting.project = project
+    if failed is not None:
+        raise failed
+
+
+def _merge_ticket(ticket: Ticket) -> Exception | None:
+    """Merge one ticket of the train; the error that stopped it, logged, so the train goes on
+    (the ticket's own step raises it; recovery sends a stuck merge again)."""
     attempt = (Attempt.objects.filter(ticket=ticket, outcome=AttemptOutcome.PASSED)
                .order_by("-number").first())
     if attempt is None:
         progress(ticket=ticket, type="ticket.merge_failed",
                  data={"reason": "It has no passed attempt to merge."})
-        return
-    claim = f"haao:merging:{ticket.pk}"
-    if not cache.add(claim, worker_name(), timeout=lease_seconds()):
-        return  # another delivery is merging it; the merge is idempotent anyway
+        return None
     try:
         _merge(ticket, attempt)
-    finally:
-        cache.delete(claim)
+    except Exception as error:
+        logger.exception("Merging %s failed", ticket.key)
+        return error
+    return None
 
 
 def _merge(ticket: Ticket, attempt: Attempt) -> None:

@@ -114,15 +114,17 @@ def branch_follow_upstream(*, branch: IntegrationBranch, repo: Path) -> Integrat
     from current upstream: a branch without HAAO's work moves to it; one with work gets a
     merge commit when the two merge cleanly (else it stays, and the pull request shows it)."""
     project = branch.project
-    # Most calls find nothing new upstream: one git process says so, by the ref's name.
-    if is_ancestor(repo, f"refs/heads/{project.default_branch}", branch.head):
-        return branch
+    upstream = f"refs/heads/{project.default_branch}"
     for _ in range(ADVANCE_TRIES):
-        tip = upstream_tip(repo, project)
-        commits_ensure(project=project, repo=repo, commits=[branch.head])
-        if git(["merge-base", "--is-ancestor", tip, branch.head], cwd=repo,
-               check=False).returncode == 0:
+        # Most calls find nothing new upstream: one git process says so, by the ref's name.
+        # The head is brought in only when git says it is not here.
+        known = is_ancestor(repo, upstream, branch.head)
+        if known is None:
+            commits_ensure(project=project, repo=repo, commits=[branch.head])
+            known = is_ancestor(repo, upstream, branch.head)
+        if known:
             return branch
+        tip = upstream_tip(repo, project)  # a missing default branch is named here
         if branch.head == branch.base:
             if branch_advance(branch=branch, old=branch.head, new=tip, base=tip):
                 return branch

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from agents.delivery.packs import pack_save
 from agents.engine import steps
-from agents.tests.test_store import _commit_on, _upstream
+from agents.tests.repos import commit_on, upstream_repo
 from agents.workspaces.git import git
 from agents.workspaces.remote import workspace_of
 from tests.factories import TicketFactory
@@ -33,14 +33,14 @@ def _accepted(cast: Any, *, commit: str, accepted_seconds_ago: int) -> Ticket:
 
 def test_a_merge_step_that_finds_its_project_held_leaves_its_ticket_to_the_holder(
         cast: Any, tmp_path: Path, settings: Any) -> None:
-    upstream = _upstream(tmp_path)
+    upstream = upstream_repo(tmp_path)
     Project.objects.filter(pk=cast.project.pk).update(repository=str(upstream), delivery="none")
     cast.project.refresh_from_db()
     settings.HAAO_WORKSPACE_ROOT = tmp_path / "machine"
     repo = workspace_of(cast.project, max_age=0)
     base = git(["rev-parse", "main"], cwd=repo).stdout.strip()
-    commits = [_commit_on(repo, base, "app.py", "VALUE = 2\n"),
-               _commit_on(repo, base, "README.md", "readme, changed\n")]
+    commits = [commit_on(repo, base, "app.py", "VALUE = 2\n"),
+               commit_on(repo, base, "README.md", "readme, changed\n")]
     for commit in commits:
         pack_save(project=cast.project, repo=repo, commit=commit, prerequisites=[base])
     first = _accepted(cast, commit=commits[0], accepted_seconds_ago=20)

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from agents.delivery.branches import branch_merge_ticket
+from agents.delivery.branches import branch_advance, branch_follow_upstream, branch_merge_ticket
 from agents.delivery.packs import commits_ensure, pack_save
-from agents.models import GitPack
+from agents.models import GitPack, IntegrationBranch
 from agents.sandbox import DEFAULT_SANDBOX_UID
-from agents.workspaces import workspace_prepare
+from agents.tests.repos import commit_on, upstream_repo, workspace
 from agents.workspaces.checkouts import checkout_at, checkout_hand_over
 from agents.workspaces.git import WorkspaceError, git
 from agents.workspaces.remote import workspace_of
@@ -23,44 +23,19 @@ from tests.factories import TicketFactory
 from tickets.models import Attempt, AttemptOutcome, TicketStatus
 
 
-def _upstream(tmp_path: Path) -> Path:
-    upstream = tmp_path / "upstream"
-    upstream.mkdir()
-    git(["init", "--quiet", "-b", "main"], cwd=upstream)
-    (upstream / "app.py").write_text("VALUE = 1\n")
-    (upstream / "README.md").write_text("readme\n")
-    git(["add", "."], cwd=upstream)
-    git(["commit", "--quiet", "-m", "start"], cwd=upstream)
-    return upstream
-
-
-def _workspace(upstream: Path, root: Path, project: Any) -> Path:
-    return workspace_prepare(project_id=project.pk, repository=str(upstream),
-                             default_branch="main", root=root)
-
-
-def _commit_on(repo: Path, base: str, path: str, text: str) -> str:
-    """A commit on top of base changing one file, written through a reused checkout."""
-    with checkout_at(repo=repo, commit=base) as checkout:
-        (checkout.directory / path).write_text(text)
-        checkout.git(["update-index", "--add", "--", path])
-        tree = checkout.git(["write-tree"]).strip()
-    return git(["commit-tree", tree, "-p", base, "-m", f"change {path}"], cwd=repo).stdout.strip()
-
-
 def test_a_worker_with_an_empty_disk_restores_haaos_commits_from_the_database(
         cast: Any, tmp_path: Path) -> None:
-    upstream = _upstream(tmp_path)
-    repo = _workspace(upstream, tmp_path / "machine-a", cast.project)
+    upstream = upstream_repo(tmp_path)
+    repo = workspace(upstream, tmp_path / "machine-a", cast.project)
     base = git(["rev-parse", "main"], cwd=repo).stdout.strip()
-    first = _commit_on(repo, base, "app.py", "VALUE = 2\n")
+    first = commit_on(repo, base, "app.py", "VALUE = 2\n")
     pack_save(project=cast.project, repo=repo, commit=first, prerequisites=[base])
-    second = _commit_on(repo, first, "README.md", "readme, changed\n")
+    second = commit_on(repo, first, "README.md", "readme, changed\n")
     pack_save(project=cast.project, repo=repo, commit=second, prerequisites=[first])
     # The second pack carries only what the first does not: the bundle names its prerequisite.
     assert GitPack.objects.get(commit=second).prerequisites == [first]
 
-    other = _workspace(upstream, tmp_path / "machine-b", cast.project)
+    other = workspace(upstream, tmp_path / "machine-b", cast.project)
     assert not has_commit(other, second)
     commits_ensure(project=cast.project, repo=other, commits=[second])
     assert git(["show", f"{second}:app.py"], cwd=other).stdout == "VALUE = 2\n"
@@ -68,7 +43,7 @@ def test_a_worker_with_an_empty_disk_restores_haaos_commits_from_the_database(
 
 
 def test_a_commit_that_is_nowhere_is_named_in_the_error(cast: Any, tmp_path: Path) -> None:
-    repo = _workspace(_upstream(tmp_path), tmp_path / "machine", cast.project)
+    repo = workspace(upstream_repo(tmp_path), tmp_path / "machine", cast.project)
     with pytest.raises(WorkspaceError) as missing:
         commits_ensure(project=cast.project, repo=repo, commits=["1" * 40])
     assert "1111111111" in missing.value.message
@@ -79,16 +54,16 @@ def test_an_upstream_commit_another_machine_fetched_since_this_ones_last_fetch_i
         cast: Any, tmp_path: Path, settings: Any) -> None:
     """Steps of a busy project share a fetch (STEP_FETCH_SECONDS), so this machine may not
     have an upstream commit another machine fetched and built on a moment ago."""
-    upstream = _upstream(tmp_path)
+    upstream = upstream_repo(tmp_path)
     type(cast.project).objects.filter(pk=cast.project.pk).update(repository=str(upstream))
     cast.project.refresh_from_db()
     settings.HAAO_WORKSPACE_ROOT = tmp_path / "machine-b"
     here = workspace_of(cast.project, max_age=0)
     (upstream / "app.py").write_text("VALUE = 5\n")
     git(["commit", "--quiet", "-am", "pushed by the team"], cwd=upstream)
-    there = _workspace(upstream, tmp_path / "machine-a", cast.project)  # fetches it
+    there = workspace(upstream, tmp_path / "machine-a", cast.project)  # fetches it
     pushed = git(["rev-parse", "main"], cwd=there).stdout.strip()
-    work = _commit_on(there, pushed, "README.md", "built on the team's push\n")
+    work = commit_on(there, pushed, "README.md", "built on the team's push\n")
     pack_save(project=cast.project, repo=there, commit=work, prerequisites=[pushed])
 
     assert workspace_of(cast.project, max_age=600) == here and not has_commit(here, pushed)
@@ -97,28 +72,28 @@ def test_an_upstream_commit_another_machine_fetched_since_this_ones_last_fetch_i
 
 
 def test_another_projects_packs_are_never_used(cast: Any, tmp_path: Path) -> None:
-    upstream = _upstream(tmp_path)
-    repo = _workspace(upstream, tmp_path / "a", cast.project)
+    upstream = upstream_repo(tmp_path)
+    repo = workspace(upstream, tmp_path / "a", cast.project)
     base = git(["rev-parse", "main"], cwd=repo).stdout.strip()
-    commit = _commit_on(repo, base, "app.py", "VALUE = 3\n")
+    commit = commit_on(repo, base, "app.py", "VALUE = 3\n")
     pack_save(project=cast.project, repo=repo, commit=commit, prerequisites=[base])
-    elsewhere = _workspace(upstream, tmp_path / "b", cast.other_project)
+    elsewhere = workspace(upstream, tmp_path / "b", cast.other_project)
     with pytest.raises(WorkspaceError):
         commits_ensure(project=cast.other_project, repo=elsewhere, commits=[commit])
 
 
 def test_a_merge_on_a_machine_without_the_work_brings_it_from_the_store_and_names_it_there(
         cast: Any, tmp_path: Path, django_capture_on_commit_callbacks: Any) -> None:
-    upstream = _upstream(tmp_path)
-    here = _workspace(upstream, tmp_path / "machine-a", cast.project)
+    upstream = upstream_repo(tmp_path)
+    here = workspace(upstream, tmp_path / "machine-a", cast.project)
     base = git(["rev-parse", "main"], cwd=here).stdout.strip()
-    work = _commit_on(here, base, "app.py", "VALUE = 4\n")
+    work = commit_on(here, base, "app.py", "VALUE = 4\n")
     pack_save(project=cast.project, repo=here, commit=work, prerequisites=[base])
     ticket = TicketFactory(project=cast.project, requirement__project=cast.project,
                            status=TicketStatus.ACCEPTED)
     attempt = Attempt.objects.create(organization=cast.org, ticket=ticket, number=1,
                                      outcome=AttemptOutcome.PASSED, commit=work)
-    there = _workspace(upstream, tmp_path / "machine-b", cast.project)
+    there = workspace(upstream, tmp_path / "machine-b", cast.project)
     assert not has_commit(there, work)
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -139,9 +114,9 @@ def test_a_merge_on_a_machine_without_the_work_brings_it_from_the_store_and_name
 
 
 def test_a_reused_checkout_shows_exactly_its_commit(cast: Any, tmp_path: Path) -> None:
-    repo = _workspace(_upstream(tmp_path), tmp_path / "machine", cast.project)
+    repo = workspace(upstream_repo(tmp_path), tmp_path / "machine", cast.project)
     base = git(["rev-parse", "main"], cwd=repo).stdout.strip()
-    changed = _commit_on(repo, base, "app.py", "VALUE = 9\n")
+    changed = commit_on(repo, base, "app.py", "VALUE = 9\n")
     with checkout_at(repo=repo, commit=changed) as checkout:
         directory = checkout.directory
         # What a check leaves behind: caches, a changed tracked file, a symlink out.
@@ -158,14 +133,14 @@ def test_a_reused_checkout_shows_exactly_its_commit(cast: Any, tmp_path: Path) -
 
 
 def test_two_holders_at_once_get_two_slots(cast: Any, tmp_path: Path) -> None:
-    repo = _workspace(_upstream(tmp_path), tmp_path / "machine", cast.project)
+    repo = workspace(upstream_repo(tmp_path), tmp_path / "machine", cast.project)
     base = git(["rev-parse", "main"], cwd=repo).stdout.strip()
     with checkout_at(repo=repo, commit=base) as one, checkout_at(repo=repo, commit=base) as two:
         assert one.directory != two.directory
 
 
 def test_a_slot_left_broken_by_a_killed_process_starts_over(cast: Any, tmp_path: Path) -> None:
-    repo = _workspace(_upstream(tmp_path), tmp_path / "machine", cast.project)
+    repo = workspace(upstream_repo(tmp_path), tmp_path / "machine", cast.project)
     base = git(["rev-parse", "main"], cwd=repo).stdout.strip()
     with checkout_at(repo=repo, commit=base) as checkout:
         index = checkout.index
@@ -180,7 +155,7 @@ def test_a_slot_left_broken_by_a_killed_process_starts_over(cast: Any, tmp_path:
 @pytest.mark.skipif(os.geteuid() != 0, reason="the hand-over to the sandbox user needs root")
 def test_a_check_that_forges_a_files_times_cannot_leave_it_for_the_next_attempt(
         cast: Any, tmp_path: Path) -> None:
-    repo = _workspace(_upstream(tmp_path), tmp_path / "machine", cast.project)
+    repo = workspace(upstream_repo(tmp_path), tmp_path / "machine", cast.project)
     base = git(["rev-parse", "main"], cwd=repo).stdout.strip()
     with checkout_at(repo=repo, commit=base) as checkout:
         checkout_hand_over(checkout, uid=DEFAULT_SANDBOX_UID)
@@ -191,3 +166,36 @@ def test_a_check_that_forges_a_files_times_cannot_leave_it_for_the_next_attempt(
         os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
     with checkout_at(repo=repo, commit=base) as again:
         assert (again.directory / "app.py").read_text() == "VALUE = 1\n"
+
+
+def test_a_branch_follows_upstream_moving_without_work_of_haaos_and_merging_with_it(
+        cast: Any, tmp_path: Path) -> None:
+    upstream = upstream_repo(tmp_path)
+    root = tmp_path / "machine"
+    repo = workspace(upstream, root, cast.project)
+    start = git(["rev-parse", "main"], cwd=repo).stdout.strip()
+    branch = IntegrationBranch.objects.create(organization=cast.org, project=cast.project,
+                                              name="haao/integration", base=start, head=start)
+    assert branch_follow_upstream(branch=branch, repo=repo).head == start  # nothing new
+
+    def team_pushes(path: str, text: str) -> str:
+        (upstream / path).write_text(text)
+        git(["commit", "--quiet", "-am", f"the team changes {path}"], cwd=upstream)
+        workspace(upstream, root, cast.project)  # this machine fetches it
+        return git(["rev-parse", "main"], cwd=repo).stdout.strip()
+
+    # No work of HAAO's on the branch yet: it moves to the team's newest commit.
+    pushed = team_pushes("README.md", "readme, the team's\n")
+    branch_follow_upstream(branch=branch, repo=repo)
+    assert (branch.head, branch.base) == (pushed, pushed)
+    # With HAAO's work on it: a merge commit of both, stored and recorded.
+    work = commit_on(repo, pushed, "app.py", "VALUE = 2\n")
+    pack_save(project=cast.project, repo=repo, commit=work, prerequisites=[pushed])
+    assert branch_advance(branch=branch, old=pushed, new=work)
+    again = team_pushes("README.md", "readme, the team's again\n")
+    branch_follow_upstream(branch=branch, repo=repo)
+    parents = git(["rev-list", "--parents", "-n", "1", branch.head], cwd=repo).stdout.split()
+    assert parents[1:] == [work, again]
+    assert IntegrationBranch.objects.get(pk=branch.pk).head == branch.head
+    assert GitPack.objects.filter(commit=branch.head).exists()
+    assert git(["show", f"{branch.head}:app.py"], cwd=repo).stdout == "VALUE = 2\n"

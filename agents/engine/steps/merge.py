@@ -62,7 +62,7 @@ def merge_step(*, ticket_id: Any) -> None:
             cache.delete(train)
         # Looked for after letting go: a ticket whose step found the project held was
         # accepted before that, so it is seen here.
-        waiting = (Ticket.objects.select_related("decided_by")
+        waiting = (Ticket.objects.for_org(project.organization).select_related("decided_by")
                    .filter(project=project, status=S.ACCEPTED, merged_commit="")
                    .exclude(pk__in=tried).order_by("status_changed_at").first())
         if waiting is not None:

@@ -3,7 +3,6 @@ for redacting an organization's own secrets from text bound for a cloud model.""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterator
 from functools import cache
 from typing import Any
@@ -32,20 +31,17 @@ def organization_secrets(*, organization: Any) -> list[str]:
 
 
 @cache
-def _secret_fields() -> dict[type[models.Model], list[str]]:
-    fields: dict[type[models.Model], list[str]] = defaultdict(list)
-    for model, attname in encrypted_fields():
-        if any(field.name == "organization" for field in model._meta.concrete_fields):
-            fields[model].append(attname)
-    return dict(fields)
+def _secret_columns() -> list[tuple[type[models.Model], str]]:
+    """Every encrypted field of a model that belongs to an organization."""
+    return [(model, attname) for model, attname in encrypted_fields()
+            if any(field.name == "organization" for field in model._meta.concrete_fields)]
 
 
 def _secrets_read(organization: Any) -> list[str]:
     """One query: a column of every secret field's values, each field's rows one part of a
     UNION ALL (every part an EncryptedTextField, read as the first part's field reads)."""
     parts = [model._default_manager.filter(organization=organization).order_by()
-             .values_list(name, flat=True)
-             for model, names in _secret_fields().items() for name in names]
+             .values_list(name, flat=True) for model, name in _secret_columns()]
     if not parts:
         return []
     found: list[str] = []

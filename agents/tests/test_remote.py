@@ -24,6 +24,7 @@ from agents.workspaces.remote import (
     remote_access,
 )
 from tests.fixtures import last_event
+from tests.servers.git_ssh import GitSSHServer, ssh_unavailable_reason
 from tickets.models import Project, RepositoryAuth
 
 pytestmark = pytest.mark.django_db
@@ -218,62 +219,21 @@ def test_known_host_keys_reads_fingerprints_as_ssh_keygen_does() -> None:
 
 # --- End to end over SSH, against a real sshd on 127.0.0.1 -----------------------------------
 
-SSHD = Path("/usr/sbin/sshd")
-
-
-class SshServer:
-    """sshd on a free loopback port that lets `authorized` keys run git as this user."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, authorized: str) -> None:
-        host_key = self.root / f"host-{self.port}-{os.urandom(4).hex()}"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)],
-                       check=True)
-        (self.root / "authorized_keys").write_text(authorized + "\n")
-        config = self.root / "sshd_config"
-        config.write_text(
-            f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {host_key}\n"
-            f"AuthorizedKeysFile {self.root / 'authorized_keys'}\nPasswordAuthentication no\n"
-            "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
-            f"PermitRootLogin prohibit-password\nPidFile {self.root / 'sshd.pid'}\n")
-        self.process = subprocess.Popen([str(SSHD), "-f", str(config), "-D", "-e"],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(100):
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            subprocess.run(["sleep", "0.05"], check=False)
-        raise RuntimeError("sshd did not start")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
-
-
 @pytest.fixture
-def sshd(tmp_path: Path, settings: Any) -> Any:
-    if not SSHD.exists() or os.geteuid() != 0 or not shutil.which("ssh-keygen"):
-        pytest.skip("needs /usr/sbin/sshd run as root")
+def sshd(settings: Any) -> Any:
+    reason = ssh_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
     settings.HAAO_ENDPOINT_ALLOWLIST = ["127.0.0.1"]
-    root = tmp_path / "sshd"
-    root.mkdir()
-    server = SshServer(root)
-    yield server
-    server.stop()
+    with GitSSHServer() as server:  # a directory of its own: the server's user reads it
+        server.create_repo("app", files={"README": "hello\n"})
+        yield server
 
 
 def test_a_deploy_key_over_ssh_pins_the_host_key_and_notices_when_it_changes(
-        cast, bare, sshd) -> None:
-    url = f"ssh://root@127.0.0.1:{sshd.port}{bare}"
-    project = project_at(cast, url)
-    public = deploy_key_generate(project=project, actor=cast.admin)
-    sshd.start(public)
+        cast, sshd) -> None:
+    project = project_at(cast, sshd.url_for("app"))
+    sshd.authorize(deploy_key_generate(project=project, actor=cast.admin))
     project = Project.objects.get(pk=project.pk)
     first = connection_test(project=project, actor=cast.admin)
     assert first.ok, first.message
@@ -284,8 +244,7 @@ def test_a_deploy_key_over_ssh_pins_the_host_key_and_notices_when_it_changes(
     assert last_event(cast.org, "project.host_key_pinned").data["fingerprints"] == [
         pinned[0]["fingerprint"]]
     assert connection_test(project=project).ok  # pinned now: StrictHostKeyChecking=yes
-    sshd.stop()
-    sshd.start(public)  # the same address, a new host key
+    sshd.rotate_host_key()  # the same address, a new host key
     changed = connection_test(project=project)
     assert not changed.authenticated
     assert "changed" in changed.message and pinned[0]["fingerprint"] in changed.message
@@ -293,10 +252,9 @@ def test_a_deploy_key_over_ssh_pins_the_host_key_and_notices_when_it_changes(
     assert known_host_keys(project.ssh_known_hosts) == pinned
 
 
-def test_a_deploy_key_the_forge_does_not_know_is_explained(cast, bare, sshd) -> None:
-    project = project_at(cast, f"root@127.0.0.1:{bare}")
-    sshd.start("ssh-ed25519 " + KEY_A + " someone-else")
-    project = project_at(cast, f"ssh://root@127.0.0.1:{sshd.port}{bare}")
+def test_a_deploy_key_the_forge_does_not_know_is_explained(cast, sshd) -> None:
+    sshd.authorize("ssh-ed25519 " + KEY_A + " someone-else")
+    project = project_at(cast, sshd.url_for("app"))
     deploy_key_generate(project=project, actor=cast.admin)
     report = connection_test(project=Project.objects.get(pk=project.pk))
     assert report.reachable and not report.authenticated

@@ -230,19 +230,16 @@ def _seal_batch(organization_id: Any) -> int | None:
     """Seal one batch of the organization's unsealed rows (at most SEAL_BATCH of each kind);
     how many, or None when another sealer holds the chain head."""
     with transaction.atomic():
-        head = (AuditChainHead.objects.select_for_update(skip_locked=True)
-                .filter(organization_id=organization_id).first())
+        head = _head_locked(organization_id)
         if head is None:
             if AuditChainHead.objects.filter(organization_id=organization_id).exists():
                 return None
             AuditChainHead.objects.get_or_create(organization_id=organization_id)
             return _seal_batch(organization_id)
-        audit = list(AuditEvent.objects.filter(organization_id=organization_id,
-                                               seq__isnull=True).order_by("id")[:SEAL_BATCH])
-        progress = list(ProgressEvent.objects.filter(
-            organization_id=organization_id, seq__isnull=True).order_by("id")[:SEAL_BATCH])
+        audit = _unsealed(AuditEvent, organization_id)
+        progress = _unsealed(ProgressEvent, organization_id)
         rows = _ordered(audit, progress)
-        seq, last_hash = head.last_seq, head.last_hash
+        seq, last_hash = head
         for row in rows:
             seq += 1
             row.seq = seq
@@ -250,18 +247,22 @@ def _seal_batch(organization_id: Any) -> int | None:
                 row.prev_hash = last_hash
                 row.hash = last_hash = compute_hash(row)
         if rows:
-            head.last_seq, head.last_hash = seq, last_hash
-            _seals_store(rows, head=head)
+            _seals_store(rows, organization_id=organization_id, head=(seq, last_hash))
             streamed = [row for row in rows if row.project_id]
             if streamed:
                 transaction.on_commit(partial(_stored, streamed), robust=True)
         return len(rows)
 
 
-# The sealer's writes and its look for more are written out: they run several times a
-# second in every worker, and composing them through the ORM (bulk_update builds a CASE
-# expression per row) cost more CPU than the rest of a seal. SQL that SQLite and PostgreSQL
-# share; psycopg sends an executemany's rows in one pipeline.
+# The sealer's statements are written out: they run several times a second in every worker,
+# and composing them through the ORM (bulk_update builds a CASE expression per row; a
+# queryset's SELECT is composed anew on every run) cost more CPU than the rest of a seal.
+# SQL that SQLite and PostgreSQL share (SQLite has no row locks: its writers queue for the
+# whole database); psycopg sends an executemany's rows in one pipeline.
+_HEAD = ("SELECT last_seq, last_hash FROM accounts_auditchainhead WHERE organization_id = %s"
+         "{lock}")
+_UNSEALED = ("SELECT * FROM {table} WHERE organization_id = %s AND seq IS NULL "
+             "ORDER BY id LIMIT %s")
 _SEAL_AUDIT = "UPDATE accounts_auditevent SET seq = %s, prev_hash = %s, hash = %s WHERE id = %s"
 _SEAL_PROGRESS = "UPDATE haao_progressevent SET seq = %s WHERE id = %s"
 _HEAD_MOVE = ("UPDATE accounts_auditchainhead SET last_seq = %s, last_hash = %s "
@@ -276,7 +277,24 @@ def _organization(organization_id: Any) -> Any:
     return AuditChainHead._meta.pk.get_db_prep_value(organization_id, connection)
 
 
-def _seals_store(rows: list[Any], *, head: AuditChainHead) -> None:
+def _head_locked(organization_id: Any) -> tuple[int, str] | None:
+    """The organization's chain head (last seq, last hash), locked until commit; None when
+    there is none or another sealer holds it."""
+    lock = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked \
+        else ""
+    with connection.cursor() as cursor:
+        cursor.execute(_HEAD.format(lock=lock), [_organization(organization_id)])
+        row = cursor.fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def _unsealed(model: type[AuditEvent] | type[ProgressEvent], organization_id: Any) -> list[Any]:
+    """The organization's unsealed rows of `model`, oldest first, at most SEAL_BATCH."""
+    return list(model.objects.raw(_UNSEALED.format(table=model._meta.db_table),
+                                  [_organization(organization_id), SEAL_BATCH]))
+
+
+def _seals_store(rows: list[Any], *, organization_id: Any, head: tuple[int, str]) -> None:
     """Write the rows' seq (and an audit row's hashes), then move the chain's head."""
     audit = [(row.seq, row.prev_hash, row.hash, row.pk)
              for row in rows if isinstance(row, AuditEvent)]
@@ -286,7 +304,7 @@ def _seals_store(rows: list[Any], *, head: AuditChainHead) -> None:
             cursor.executemany(_SEAL_AUDIT, audit)
         if progress:
             cursor.executemany(_SEAL_PROGRESS, progress)
-        cursor.execute(_HEAD_MOVE, [head.last_seq, head.last_hash, _organization(head.pk)])
+        cursor.execute(_HEAD_MOVE, [*head, _organization(organization_id)])
 
 
 def unsealed_waiting(organization_id: Any) -> bool:

@@ -130,7 +130,7 @@ def branch_follow_upstream(*, branch: IntegrationBranch, repo: Path) -> Integrat
                 return branch
         else:
             merged = merge_commits(
-                repo=repo, target=branch.head, source=tip,
+                repo=repo, target=branch.head, source=tip, source_unmerged=True,
                 message=f"Merge {project.default_branch} into {branch.name}\n")
             if not merged.merged:
                 return branch
@@ -190,15 +190,19 @@ def branch_merge_ticket(*, ticket: Ticket, attempt: Attempt, repo: Path,
 
 def _merge_here(*, project: Project, repo: Path, target: str, source: str,
                 message: str) -> MergeResult:
-    """merge_commits in this machine's repository, bringing the two commits in from HAAO's
-    store only when the merge says this repository lacks one (most often it has both)."""
+    """An accepted attempt's commit merged into the branch in this machine's repository,
+    bringing the two commits in from HAAO's store only when the merge says this repository
+    lacks one (most often it has both). The commit is never in the branch already: its
+    ticket would be merged, and its step would not have come this far."""
     try:
-        return merge_commits(repo=repo, target=target, source=source, message=message)
+        return merge_commits(repo=repo, target=target, source=source, message=message,
+                             source_unmerged=True)
     except WorkspaceError as error:
         if error.code != COMMIT_NOT_HERE:
             raise
     commits_ensure(project=project, repo=repo, commits=[target, source])
-    return merge_commits(repo=repo, target=target, source=source, message=message)
+    return merge_commits(repo=repo, target=target, source=source, message=message,
+                         source_unmerged=True)
 
 
 def _name_locally(*, repo: Path, branch: str, commit: str) -> None:

@@ -246,28 +246,36 @@ def _conflict_summary(directory: Path, branch: str, conflicts: list[str]) -> str
     return "\n".join(lines)
 
 
-def merge_commits(*, repo: Path, target: str, source: str, message: str) -> MergeResult:
+def merge_commits(*, repo: Path, target: str, source: str, message: str,
+                  source_unmerged: bool = False) -> MergeResult:
     """Merge commit `source` into commit `target` without a worktree (git merge-tree) and
     without moving any ref: the --no-ff merge commit, or the conflicting paths and hunks.
     WorkspaceError COMMIT_NOT_HERE when this repository lacks either (agents.delivery.packs
-    brings them in)."""
+    brings them in).
+
+    `source_unmerged`: the caller knows `source` is not in `target` (an accepted attempt's
+    commit before its own merge; an upstream git just said is not in it), so the ancestry
+    test that would say so is left out, and a missing commit is told from merge-tree's
+    failure instead."""
     if not isinstance(message, str) or not message.strip() or "\x00" in message:
         raise ApplicationError("A merge message must be non-empty text.",
                                code="invalid_commit_message")
     repo = Path(repo)
-    merged_before = is_ancestor(repo, source, target)
-    if merged_before is None:
-        raise WorkspaceError(f"This repository lacks {target[:12]} or {source[:12]}; bring "
-                             "them in from HAAO's store first.", code=COMMIT_NOT_HERE)
-    if merged_before:
-        return MergeResult(merged=True, commit=target, up_to_date=True)
+    if not source_unmerged:
+        merged_before = is_ancestor(repo, source, target)
+        if merged_before is None:
+            raise _not_here(target, source)
+        if merged_before:
+            return MergeResult(merged=True, commit=target, up_to_date=True)
     result = git(["merge-tree", "--write-tree", "--name-only", "--no-messages", target, source],
                  cwd=repo, check=False)
-    if result.returncode not in (0, 1):
-        raise WorkspaceError(f"Merging failed: {(result.stderr or result.stdout)[-600:]}",
-                             code="merge_failed")
     lines = result.stdout.splitlines()
     tree = lines[0].strip() if lines else ""
+    if result.returncode not in (0, 1) or not tree:  # git names no tree for a missing commit
+        if source_unmerged and is_ancestor(repo, source, target) is None:
+            raise _not_here(target, source)
+        raise WorkspaceError(f"Merging failed: {(result.stderr or result.stdout)[-600:]}",
+                             code="merge_failed")
     if result.returncode == 1:
         conflicts = sorted({line for line in lines[1:] if line.strip()})
         return MergeResult(merged=False, commit=target, conflicts=conflicts,
@@ -275,6 +283,11 @@ def merge_commits(*, repo: Path, target: str, source: str, message: str) -> Merg
     commit = git(["commit-tree", tree, "-p", target, "-p", source, "-F", "-"], cwd=repo,
                  input_text=message).stdout.strip()
     return MergeResult(merged=True, commit=commit)
+
+
+def _not_here(target: str, source: str) -> WorkspaceError:
+    return WorkspaceError(f"This repository lacks {target[:12]} or {source[:12]}; bring them "
+                          "in from HAAO's store first.", code=COMMIT_NOT_HERE)
 
 
 def _tree_conflict_summary(repo: Path, tree: str, source: str, conflicts: list[str]) -> str:

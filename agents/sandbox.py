@@ -353,21 +353,16 @@ def _environment(env_extra: Mapping[str, str] | None) -> dict[str, str]:
     return env
 
 
-def hand_over(worktree: Path, *, uid: int) -> int:
-    """Give the worktree to the sandbox user, never following its symlinks out of it; how
-    many files (not directories) changed owner."""
+def hand_over(worktree: Path, *, uid: int) -> None:
+    """Give the worktree to the sandbox user, never following its symlinks out of it."""
     os.chown(worktree, uid, uid, follow_symlinks=False)
-    files_changed = 0
     for _root, dirs, files, root_fd in os.fwalk(worktree, follow_symlinks=False):
-        for names, are_files in ((dirs, False), (files, True)):
-            for name in names:
-                try:
-                    if os.stat(name, dir_fd=root_fd, follow_symlinks=False).st_uid != uid:
-                        os.chown(name, uid, uid, dir_fd=root_fd, follow_symlinks=False)
-                        files_changed += are_files
-                except FileNotFoundError:
-                    continue
-    return files_changed
+        for name in (*dirs, *files):
+            try:
+                if os.stat(name, dir_fd=root_fd, follow_symlinks=False).st_uid != uid:
+                    os.chown(name, uid, uid, dir_fd=root_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
 
 
 def _bwrap_argv(*, bwrap: str, worktree: Path, check: CheckSpec, limits: SandboxLimits,

@@ -15,7 +15,7 @@ from agents.delivery.packs import commits_ensure, pack_save
 from agents.models import GitPack, IntegrationBranch
 from agents.sandbox import DEFAULT_SANDBOX_UID
 from agents.tests.repos import commit_on, upstream_repo, workspace
-from agents.workspaces.checkouts import REFRESH_FROM_FILES, checkout_at, checkout_hand_over
+from agents.workspaces.checkouts import checkout_at, checkout_hand_over
 from agents.workspaces.git import WorkspaceError, git
 from agents.workspaces.remote import workspace_of
 from agents.workspaces.store import has_commit
@@ -169,10 +169,10 @@ def test_a_check_that_forges_a_files_times_cannot_leave_it_for_the_next_attempt(
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the hand-over to the sandbox user needs root")
-def test_the_next_reset_rewrites_a_few_handed_over_files_and_keeps_many(
+def test_a_reset_after_a_hand_over_keeps_the_handed_over_files(
         cast: Any, tmp_path: Path) -> None:
     upstream = upstream_repo(tmp_path)
-    many = [f"data/{n}.txt" for n in range(REFRESH_FROM_FILES)]
+    many = [f"data/{n}.txt" for n in range(32)]
     for name in many:
         (upstream / name).parent.mkdir(exist_ok=True)
         (upstream / name).write_text(f"{name}\n")
@@ -182,26 +182,19 @@ def test_the_next_reset_rewrites_a_few_handed_over_files_and_keeps_many(
     base = git(["rev-parse", "main"], cwd=repo).stdout.strip()
     edited = commit_on(repo, base, "app.py", "VALUE = 2\n")
 
-    def inodes(checkout: Any, names: list[str]) -> list[int]:
-        return [(checkout.directory / name).stat().st_ino for name in names]
+    def inodes(checkout: Any) -> list[int]:
+        return [(checkout.directory / name).stat().st_ino for name in many]
 
-    # A first checkout hands every file over: the index records them, so the next reset
-    # keeps them where they are, still the sandbox user's.
+    # The hand-over changes every file's owner, and so its ctime: the index records them
+    # again, or the next reset would write every file anew (measured: that costs more than
+    # the refresh, even for one file).
     with checkout_at(repo=repo, commit=base) as checkout:
         checkout_hand_over(checkout, uid=DEFAULT_SANDBOX_UID)
-        handed = inodes(checkout, many)
-    with checkout_at(repo=repo, commit=base) as checkout:
-        assert inodes(checkout, many) == handed
-        assert {(checkout.directory / n).stat().st_uid for n in many} == {DEFAULT_SANDBOX_UID}
-    # One file rewritten (an attempt's edit): handed over as it is; the next reset rewrites
-    # it, and leaves the rest.
-    with checkout_at(repo=repo, commit=edited) as checkout:
-        checkout_hand_over(checkout, uid=DEFAULT_SANDBOX_UID)
-        assert (checkout.directory / "app.py").stat().st_uid == DEFAULT_SANDBOX_UID
+        handed = inodes(checkout)
     with checkout_at(repo=repo, commit=edited) as checkout:
         assert (checkout.directory / "app.py").read_text() == "VALUE = 2\n"
-        assert (checkout.directory / "app.py").stat().st_uid == os.geteuid()  # written anew
-        assert inodes(checkout, many) == handed
+        assert inodes(checkout) == handed
+        assert {(checkout.directory / n).stat().st_uid for n in many} == {DEFAULT_SANDBOX_UID}
 
 
 def test_a_branch_follows_upstream_moving_without_work_of_haaos_and_merging_with_it(

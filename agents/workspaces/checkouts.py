@@ -44,20 +44,14 @@ class Checkout:
 
 
 def checkout_hand_over(checkout: Checkout, *, uid: int) -> None:
-    """Give the checkout to the sandbox user before its checks run. Only files the reset or
-    the edits rewrote change owner, and with it their ctime, which the index no longer
-    matches: the next reset rewrites such a file, as it restores anything the checks change
-    (a check cannot forge a ctime). When many changed owner (a first checkout, a base far
-    ahead), the index records their new state now instead, one git process that saves the
-    next reset rewriting them all; for a few, rewriting them costs less than the process."""
+    """Give the checkout to the sandbox user before its checks run, then record the new
+    ownership in the index. Only files the reset or the edits rewrote change owner, and
+    only those are read again; anything the checks then change gets a new ctime, so the
+    next reset sees it and restores it."""
 
-    if sandbox.hand_over(checkout.directory, uid=uid) >= REFRESH_FROM_FILES:
-        git(["update-index", "-q", "--refresh"], cwd=checkout.directory, env=checkout.env,
-            check=False)
-
-
-# From how many files changing owner the index is refreshed at once (checkout_hand_over).
-REFRESH_FROM_FILES = 32
+    sandbox.hand_over(checkout.directory, uid=uid)
+    git(["update-index", "-q", "--refresh"], cwd=checkout.directory, env=checkout.env,
+        check=False)
 
 
 def _claim_slot(folder: Path) -> tuple[int, int]:

@@ -70,6 +70,7 @@ def run_worker(timings: str, profile: str, celery_args: list[str]) -> None:
 
     state: dict[str, Any] = {"out": None, "started": {}}
     commands: Counter[str] = Counter()
+    command_cpu: defaultdict[str, float] = defaultdict(float)
     queries = {"count": 0, "seconds": 0.0}
     statements: Counter[str] = Counter()
     other_threads: Counter[str] = Counter()
@@ -85,9 +86,27 @@ def run_worker(timings: str, profile: str, celery_args: list[str]) -> None:
                          if not (word == "-c" and next(words, None)) and not
                          word.startswith("-")), "git")
         commands[name] += 1
+        self._bench_name = name
         popen_init(self, args, *rest, **kwargs)
 
     sp.Popen.__init__ = counting_init  # type: ignore[method-assign]
+    handle_exit = sp.Popen._handle_exitstatus  # type: ignore[attr-defined]
+    reaped = {"cpu": 0.0}
+
+    def children_cpu() -> float:
+        times = os.times()
+        return times.children_user + times.children_system
+
+    def timed_exit(self: Any, *args: Any, **kwargs: Any) -> Any:
+        # A child's CPU joins the process's children times when it is reaped, here: what
+        # they grew by since the last reap is this command's.
+        result = handle_exit(self, *args, **kwargs)
+        now = children_cpu()
+        command_cpu[getattr(self, "_bench_name", "?")] += now - reaped["cpu"]
+        reaped["cpu"] = now
+        return result
+
+    sp.Popen._handle_exitstatus = timed_exit  # type: ignore[attr-defined]
 
     def count_query(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
         started = time.perf_counter()
@@ -110,6 +129,8 @@ def run_worker(timings: str, profile: str, celery_args: list[str]) -> None:
     @task_prerun.connect
     def before(task_id: str, task: Any, **_: Any) -> None:
         commands.clear()
+        command_cpu.clear()
+        reaped["cpu"] = children_cpu()
         statements.clear()
         queries.update(count=0, seconds=0.0)
         times = os.times()
@@ -133,8 +154,8 @@ def run_worker(timings: str, profile: str, celery_args: list[str]) -> None:
             "wall": time.perf_counter() - began[0], "cpu": time.thread_time() - began[1],
             "children_cpu": times.children_user + times.children_system - began[2],
             "queries": queries["count"], "query_seconds": queries["seconds"],
-            "commands": dict(commands), "statements": dict(statements),
-            "other_threads": dict(other_threads)}) + "\n")
+            "commands": dict(commands), "command_cpu": dict(command_cpu),
+            "statements": dict(statements), "other_threads": dict(other_threads)}) + "\n")
         other_threads.clear()
 
     sys.argv = ["celery", *celery_args]
@@ -521,6 +542,7 @@ def per_ticket(workdir: Path, projects: list[Any], approved_at: datetime) -> dic
     by_task: dict[str, Counter[str]] = defaultdict(Counter)
     seconds: dict[str, defaultdict[str, float]] = defaultdict(lambda: defaultdict(float))
     commands: Counter[str] = Counter()
+    command_cpu: defaultdict[str, float] = defaultdict(float)
     statements: dict[str, Counter[str]] = defaultdict(Counter)
     for row in rows:
         name = row["task"].removeprefix("haao.")
@@ -536,6 +558,8 @@ def per_ticket(workdir: Path, projects: list[Any], approved_at: datetime) -> dic
         for key in ("wall", "cpu", "children_cpu", "query_seconds"):
             seconds[name][key] += row[key]
         commands.update(row["commands"])
+        for command, spent in row.get("command_cpu", {}).items():
+            command_cpu[command] += spent
         if name == "decompose":
             continue  # before the measured window
         kwargs = row["kwargs"]
@@ -562,7 +586,8 @@ def per_ticket(workdir: Path, projects: list[Any], approved_at: datetime) -> dic
     events = AuditEvent.objects.filter(created_at__gte=approved_at).count()
     progress = ProgressEvent.objects.filter(created_at__gte=approved_at).count()
     return {"cpu_ms": cpu_ms, "wall_ms": wall_ms, "by_task": by_task, "seconds": seconds,
-            "commands": commands, "statements": statements, "events_per_ticket": events / n,
+            "commands": commands, "command_cpu": command_cpu, "statements": statements,
+            "events_per_ticket": events / n,
             "progress_events_per_ticket": progress / n,
             "model_latency_ms": 1000 * statistics.median(latency[t] for t in tickets),
             "check_ms": 1000 * statistics.median(checks[t] for t in tickets)}
@@ -585,6 +610,9 @@ def report(args: argparse.Namespace, run: dict[str, Any], split: dict[str, Any])
               f"{counts['queries'] / n:>9.1f}{1000 * s['query_seconds'] / n:>8.1f}")
     print("commands per ticket: " + ", ".join(
         f"{name}={count / n:.1f}" for name, count in split["commands"].most_common(12)))
+    spent = sorted(split["command_cpu"].items(), key=lambda item: -item[1])
+    print(f"their CPU per ticket ({1000 * sum(s for _, s in spent) / n:.1f} ms): " + ", ".join(
+        f"{name}={1000 * seconds / n:.1f}" for name, seconds in spent[:12]))
     for name, shapes in sorted(split["statements"].items()):
         if shapes:
             print(f"\nStatements per ticket, {name} ({sum(shapes.values()) / n:.1f}):")

@@ -101,6 +101,41 @@ def test_preparing_again_fetches_new_commits_but_keeps_the_integration_branch(
     assert head(repo, "haao/integration") == integration
 
 
+def test_each_fetch_brings_the_commit_graph_up_to_the_commits_made_here(
+        tmp_path: Path, upstream: Path, repo: Path) -> None:
+    main = head(repo, "main")
+    chain = repo / "objects" / "info" / "commit-graphs" / "commit-graph-chain"
+    assert chain.is_file()
+    assert run_git(repo, "commit-graph", "verify").strip() == ""
+    tree = run_git(repo, "rev-parse", f"{main}^{{tree}}").strip()
+    made_here = run_git(repo, "-c", "user.name=H", "-c", "user.email=h@h.test", "commit-tree",
+                        tree, "-p", main, "-m", "made here").strip()
+    run_git(repo, "update-ref", "refs/haao/commits/" + made_here, made_here)
+    assert made_here not in graph_commits(repo)
+
+    workspace_prepare(project_id="p1", repository=str(upstream), default_branch="main",
+                      root=tmp_path / "ws")
+
+    assert {main, made_here} <= graph_commits(repo)
+    assert run_git(repo, "commit-graph", "verify").strip() == ""
+
+
+def graph_commits(repo: Path) -> set[str]:
+    """The commits the repository's commit-graph holds (git's test-tool is not installed:
+    the chain's files are read, each commit's id in its OID lookup chunk)."""
+    found: set[str] = set()
+    folder = repo / "objects" / "info" / "commit-graphs"
+    for name in (folder / "commit-graph-chain").read_text().split():
+        data = (folder / f"graph-{name}.graph").read_bytes()
+        chunks = data[6]  # after "CGPH", the version and the hash version
+        table = {data[8 + 12 * i:12 + 12 * i]: int.from_bytes(
+            data[12 + 12 * i:20 + 12 * i], "big") for i in range(chunks + 1)}
+        fanout, lookup = table[b"OIDF"], table[b"OIDL"]
+        count = int.from_bytes(data[fanout + 255 * 4:fanout + 256 * 4], "big")
+        found |= {data[lookup + 20 * i:lookup + 20 * (i + 1)].hex() for i in range(count)}
+    return found
+
+
 def test_concurrent_prepares_of_one_project_all_succeed(tmp_path: Path, upstream: Path) -> None:
     results: list[Path] = []
     errors: list[BaseException] = []

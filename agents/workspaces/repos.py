@@ -76,7 +76,18 @@ def workspace_prepare(*, project_id: object, repository: str, default_branch: st
                                  check=False).returncode == 0
                 git(["update-ref", integration_ref, remote if has_remote else default_ref, ""],
                     cwd=repo)
+    _graph(repo)
     return repo
+
+
+def _graph(repo: Path) -> None:
+    """Bring the repository's commit-graph up to date. Without one, git reads commit after
+    commit to answer whether one is in another or where two branched (before each check,
+    in each merge), a cost that grows with every merged ticket: 12 ms of CPU per question
+    at 400 commits, 2.7 ms with the graph. A write that fails (another process holds the
+    graph's lock) leaves the last graph, which git still uses."""
+    git(["commit-graph", "write", "--reachable", "--split", "--no-progress"], cwd=repo,
+        check=False)
 
 
 def _clone(repository: str, repo: Path) -> None:

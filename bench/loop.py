@@ -88,25 +88,40 @@ def run_worker(timings: str, profile: str, celery_args: list[str]) -> None:
         commands[name] += 1
         self._bench_name = name
         popen_init(self, args, *rest, **kwargs)
+        named[self.pid] = name
 
     sp.Popen.__init__ = counting_init  # type: ignore[method-assign]
     handle_exit = sp.Popen._handle_exitstatus  # type: ignore[attr-defined]
     reaped = {"cpu": 0.0}
+    named: dict[int, str] = {}
 
     def children_cpu() -> float:
         times = os.times()
         return times.children_user + times.children_system
 
-    def timed_exit(self: Any, *args: Any, **kwargs: Any) -> Any:
-        # A child's CPU joins the process's children times when it is reaped, here: what
-        # they grew by since the last reap is this command's.
-        result = handle_exit(self, *args, **kwargs)
+    def reaped_now(name: str) -> None:
+        # A child's CPU joins the process's children times when it is reaped: what they grew
+        # by since the last reap is the command just reaped.
         now = children_cpu()
-        command_cpu[getattr(self, "_bench_name", "?")] += now - reaped["cpu"]
+        command_cpu[name] += now - reaped["cpu"]
         reaped["cpu"] = now
+
+    def timed_exit(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result = handle_exit(self, *args, **kwargs)  # after Popen.poll's own reaping too
+        reaped_now(getattr(self, "_bench_name", "?"))
         return result
 
     sp.Popen._handle_exitstatus = timed_exit  # type: ignore[attr-defined]
+    waitpid = os.waitpid
+
+    def timed_waitpid(pid: int, options: int) -> tuple[int, int]:
+        # Popen.wait reaps through os.waitpid, and the sandbox calls it for its check itself.
+        result = waitpid(pid, options)
+        if result[0] and pid in named:
+            reaped_now(named[pid])
+        return result
+
+    os.waitpid = timed_waitpid
 
     def count_query(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
         started = time.perf_counter()

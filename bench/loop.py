@@ -71,6 +71,8 @@ def run_worker(timings: str, profile: str, celery_args: list[str]) -> None:
     state: dict[str, Any] = {"out": None, "started": {}}
     commands: Counter[str] = Counter()
     command_cpu: defaultdict[str, float] = defaultdict(float)
+    running: dict[int, str] = {}  # the commands started and not yet reaped, by pid
+    reaped = {"cpu": 0.0}  # the children times at the last reap
     queries = {"count": 0, "seconds": 0.0}
     statements: Counter[str] = Counter()
     other_threads: Counter[str] = Counter()
@@ -86,42 +88,41 @@ def run_worker(timings: str, profile: str, celery_args: list[str]) -> None:
                          if not (word == "-c" and next(words, None)) and not
                          word.startswith("-")), "git")
         commands[name] += 1
-        self._bench_name = name
         popen_init(self, args, *rest, **kwargs)
-        named[self.pid] = name
+        running[self.pid] = name
 
     sp.Popen.__init__ = counting_init  # type: ignore[method-assign]
-    handle_exit = sp.Popen._handle_exitstatus  # type: ignore[attr-defined]
-    reaped = {"cpu": 0.0}
-    named: dict[int, str] = {}
 
     def children_cpu() -> float:
         times = os.times()
         return times.children_user + times.children_system
 
-    def reaped_now(name: str) -> None:
+    def reaped_now(pid: int) -> None:
         # A child's CPU joins the process's children times when it is reaped: what they grew
-        # by since the last reap is the command just reaped.
-        now = children_cpu()
-        command_cpu[name] += now - reaped["cpu"]
-        reaped["cpu"] = now
+        # by since the last reap is the command just reaped (once, however it was reaped).
+        name = running.pop(pid, None)
+        if name is not None:
+            now = children_cpu()
+            command_cpu[name] += now - reaped["cpu"]
+            reaped["cpu"] = now
 
-    def timed_exit(self: Any, *args: Any, **kwargs: Any) -> Any:
-        result = handle_exit(self, *args, **kwargs)  # after Popen.poll's own reaping too
-        reaped_now(getattr(self, "_bench_name", "?"))
-        return result
-
-    sp.Popen._handle_exitstatus = timed_exit  # type: ignore[attr-defined]
-    waitpid = os.waitpid
+    # Popen.wait and the sandbox (for its check) reap through os.waitpid; Popen.poll keeps
+    # its own, so its exit-status handling is wrapped too.
+    waitpid, handle_exit = os.waitpid, sp.Popen._handle_exitstatus  # type: ignore[attr-defined]
 
     def timed_waitpid(pid: int, options: int) -> tuple[int, int]:
-        # Popen.wait reaps through os.waitpid, and the sandbox calls it for its check itself.
         result = waitpid(pid, options)
-        if result[0] and pid in named:
-            reaped_now(named[pid])
+        if result[0]:
+            reaped_now(pid)
+        return result
+
+    def timed_exit(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result = handle_exit(self, *args, **kwargs)
+        reaped_now(self.pid)
         return result
 
     os.waitpid = timed_waitpid
+    sp.Popen._handle_exitstatus = timed_exit  # type: ignore[attr-defined]
 
     def count_query(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
         started = time.perf_counter()

@@ -194,15 +194,17 @@ def _merge_here(*, project: Project, repo: Path, target: str, source: str,
     bringing the two commits in from HAAO's store only when the merge says this repository
     lacks one (most often it has both). The commit is never in the branch already: its
     ticket would be merged, and its step would not have come this far."""
-    try:
+    def merge() -> MergeResult:
         return merge_commits(repo=repo, target=target, source=source, message=message,
                              source_unmerged=True)
+
+    try:
+        return merge()
     except WorkspaceError as error:
         if error.code != COMMIT_NOT_HERE:
             raise
     commits_ensure(project=project, repo=repo, commits=[target, source])
-    return merge_commits(repo=repo, target=target, source=source, message=message,
-                         source_unmerged=True)
+    return merge()
 
 
 def _name_locally(*, repo: Path, branch: str, commit: str) -> None:

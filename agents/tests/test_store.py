@@ -182,18 +182,14 @@ def test_a_reset_after_a_hand_over_keeps_the_handed_over_files(
     base = git(["rev-parse", "main"], cwd=repo).stdout.strip()
     edited = commit_on(repo, base, "app.py", "VALUE = 2\n")
 
-    def inodes(checkout: Any) -> list[int]:
-        return [(checkout.directory / name).stat().st_ino for name in many]
-
     # The hand-over changes every file's owner, and so its ctime: the index records them
-    # again, or the next reset would write every file anew (measured: that costs more than
-    # the refresh, even for one file).
+    # again, or the next reset would write every file anew, as the worker's own (measured:
+    # that costs more than the refresh, even for one file). A file written anew may get its
+    # old inode number back, so its owner is what tells.
     with checkout_at(repo=repo, commit=base) as checkout:
         checkout_hand_over(checkout, uid=DEFAULT_SANDBOX_UID)
-        handed = inodes(checkout)
     with checkout_at(repo=repo, commit=edited) as checkout:
         assert (checkout.directory / "app.py").read_text() == "VALUE = 2\n"
-        assert inodes(checkout) == handed
         assert {(checkout.directory / n).stat().st_uid for n in many} == {DEFAULT_SANDBOX_UID}
 
 

@@ -37,6 +37,7 @@ from agents.workspaces import (
 )
 from agents.workspaces.checkouts import checkout_at, checkout_hand_over
 from agents.workspaces.git import git
+from agents.workspaces.objects import commit_write
 from haao.errors import ApplicationError, Conflict
 from haao.secrets_registry import organization_secrets
 from policies.enforcement import (
@@ -300,8 +301,7 @@ def _commit(repo: Path, *, attempt: Attempt, endpoint: InferenceEndpoint, base: 
     branch = attempt_branch(ticket.key, attempt.number)
     message = f"{ticket.key}: {ticket.title}\n\nAttempt {attempt.number} by " \
               f"{endpoint.model} on {endpoint.name}; Definition of Done passed.\n"
-    commit = git(["commit-tree", tree, "-p", base, "-F", "-"], cwd=repo,
-                 input_text=message).stdout.strip()
+    commit = commit_write(repo, tree=tree, parents=[base], message=message)
     pack_save(project=ticket.project, repo=repo, commit=commit, prerequisites=[base],
               refs={f"refs/heads/{branch}": commit})
     return commit

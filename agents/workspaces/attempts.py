@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agents.workspaces.git import WorkspaceError, file_lock, git
+from agents.workspaces.objects import commit_write
 from agents.workspaces.repos import lock_for
 from agents.workspaces.store import is_ancestor
 from haao.errors import ApplicationError
@@ -208,8 +209,7 @@ def _merge_in_place(repo: Path, integration_branch: str, head: str, base: str, *
         raise WorkspaceError(f"Merging failed: {(result.stderr or result.stdout)[-600:]}",
                              code="merge_failed")
     tree = result.stdout.split()[0]
-    commit = git(["commit-tree", tree, "-p", base, "-p", head, "-F", "-"], cwd=repo,
-                 input_text=message).stdout.strip()
+    commit = commit_write(repo, tree=tree, parents=[base, head], message=message)
     # Compare-and-set: the integration branch must still be where the merge started.
     git(["update-ref", f"refs/heads/{integration_branch}", commit, base], cwd=repo)
     return MergeResult(merged=True, commit=commit)
@@ -280,8 +280,7 @@ def merge_commits(*, repo: Path, target: str, source: str, message: str,
         conflicts = sorted({line for line in lines[1:] if line.strip()})
         return MergeResult(merged=False, commit=target, conflicts=conflicts,
                            summary=_tree_conflict_summary(repo, tree, source, conflicts))
-    commit = git(["commit-tree", tree, "-p", target, "-p", source, "-F", "-"], cwd=repo,
-                 input_text=message).stdout.strip()
+    commit = commit_write(repo, tree=tree, parents=[target, source], message=message)
     return MergeResult(merged=True, commit=commit)
 
 

@@ -25,6 +25,7 @@ from agents.edits import parse_edits
 from agents.workspaces import apply_edits, attempt_worktree, diff_of, workspace_prepare
 from agents.workspaces.checkouts import checkout_at, checkout_hand_over
 from agents.workspaces.git import git
+from agents.workspaces.objects import commit_write
 from agents.workspaces.store import bundle_of
 
 
@@ -73,7 +74,7 @@ def reused_attempt(repo: Path, base: str, number: int) -> None:
         tree = checkout.git(["write-tree"]).strip()
         if os.geteuid() == 0:
             checkout_hand_over(checkout, uid=sandbox.DEFAULT_SANDBOX_UID)
-    commit = git(["commit-tree", tree, "-p", base, "-m", "attempt"], cwd=repo).stdout.strip()
+    commit = commit_write(repo, tree=tree, parents=[base], message="attempt\n")
     bundle_of(repo, commit, prerequisites=[base])
 
 

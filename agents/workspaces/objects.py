@@ -38,18 +38,18 @@ def commit_write(repo: Path, *, tree: str, parents: Sequence[str], message: str)
     if not message.strip() or "\x00" in message:
         raise WorkspaceError("A commit message must be non-empty text.",
                              code="invalid_commit_message")
-    now = time.time()
-    signature = f"{AUTHOR_NAME} <{AUTHOR_EMAIL}> {int(now)} {_zone(now)}"
-    body = "".join([f"tree {tree}\n", *(f"parent {p}\n" for p in parents),
-                    f"author {signature}\n", f"committer {signature}\n", "\n"]).encode() \
-        + message.encode("utf-8", "replace")
-    data = b"commit %d\x00" % len(body) + body
     objects = _objects_of(Path(repo))
     if objects is None:
         args = ["commit-tree", tree]
         for parent in parents:
             args += ["-p", parent]
         return git([*args, "-F", "-"], cwd=repo, input_text=message).stdout.strip()
+    now = time.time()
+    signature = f"{AUTHOR_NAME} <{AUTHOR_EMAIL}> {int(now)} {_zone(now)}"
+    body = "".join([f"tree {tree}\n", *(f"parent {p}\n" for p in parents),
+                    f"author {signature}\n", f"committer {signature}\n", "\n"]).encode() \
+        + message.encode("utf-8", "replace")
+    data = b"commit %d\x00" % len(body) + body
     oid = _HASHES[size](data).hexdigest()
     _store(objects, oid, zlib.compress(data, _LEVEL))
     return oid

@@ -667,7 +667,7 @@ class Run:
     organization: Any
     started: float
     finished: float = 0.0
-    reviews: Counter[Any] = field(default_factory=Counter)  # Gate 2 rejections per ticket
+    sent_back: Counter[Any] = field(default_factory=Counter)  # times, by ticket
 
 
 def loop_start(config: Config, index: int, *, tickets: int, workdir: Path,
@@ -777,9 +777,9 @@ def loop_drive(runs: list[Run], *, models: TraceModels, workers: Any, timeout: f
                 producer = KIND_OF_MODEL.get(attempt.model, "cloud")
                 if models.draws.accepted(int(found.group(1)), attempt.number, producer):
                     as_owner(run.owner, ticket_accept, ticket=ticket)
-                elif run.reviews[ticket.pk] + 1 < run.config.reviews:
+                elif run.sent_back[ticket.pk] + 1 < run.config.reviews:
                     as_owner(run.owner, send_back, ticket=ticket)
-                    run.reviews[ticket.pk] += 1
+                    run.sent_back[ticket.pk] += 1
                 else:
                     as_owner(run.owner, reject_and_cancel, ticket=ticket)
             pending = Requirement.objects.filter(
@@ -836,7 +836,7 @@ def loop_outcome(run: Run, main: Run | None, draws: Draws) -> Outcome:
     counts = Counter(statuses.values())
     out = Outcome(tickets=len(statuses), accepted=counts[TicketStatus.ACCEPTED],
                   rejected=counts[TicketStatus.CANCELLED], blocked=counts[TicketStatus.BLOCKED],
-                  sent_back=sum(run.reviews.values()))
+                  sent_back=sum(run.sent_back.values()))
     out.why_blocked.update(Ticket.objects.filter(project=run.project,
                                                  status=TicketStatus.BLOCKED)
                            .values_list("block_reason", flat=True))
